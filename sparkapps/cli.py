@@ -1,0 +1,56 @@
+"""The ``icefeed`` command: one entry point, subcommands registered by each package.
+
+Each package contributes a ``register(subparsers)`` function that adds its
+subcommand and sets ``func`` (``args -> exit code``). Registration imports only
+argparse-level code; heavy libraries (pyspark, pyiceberg, kubernetes) are
+imported when a command runs, so ``icefeed --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from jobs.errors import IcefeedError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``icefeed`` argument parser with every subcommand registered."""
+    from feeder.cli import register as register_feeder
+    from jobs.clean.cli import register as register_clean
+    from sparkapps.commands import register as register_sparkapp
+
+    parser = argparse.ArgumentParser(
+        prog="icefeed",
+        description="Lakehouse to GPU: clean raw data into Iceberg, feed it to PyTorch.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    register_clean(sub)
+    register_feeder(sub)
+    register_sparkapp(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``icefeed`` command line; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except IcefeedError as exc:
+        print(f"icefeed {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"icefeed {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -53,11 +53,18 @@ bench: venv petastorm-venv ## run the benchmarks; results in bench-results/
 PETASTORM_VENV := .venv-petastorm
 petastorm-venv: $(PETASTORM_VENV)/.installed ## separate venv for the Petastorm 0.13.1 baseline
 
+# petastorm 0.13.1 pins setuptools<70 while torch 2.13 asks setuptools>=77 (only to
+# build C++ extensions, unused here): torch goes in without deps, then its runtime deps.
+# The +cpu local version picks the CPU wheel, not PyPI's CUDA-linked one.
 $(PETASTORM_VENV)/.installed:
+	rm -rf $(PETASTORM_VENV)
 	$(PYTHON) -m venv $(PETASTORM_VENV)
 	$(PETASTORM_VENV)/bin/pip install --quiet --upgrade pip 'setuptools<70' wheel
+	$(PETASTORM_VENV)/bin/pip install --quiet --no-deps '$(TORCH_PIN)+cpu'
 	$(PETASTORM_VENV)/bin/pip install --quiet petastorm==0.13.1 pyarrow==14.0.2 'numpy<2' \
-	  'pandas<2.2' 'pyspark==3.5.*' '$(TORCH_PIN)'
+	  'pandas>=2.0,<2.2' 'pyspark==3.5.*' 'setuptools<70' \
+	  filelock 'typing-extensions>=4.10' 'sympy>=1.13.3' 'networkx>=2.5.1' jinja2 'fsspec>=0.8.5'
+	$(PETASTORM_VENV)/bin/python -c 'import petastorm, pyspark, torch, pyarrow; print("petastorm", petastorm.__version__, "pyarrow", pyarrow.__version__, "pyspark", pyspark.__version__, "torch", torch.__version__)'
 	touch $@
 
 clean: ## remove build outputs (keeps .venv)

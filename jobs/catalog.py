@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EMBEDDED_CATALOG_NAME = "icefeed"
+
+
+_URI_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
+
+
+def mask_credentials(text: str) -> str:
+    """Replace the password of every ``scheme://user:password@host`` in ``text`` by ``***``."""
+    return _URI_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text)
 
 
 def icefeed_home() -> Path:
@@ -57,14 +66,20 @@ def load_catalog(name: str | None = None) -> Catalog:
 
     config = Config()
     wanted = name or config.get_default_catalog_name()
-    if config.get_catalog_config(wanted) is not None:
+    configured = config.get_catalog_config(wanted)
+    if configured is not None:
         try:
-            catalog = pyiceberg_load_catalog(wanted)
+            # Pass the fresh config: pyiceberg's own load_catalog reads the environment
+            # once at import, so PYICEBERG_CATALOG__ variables set later would be missed.
+            catalog = pyiceberg_load_catalog(wanted, **configured)  # type: ignore[arg-type]
         except Exception as exc:  # pyiceberg raises many types; we add the context
+            # `from None`: the cause's text may quote a URI with its password.
+            first_line = mask_credentials((str(exc).splitlines() or [""])[0])
             raise CatalogError(
                 f"could not load the configured Iceberg catalog {wanted!r}: "
-                f"{type(exc).__name__}; check its .pyiceberg.yaml / PYICEBERG_CATALOG__ settings"
-            ) from exc
+                f"{type(exc).__name__}: {first_line}; "
+                "check its .pyiceberg.yaml / PYICEBERG_CATALOG__ settings"
+            ) from None
         log.info("using configured Iceberg catalog %r", wanted)
         return catalog
     if name is not None and name != EMBEDDED_CATALOG_NAME:

@@ -1,0 +1,122 @@
+"""Bearer-token auth and TLS plumbing shared by the coordinator, data nodes and client.
+
+Server side: :func:`server_middleware` returns the ``middleware=`` dict for a
+``FlightServerBase``; every call without ``authorization: Bearer <token>`` (when
+a token is set) is refused with ``FlightUnauthenticatedError``, compared in
+constant time. The same middleware records the caller's ``x-icefeed-job``
+header, read back in a handler with :func:`caller_job`.
+
+Client side: :func:`call_options` builds the headers and timeout of a call,
+:func:`connect` opens a ``FlightClient`` (trusting the TLS roots when given).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import pyarrow.flight as flight
+from pydantic import SecretStr
+
+from feeder.config import TLSConfig
+
+log = logging.getLogger(__name__)
+
+MIDDLEWARE_KEY = "icefeed"
+AUTH_HEADER = "authorization"
+JOB_HEADER = "x-icefeed-job"
+_BEARER = "Bearer "
+
+
+def _secret(token: str | SecretStr | None) -> str | None:
+    if token is None:
+        return None
+    return token.get_secret_value() if isinstance(token, SecretStr) else token
+
+
+class CallHeaders(flight.ServerMiddleware):
+    """Per-call middleware instance holding what the handlers need from the headers."""
+
+    def __init__(self, job: str | None) -> None:
+        super().__init__()
+        self.job = job
+
+
+class BearerAuthFactory(flight.ServerMiddlewareFactory):
+    """Refuses calls without the right bearer token; records the ``x-icefeed-job`` header."""
+
+    def __init__(self, token: str | SecretStr | None) -> None:
+        super().__init__()
+        secret = _secret(token)
+        self._expected = (_BEARER + secret).encode() if secret else None
+
+    def start_call(self, info: Any, headers: dict[str, list[Any]]) -> CallHeaders:
+        """Check the token (if any) and return the call's :class:`CallHeaders`."""
+        if self._expected is not None:
+            given = headers.get(AUTH_HEADER) or []
+            raw = given[0] if len(given) == 1 else b""
+            raw_bytes = raw.encode("utf-8", "replace") if isinstance(raw, str) else bytes(raw)
+            if not hmac.compare_digest(raw_bytes, self._expected):
+                raise flight.FlightUnauthenticatedError(
+                    "missing or wrong bearer token: send 'authorization: Bearer <token>'"
+                )
+        jobs = headers.get(JOB_HEADER) or []
+        job = jobs[0] if jobs else None
+        if isinstance(job, bytes):
+            job = job.decode("utf-8", "replace")
+        return CallHeaders(job)
+
+
+def server_middleware(token: str | SecretStr | None) -> dict[str, flight.ServerMiddlewareFactory]:
+    """Return the ``middleware=`` dict for a Flight server guarded by ``token`` (None = open)."""
+    return {MIDDLEWARE_KEY: BearerAuthFactory(token)}
+
+
+def caller_job(context: flight.ServerCallContext) -> str | None:
+    """Return the ``x-icefeed-job`` header of the current call, or None if absent."""
+    middleware = context.get_middleware(MIDDLEWARE_KEY)
+    return middleware.job if isinstance(middleware, CallHeaders) else None
+
+
+def call_options(
+    token: str | SecretStr | None, job: str | None = None, timeout: float | None = None
+) -> flight.FlightCallOptions:
+    """Return ``FlightCallOptions`` carrying the bearer token, the job header and a timeout."""
+    headers: list[tuple[bytes, bytes]] = []
+    secret = _secret(token)
+    if secret:
+        headers.append((AUTH_HEADER.encode(), (_BEARER + secret).encode()))
+    if job is not None:
+        headers.append((JOB_HEADER.encode(), job.encode()))
+    return flight.FlightCallOptions(headers=headers, timeout=timeout)
+
+
+def scheme(tls: TLSConfig | None) -> str:
+    """Return the gRPC URI scheme: ``grpc+tls`` with TLS, else ``grpc``."""
+    return "grpc+tls" if tls is not None else "grpc"
+
+
+def location_uri(host: str, port: int, tls: TLSConfig | None) -> str:
+    """Return ``grpc://host:port`` or ``grpc+tls://host:port`` (IPv6 hosts bracketed)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{scheme(tls)}://{host}:{port}"
+
+
+def server_tls_kwargs(tls: TLSConfig | None) -> dict[str, Any]:
+    """Return the ``FlightServerBase`` keyword arguments for ``tls`` (empty without TLS)."""
+    if tls is None:
+        return {}
+    return {"tls_certificates": tls.server_certificates()}
+
+
+def connect(location: str, *, tls: TLSConfig | None = None) -> flight.FlightClient:
+    """Open a ``FlightClient`` to ``location``, trusting ``tls``'s roots for ``grpc+tls``."""
+    kwargs: dict[str, Any] = {}
+    if location.startswith("grpc+tls://"):
+        if tls is None:
+            log.info("connecting to %s with the system trust store", location)
+        else:
+            kwargs["tls_root_certs"] = tls.root_certs()
+    return flight.FlightClient(location, **kwargs)

@@ -1,0 +1,167 @@
+"""Signed, opaque Flight tickets: which rows of which slice, for whom, in which order.
+
+Wire form: ``base64url(payload) "." base64url(hmac_sha256(key, payload))``
+(no padding), the payload a compact JSON object::
+
+    {"v":1,"job":..,"snap":..,"slice":..,"start":..,"stop":..,
+     "epoch":..,"seed":..,"shuffle":..,"cols":null|[..]}
+
+The key is random per feeder session and shared only between the coordinator
+and its data nodes. A ticket never carries a path: a data node looks the slice
+up in the plan the coordinator gave it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from jobs.errors import AuthError
+
+VERSION = 1
+MAX_TICKET_BYTES = 64 * 1024
+_KEYS = frozenset(
+    {"v", "job", "snap", "slice", "start", "stop", "epoch", "seed", "shuffle", "cols"}
+)
+_B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
+_INT64 = 2**63
+
+
+@dataclass(frozen=True, kw_only=True)
+class TicketClaims:
+    """What a ticket grants: rows ``[start, stop)`` of ``slice_id``'s epoch order to ``job``."""
+
+    job: str
+    snapshot_id: int
+    slice_id: int
+    start: int
+    stop: int
+    epoch: int
+    seed: int
+    shuffle: bool
+    columns: tuple[str, ...] | None = None
+
+
+def new_key() -> bytes:
+    """Return a fresh random 32-byte signing key (one per feeder session)."""
+    return secrets.token_bytes(32)
+
+
+def _b64encode(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _b64decode(data: bytes) -> bytes:
+    if not _B64URL.match(data):
+        raise AuthError("invalid ticket: not base64url")
+    try:
+        return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise AuthError("invalid ticket: not base64url") from exc
+
+
+def _int(payload: dict[str, Any], key: str, lo: int, hi: int = _INT64) -> int:
+    value = payload[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value < hi:
+        raise AuthError(f"invalid ticket: field {key!r} is not an integer in [{lo}, {hi})")
+    return value
+
+
+class TicketSigner:
+    """Signs and verifies tickets with one HMAC-SHA256 key."""
+
+    def __init__(self, key: bytes) -> None:
+        if not isinstance(key, bytes) or len(key) < 16:
+            raise ValueError("a ticket key must be at least 16 random bytes (see new_key())")
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "TicketSigner(key=<hidden>)"
+
+    def sign(self, claims: TicketClaims) -> bytes:
+        """Return the wire form of ``claims``."""
+        payload = {
+            "v": VERSION,
+            "job": claims.job,
+            "snap": claims.snapshot_id,
+            "slice": claims.slice_id,
+            "start": claims.start,
+            "stop": claims.stop,
+            "epoch": claims.epoch,
+            "seed": claims.seed,
+            "shuffle": claims.shuffle,
+            "cols": list(claims.columns) if claims.columns is not None else None,
+        }
+        raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+        mac = hmac.new(self._key, raw, hashlib.sha256).digest()
+        return _b64encode(raw) + b"." + _b64encode(mac)
+
+    def verify(self, raw: bytes) -> TicketClaims:
+        """Return the claims of a ticket signed with this key.
+
+        Raises AuthError for anything else: not bytes, too long, bad base64,
+        bad signature, truncated, bad JSON, wrong version, unknown or missing
+        fields, wrong types, negative or inverted ranges.
+        """
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            raise AuthError("invalid ticket: not bytes")
+        raw = bytes(raw)
+        if len(raw) > MAX_TICKET_BYTES:
+            raise AuthError("invalid ticket: too long")
+        parts = raw.split(b".")
+        if len(parts) != 2:
+            raise AuthError("invalid ticket: expected 'payload.signature'")
+        payload_raw, mac = _b64decode(parts[0]), _b64decode(parts[1])
+        expected = hmac.new(self._key, payload_raw, hashlib.sha256).digest()
+        if not hmac.compare_digest(mac, expected):
+            raise AuthError("invalid ticket: bad signature (not issued by this feeder session)")
+        try:
+            payload = json.loads(payload_raw)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise AuthError("invalid ticket: payload is not JSON") from exc
+        return _claims(payload)
+
+
+def _claims(payload: Any) -> TicketClaims:
+    if not isinstance(payload, dict) or set(payload) != _KEYS:
+        raise AuthError("invalid ticket: unexpected fields")
+    version = payload["v"]
+    if isinstance(version, bool) or not isinstance(version, int) or version != VERSION:
+        raise AuthError(f"invalid ticket: version {payload['v']!r} is not {VERSION}")
+    job = payload["job"]
+    if not isinstance(job, str) or not job:
+        raise AuthError("invalid ticket: job must be a non-empty string")
+    if not isinstance(payload["shuffle"], bool):
+        raise AuthError("invalid ticket: shuffle must be a boolean")
+    cols = payload["cols"]
+    if cols is not None and (
+        not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c for c in cols)
+    ):
+        raise AuthError("invalid ticket: cols must be null or a non-empty list of names")
+    start = _int(payload, "start", 0)
+    stop = _int(payload, "stop", 0)
+    if stop < start:
+        raise AuthError("invalid ticket: stop < start")
+    return TicketClaims(
+        job=job,
+        snapshot_id=_int(payload, "snap", -_INT64),
+        slice_id=_int(payload, "slice", 0, 2**32 - 2),
+        start=start,
+        stop=stop,
+        epoch=_int(payload, "epoch", 0, 2**32 - 1),
+        seed=_int(payload, "seed", 0, 2**64),
+        shuffle=payload["shuffle"],
+        columns=tuple(cols) if cols is not None else None,
+    )
+
+
+def claims_dict(claims: TicketClaims) -> dict[str, Any]:
+    """Return ``claims`` as a plain dict (for logs and status; holds no secret)."""
+    return asdict(claims)

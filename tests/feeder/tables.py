@@ -1,0 +1,38 @@
+"""Small real Iceberg tables for the feeder's node-side tests (embedded catalog)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+
+def sample_arrow(n: int, *, start: int = 0) -> pa.Table:
+    """``n`` rows: id (unique, from ``start``), x, name, cat."""
+    ids = np.arange(start, start + n, dtype=np.int64)
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "x": pa.array(ids * 0.5, pa.float64()),
+            "name": pa.array([f"n{i}" for i in ids], pa.string()),
+            "cat": pa.array((ids % 7).astype(np.int32), pa.int32()),
+        }
+    )
+
+
+def make_table(
+    catalog,
+    name: str = "test.feed",
+    *,
+    files: int = 2,
+    rows_per_file: int = 3000,
+    row_group_rows: int = 500,
+):
+    """Create ``name`` with ``files`` appends of ``rows_per_file`` rows, small row groups."""
+    table = catalog.create_table(
+        name,
+        schema=sample_arrow(1).schema,
+        properties={"write.parquet.row-group-limit": str(row_group_rows)},
+    )
+    for f in range(files):
+        table.append(sample_arrow(rows_per_file, start=f * rows_per_file))
+    return catalog.load_table(name)

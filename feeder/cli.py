@@ -1,0 +1,104 @@
+"""``icefeed feeder serve TABLE ...`` and ``icefeed feeder status ENDPOINT [--json]``.
+
+Registration imports argparse only; the feeder (pyspark, pyiceberg) is imported
+when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``feeder`` command and its ``serve`` / ``status`` subcommands."""
+    parser = subparsers.add_parser("feeder", help="serve an Iceberg table to PyTorch over Flight")
+    sub = parser.add_subparsers(dest="feeder_command", required=True, metavar="SUBCOMMAND")
+
+    serve = sub.add_parser("serve", help="run a feeder in the foreground until SIGTERM")
+    add_serve_arguments(serve)
+    serve.set_defaults(func=_serve)
+
+    status = sub.add_parser("status", help="print a running feeder's status")
+    status.add_argument("endpoint", help="coordinator endpoint, e.g. grpc://host:8815")
+    status.add_argument("--json", action="store_true", help="print the status document as JSON")
+    status.add_argument("--job", default="default", help="job name sent with the call")
+    status.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
+    status.add_argument("--tls-ca", help="PEM roots to trust for grpc+tls")
+    status.set_defaults(func=_status)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` options to ``parser`` (shared with ``icefeed feeder serve``)."""
+    parser.add_argument("table", help="Iceberg table identifier, e.g. ns.name")
+    parser.add_argument("--catalog", help="catalog name (default: configured or embedded)")
+    parser.add_argument("--columns", help="comma-separated projection (default: all)")
+    parser.add_argument("--filter", dest="row_filter", help='row filter, e.g. "x > 3"')
+    parser.add_argument("--snapshot-id", type=int, help="serve this snapshot (default: current)")
+    parser.add_argument("--nodes", type=int, help="data nodes (default: one per task slot)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 on k8s)")
+    parser.add_argument("--port", type=int, default=0, help="coordinator port (0: any free)")
+    parser.add_argument("--cache-dir", help="node cache dir (default: SPARK_LOCAL_DIRS)")
+    parser.add_argument("--slice-bytes", type=int, default=128 * 1024 * 1024)
+    parser.add_argument("--lease-seconds", type=float, default=30.0)
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here")
+    parser.add_argument("--tls-cert", help="PEM certificate (enables grpc+tls)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--ready-timeout", type=float, default=600.0)
+    parser.add_argument("--endpoint-file", help="write the endpoint here once ready")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from feeder.serve import run
+
+    return run(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from feeder.client import FeederClient
+    from feeder.config import TLSConfig
+
+    tls = TLSConfig(ca_file=args.tls_ca) if args.tls_ca else None
+    with FeederClient(args.endpoint, job=args.job, tls=tls, timeout=args.timeout) as client:
+        status = client.status()
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    _print_status(status)
+    return 0
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"[bold]{status['table']}[/bold] snapshot {status['snapshot_id']} at {status['endpoint']}: "
+        f"{'ready' if status['ready'] else 'caching'} — {status['slices_cached']}/"
+        f"{status['slices']} slices, {status['rows']} rows, "
+        f"{status['bytes_cached']:,} bytes cached, "
+        f"{status['storage_bytes_read']:,} bytes read from storage"
+    )
+    nodes = Table(title="data nodes")
+    for column in ("node", "location", "alive", "slices", "cache bytes", "rows served", "errors"):
+        nodes.add_column(column)
+    for node in status["nodes"]:
+        nodes.add_row(
+            node["node_id"],
+            node["location"],
+            "yes" if node["alive"] else "[red]dead[/red]",
+            str(node["slices_cached"]),
+            f"{node['cache_bytes']:,}",
+            f"{node['rows_served']:,}",
+            str(node["errors"]),
+        )
+    console.print(nodes)
+    if status["jobs"]:
+        jobs = Table(title="jobs")
+        for column in ("job", "modes", "epochs", "consumers"):
+            jobs.add_column(column)
+        for name, job in sorted(status["jobs"].items()):
+            jobs.add_row(name, ",".join(job["modes"]), str(job["epochs"]), str(job["consumers"]))
+        console.print(jobs)

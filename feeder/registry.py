@@ -1,0 +1,226 @@
+"""The coordinator's pure view of its data nodes: who is alive, who owns and caches which slice.
+
+No sockets, no threads, an injectable clock; the coordinator guards one
+:class:`NodeRegistry` with its lock.
+
+Ownership is by *slot*: the launcher runs ``slots`` data nodes, node slot ``k``
+owns slices ``s`` with ``s % slots == k`` and materialises them right after
+``register``. A replacement node for a dead slot takes the slot over. Slices a
+dead node never cached are handed to the least-loaded live node (delivered in
+its next ``node_heartbeat`` answer), so the feeder still becomes ready. Any live
+node can serve any slice (it materialises on demand), so :meth:`locations`
+lists every live node, the ones that cache the slice first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+STAT_KEYS = (
+    "slices_cached",
+    "cache_bytes",
+    "storage_bytes_read",
+    "rows_served",
+    "bytes_served",
+    "errors",
+)
+
+
+@dataclass
+class NodeInfo:
+    """One data node as the coordinator knows it."""
+
+    node_id: str
+    slot: int
+    location: str
+    pid: int | None
+    cache_dir: str | None
+    alive: bool = True
+    last_seen: float = 0.0
+    stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAT_KEYS, 0))
+    pending: list[int] = field(default_factory=list)
+    serving: bool = False  # set at its first heartbeat or cached report: it is configured
+
+    def to_dict(self) -> dict[str, Any]:
+        """The node's entry in the status document."""
+        return {
+            "node_id": self.node_id,
+            "slot": self.slot,
+            "location": self.location,
+            "pid": self.pid,
+            "alive": self.alive,
+            **self.stats,
+        }
+
+
+class NodeRegistry:
+    """Data nodes, slice ownership, cached copies and exact row counts of one feeder session."""
+
+    def __init__(
+        self,
+        num_slices: int,
+        *,
+        slots: int,
+        node_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if num_slices < 0 or slots < 1 or node_timeout <= 0:
+            raise ValueError(f"bad registry shape: {num_slices} slices, {slots} slots")
+        self.num_slices = num_slices
+        self.slots = slots
+        self.node_timeout = node_timeout
+        self._clock = clock
+        self.nodes: dict[str, NodeInfo] = {}
+        self.row_counts: list[int | None] = [None] * num_slices
+        self.slice_bytes: list[int | None] = [None] * num_slices
+        self.cached_by: list[list[str]] = [[] for _ in range(num_slices)]
+
+    # --- queries -------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True once every slice's exact row count is known (each was cached once)."""
+        return all(n is not None for n in self.row_counts)
+
+    def exact_row_counts(self) -> list[int]:
+        """Every slice's row count; raises ValueError before the registry is ready."""
+        if not self.ready:
+            raise ValueError("row counts are known only once every slice is cached")
+        return [int(n) for n in self.row_counts if n is not None]
+
+    def alive(self) -> list[NodeInfo]:
+        """Live nodes in registration order."""
+        return [n for n in self.nodes.values() if n.alive]
+
+    def slot_slices(self, slot: int) -> list[int]:
+        """The slices slot ``slot`` owns."""
+        return list(range(slot % self.slots, self.num_slices, self.slots))
+
+    def locations(self, slice_id: int) -> list[str]:
+        """Every live node's location for ``slice_id``: cachers first, then owners, then others."""
+        self._check_slice(slice_id)
+        live = [n for n in self.alive() if n.serving] or self.alive()
+        cachers = [self.nodes[n] for n in self.cached_by[slice_id] if self.nodes[n] in live]
+        owners = [n for n in live if n.slot == slice_id % self.slots and n not in cachers]
+        others = [n for n in live if n not in cachers and n not in owners]
+        return [n.location for n in (*cachers, *owners, *others)]
+
+    # --- transitions -----------------------------------------------------------------
+
+    def register(
+        self,
+        node_id: str,
+        *,
+        slot: int,
+        location: str,
+        pid: int | None = None,
+        cache_dir: str | None = None,
+    ) -> list[int]:
+        """Add a live node; return the slices it materialises now (its slot's).
+
+        It is listed as a location (before nodes that never reported) once it
+        reports a heartbeat or a cached slice.
+
+        Raises ValueError for an id already used or a slot out of range.
+        """
+        if node_id in self.nodes:
+            raise ValueError(f"node id {node_id!r} is already registered")
+        if not 0 <= slot < self.slots:
+            raise ValueError(f"slot {slot} must be in [0, {self.slots})")
+        self.nodes[node_id] = NodeInfo(
+            node_id, slot, location, pid, cache_dir, last_seen=self._clock()
+        )
+        return self.slot_slices(slot)
+
+    def cached(self, node_id: str, slice_id: int, num_rows: int, nbytes: int) -> None:
+        """Record that ``node_id`` cached ``slice_id`` with ``num_rows`` rows.
+
+        Raises ValueError for an unknown or dead node, an unknown slice, or a row
+        count that differs from the one another node reported (the plan is
+        deterministic, so that would be a bug).
+        """
+        node = self._live_node(node_id)
+        self._check_slice(slice_id)
+        if num_rows < 0 or nbytes < 0:
+            raise ValueError("num_rows and nbytes must be >= 0")
+        known = self.row_counts[slice_id]
+        if known is not None and known != num_rows:
+            raise ValueError(
+                f"slice {slice_id}: node {node_id} cached {num_rows} rows, another {known}"
+            )
+        self.row_counts[slice_id] = num_rows
+        self.slice_bytes[slice_id] = nbytes
+        if node_id not in self.cached_by[slice_id]:
+            self.cached_by[slice_id].append(node_id)
+        node.last_seen = self._clock()
+        node.serving = True
+
+    def heartbeat(self, node_id: str, stats: Mapping[str, Any]) -> list[int]:
+        """Record a node's heartbeat and stats; return (and clear) slices newly assigned to it.
+
+        Raises ValueError for an unknown or dead node (a node declared dead must stop).
+        """
+        node = self._live_node(node_id)
+        node.last_seen = self._clock()
+        node.serving = True
+        for key in STAT_KEYS:
+            value = stats.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                node.stats[key] = value
+        pending, node.pending = node.pending, []
+        return pending
+
+    def mark_dead(self, node_id: str) -> list[int]:
+        """Declare ``node_id`` dead; return the uncached slices handed to other live nodes.
+
+        Idempotent: a node already dead (or unknown) changes nothing.
+        """
+        node = self.nodes.get(node_id)
+        if node is None or not node.alive:
+            return []
+        node.alive = False
+        node.pending = []
+        for holders in self.cached_by:
+            if node_id in holders:
+                holders.remove(node_id)
+        return self._rehome()
+
+    def expire(self) -> list[str]:
+        """Declare dead every live node silent for over ``node_timeout`` s; return their ids."""
+        now = self._clock()
+        silent = [n.node_id for n in self.alive() if now - n.last_seen > self.node_timeout]
+        for node_id in silent:
+            self.mark_dead(node_id)
+        return silent
+
+    def _rehome(self) -> list[int]:
+        """Give every uncached slice whose slot has no live node to the least-loaded live node."""
+        live = self.alive()
+        if not live:
+            return []
+        covered = {n.slot for n in live}
+        queued = {s for n in live for s in n.pending}
+        moved = [
+            s
+            for s in range(self.num_slices)
+            if self.row_counts[s] is None and s % self.slots not in covered and s not in queued
+        ]
+        for s in moved:
+            target = min(live, key=lambda n: len(self.slot_slices(n.slot)) + len(n.pending))
+            target.pending.append(s)
+        return moved
+
+    def _live_node(self, node_id: str) -> NodeInfo:
+        node = self.nodes.get(node_id)
+        if node is None:
+            raise ValueError(f"unknown node {node_id!r}: register first")
+        if not node.alive:
+            raise ValueError(f"node {node_id!r} was declared dead; it must stop")
+        return node
+
+    def _check_slice(self, slice_id: int) -> None:
+        if not 0 <= slice_id < self.num_slices:
+            raise ValueError(f"slice {slice_id} is not in [0, {self.num_slices})")

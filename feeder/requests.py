@@ -1,0 +1,225 @@
+"""Consumer requests to the coordinator: built by the client, parsed strictly by the coordinator.
+
+Pure: JSON in, frozen dataclasses out. Every parse error is a SpecError whose
+message names the field; the coordinator turns it into an invalid-argument
+Flight error. Wire forms are documented in PROTOCOL.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jobs.errors import SpecError
+
+VERSION = 1
+MAX_REQUEST_BYTES = 64 * 1024
+_U32 = 2**32 - 1
+_MAX_SEED = 2**64
+_MAX_COUNT = 2**31
+
+
+def _int(data: Mapping[str, Any], key: str, lo: int, hi: int, default: int | None = None) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value < hi:
+        raise SpecError(f"{key}: {value!r} must be an integer in [{lo}, {hi})")
+    return value
+
+
+def _bool(data: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"{key}: {value!r} must be true or false")
+    return value
+
+
+def _name(data: Mapping[str, Any], key: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str) or not value or len(value) > 256:
+        raise SpecError(f"{key}: {value!r} must be a non-empty string of at most 256 characters")
+    return value
+
+
+def _columns(data: Mapping[str, Any]) -> tuple[str, ...] | None:
+    value = data.get("columns")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(c, str) and c for c in value)
+    ):
+        raise SpecError(f"columns: {value!r} must be null or a non-empty list of column names")
+    if len(set(value)) != len(value):
+        raise SpecError(f"columns: duplicate names in {list(value)}")
+    return tuple(value)
+
+
+def parse_json(raw: bytes, what: str) -> dict[str, Any]:
+    """Decode a JSON object body; raises SpecError for anything else."""
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise SpecError(f"{what}: body larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SpecError(f"{what}: body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{what}: body must be a JSON object")
+    return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochParams:
+    """What fixes a job's epoch order: seed, shuffle and projection."""
+
+    job: str = "default"
+    epoch: int = 0
+    seed: int = 0
+    shuffle: bool = True
+    columns: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _name({"job": self.job}, "job")
+        _int({"epoch": self.epoch}, "epoch", 0, _U32)
+        _int({"seed": self.seed}, "seed", 0, _MAX_SEED)
+        _bool({"shuffle": self.shuffle}, "shuffle", True)
+        _columns({"columns": self.columns})
+
+
+@dataclass(frozen=True, kw_only=True)
+class StaticRequest(EpochParams):
+    """One consumer's share of an epoch in static mode (``get_flight_info`` command).
+
+    Rank ``rank`` of ``world_size`` gets its equal part; DataLoader worker
+    ``worker`` of ``num_workers`` gets its contiguous piece of that part in whole
+    ``unit``-row units; the first ``skip_rows`` rows of the piece are left out
+    (resume). Raises SpecError for any invalid field, e.g. ``rank >= world_size``.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    drop_last: bool = True
+    worker: int = 0
+    num_workers: int = 1
+    unit: int = 1
+    skip_rows: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        world = _int({"world_size": self.world_size}, "world_size", 1, _MAX_COUNT)
+        if not isinstance(self.rank, int) or isinstance(self.rank, bool):
+            raise SpecError(f"rank: {self.rank!r} must be an integer")
+        if not 0 <= self.rank < world:
+            raise SpecError(f"rank: {self.rank} must be in [0, world_size={world})")
+        workers = _int({"num_workers": self.num_workers}, "num_workers", 1, _MAX_COUNT)
+        if not isinstance(self.worker, int) or not 0 <= self.worker < workers:
+            raise SpecError(f"worker: {self.worker!r} must be in [0, num_workers={workers})")
+        _int({"unit": self.unit}, "unit", 1, _MAX_COUNT)
+        _int({"skip_rows": self.skip_rows}, "skip_rows", 0, 2**62)
+        _bool({"drop_last": self.drop_last}, "drop_last", True)
+
+    def to_command(self) -> bytes:
+        """The ``FlightDescriptor.for_command`` payload."""
+        return json.dumps(
+            {
+                "v": VERSION,
+                "job": self.job,
+                "epoch": self.epoch,
+                "seed": self.seed,
+                "shuffle": self.shuffle,
+                "columns": list(self.columns) if self.columns is not None else None,
+                "rank": self.rank,
+                "world_size": self.world_size,
+                "drop_last": self.drop_last,
+                "worker": self.worker,
+                "num_workers": self.num_workers,
+                "unit": self.unit,
+                "skip_rows": self.skip_rows,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_command(cls, raw: bytes) -> StaticRequest:
+        """Parse a ``get_flight_info`` command; raises SpecError naming the bad field."""
+        data = parse_json(raw, "command")
+        known = {
+            "v",
+            "job",
+            "epoch",
+            "seed",
+            "shuffle",
+            "columns",
+            "rank",
+            "world_size",
+            "drop_last",
+            "worker",
+            "num_workers",
+            "unit",
+            "skip_rows",
+        }
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"command: unknown field(s) {unknown}")
+        if data.get("v", VERSION) != VERSION:
+            raise SpecError(f"command: version {data.get('v')!r} is not {VERSION}")
+        return cls(
+            job=_name(data, "job", "default"),
+            epoch=_int(data, "epoch", 0, _U32, 0),
+            seed=_int(data, "seed", 0, _MAX_SEED, 0),
+            shuffle=_bool(data, "shuffle", True),
+            columns=_columns(data),
+            rank=_int(data, "rank", 0, _MAX_COUNT, 0),
+            world_size=_int(data, "world_size", 1, _MAX_COUNT, 1),
+            drop_last=_bool(data, "drop_last", True),
+            worker=_int(data, "worker", 0, _MAX_COUNT, 0),
+            num_workers=_int(data, "num_workers", 1, _MAX_COUNT, 1),
+            unit=_int(data, "unit", 1, _MAX_COUNT, 1),
+            skip_rows=_int(data, "skip_rows", 0, 2**62, 0),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaseRequest(EpochParams):
+    """A dynamic-mode ``lease`` call of consumer ``consumer``."""
+
+    consumer: str
+
+    def to_body(self) -> bytes:
+        """The ``lease`` action body."""
+        return json.dumps(
+            {
+                "job": self.job,
+                "epoch": self.epoch,
+                "seed": self.seed,
+                "shuffle": self.shuffle,
+                "columns": list(self.columns) if self.columns is not None else None,
+                "consumer": self.consumer,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_body(cls, raw: bytes) -> LeaseRequest:
+        """Parse a ``lease`` body; raises SpecError naming the bad field."""
+        data = parse_json(raw, "lease")
+        return cls(
+            job=_name(data, "job", "default"),
+            epoch=_int(data, "epoch", 0, _U32, 0),
+            seed=_int(data, "seed", 0, _MAX_SEED, 0),
+            shuffle=_bool(data, "shuffle", True),
+            columns=_columns(data),
+            consumer=_name(data, "consumer"),
+        )
+
+
+def field_int(data: Mapping[str, Any], key: str, lo: int = 0, hi: int = 2**62) -> int:
+    """Read an integer field of an action body; raises SpecError naming it."""
+    return _int(data, key, lo, hi)
+
+
+def field_name(data: Mapping[str, Any], key: str) -> str:
+    """Read a non-empty string field of an action body; raises SpecError naming it."""
+    return _name(data, key)

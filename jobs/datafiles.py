@@ -1,0 +1,469 @@
+"""Task side of the writer: Arrow batches → Parquet data files → DataFile metadata.
+
+Runs inside Spark's Python workers (``mapInArrow``). Everything a task needs comes
+in a picklable :class:`TaskPlan` built on the driver — a worker never loads the
+catalog or reads driver environment variables. A task writes one Parquet file per
+partition at a time through the table's FileIO, rolls to a new file when one passes
+``target_file_bytes``, and returns one JSON line per file (:class:`DataFileInfo`):
+rows never travel back to the driver.
+
+Which columns get a Parquet dictionary is decided per file from a sample of its
+first batch (:func:`dictionary_columns`): near-unique columns skip it, which
+roughly halves the encoding CPU on id/measurement/timestamp columns and makes
+the files smaller too.
+
+Files land under the write's own prefix, ``<table>/data/_icefeed_runs/<run id>/<write id>/``;
+the driver commits them where they are (object stores cannot rename cheaply) or
+deletes the prefix. A task that fails deletes the files it wrote before re-raising.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.io import FileIO, OutputStream
+    from pyiceberg.manifest import DataFile
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
+
+log = logging.getLogger(__name__)
+
+#: Name of the one column of the ``mapInArrow`` output.
+METADATA_COLUMN = "data_file"
+#: Folder under ``<table location>/data`` that holds every write's files.
+RUNS_FOLDER = "_icefeed_runs"
+#: Rows buffered per partition before a row group is written (small slices of many
+#: partitions would otherwise make tiny row groups).
+MIN_ROW_GROUP_ROWS = 65_536
+#: Upper bound of a row group, as Iceberg's ``write.parquet.row-group-limit`` default.
+MAX_ROW_GROUP_ROWS = 1_048_576
+#: Rows of a file's first batch sampled to decide which columns get a dictionary.
+DICTIONARY_SAMPLE_ROWS = 16_384
+#: Largest distinct/non-null ratio in that sample for which a dictionary is used.
+DICTIONARY_MAX_DISTINCT = 0.5
+#: Format version of the JSON a task returns; bump it when the layout changes.
+DATA_FILE_INFO_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskPlan:
+    """All a write task needs, built on the driver and shipped in the closure.
+
+    ``schema_json`` / ``spec_json`` are the table's Iceberg schema and partition
+    spec as JSON, ``prefix`` the write's own folder, ``parquet_options`` the
+    ``pyarrow.parquet.ParquetWriter`` keyword arguments (codec, page sizes).
+    ``io_properties`` may hold object-store credentials: never log a plan.
+    """
+
+    prefix: str
+    io_properties: dict[str, str] = field(repr=False)
+    schema_json: str
+    spec_json: str
+    target_file_bytes: int
+    parquet_options: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataFileInfo:
+    """Metadata of one written Parquet file, as a task returns it to the driver.
+
+    Maps ids to counts/bounds like Iceberg's DataFile; ``partition`` holds the
+    partition tuple in Iceberg's internal representation (days for dates, micros
+    for timestamps, …). Round-trips through :meth:`to_json` / :meth:`from_json`.
+    """
+
+    path: str
+    size: int
+    record_count: int
+    partition: tuple[Any, ...] = ()
+    column_sizes: dict[int, int]
+    value_counts: dict[int, int]
+    null_value_counts: dict[int, int]
+    nan_value_counts: dict[int, int]
+    lower_bounds: dict[int, bytes]
+    upper_bounds: dict[int, bytes]
+    split_offsets: tuple[int, ...] = ()
+
+    def to_json(self) -> str:
+        """Serialise to one JSON line (bytes as base64, decimals as strings)."""
+        return json.dumps(
+            {
+                "version": DATA_FILE_INFO_VERSION,
+                "path": self.path,
+                "size": self.size,
+                "record_count": self.record_count,
+                "partition": [_encode_value(v) for v in self.partition],
+                "column_sizes": self.column_sizes,
+                "value_counts": self.value_counts,
+                "null_value_counts": self.null_value_counts,
+                "nan_value_counts": self.nan_value_counts,
+                "lower_bounds": {k: _b64(v) for k, v in self.lower_bounds.items()},
+                "upper_bounds": {k: _b64(v) for k, v in self.upper_bounds.items()},
+                "split_offsets": list(self.split_offsets),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> DataFileInfo:
+        """Parse what :meth:`to_json` wrote. Raises ValueError on another version."""
+        raw = json.loads(text)
+        if raw.get("version") != DATA_FILE_INFO_VERSION:
+            raise ValueError(f"unknown data file info version {raw.get('version')!r}")
+
+        def ints(d: dict[str, int]) -> dict[int, int]:
+            return {int(k): int(v) for k, v in d.items()}
+
+        return cls(
+            path=raw["path"],
+            size=raw["size"],
+            record_count=raw["record_count"],
+            partition=tuple(_decode_value(v) for v in raw["partition"]),
+            column_sizes=ints(raw["column_sizes"]),
+            value_counts=ints(raw["value_counts"]),
+            null_value_counts=ints(raw["null_value_counts"]),
+            nan_value_counts=ints(raw["nan_value_counts"]),
+            lower_bounds={int(k): base64.b64decode(v) for k, v in raw["lower_bounds"].items()},
+            upper_bounds={int(k): base64.b64decode(v) for k, v in raw["upper_bounds"].items()},
+            split_offsets=tuple(raw["split_offsets"]),
+        )
+
+    def to_data_file(self, *, spec_id: int, format_version: int) -> DataFile:
+        """Return the pyiceberg DataFile the driver appends to a snapshot."""
+        from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+        from pyiceberg.typedef import Record
+
+        return DataFile.from_args(
+            _table_format_version=format_version,  # type: ignore[arg-type]
+            content=DataFileContent.DATA,
+            file_path=self.path,
+            file_format=FileFormat.PARQUET,
+            partition=Record(*self.partition),
+            file_size_in_bytes=self.size,
+            record_count=self.record_count,
+            column_sizes=self.column_sizes,
+            value_counts=self.value_counts,
+            null_value_counts=self.null_value_counts,
+            nan_value_counts=self.nan_value_counts,
+            lower_bounds=self.lower_bounds,
+            upper_bounds=self.upper_bounds,
+            split_offsets=list(self.split_offsets),
+            sort_order_id=None,
+            spec_id=spec_id,
+            equality_ids=None,
+            key_metadata=None,
+        )
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _encode_value(value: Any) -> Any:
+    """JSON form of a partition value; bytes and decimals are tagged."""
+    if isinstance(value, bytes):
+        return {"b64": _b64(value)}
+    if isinstance(value, Decimal):
+        return {"dec": str(value)}
+    if isinstance(value, uuid.UUID):
+        return {"b64": _b64(value.bytes)}
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "b64" in value:
+            return base64.b64decode(value["b64"])
+        if "dec" in value:
+            return Decimal(value["dec"])
+        raise ValueError(f"unknown tagged partition value {value!r}")
+    return value
+
+
+class _RollingFile:
+    """One partition's open Parquet file; rolls over at ``target_file_bytes``."""
+
+    def __init__(
+        self,
+        *,
+        io: FileIO,
+        folder: str,
+        partition: tuple[Any, ...],
+        arrow_schema: pa.Schema,
+        plan: TaskPlan,
+        written: list[str],
+    ) -> None:
+        self._io = io
+        self._folder = folder
+        self._partition = partition
+        self._schema = arrow_schema
+        self._plan = plan
+        self._written = written
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._writer: Any = None
+        self._stream: OutputStream | None = None
+        self._path = ""
+        self.finished: list[tuple[str, Any, int]] = []  # (path, parquet metadata, size)
+
+    def add(self, batch: pa.RecordBatch, *, min_rows: int) -> None:
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= min_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._pending:
+            return
+        if self._writer is None:
+            self._path = f"{self._folder}/{uuid.uuid4().hex}.parquet"
+            self._written.append(self._path)
+            self._stream = self._io.new_output(self._path).create(overwrite=True)
+            options = dict(self._plan.parquet_options)
+            options.setdefault("use_dictionary", dictionary_columns(self._pending[0]))
+            self._writer = pq.ParquetWriter(
+                self._stream,
+                self._schema,
+                store_decimal_as_integer=True,
+                **options,
+            )
+        table = pa.Table.from_batches(self._pending, schema=self._schema)
+        self._writer.write_table(table, row_group_size=MAX_ROW_GROUP_ROWS)
+        self._pending = []
+        self._pending_rows = 0
+        assert self._stream is not None
+        if self._stream.tell() >= self._plan.target_file_bytes:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        assert self._stream is not None
+        size = self._stream.tell()
+        self._stream.close()
+        self.finished.append((self._path, self._writer.writer.metadata, size))
+        self._writer = None
+        self._stream = None
+
+    def close(self) -> None:
+        self._flush()
+        self._close_file()
+
+    def abandon(self) -> None:
+        """Close without flushing (the task failed); the caller deletes the files."""
+        self._pending = []
+        if self._stream is not None:
+            self._stream.close()
+        self._writer = None
+        self._stream = None
+
+    @property
+    def partition(self) -> tuple[Any, ...]:
+        return self._partition
+
+
+def dictionary_columns(batch: pa.RecordBatch) -> list[str]:
+    """Names of the top-level primitive columns worth dictionary-encoding.
+
+    Dictionary encoding pays for repetitive columns (categories, names, dates)
+    and costs CPU *and* size on near-unique ones (ids, measurements, event
+    times), where the writer tries it and falls back to plain per row group.
+    A sample of the file's first batch decides: a column is dictionary-encoded
+    when at most half of the sampled values are distinct.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chosen = []
+    sample = batch.slice(0, DICTIONARY_SAMPLE_ROWS)
+    for arrow_field, column in zip(sample.schema, sample.columns, strict=True):
+        kind = arrow_field.type
+        if pa.types.is_nested(kind) or pa.types.is_boolean(kind):
+            continue
+        valid = len(column) - column.null_count
+        if valid == 0 or pc.count_distinct(column).as_py() <= valid * DICTIONARY_MAX_DISTINCT:
+            chosen.append(arrow_field.name)
+    return chosen
+
+
+def conform_batch(batch: pa.RecordBatch, arrow_schema: pa.Schema) -> pa.RecordBatch:
+    """Give ``batch`` the file schema (field ids, Iceberg widths), casting only where needed.
+
+    Spark's batches already have the right layout for almost every column; the
+    exceptions are byte/short columns (→ int32), nested nullability flags and a
+    non-UTC session time zone, all lossless casts.
+    """
+    import pyarrow as pa
+
+    columns = []
+    for column, target in zip(batch.columns, arrow_schema, strict=True):
+        columns.append(column if column.type.equals(target.type) else column.cast(target.type))
+    return pa.RecordBatch.from_arrays(columns, schema=arrow_schema)
+
+
+def _split_by_partition(
+    batch: pa.RecordBatch, spec: PartitionSpec, schema: Schema
+) -> list[tuple[tuple[Any, ...], pa.RecordBatch]]:
+    """Split ``batch`` into (partition tuple, rows) pairs by the spec's transforms."""
+    import pyarrow as pa
+
+    keys = []
+    for pfield in spec.fields:
+        source = schema.find_field(pfield.source_id)
+        column = batch.column(schema.find_column_name(pfield.source_id))
+        keys.append(pfield.transform.pyarrow_transform(source.field_type)(column))
+    names = [f"_p{i}" for i in range(len(keys))]
+    key_table = pa.table([*keys, pa.array(range(batch.num_rows), pa.int64())], [*names, "_row"])
+    groups = key_table.group_by(names, use_threads=False).aggregate([("_row", "list")])
+    result = []
+    rows = groups.column("_row_list")
+    values = [groups.column(n).to_pylist() for n in names]
+    for i in range(groups.num_rows):
+        raw = [v[i] for v in values]
+        partition = _partition_record(spec, schema, raw)
+        result.append((partition, batch.take(rows[i].values)))
+    return result
+
+
+def _partition_record(spec: PartitionSpec, schema: Schema, raw: list[Any]) -> tuple[Any, ...]:
+    from pyiceberg.partitioning import PartitionFieldValue, PartitionKey
+
+    key = PartitionKey(
+        field_values=[PartitionFieldValue(f, v) for f, v in zip(spec.fields, raw, strict=True)],
+        partition_spec=spec,
+        schema=schema,
+    )
+    record = key.partition
+    return tuple(record[i] for i in range(len(record)))
+
+
+def write_task(plan: TaskPlan, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The ``mapInArrow`` function: write ``batches`` as data files, yield their metadata.
+
+    Yields one batch with a ``data_file`` JSON string per written file (none when
+    the task saw no rows). On any error it deletes the files it wrote and re-raises.
+    """
+    import pyarrow as pa
+    from pyiceberg.io import load_file_io
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.typedef import Record
+
+    from jobs.schema_mapping import iceberg_to_arrow
+
+    schema = Schema.model_validate_json(plan.schema_json)
+    spec = PartitionSpec.model_validate_json(plan.spec_json)
+    arrow_schema = iceberg_to_arrow(schema)
+    io = load_file_io(plan.io_properties, plan.prefix)
+    written: list[str] = []
+    files: dict[tuple[Any, ...], _RollingFile] = {}
+
+    def file_for(partition: tuple[Any, ...]) -> _RollingFile:
+        rolling = files.get(partition)
+        if rolling is None:
+            folder = plan.prefix
+            if spec.fields:
+                folder = f"{plan.prefix}/{spec.partition_to_path(Record(*partition), schema)}"
+            rolling = _RollingFile(
+                io=io,
+                folder=folder,
+                partition=partition,
+                arrow_schema=arrow_schema,
+                plan=plan,
+                written=written,
+            )
+            files[partition] = rolling
+        return rolling
+
+    try:
+        for raw_batch in batches:
+            if raw_batch.num_rows == 0:
+                continue
+            batch = conform_batch(raw_batch, arrow_schema)
+            if spec.fields:
+                for partition, part in _split_by_partition(batch, spec, schema):
+                    file_for(partition).add(part, min_rows=MIN_ROW_GROUP_ROWS)
+            else:
+                file_for(()).add(batch, min_rows=1)
+        for rolling in files.values():
+            rolling.close()
+        infos = [
+            _info(path, metadata, size, rolling.partition, schema, plan)
+            for rolling in files.values()
+            for path, metadata, size in rolling.finished
+        ]
+    except BaseException:
+        for rolling in files.values():
+            rolling.abandon()
+        delete_quietly(io, written)
+        raise
+    if not infos:
+        return
+    try:
+        yield pa.RecordBatch.from_pydict(
+            {METADATA_COLUMN: [info.to_json() for info in infos]},
+            schema=pa.schema([(METADATA_COLUMN, pa.string())]),
+        )
+    except BaseException:
+        # Closed or failed before the report got through (the task was killed or
+        # its output stream broke): this attempt will not be committed.
+        delete_quietly(io, written)
+        raise
+
+
+def _info(
+    path: str,
+    metadata: Any,
+    size: int,
+    partition: tuple[Any, ...],
+    schema: Schema,
+    plan: TaskPlan,
+) -> DataFileInfo:
+    from pyiceberg.io.pyarrow import (
+        compute_statistics_plan,
+        data_file_statistics_from_parquet_metadata,
+        parquet_path_to_id_mapping,
+    )
+
+    stats = data_file_statistics_from_parquet_metadata(
+        parquet_metadata=metadata,
+        stats_columns=compute_statistics_plan(schema, {}),
+        parquet_column_mapping=parquet_path_to_id_mapping(schema),
+    ).to_serialized_dict()
+    return DataFileInfo(
+        path=path,
+        size=size,
+        record_count=stats["record_count"],
+        partition=partition,
+        column_sizes=stats["column_sizes"],
+        value_counts=stats["value_counts"],
+        null_value_counts=stats["null_value_counts"],
+        nan_value_counts=stats["nan_value_counts"],
+        lower_bounds=stats["lower_bounds"],
+        upper_bounds=stats["upper_bounds"],
+        split_offsets=tuple(stats["split_offsets"]),
+    )
+
+
+def delete_quietly(io: FileIO, paths: list[str]) -> None:
+    """Delete ``paths`` that exist; log (never raise) what could not be deleted."""
+    for path in paths:
+        try:
+            io.delete(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # cleanup must not hide the error that caused it
+            log.warning("could not delete %s: %s", path, exc)

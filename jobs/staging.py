@@ -1,0 +1,108 @@
+"""Where a write puts its files before the commit, and how leftovers are removed.
+
+Layout: ``<table location>/data/_icefeed_runs/<run id>/<write id>/[<partition>/]<uuid>.parquet``.
+The run id names the logical run (what idempotency is keyed on); the write id is
+unique per :func:`jobs.writer.stage_write` call, so two attempts of one run never
+touch each other's files. Committed files stay where they are — Iceberg tables
+reference files by full path — so cleanup only ever deletes paths that the
+commit does not reference.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from jobs.datafiles import RUNS_FOLDER, delete_quietly
+
+if TYPE_CHECKING:
+    from pyiceberg.io import FileIO
+
+log = logging.getLogger(__name__)
+
+
+def write_prefix(table_location: str, run_id: str, write_id: str) -> str:
+    """Return the folder of one write of ``run_id`` under the table's data folder."""
+    return f"{table_location.rstrip('/')}/data/{RUNS_FOLDER}/{run_id}/{write_id}"
+
+
+def list_files(io: FileIO, prefix: str) -> list[str]:
+    """Return the URIs of all files under ``prefix`` (recursively); [] if it does not exist.
+
+    Works for pyiceberg's PyArrowFileIO (file://, s3://, …) and FsspecFileIO.
+    """
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    if isinstance(io, PyArrowFileIO):
+        import pyarrow.fs as pafs
+
+        scheme, netloc, path = PyArrowFileIO.parse_location(prefix, io.properties)
+        fs = io.fs_by_scheme(scheme, netloc)
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+        return sorted(
+            _uri(scheme, netloc, info.path) for info in infos if info.type == pafs.FileType.File
+        )
+    from pyiceberg.io.fsspec import FsspecFileIO
+
+    if isinstance(io, FsspecFileIO):
+        from urllib.parse import urlparse
+
+        uri = urlparse(prefix)
+        fs = io.get_fs(uri.scheme, uri.netloc)
+        if not fs.exists(prefix):
+            return []
+        return sorted(
+            f"{uri.scheme}://{p}" if uri.scheme not in ("", "file") else f"file://{p}"
+            for p in fs.find(prefix)
+        )
+    raise TypeError(f"cannot list files with {type(io).__name__}")
+
+
+def _uri(scheme: str, netloc: str, path: str) -> str:
+    """Rebuild a URI from a pyarrow filesystem path (object stores keep the bucket in it)."""
+    if netloc and path.startswith(f"{netloc}/"):
+        return f"{scheme}://{path}"
+    return f"{scheme}://{netloc}/{path.lstrip('/')}"
+
+
+def remove_uncommitted(io: FileIO, prefix: str, keep: set[str]) -> list[str]:
+    """Delete every file under ``prefix`` whose path is not in ``keep``; return them.
+
+    Used after a successful Spark job (files of failed or speculative task
+    attempts) and after an abort (``keep`` empty).
+    """
+    normalized_keep = {_normalize(p) for p in keep}
+    doomed = [p for p in list_files(io, prefix) if _normalize(p) not in normalized_keep]
+    if doomed:
+        log.info("deleting %d uncommitted file(s) under %s", len(doomed), prefix)
+        delete_quietly(io, doomed)
+    return doomed
+
+
+def remove_prefix(io: FileIO, prefix: str) -> None:
+    """Delete ``prefix`` and everything under it, including object-store folder markers.
+
+    pyarrow's S3 filesystem keeps an empty "folder" object when the last file of
+    a folder is deleted; deleting the folder removes that one, though pyarrow then
+    marks the parent folder the same way (zero bytes, never a data file).
+    """
+    remove_uncommitted(io, prefix, keep=set())
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    if isinstance(io, PyArrowFileIO):
+        scheme, netloc, path = PyArrowFileIO.parse_location(prefix, io.properties)
+        try:
+            io.fs_by_scheme(scheme, netloc).delete_dir(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # cleanup must not hide the error that caused it
+            log.warning("could not delete folder %s: %s", prefix, exc)
+
+
+def _normalize(path: str) -> str:
+    """Compare ``file:/x``, ``file:///x`` and ``/x`` as the same local file."""
+    if path.startswith("file://"):
+        path = path[len("file://") :]
+    elif path.startswith("file:"):
+        path = path[len("file:") :]
+    return path

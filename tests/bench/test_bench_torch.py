@@ -1,0 +1,365 @@
+"""Torch-side benchmarks: one table, one batch size, every path to tensors, in one run.
+
+Cases (group ``torch``): raw Flight (FeederClient record batches, no tensors),
+FeederDataset → tensors (shuffle off/on, 1 and 2 consumers), pyiceberg direct
+(``scan().to_arrow_batch_reader()`` → the same tensor conversion), Petastorm
+0.13.1 (``.venv-petastorm`` subprocess on the table's own Parquet files),
+accelerator utilisation with a simulated step, and epoch-2 storage bytes.
+Targets (reported as ``ratio`` / ``target`` extras, asserted only for storage bytes):
+FeederDataset (shuffle off) ≥ 0.8× raw Flight, ≥ 2× pyiceberg, ≥ 20× Petastorm, AU ≥ 95 %.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tests.bench.recorder import record
+
+pytestmark = [pytest.mark.bench, pytest.mark.spark]
+
+REPO = Path(__file__).resolve().parents[2]
+ROWS = 8_000_000
+FILES = 4
+BATCH = 16_384
+COLUMNS = ["id", "x", "y", "label"]
+REPEATS = 5
+AU_EPOCHS = 8
+GROUP = "torch"
+
+
+def _arrow(start: int, n: int) -> pa.Table:
+    ids = np.arange(start, start + n, dtype=np.int64)
+    rng = np.random.default_rng(start)
+    return pa.table(
+        {
+            "id": ids,
+            "x": rng.random(n),
+            "y": rng.random(n, dtype=np.float32),
+            "label": (ids % 10).astype(np.int32),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def bench_env(spark, tmp_path_factory):
+    """The bench table (ROWS rows, 24 B/row) and a 1-node feeder over it."""
+    from feeder.serve import serve
+    from jobs.catalog import load_catalog
+
+    home = tmp_path_factory.mktemp("bench-torch")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ICEFEED_HOME", str(home))
+        catalog = load_catalog()
+        catalog.create_namespace("bench")
+        table = catalog.create_table("bench.torch", schema=_arrow(0, 1).schema)
+        per_file = ROWS // FILES
+        for f in range(FILES):
+            table.append(_arrow(f * per_file, per_file))
+        table = catalog.load_table("bench.torch")
+        feeder = serve(
+            "bench.torch", spark=spark, catalog=catalog, nodes=1, cache_dir=home / "cache"
+        )
+        try:
+            feeder.wait_ready(600)
+            yield {"feeder": feeder, "table": table, "home": home}
+        finally:
+            feeder.stop()
+
+
+def _best(run: Callable[[int], tuple[int, int]]) -> tuple[int, int, float]:
+    """Run ``run(epoch)`` for epochs 0..REPEATS-1, as training does; return
+    (rows, bytes, best seconds)."""
+    best = float("inf")
+    rows = nbytes = 0
+    for epoch in range(REPEATS):
+        t0 = time.perf_counter()
+        rows, nbytes = run(epoch)
+        best = min(best, time.perf_counter() - t0)
+    return rows, nbytes, best
+
+
+def _count_tensors(batches: Iterable[dict[str, Any]]) -> tuple[int, int]:
+    rows = nbytes = 0
+    for batch in batches:
+        rows += len(batch["id"])
+        nbytes += sum(t.numel() * t.element_size() for t in batch.values())
+    return rows, nbytes
+
+
+RESULTS: dict[str, float] = {}
+
+
+def _record(case: str, rows: int, nbytes: int, seconds: float, **extra: Any) -> float:
+    rate = rows / seconds
+    RESULTS[case] = rate
+    record(GROUP, case, rows=rows, seconds=seconds, nbytes=nbytes, batch_size=BATCH, **extra)
+    print(f"{GROUP}/{case}: {rate / 1e6:.2f} M rows/s ({nbytes / seconds / 1e9:.2f} GB/s)")
+    return rate
+
+
+def test_bench_raw_flight(bench_env):
+    from feeder.client import FeederClient
+
+    client = FeederClient(bench_env["feeder"].endpoint, job="bench-raw")
+
+    def run(epoch: int) -> tuple[int, int]:
+        rows = nbytes = 0
+        for b in client.stream(epoch, shuffle=False, columns=COLUMNS):
+            rows += b.num_rows
+            nbytes += b.nbytes
+        return rows, nbytes
+
+    rows, nbytes, s = _best(run)
+    assert rows == ROWS
+    _record("raw_flight", rows, nbytes, s, baseline=True, path="FeederClient.stream, no tensors")
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["shuffle_off", "shuffle_on"])
+@pytest.mark.parametrize("consumers", [1, 2])
+def test_bench_feeder_dataset(bench_env, shuffle, consumers):
+    """``consumers`` ranks (one thread each, world_size=consumers) read one epoch together."""
+    from feeder.torch import FeederDataset
+
+    datasets = [
+        FeederDataset(
+            bench_env["feeder"].endpoint,
+            batch_size=BATCH,
+            columns=COLUMNS,
+            job=f"bench-ds-{shuffle}-{consumers}",
+            shuffle=shuffle,
+            drop_last=False,
+            rank=rank,
+            world_size=consumers,
+        )
+        for rank in range(consumers)
+    ]
+
+    def run(epoch: int) -> tuple[int, int]:
+        for d in datasets:
+            d.set_epoch(epoch)
+        if consumers == 1:
+            return _count_tensors(datasets[0])
+        counts: list[tuple[int, int]] = []
+        threads = [
+            threading.Thread(target=lambda d=d: counts.append(_count_tensors(d))) for d in datasets
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    rows, nbytes, s = _best(run)
+    assert rows == ROWS
+    case = f"feeder_dataset_{'shuffle' if shuffle else 'seq'}_{consumers}c"
+    extra: dict[str, Any] = {"consumers": consumers, "shuffle": shuffle}
+    if "raw_flight" in RESULTS:
+        extra["ratio_vs_raw_flight"] = round(rows / s / RESULTS["raw_flight"], 3)
+        if not shuffle and consumers == 1:
+            extra["target"] = ">= 0.8x raw flight"
+    _record(case, rows, nbytes, s, **extra)
+
+
+def test_bench_feeder_dataset_dataloader_workers(bench_env):
+    """One rank, a DataLoader with 2 workers: adds torch's worker → main process hand-over."""
+    from torch.utils.data import DataLoader
+
+    from feeder.torch import FeederDataset
+
+    ds = FeederDataset(
+        bench_env["feeder"].endpoint,
+        batch_size=BATCH,
+        columns=COLUMNS,
+        job="bench-ds-workers",
+        shuffle=False,
+        drop_last=False,
+    )
+    # forkserver: this process runs the feeder's gRPC server, which is not fork-safe;
+    # persistent workers keep process start-up out of the timed epochs.
+    loader = DataLoader(
+        ds,
+        batch_size=None,
+        num_workers=2,
+        multiprocessing_context="forkserver",
+        persistent_workers=True,
+    )
+
+    def run(epoch: int) -> tuple[int, int]:
+        ds.set_epoch(epoch)  # persistent workers keep their copy: same order, fine for speed
+        return _count_tensors(loader)
+
+    rows, nbytes, s = _best(run)
+    assert rows == ROWS
+    _record("feeder_dataset_seq_dataloader_2workers", rows, nbytes, s, workers=2)
+
+
+def test_bench_feeder_dataset_without_prefetch_thread(bench_env):
+    from feeder.torch import FeederDataset
+
+    ds = FeederDataset(
+        bench_env["feeder"].endpoint,
+        batch_size=BATCH,
+        columns=COLUMNS,
+        job="bench-ds-noprefetch",
+        shuffle=False,
+        drop_last=False,
+        prefetch=0,
+    )
+
+    def run(epoch: int) -> tuple[int, int]:
+        ds.set_epoch(epoch)
+        return _count_tensors(ds)
+
+    rows, nbytes, s = _best(run)
+    assert rows == ROWS
+    extra = {"prefetch": 0}
+    if "raw_flight" in RESULTS:
+        extra["ratio_vs_raw_flight"] = round(rows / s / RESULTS["raw_flight"], 3)
+    _record("feeder_dataset_seq_1c_prefetch0", rows, nbytes, s, **extra)
+
+
+def test_bench_pyiceberg_direct(bench_env):
+    from feeder.tensors import batch_to_tensors
+    from feeder.torch import rebatch
+
+    table = bench_env["table"]
+
+    def run(epoch: int) -> tuple[int, int]:
+        reader = table.scan(selected_fields=tuple(COLUMNS)).to_arrow_batch_reader()
+        return _count_tensors(batch_to_tensors(b) for b in rebatch(reader, BATCH, drop_last=False))
+
+    rows, nbytes, s = _best(run)
+    assert rows == ROWS
+    rate = _record("pyiceberg_direct", rows, nbytes, s)
+    ours = RESULTS.get("feeder_dataset_seq_1c")
+    if ours:
+        record(GROUP, "ratio_feeder_vs_pyiceberg", ratio=round(ours / rate, 3), target=">= 2x")
+
+
+def test_bench_petastorm(bench_env, tmp_path):
+    python = REPO / ".venv-petastorm" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("no .venv-petastorm: run `make petastorm-venv` (make bench does)")
+    table = bench_env["table"]
+    parquet = tmp_path / "parquet"
+    parquet.mkdir()
+    for i, task in enumerate(table.scan().plan_files()):
+        path = task.file.file_path.removeprefix("file://")
+        (parquet / f"part-{i:05d}.parquet").symlink_to(path)
+    out = tmp_path / "petastorm.json"
+    cmd = [
+        str(python),
+        str(REPO / "tests" / "bench" / "petastorm_baseline.py"),
+        "--parquet",
+        str(parquet),
+        "--batch-size",
+        str(BATCH),
+        "--columns",
+        ",".join(COLUMNS),
+        "--max-rows",
+        "1000000",
+        "--path",
+        "auto",
+        "--json",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rate = _record(
+        "petastorm_0_13_1",
+        int(result["rows"]),
+        int(result["rows"]) * 24,
+        float(result["seconds"]),
+        path=result.get("path"),
+    )
+    ours = RESULTS.get("feeder_dataset_seq_1c")
+    if ours:
+        record(GROUP, "ratio_feeder_vs_petastorm", ratio=round(ours / rate, 1), target=">= 20x")
+
+
+def _au_consumer(endpoint: str, rank: int, world_size: int, shuffle: bool, step: float) -> dict:
+    """One simulated trainer (its own process, like a DDP rank): sleep ``step`` per batch."""
+    from feeder.torch import FeederDataset
+
+    ds = FeederDataset(
+        endpoint,
+        batch_size=BATCH,
+        columns=COLUMNS,
+        job=f"bench-au-{shuffle}",
+        rank=rank,
+        world_size=world_size,
+        shuffle=shuffle,
+        prefetch=4,
+    )
+    in_step = 0.0
+    rows = 0
+    t0 = time.perf_counter()
+    for epoch in range(AU_EPOCHS):
+        ds.set_epoch(epoch)
+        for batch in ds:
+            s0 = time.perf_counter()
+            time.sleep(step)
+            in_step += time.perf_counter() - s0
+            rows += len(batch["id"])
+    return {"in_step": in_step, "wall": time.perf_counter() - t0, "rows": rows}
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["shuffle_off", "shuffle_on"])
+def test_bench_accelerator_utilisation(bench_env, shuffle):
+    """MLPerf-Storage style: 2 consumer processes, a sleep per batch sized to need half the
+    raw Flight ceiling in total; AU = time in steps / wall time."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ceiling = RESULTS.get("raw_flight")
+    if ceiling is None:
+        pytest.skip("needs the raw_flight case of this run")
+    consumers = 2
+    step = BATCH / (0.5 * ceiling / consumers)  # seconds per batch per consumer
+    # forkserver: this process runs the feeder's gRPC server, which is not fork-safe
+    context = multiprocessing.get_context("forkserver")
+    endpoint = bench_env["feeder"].endpoint
+    with ProcessPoolExecutor(consumers, mp_context=context) as pool:
+        futures = [
+            pool.submit(_au_consumer, endpoint, rank, consumers, shuffle, step)
+            for rank in range(consumers)
+        ]
+        results = [f.result(timeout=900) for f in futures]
+    au = sum(r["in_step"] for r in results) / sum(r["wall"] for r in results)
+    record(
+        GROUP,
+        f"accelerator_utilisation_{'shuffle' if shuffle else 'seq'}",
+        rows=sum(r["rows"] for r in results),
+        seconds=max(r["wall"] for r in results),
+        au=round(au, 4),
+        step_seconds=round(step, 6),
+        consumers=consumers,
+        epochs=AU_EPOCHS,
+        target=">= 0.95",
+    )
+    print(f"{GROUP}/accelerator_utilisation shuffle={shuffle}: AU {au:.1%}, step {step:.5f} s")
+
+
+def test_bench_epoch_two_reads_no_storage(bench_env):
+    from feeder.torch import FeederDataset
+
+    feeder = bench_env["feeder"]
+    ds = FeederDataset(feeder.endpoint, batch_size=BATCH, columns=COLUMNS, job="bench-e2")
+    ds.set_epoch(1)
+    before = feeder.status()["storage_bytes_read"]
+    rows, _ = _count_tensors(ds)
+    after = feeder.status()["storage_bytes_read"]
+    record(GROUP, "epoch2_storage_bytes_read", rows=rows, storage_bytes=after - before)
+    print(f"{GROUP}/epoch2_storage_bytes_read: {after - before}")
+    assert after - before == 0

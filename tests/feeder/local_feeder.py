@@ -1,0 +1,113 @@
+"""A feeder without Spark for fast protocol tests: a real Coordinator and real data nodes.
+
+The data nodes run :func:`feeder.datanode.run_data_node` in *threads* of the
+test process — a FAKE for the Spark tasks of the launcher only (everything
+else is the real code over real Flight on 127.0.0.1). The Spark path is
+tested in ``test_serve.py`` / ``test_launcher.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from feeder.config import FeederConfig, TLSConfig
+from feeder.coordinator import Coordinator
+from feeder.datanode import run_data_node
+from feeder.metrics import FeederMetrics
+from feeder.serve import resolve
+from feeder.tickets import TicketSigner, new_key
+
+
+@dataclass
+class LocalFeeder:
+    """A running coordinator and its thread-hosted data nodes."""
+
+    coordinator: Coordinator
+    key: bytes
+    threads: list[threading.Thread]
+
+    @property
+    def endpoint(self) -> str:
+        return self.coordinator.endpoint
+
+
+@contextmanager
+def local_feeder(
+    catalog: Any,
+    table: str = "test.feed",
+    *,
+    cache_dir: Path,
+    nodes: int = 2,
+    columns: Sequence[str] | None = None,
+    row_filter: str | None = None,
+    token: str | None = None,
+    tls: TLSConfig | None = None,
+    slice_bytes: int = 20_000,
+    lease_seconds: float = 30.0,
+    metrics: FeederMetrics | None = None,
+    batch_rows: int = 128 * 1024,
+) -> Iterator[LocalFeeder]:
+    """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready."""
+    config = FeederConfig(
+        table=table,
+        columns=tuple(columns) if columns else None,
+        row_filter=row_filter,
+        slice_bytes=slice_bytes,
+        token=token,
+        tls=tls,
+    )
+    served = resolve(config, catalog)
+    key = new_key()
+    coordinator = Coordinator(
+        served,
+        signer=TicketSigner(key),
+        slots=nodes,
+        token=config.token,
+        tls=tls,
+        lease_seconds=lease_seconds,
+        heartbeat_seconds=0.2,
+        metrics=metrics,
+    )
+    threads = [
+        threading.Thread(
+            target=run_data_node,
+            args=(f"t{i}", coordinator.endpoint),
+            kwargs={
+                "ticket_key": key,
+                "token": config.token,
+                "tls": tls,
+                "cache_dir": cache_dir,
+                "heartbeat_seconds": 0.2,
+                "timeout": 10.0,
+                "batch_rows": batch_rows,
+            },
+            name=f"fake-spark-task-t{i}",
+            daemon=True,
+        )
+        for i in range(nodes)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        assert coordinator.wait_ready(60), coordinator.status()
+        yield LocalFeeder(coordinator, key, threads)
+    finally:
+        coordinator.request_stop()
+        for thread in threads:
+            thread.join(timeout=20)
+        coordinator.close()
+
+
+def ids_of(batches: Iterator[pa.RecordBatch] | list[pa.RecordBatch]) -> list[int]:
+    """The ``id`` column of every batch, in order."""
+    out: list[int] = []
+    for batch in batches:
+        out.extend(batch.column("id").to_pylist())
+    return out

@@ -1,0 +1,32 @@
+"""``icefeed feeder status`` against a real coordinator; ``feeder serve`` refusing bad input."""
+
+from __future__ import annotations
+
+import json
+
+from feeder.serve import main as serve_main
+from sparkapps.cli import main
+from tests.feeder.local_feeder import local_feeder
+from tests.feeder.tables import make_table
+
+
+def test_status_json_and_table(catalog, tmp_path, capsys):
+    make_table(catalog, files=1, rows_per_file=1000, row_group_rows=250)
+    with local_feeder(catalog, cache_dir=tmp_path / "c", nodes=1) as f:
+        assert main(["feeder", "status", f.endpoint, "--json"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        assert status["ready"] and status["rows"] == 1000 and status["version"] == 1
+        assert main(["feeder", "status", f.endpoint]) == 0
+        out = capsys.readouterr().out
+        assert "test.feed" in out and status["nodes"][0]["node_id"] in out
+
+
+def test_status_of_a_dead_endpoint_fails_with_exit_2(capsys):
+    assert main(["feeder", "status", "grpc://127.0.0.1:1", "--timeout", "1"]) == 2
+    assert "unreachable" in capsys.readouterr().err
+
+
+def test_serve_refuses_an_unknown_table_before_starting_anything(catalog, capsys):
+    assert serve_main(["test.nope"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["feeder", "serve", "test.nope", "--columns", "a,b"]) == 2

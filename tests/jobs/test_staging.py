@@ -1,0 +1,34 @@
+"""jobs.staging: listing and sweeping a write's prefix (local files; S3 in test_writer_backends)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyiceberg.io.pyarrow import PyArrowFileIO
+
+from jobs.staging import list_files, remove_uncommitted, write_prefix
+
+
+def test_write_prefix_is_under_the_tables_data_folder() -> None:
+    assert (
+        write_prefix("s3://b/wh/ns/t/", "run-1", "w1")
+        == "s3://b/wh/ns/t/data/_icefeed_runs/run-1/w1"
+    )
+
+
+def test_list_and_sweep_keep_only_reported_files(tmp_path: Path) -> None:
+    io = PyArrowFileIO()
+    prefix = (tmp_path / "data" / "_icefeed_runs" / "r" / "w").as_uri()
+    paths = [f"{prefix}/a.parquet", f"{prefix}/k=1/b.parquet", f"{prefix}/k=2/c.parquet"]
+    for path in paths:
+        with io.new_output(path).create() as out:
+            out.write(b"x")
+    assert list_files(io, prefix) == sorted(paths)
+    # the kept path may be spelled without the scheme
+    removed = remove_uncommitted(io, prefix, keep={paths[1].removeprefix("file://")})
+    assert sorted(removed) == sorted([paths[0], paths[2]])
+    assert list_files(io, prefix) == [paths[1]]
+
+
+def test_listing_a_missing_prefix_is_empty(tmp_path: Path) -> None:
+    assert list_files(PyArrowFileIO(), (tmp_path / "nothing").as_uri()) == []

@@ -42,7 +42,7 @@ from feeder.materialize import SliceSource
 from feeder.shuffle import row_permutation
 from feeder.slices import SlicePlan
 from feeder.tickets import TicketClaims, TicketSigner
-from jobs.errors import AuthError, FeederError
+from jobs.errors import AuthError, FeederError, SpecError
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +230,23 @@ def default_cache_root(cache_dir: Path | str | None) -> Path:
     return Path(first) if first else Path(tempfile.gettempdir())
 
 
+DATA_PORT_ENV = "ICEFEED_DATA_PORT"
+
+
+def data_port(environ: Mapping[str, str]) -> int:
+    """Return the port a data node binds: ``$ICEFEED_DATA_PORT`` (set on Kubernetes executors
+    so the headless Service and NetworkPolicy match), else 0 for a free port.
+
+    Raises SpecError if the variable is not a port number.
+    """
+    raw = environ.get(DATA_PORT_ENV, "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SpecError(f"{DATA_PORT_ENV}={raw!r} is not a port number (1-65535)")
+    return int(raw)
+
+
 def run_data_node(
     node_id: str,
     coordinator_endpoint: str,
@@ -277,7 +294,7 @@ def run_data_node(
                 stop.wait(0.5 * (attempt + 1))
 
     node = DataNode(
-        location_uri(host, 0, tls),
+        location_uri(host, data_port(os.environ), tls),
         signer=TicketSigner(ticket_key),
         cache=cache,
         token=token,

@@ -422,3 +422,14 @@ def test_registering_with_no_coordinator_is_a_feeder_error(tmp_path):
     with pytest.raises(FeederError, match="could not register"):
         run_data_node("n9", "grpc://127.0.0.1:9", ticket_key=KEY, cache_dir=tmp_path, timeout=5.0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_data_port_comes_from_the_executor_environment() -> None:
+    from feeder.datanode import data_port
+    from jobs.errors import SpecError
+
+    assert data_port({}) == 0
+    assert data_port({"ICEFEED_DATA_PORT": "8816"}) == 8816
+    for bad in ("http", "0", "70000", "-1"):
+        with pytest.raises(SpecError, match="ICEFEED_DATA_PORT"):
+            data_port({"ICEFEED_DATA_PORT": bad})

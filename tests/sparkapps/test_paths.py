@@ -18,7 +18,7 @@ def test_locations_do_not_depend_on_the_working_directory(
     before = (repo_root(), crds_dir(), chart_dir(), shipped_manifests())
     monkeypatch.chdir(tmp_path)
     assert (repo_root(), crds_dir(), chart_dir(), shipped_manifests()) == before
-    assert crds_dir() == repo_root().parent / "shared" / "crds"
+    assert crds_dir() == (repo_root().parent / "shared" / "crds").resolve()
     assert (repo_root() / "pyproject.toml").is_file()
     assert (chart_dir() / "Chart.yaml").is_file()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.extras import require
@@ -33,10 +34,20 @@ DEFAULT_CONF: dict[str, str] = {
 }
 
 
+#: log4j2 configuration (next to this module) for the JVMs icefeed launches itself.
+LOG4J_CONFIG = "log4j2.properties"
+
+
 def ensure_python_env() -> None:
     """Point Spark's Python workers at this interpreter unless already set."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def _log4j_option() -> str:
+    """``-Dlog4j2.configurationFile=...`` for the log4j2.properties shipped with jobs."""
+    path = Path(__file__).with_name(LOG4J_CONFIG)
+    return f"-Dlog4j2.configurationFile={path.as_uri()}"
 
 
 def get_spark(
@@ -66,7 +77,12 @@ def get_spark(
         # Not under spark-submit (which launches the JVM and sets the master
         # itself): run locally on every core.
         builder = builder.master("local[*]")
-    for key, value in {**DEFAULT_CONF, **(conf or {})}.items():
+    settings = {**DEFAULT_CONF, **(conf or {})}
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # We launch the JVM: give it our quiet log4j2 configuration unless the
+        # user chose driver JVM options (or a log4j2 configuration) themselves.
+        settings.setdefault("spark.driver.extraJavaOptions", _log4j_option())
+    for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("ICEFEED_SPARK_LOG_LEVEL", "WARN"))

@@ -36,3 +36,30 @@ def test_executors_run_the_venv_interpreter(spark) -> None:  # type: ignore[no-u
 
     seen = set(spark.sparkContext.parallelize(range(4), 2).mapPartitions(which_python).collect())
     assert seen == {sys.executable}
+
+
+def test_quiet_log4j_configuration_ships_with_jobs() -> None:
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from jobs.spark import _log4j_option
+
+    option = _log4j_option()
+    assert option.startswith("-Dlog4j2.configurationFile=file:")
+    path = Path(urlparse(option.split("=", 1)[1]).path)
+    text = path.read_text(encoding="utf-8")
+    assert "rootLogger.level = warn" in text
+    assert "org.apache.hadoop.util.NativeCodeLoader" in text
+
+
+@pytest.mark.spark
+def test_session_uses_the_quiet_log4j_configuration(spark) -> None:  # type: ignore[no-untyped-def]
+    from jobs.spark import _log4j_option
+
+    options = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions", "")
+    assert _log4j_option() in options
+    jvm = spark.sparkContext._jvm
+    assert (
+        jvm.java.lang.System.getProperty("log4j2.configurationFile")
+        == _log4j_option().split("=", 1)[1]
+    )

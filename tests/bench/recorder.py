@@ -14,6 +14,7 @@ A record without ``seconds`` (a derived ratio, a counter) is listed but has no r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -65,6 +66,9 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    if memory is None and hasattr(os, "sysconf"):
+        with contextlib.suppress(ValueError, OSError):  # a name this platform lacks
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
         "nproc": os.cpu_count(),
@@ -129,17 +133,32 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                 f"| {_fmt(e.get('rows_per_s'), ',.0f')} | {_fmt(e.get('mb_per_s'), ',.1f')} "
                 f"| {_fmt(ratio, '.2f')} | {notes} |"
             )
+    if meta.get("problems"):
+        lines += ["", "## Failed or skipped", ""]
+        lines += [
+            f"- {p['outcome']}: `{p['test']}` {p.get('reason', '')}" for p in meta["problems"]
+        ]
     return "\n".join(lines) + "\n"
 
 
-def write_results(out_dir: Path, results: list[dict[str, Any]] | None = None) -> Path:
-    """Write ``results.json`` and ``results.md`` under ``out_dir``; return the JSON path."""
+def write_results(
+    out_dir: Path,
+    results: list[dict[str, Any]] | None = None,
+    *,
+    problems: list[dict[str, str]] | None = None,
+) -> Path:
+    """Write ``results.json`` and ``results.md`` under ``out_dir``; return the JSON path.
+
+    ``problems`` lists the bench tests that failed or were skipped in the session
+    (``{"test", "outcome", "reason"}``), so a partial run says what it lacks.
+    """
     results = RESULTS if results is None else results
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {
         "version": RESULTS_VERSION,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
+        "problems": problems or [],
     }
     base = baselines(results)
     enriched = []

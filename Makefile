@@ -13,7 +13,7 @@ export PYSPARK_DRIVER_PYTHON := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools system-deps test lint demo bench petastorm-venv clean
+.PHONY: help venv tools system-deps test lint demo bench bench-report petastorm-venv clean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -47,8 +47,15 @@ lint: venv ## ruff check, ruff format --check, mypy, import-linter
 demo: venv ## clean the bundled flights data into the embedded catalog, feed it, train a model
 	$(BIN)/python -m feeder.demo
 
-bench: venv petastorm-venv ## run the benchmarks; results in bench-results/
-	$(BIN)/python -m pytest tests/bench -m bench -p no:cacheprovider -s
+# The report step runs even when a benchmark failed (its cases show as missing);
+# make still exits with pytest's status.
+bench: venv petastorm-venv ## run the benchmarks: bench-results/ (results, chart) and docs/benchmarks.md
+	$(BIN)/python -m pytest tests/bench -m bench -p no:cacheprovider -s; status=$$?; \
+	  $(BIN)/python -m tests.bench.report --docs || status=$$((status ? status : 1)); \
+	  exit $$status
+
+bench-report: venv ## redraw bench-results/throughput.png and docs/benchmarks.md from results.json
+	$(BIN)/python -m tests.bench.report --docs
 
 PETASTORM_VENV := .venv-petastorm
 petastorm-venv: $(PETASTORM_VENV)/.installed ## separate venv for the Petastorm 0.13.1 baseline

@@ -100,11 +100,12 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     base = baselines(results)
     m = meta["machine"]
     memory = m.get("memory_bytes")
+    load = " ".join(f"{x:.2f}" for x in m.get("loadavg") or ())
     lines = [
         "# Benchmark results",
         "",
         f"{meta['date']} · {m.get('nproc')} cores · "
-        f"{(memory or 0) / 2**30:.1f} GiB · load {m.get('loadavg')} · {m.get('platform')}",
+        f"{(memory or 0) / 2**30:.1f} GiB · load {load or '?'} · {m.get('platform')}",
         "",
         "Ratios compare rows/s with the group's baseline case, in this run only.",
     ]

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.chart import draw, when
-from tests.bench.summary import Status, Summary, machine_line, summarise
+from tests.bench.summary import (
+    Status,
+    Summary,
+    machine_line,
+    percent_text,
+    ratio_text,
+    summarise,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- bench:begin -->"
@@ -59,10 +66,10 @@ def load(results_dir: Path) -> dict[str, Any]:
     return data
 
 
-def _value(value: float | None, unit: str) -> str:
+def _value(value: float | None, unit: str, target: float | None) -> str:
     if value is None:
         return "—"
-    return f"{value:.1%}" if unit == "%" else f"{value / 1e6:,.2f} M"
+    return percent_text(value, target) if unit == "%" else f"{value / 1e6:,.2f} M"
 
 
 def section(summary: Summary, image: str) -> str:
@@ -94,6 +101,8 @@ def section(summary: Summary, image: str) -> str:
     tally = f"{met} met, {missed} missed, {absent} not measured in this run"
     tally += f", {unjudged} not judged (reference missing)." if unjudged else "."
     lines += ["", tally]
+    if summary.notes:
+        lines += [""] + [f"- {note[0].upper()}{note[1:]}." for note in summary.notes]
     for panel in summary.panels:
         ref = panel.spec.reference_label
         lines += ["", f"#### {panel.spec.title}", ""]
@@ -104,10 +113,12 @@ def section(summary: Summary, image: str) -> str:
             "|---|---|---:|---:|---|",
         ]
         for bar in panel.bars:
-            ratio = "" if bar.ratio is None else f"{bar.ratio:.2f}×"
+            target = bar.spec.target if bar.spec.reference else None
+            ratio = "" if bar.ratio is None else ratio_text(bar.ratio, target)
+            value = _value(bar.value, panel.spec.unit, bar.spec.target)
             lines.append(
                 f"| {bar.spec.label} | `{bar.spec.group}/{bar.spec.case}` "
-                f"| {_value(bar.value, panel.spec.unit)} | {ratio} | {_VERDICT[bar.status]} |"
+                f"| {value} | {ratio} | {_VERDICT[bar.status]} |"
             )
     lines += ["", "### Missing from this run", ""]
     if summary.missing or summary.problems:

@@ -106,6 +106,7 @@ class Summary:
     missing: tuple[str, ...]  # "group/case" the catalogue expects but the run lacks
     uncharted: tuple[str, ...]  # "group/case" recorded but not in the catalogue
     problems: tuple[Mapping[str, str], ...]  # failed / skipped bench tests of the run
+    notes: tuple[str, ...] = ()  # what to keep in mind reading this run (its noise)
 
     def panel(self, key: str) -> Panel:
         """The panel called ``key``; KeyError names the known keys."""
@@ -258,11 +259,11 @@ class CheckSpec:
 
 
 def _rate_ratio(
-    ours: tuple[str, str], theirs: tuple[str, str]
+    ours: tuple[str, str], theirs: tuple[str, str], threshold: float
 ) -> Callable[[Index], tuple[float, str]]:
     def measure(index: Index) -> tuple[float, str]:
         ratio = index[ours]["rows_per_s"] / index[theirs]["rows_per_s"]
-        return ratio, f"{ratio:.2f}×" if ratio < 10 else f"{ratio:.0f}×"
+        return ratio, ratio_text(ratio, threshold)
 
     return measure
 
@@ -272,7 +273,7 @@ def _memory(case: str) -> Callable[[Index], tuple[float, str]]:
         r = index[("feeder", case)]
         ratio = r["cache_bytes"] / r["node_rss_anon_peak"]
         cache, peak = r["cache_bytes"] / 1e6, r["node_rss_anon_peak"] / 1e6
-        return ratio, f"{ratio:.2f}× ({cache:.0f} MB ÷ {peak:.0f} MB)"
+        return ratio, f"{ratio_text(ratio, 4.0)} ({cache:.0f} MB ÷ {peak:.0f} MB)"
 
     return measure
 
@@ -290,7 +291,7 @@ EXTRA_CHECKS: tuple[CheckSpec, ...] = (
         target="≥ 2×",
         source=_ISSUE_TORCH,
         cases=(_SEQ_1C, ("torch", "pyiceberg_direct")),
-        measure=_rate_ratio(_SEQ_1C, ("torch", "pyiceberg_direct")),
+        measure=_rate_ratio(_SEQ_1C, ("torch", "pyiceberg_direct"), 2.0),
         passes=lambda v: v >= 2.0,
     ),
     CheckSpec(
@@ -298,7 +299,7 @@ EXTRA_CHECKS: tuple[CheckSpec, ...] = (
         target="≥ 20×",
         source=_ISSUE_TORCH,
         cases=(_SEQ_1C, ("torch", "petastorm_0_13_1")),
-        measure=_rate_ratio(_SEQ_1C, ("torch", "petastorm_0_13_1")),
+        measure=_rate_ratio(_SEQ_1C, ("torch", "petastorm_0_13_1"), 20.0),
         passes=lambda v: v >= 20.0,
     ),
     CheckSpec(
@@ -325,6 +326,39 @@ EXTRA_CHECKS: tuple[CheckSpec, ...] = (
         )
     ),
 )
+
+
+# --- numbers as text ----------------------------------------------------------------------
+
+
+def _honest(value: float, target: float | None, fmt: Callable[[int], str], start: int) -> str:
+    """``fmt(digits)`` with the fewest digits from ``start`` that keep the side of
+    ``target`` that ``value`` is on: 0.497 against 0.5 reads ``0.497``, never ``0.50``."""
+    digits = start
+    while target is not None and digits < start + 4:
+        text = fmt(digits)
+        shown = float(text.rstrip("×%"))
+        if text.endswith("%"):
+            shown /= 100
+        if (shown >= target) == (value >= target):
+            break
+        digits += 1
+    return fmt(digits)
+
+
+def ratio_text(ratio: float, target: float | None = None) -> str:
+    """``0.85×``; under 0.1 two significant digits (``0.0038×``), from 10 on none after
+    the point (``237×``); never rounded across ``target``."""
+    if ratio >= 10:
+        return _honest(ratio, target, lambda d: f"{ratio:.{d}f}×", 0)
+    if 0 < ratio < 0.1:
+        return _honest(ratio, target, lambda d: f"{ratio:.{d}g}×", 2)
+    return _honest(ratio, target, lambda d: f"{ratio:.{d}f}×", 2)
+
+
+def percent_text(value: float, target: float | None = None) -> str:
+    """``84.0%`` for a fraction ``value``, never rounded across ``target`` (a fraction)."""
+    return _honest(value, target, lambda d: f"{value * 100:.{d}f}%", 1)
 
 
 # --- summarising a run --------------------------------------------------------------------
@@ -365,10 +399,10 @@ def _bar_check(panel: PanelSpec, bar: Bar) -> Check:
     spec = bar.spec
     if spec.reference is not None:
         target = f"≥ {spec.target:g}× {panel.reference_short or spec.reference}"
-        measured = "" if bar.ratio is None else f"{bar.ratio:.2f}×"
+        measured = "" if bar.ratio is None else ratio_text(bar.ratio, spec.target)
     else:
         target = f"≥ {spec.target:.0%}"
-        measured = "" if bar.value is None else f"{bar.value:.1%}"
+        measured = "" if bar.value is None else percent_text(bar.value, spec.target)
     return Check(
         label=f"{panel.short}: {spec.label}",
         target=target,
@@ -409,6 +443,7 @@ def summarise(data: Mapping[str, Any], panels: tuple[PanelSpec, ...] = PANELS) -
         _bar_check(p.spec, b) for p in measured for b in p.bars if b.spec.target is not None
     ) + tuple(_extra_check(c, index) for c in EXTRA_CHECKS)
     return Summary(
+        notes=_ceiling_spread(index),
         date=str(data.get("date", "unknown date")),
         machine=data.get("machine") or {},
         panels=measured,
@@ -417,6 +452,23 @@ def summarise(data: Mapping[str, Any], panels: tuple[PanelSpec, ...] = PANELS) -
         uncharted=uncharted,
         problems=tuple(data.get("problems", [])),
     )
+
+
+def _ceiling_spread(index: Index) -> tuple[str, ...]:
+    """The feeder bench measures the raw Flight ceiling twice per consumer count: how far
+    apart the two are is this run's noise, the error bar of every feeder ratio."""
+    notes = []
+    for consumers in (1, 2):
+        a = _number(index.get(("feeder", f"raw_flight_x{consumers}")), "rows_per_s")
+        b = _number(index.get(("feeder", f"ceiling_raw_flight_x{consumers}")), "rows_per_s")
+        if a and b:
+            apart = abs(a - b) / min(a, b)
+            notes.append(
+                f"noise: the raw Flight ceiling ({consumers} consumer{'s' * (consumers > 1)}) "
+                f"measured twice in this run: {a / 1e6:.1f} and {b / 1e6:.1f} M rows/s, "
+                f"{apart:.0%} apart"
+            )
+    return tuple(notes)
 
 
 def machine_line(summary: Summary) -> str:

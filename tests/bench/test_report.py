@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.bench import recorder, report
-from tests.bench.summary import PANELS, Status, summarise
+from tests.bench.summary import PANELS, Status, percent_text, ratio_text, summarise
 
 RAW = 30e6  # rows/s of the raw Flight ceiling in the synthetic run
 
@@ -231,3 +231,32 @@ def test_the_catalogue_charts_each_case_once() -> None:
             refs = {b.case for b in panel.bars if b.group == bar.group}
             assert bar.reference is None or bar.reference in refs, (panel.key, bar.case)
 
+
+def test_a_miss_is_never_rounded_up_to_its_target() -> None:
+    assert ratio_text(0.4966, 0.5) == "0.497×"  # not 0.50×
+    assert ratio_text(0.5, 0.5) == "0.50×"
+    assert ratio_text(0.85, 0.8) == "0.85×"
+    assert ratio_text(19.97, 20) == "19.97×"  # not 20×
+    assert ratio_text(236.7, 20) == "237×"
+    assert ratio_text(0.0038) == "0.0038×"  # not 0.00×
+    assert percent_text(0.9496, 0.95) == "94.96%"  # not 95.0%
+    assert percent_text(0.84, 0.95) == "84.0%"
+
+
+def test_the_two_ceiling_measurements_give_the_runs_noise(tmp_path: Path) -> None:
+    results = synthetic(frozenset({"feeder/ceiling_raw_flight_x2"}))
+    for r in results:
+        if r["case"] == "ceiling_raw_flight_x1":
+            r["rows_per_s"] = 39e6
+    summary = summarise({"results": results})
+    assert summary.notes == (
+        "noise: the raw Flight ceiling (1 consumer) measured twice in this run: "
+        "30.0 and 39.0 M rows/s, 30% apart",
+    )
+
+
+def test_the_committed_docs_page_has_the_markers_and_its_image() -> None:
+    text = report.DOCS.read_text()
+    assert text.count(report.BEGIN) == 1 and text.count(report.END) == 1
+    link = report.DOCS_IMAGE.relative_to(report.DOCS.parent).as_posix()
+    assert f"]({link})" in text and report.DOCS_IMAGE.is_file()

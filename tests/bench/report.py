@@ -159,6 +159,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def update_docs(summary: Summary, chart: Path, doc: Path, image: Path) -> None:
     """Copy ``chart`` to ``image`` and rewrite the marked section of ``doc`` to show it."""
+    if not doc.is_file():
+        raise ReportError(f"no page {doc} to update (the default is {DOCS})")
     text = doc.read_text(encoding="utf-8")
     link = os.path.relpath(image, doc.parent)
     new = replace_section(text, section(summary, Path(link).as_posix()))

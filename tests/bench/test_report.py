@@ -223,6 +223,15 @@ def test_no_results_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "run `make bench`" in capsys.readouterr().err
 
 
+def test_no_docs_page_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = _write(tmp_path, synthetic())
+    image = tmp_path / "img.png"
+    argv = [str(out), "--docs", str(tmp_path / "nope.md"), "--docs-image", str(image)]
+    assert report.main(argv) == 2
+    assert "no page" in capsys.readouterr().err
+    assert not image.exists()
+
+
 def test_the_catalogue_charts_each_case_once() -> None:
     cases = [(b.group, b.case) for p in PANELS for b in p.bars]
     assert len(cases) == len(set(cases))

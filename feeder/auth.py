@@ -4,7 +4,9 @@ Server side: :func:`server_middleware` returns the ``middleware=`` dict for a
 ``FlightServerBase``; every call without ``authorization: Bearer <token>`` (when
 a token is set) is refused with ``FlightUnauthenticatedError``, compared in
 constant time. The same middleware records the caller's ``x-icefeed-job``
-header, read back in a handler with :func:`caller_job`.
+header, read back in a handler with :func:`caller_job`, and the
+``x-icefeed-node-proof`` header of node-only calls (:func:`caller_node_proof`,
+checked by :mod:`feeder.node_auth`).
 
 Client side: :func:`call_options` builds the headers and timeout of a call,
 :func:`connect` opens a ``FlightClient`` (trusting the TLS roots when given).
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 MIDDLEWARE_KEY = "icefeed"
 AUTH_HEADER = "authorization"
 JOB_HEADER = "x-icefeed-job"
+NODE_PROOF_HEADER = "x-icefeed-node-proof"
 _BEARER = "Bearer "
 
 
@@ -38,9 +41,10 @@ def _secret(token: str | SecretStr | None) -> str | None:
 class CallHeaders(flight.ServerMiddleware):
     """Per-call middleware instance holding what the handlers need from the headers."""
 
-    def __init__(self, job: str | None) -> None:
+    def __init__(self, job: str | None, node_proof: str | None = None) -> None:
         super().__init__()
         self.job = job
+        self.node_proof = node_proof
 
 
 class BearerAuthFactory(flight.ServerMiddlewareFactory):
@@ -61,11 +65,15 @@ class BearerAuthFactory(flight.ServerMiddlewareFactory):
                 raise flight.FlightUnauthenticatedError(
                     "missing or wrong bearer token: send 'authorization: Bearer <token>'"
                 )
-        jobs = headers.get(JOB_HEADER) or []
-        job = jobs[0] if jobs else None
-        if isinstance(job, bytes):
-            job = job.decode("utf-8", "replace")
-        return CallHeaders(job)
+        return CallHeaders(_header(headers, JOB_HEADER), _header(headers, NODE_PROOF_HEADER))
+
+
+def _header(headers: dict[str, list[Any]], name: str) -> str | None:
+    values = headers.get(name) or []
+    value = values[0] if values else None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value
 
 
 def server_middleware(token: str | SecretStr | None) -> dict[str, flight.ServerMiddlewareFactory]:
@@ -79,16 +87,29 @@ def caller_job(context: flight.ServerCallContext) -> str | None:
     return middleware.job if isinstance(middleware, CallHeaders) else None
 
 
+def caller_node_proof(context: flight.ServerCallContext) -> str | None:
+    """Return the ``x-icefeed-node-proof`` header of the current call, or None if absent."""
+    middleware = context.get_middleware(MIDDLEWARE_KEY)
+    return middleware.node_proof if isinstance(middleware, CallHeaders) else None
+
+
 def call_options(
-    token: str | SecretStr | None, job: str | None = None, timeout: float | None = None
+    token: str | SecretStr | None,
+    job: str | None = None,
+    timeout: float | None = None,
+    *,
+    node_proof: str | None = None,
 ) -> flight.FlightCallOptions:
-    """Return ``FlightCallOptions`` carrying the bearer token, the job header and a timeout."""
+    """Return ``FlightCallOptions`` carrying the bearer token, the job header, a data node's
+    proof for a node-only call (see :mod:`feeder.node_auth`) and a timeout."""
     headers: list[tuple[bytes, bytes]] = []
     secret = _secret(token)
     if secret:
         headers.append((AUTH_HEADER.encode(), (_BEARER + secret).encode()))
     if job is not None:
         headers.append((JOB_HEADER.encode(), job.encode()))
+    if node_proof is not None:
+        headers.append((NODE_PROOF_HEADER.encode(), node_proof.encode("ascii")))
     return flight.FlightCallOptions(headers=headers, timeout=timeout)
 
 

@@ -12,7 +12,9 @@ of one consumer's share of an epoch:
 Failover: when a data-node stream breaks, the client asks the coordinator to
 ``resume`` the ticket at the rows already delivered (a fresh ticket for the
 rest, with the live locations) and reads on from the next node, for up to
-``retry_seconds``. A coordinator that cannot be reached for ``timeout``
+``retry_seconds``. A node that keeps the stream open but sends nothing for
+``stall_seconds`` while the client waits (hung, SIGSTOPped, partitioned) counts
+as broken the same way. A coordinator that cannot be reached for ``timeout``
 seconds raises :class:`FeederError`; wrong token → :class:`AuthError`; a bad
 request (unknown column, ``rank >= world_size``) → :class:`SpecError`.
 """
@@ -55,6 +57,7 @@ _RETRIABLE = (
 )
 _OWN_RETRY_MARK = "; retry"  # how the coordinator says "alive, but not now"
 SUSPECT_SECONDS = 30.0  # a location that failed is tried last for this long
+DEFAULT_STALL_SECONDS = 60.0  # > the time a node takes to materialise a slice on failover
 _AHEAD_BATCHES = 4  # batches a read-ahead range may buffer
 _END = object()
 
@@ -73,7 +76,10 @@ class FeederClient:
     ``ready_timeout`` how long to wait for a feeder that is still caching;
     ``read_ahead`` how many further slice ranges a static-mode stream reads
     concurrently (0, the default: one at a time — on 2 cores read-ahead measured
-    slower; see the ``client_stream_*_read_ahead`` benchmark cases).
+    slower; see the ``client_stream_*_read_ahead`` benchmark cases);
+    ``stall_seconds`` how long the client waits for a data node's next batch (or its
+    first, which a node sends only once it has the slice: keep it above the time to
+    materialise one slice from table storage) before it treats the node as lost.
     """
 
     def __init__(
@@ -87,13 +93,14 @@ class FeederClient:
         retry_seconds: float = 120.0,
         ready_timeout: float = 600.0,
         read_ahead: int = 0,
+        stall_seconds: float = DEFAULT_STALL_SECONDS,
     ) -> None:
         if not isinstance(endpoint, str) or "://" not in endpoint:
             raise SpecError(f"endpoint: {endpoint!r} must look like grpc://host:port")
         if not isinstance(job, str) or not job:
             raise SpecError(f"job: {job!r} must be a non-empty string")
-        if timeout <= 0 or retry_seconds <= 0 or ready_timeout <= 0:
-            raise SpecError("timeout, retry_seconds and ready_timeout must be > 0")
+        if timeout <= 0 or retry_seconds <= 0 or ready_timeout <= 0 or stall_seconds <= 0:
+            raise SpecError("timeout, retry_seconds, ready_timeout and stall_seconds must be > 0")
         if not isinstance(read_ahead, int) or not 0 <= read_ahead <= 8:
             raise SpecError(f"read_ahead: {read_ahead!r} must be an integer in 0..8")
         self.read_ahead = read_ahead
@@ -103,6 +110,7 @@ class FeederClient:
         self.timeout = float(timeout)
         self.retry_seconds = float(retry_seconds)
         self.ready_timeout = float(ready_timeout)
+        self.stall_seconds = float(stall_seconds)
         self._token = load_token(token)
         self._lock = threading.Lock()
         self._coordinator: flight.FlightClient | None = None
@@ -436,11 +444,7 @@ class FeederClient:
             delivered = 0
             for location in self._order(locations):
                 try:
-                    reader = self._node_client(location).do_get(
-                        flight.Ticket(ticket.encode("ascii")), self._options(None)
-                    )
-                    for chunk in reader:
-                        batch = chunk.data
+                    for batch in self._node_batches(location, ticket):
                         if batch.num_rows == 0:
                             continue
                         delivered += batch.num_rows
@@ -476,6 +480,73 @@ class FeederClient:
             answer = self._action("resume", {"ticket": ticket, "delivered": delivered})
             # progress of a lease keeps counting from the unit's start across resumes
             ticket, locations = answer["ticket"], list(answer["locations"])
+
+    def _node_batches(self, location: str, ticket: str) -> Iterator[pa.RecordBatch]:
+        """Yield one ``do_get``'s batches, read on a helper thread a few batches ahead.
+
+        Raises FlightTimedOutError when the node sends nothing for ``stall_seconds``
+        while the caller waits: a gRPC read has no deadline of its own, and a node
+        that keeps its connection open (e.g. SIGSTOPped) would block it forever. The
+        read is then cancelled; a helper stuck before the stream started ends when
+        the node answers or its connection breaks.
+        """
+        client = self._node_client(location)
+        out: queue.Queue[Any] = queue.Queue(maxsize=_AHEAD_BATCHES)
+        stop = threading.Event()
+        lock = threading.Lock()
+        readers: list[flight.FlightStreamReader] = []
+
+        def offer(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def pump() -> None:
+            item: Any = _END
+            try:
+                reader = client.do_get(flight.Ticket(ticket.encode("ascii")), self._options(None))
+                with lock:
+                    readers.append(reader)
+                    abandoned = stop.is_set()
+                if abandoned:  # the caller gave up while the stream was starting
+                    reader.cancel()
+                    return
+                for chunk in reader:
+                    if stop.is_set() or not offer(chunk.data):
+                        return
+            except BaseException as exc:  # handed to the caller, raised there
+                item = exc
+            offer(item)
+
+        thread = threading.Thread(target=pump, name="icefeed-node-read", daemon=True)
+        thread.start()
+        finished = False
+        try:
+            while True:
+                try:
+                    item = out.get(timeout=self.stall_seconds)
+                except queue.Empty:
+                    raise flight.FlightTimedOutError(
+                        f"data node {location} sent nothing for {self.stall_seconds:g}s "
+                        "(stall_seconds); treating it as lost"
+                    ) from None
+                if item is _END:
+                    finished = True
+                    return
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            if not finished:  # stalled, or the caller stopped early: end the gRPC call
+                with lock:
+                    for reader in readers:
+                        reader.cancel()
 
 
 class _Heartbeater:

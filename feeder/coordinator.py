@@ -6,7 +6,10 @@ It pins one snapshot (a :class:`ServedSnapshot`), tracks its data nodes in a
 location) and dynamic-mode consumers with ``lease`` / ``heartbeat`` / ``done``
 (one :class:`~feeder.leases.LeaseBook` per job and epoch). Failover support:
 ``resume`` re-signs the rest of a ticket after a broken stream and returns the
-current live locations. Every refusal is a Flight error; the server stays up.
+current live locations. The node-only actions (``register``, ``cached``,
+``node_heartbeat``) also need a single-use proof of the session key
+(:mod:`feeder.node_auth`), which consumers never hold. Every refusal is a
+Flight error; the server stays up.
 """
 
 from __future__ import annotations
@@ -23,10 +26,17 @@ import pyarrow as pa
 import pyarrow.flight as flight
 from pydantic import SecretStr
 
-from feeder.auth import caller_job, location_uri, server_middleware, server_tls_kwargs
+from feeder.auth import (
+    caller_job,
+    caller_node_proof,
+    location_uri,
+    server_middleware,
+    server_tls_kwargs,
+)
 from feeder.config import TLSConfig
 from feeder.leases import LeaseBook
 from feeder.metrics import FeederMetrics
+from feeder.node_auth import KEY_PURPOSE, NODE_ACTIONS, NodeCallVerifier
 from feeder.registry import NodeRegistry
 from feeder.requests import (
     EpochParams,
@@ -130,6 +140,7 @@ class Coordinator(flight.FlightServerBase):
         )
         self.served = served
         self.signer = signer
+        self._node_calls = NodeCallVerifier(signer.derived_key(KEY_PURPOSE))
         self.endpoint = location_uri(host, self.port, tls)
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -292,8 +303,22 @@ class Coordinator(flight.FlightServerBase):
             self._count_error("unknown_action")
             raise pa.ArrowInvalid(f"unknown action {kind[:64]!r}; known: {sorted(ACTIONS)}")
         body = action.body.to_pybytes() if action.body is not None else b""
-        result = self._guard(kind, lambda: handler(context, body))
+
+        def answer() -> dict[str, Any]:
+            if kind in NODE_ACTIONS:
+                self._check_node_call(context, kind, body)
+            return handler(context, body)
+
+        result = self._guard(kind, answer)
         return iter([json.dumps(result, separators=(",", ":")).encode()])
+
+    def _check_node_call(self, context: flight.ServerCallContext, kind: str, body: bytes) -> None:
+        """Refuse (AuthError, before any state changes) a node-only call without valid proof."""
+        try:
+            self._node_calls.verify(kind, body, caller_node_proof(context))
+        except AuthError as exc:
+            log.warning("refused %s from %s: %s", kind, context.peer(), exc)
+            raise
 
     def get_schema(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor

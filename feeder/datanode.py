@@ -10,7 +10,8 @@ ticket gets a Flight error; the server keeps serving.
 :func:`run_data_node` is what one Spark task runs (see PROTOCOL.md): start a
 DataNode on a free port, ``register`` with the coordinator, materialise the
 assigned slices (reporting each with ``cached``), ``node_heartbeat`` until told
-to stop, then shut down and delete its cache.
+to stop, then shut down and delete its cache. Each of these node-only calls
+carries a fresh proof of the session key (:mod:`feeder.node_auth`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from feeder.auth import server_tls_kwargs as _server_tls_kwargs
 from feeder.cache import DEFAULT_BATCH_ROWS, DEFAULT_TAKE_ROWS, CachedSlice, SliceCache, check_range
 from feeder.config import DEFAULT_HEARTBEAT_SECONDS, TLSConfig
 from feeder.materialize import SliceSource
+from feeder.node_auth import KEY_PURPOSE, NodeCallSigner
 from feeder.shuffle import row_permutation
 from feeder.slices import SlicePlan
 from feeder.tickets import TicketClaims, TicketSigner
@@ -212,13 +214,25 @@ class DataNode(flight.FlightServerBase):
             pa.default_memory_pool().release_unused()
 
 
-def _action(
-    client: flight.FlightClient, options: flight.FlightCallOptions, name: str, body: Any
-) -> Any:
-    results = list(client.do_action(flight.Action(name, json.dumps(body).encode()), options))
-    if not results:
-        return {}
-    return json.loads(results[0].body.to_pybytes() or b"{}")
+@dataclass(frozen=True)
+class _CoordinatorLink:
+    """How a data node calls its coordinator: the connection, the token, node-call proofs."""
+
+    client: flight.FlightClient
+    token: str | SecretStr | None
+    timeout: float
+    prover: NodeCallSigner
+
+    def action(self, name: str, body: Any) -> Any:
+        """Send one node-only action with a fresh proof; return its JSON answer."""
+        payload = json.dumps(body).encode()
+        options = call_options(
+            self.token, None, self.timeout, node_proof=self.prover.proof(name, payload)
+        )
+        results = list(self.client.do_action(flight.Action(name, payload), options))
+        if not results:
+            return {}
+        return json.loads(results[0].body.to_pybytes() or b"{}")
 
 
 def default_cache_root(cache_dir: Path | str | None) -> Path:
@@ -272,7 +286,8 @@ def run_data_node(
     root = default_cache_root(cache_dir) / f"icefeed-node-{node_id}-{os.getpid()}"
     cache = SliceCache(root)
     client = connect(coordinator_endpoint, tls=tls)
-    options = call_options(token, None, timeout)
+    signer = TicketSigner(ticket_key)
+    link = _CoordinatorLink(client, token, timeout, NodeCallSigner(signer.derived_key(KEY_PURPOSE)))
     work: queue.Queue[int] = queue.Queue()
     stop = threading.Event()
 
@@ -285,7 +300,7 @@ def run_data_node(
         }
         for attempt in range(3):
             try:
-                _action(client, options, "cached", body)
+                link.action("cached", body)
                 return
             except flight.FlightError as exc:
                 log.warning(
@@ -295,7 +310,7 @@ def run_data_node(
 
     node = DataNode(
         location_uri(host, data_port(os.environ), tls),
-        signer=TicketSigner(ticket_key),
+        signer=signer,
         cache=cache,
         token=token,
         tls=tls,
@@ -304,12 +319,12 @@ def run_data_node(
     )
     location = location_uri(advertise_host or host, node.port, tls)
     try:
-        assigned = _register(client, options, node, node_id, location, root, coordinator_endpoint)
+        assigned = _register(link, node, node_id, location, root, coordinator_endpoint)
         for slice_id in assigned:
             work.put(slice_id)
         beat = threading.Thread(
             target=_heartbeat_loop,
-            args=(client, options, node, node_id, work, stop, heartbeat_seconds, timeout),
+            args=(link, node, node_id, work, stop, heartbeat_seconds, timeout),
             name=f"node-{node_id}-heartbeat",
             daemon=True,
         )
@@ -332,8 +347,7 @@ def run_data_node(
 
 
 def _register(
-    client: flight.FlightClient,
-    options: flight.FlightCallOptions,
+    link: _CoordinatorLink,
     node: DataNode,
     node_id: str,
     location: str,
@@ -349,7 +363,7 @@ def _register(
         "capacity_bytes": _free_bytes(root),
     }
     try:
-        answer = _action(client, options, "register", body)
+        answer = link.action("register", body)
         source = SliceSource.from_metadata(
             answer["metadata_location"],
             io_properties=answer.get("io_properties") or {},
@@ -377,8 +391,7 @@ def _register(
 
 
 def _heartbeat_loop(
-    client: flight.FlightClient,
-    options: flight.FlightCallOptions,
+    link: _CoordinatorLink,
     node: DataNode,
     node_id: str,
     work: queue.Queue[int],
@@ -395,9 +408,7 @@ def _heartbeat_loop(
     try:
         while not stop.is_set():
             try:
-                answer = _action(
-                    client, options, "node_heartbeat", {"node_id": node_id, "stats": node.stats()}
-                )
+                answer = link.action("node_heartbeat", {"node_id": node_id, "stats": node.stats()})
             except flight.FlightError as exc:
                 if time.monotonic() - last_ok > grace:
                     log.error(

@@ -85,6 +85,15 @@ class TicketSigner:
     def __repr__(self) -> str:
         return "TicketSigner(key=<hidden>)"
 
+    def derived_key(self, purpose: str) -> bytes:
+        """Return a key for ``purpose`` derived from this session key (HMAC-SHA256 of it).
+
+        Coordinator and nodes derive the same key; it reveals nothing of the ticket
+        key, and no ticket payload (a JSON object) can collide with the label.
+        """
+        label = b"icefeed-derived-key/" + purpose.encode("utf-8")
+        return hmac.new(self._key, label, hashlib.sha256).digest()
+
     def sign(self, claims: TicketClaims) -> bytes:
         """Return the wire form of ``claims``."""
         payload = {

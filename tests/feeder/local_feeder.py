@@ -9,9 +9,9 @@ tested in ``test_serve.py`` / ``test_launcher.py``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,12 @@ def local_feeder(
     lease_seconds: float = 30.0,
     metrics: FeederMetrics | None = None,
     batch_rows: int = 128 * 1024,
+    io_properties: Mapping[str, str] | None = None,
 ) -> Iterator[LocalFeeder]:
-    """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready."""
+    """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready.
+
+    ``io_properties`` are added to the table's FileIO properties the nodes get.
+    """
     config = FeederConfig(
         table=table,
         columns=tuple(columns) if columns else None,
@@ -64,6 +68,8 @@ def local_feeder(
         tls=tls,
     )
     served = resolve(config, catalog)
+    if io_properties:
+        served = replace(served, io_properties={**served.io_properties, **io_properties})
     key = new_key()
     coordinator = Coordinator(
         served,

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
 import threading
+import time
 from collections import Counter
 
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from feeder.auth import call_options
 from feeder.client import FeederClient
 from feeder.config import TLSConfig
+from feeder.node_auth import KEY_PURPOSE, NODE_ACTIONS, NodeCallSigner
 from feeder.requests import StaticRequest
+from feeder.tickets import TicketSigner, new_key
 from jobs.errors import AuthError, FeederError, SpecError
 from tests.feeder.local_feeder import ids_of, local_feeder
 from tests.feeder.tables import make_table
@@ -248,6 +253,22 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(out)
 
 
+def _fuzz_proof(
+    name: str, body: bytes, rng: random.Random, node: NodeCallSigner, foreign: NodeCallSigner
+) -> tuple[str | None, bool]:
+    """No proof, a forged or mutated one, or a valid fresh one (then True)."""
+    choice = rng.randrange(4)
+    if choice == 0:
+        return None, False
+    if choice == 1:
+        return foreign.proof(name, body), False
+    if choice == 2:
+        good = node.proof(name, body)
+        mutated = bytes(c for c in _mutate(good.encode(), rng) if 0x21 <= c < 0x7F).decode()
+        return (mutated if mutated != good else good[:-1]), False
+    return node.proof(name, body), True  # so the handlers still see fuzzed bodies
+
+
 def _random_json(rng: random.Random) -> object:
     return rng.choice(
         [None, True, -1, 0, 2**70, 3.5, "", "x" * 300, [], ["id"], {}, {"a": 1}, ["nope"], 7]
@@ -285,7 +306,11 @@ def test_fuzzed_descriptors_and_actions_get_errors_and_the_server_stays_up(feed)
         "v",
         "zzz",
     ]
+    node_signer = NodeCallSigner(TicketSigner(feed.key).derived_key(KEY_PURPOSE))
+    foreign_signer = NodeCallSigner(new_key())
+    nodes_before = {n["node_id"] for n in feed.coordinator.status()["nodes"]}
     outcomes: Counter = Counter()
+    unproven: Counter = Counter()  # node-only actions sent without a valid proof
     for i in range(10_000):
         kind = i % 4
         try:
@@ -299,7 +324,18 @@ def test_fuzzed_descriptors_and_actions_get_errors_and_the_server_stays_up(feed)
             elif kind == 2:
                 name = rng.choice([*valid_bodies, "register", "cached", "node_heartbeat", "??"])
                 body = _mutate(valid_bodies.get(name, b"{}"), rng)
-                list(raw.do_action(flight.Action(name, body), options))
+                call, proven = options, True
+                if name in NODE_ACTIONS:
+                    proof, proven = _fuzz_proof(name, body, rng, node_signer, foreign_signer)
+                    call = call_options(None, "fuzz", 10, node_proof=proof)
+                try:
+                    list(raw.do_action(flight.Action(name, body), call))
+                except (flight.FlightError, pa.ArrowException) as exc:
+                    if not proven:
+                        unproven[type(exc).__name__] += 1
+                    raise
+                if not proven:
+                    unproven["ok"] += 1
             else:
                 path = flight.FlightDescriptor.for_path(rng.randbytes(8).hex())
                 raw.get_flight_info(path, options)
@@ -309,6 +345,9 @@ def test_fuzzed_descriptors_and_actions_get_errors_and_the_server_stays_up(feed)
     assert sum(outcomes.values()) == 10_000
     assert outcomes["ok"] < 10_000 and outcomes["ArrowInvalid"] > 1_000
     assert "FlightServerError" not in outcomes  # no unexpected handler crash
+    # a node-only action without a valid proof never reaches its handler
+    assert set(unproven) == {"FlightUnauthenticatedError"} and unproven.total() > 400
+    assert {n["node_id"] for n in feed.coordinator.status()["nodes"]} == nodes_before
     every = Counter(ids_of(FeederClient(feed.endpoint, job="after-fuzz").stream(0, seed=8)))
     assert set(every.values()) == {1} and len(every) == ROWS
 
@@ -385,3 +424,100 @@ def test_read_ahead_keeps_the_order_and_stops_cleanly(feed):
     assert next(stream).num_rows > 0
     stream.close()  # background readers stop; the client stays usable
     assert len(ids_of(ahead.stream(1, seed=7, rank=1, world_size=2))) == ROWS // 2
+
+
+# --- node-only actions ----------------------------------------------------------------------
+
+
+def _registry_view(coordinator) -> tuple:
+    """Everything a node-only action could change, except the live nodes' own heartbeats."""
+    with coordinator._lock:
+        reg = coordinator.registry
+        nodes = {
+            n.node_id: (n.slot, n.location, n.alive, list(n.pending)) for n in reg.nodes.values()
+        }
+        return nodes, list(reg.row_counts), list(reg.slice_bytes), [list(c) for c in reg.cached_by]
+
+
+def test_consumers_with_the_token_cannot_call_node_only_actions(module_catalog, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    secret = "sentinel-secret-access-key-7f3a"
+    with local_feeder(
+        module_catalog,
+        cache_dir=tmp_path / "c",
+        nodes=1,
+        token="t0k",
+        io_properties={"s3.secret-access-key": secret},
+    ) as f:
+        node_id = f.coordinator.status()["nodes"][0]["node_id"]
+        rows0 = f.coordinator.registry.row_counts[0]
+        before = _registry_view(f.coordinator)
+        bodies = {
+            "register": {"node_id": "intruder", "location": "grpc://127.0.0.1:1", "slot": 0},
+            "cached": {"node_id": node_id, "slice_id": 0, "num_rows": rows0, "nbytes": 10**15},
+            "node_heartbeat": {"node_id": node_id, "stats": {"rows_served": 10**15}},
+        }
+        raw = flight.FlightClient(f.endpoint)
+        for name, body in bodies.items():
+            for proof in (None, "v1.1.2.3", NodeCallSigner(new_key()).proof(name, b"{}")):
+                options = call_options("t0k", "a-training-job", 10, node_proof=proof)
+                action = flight.Action(name, json.dumps(body).encode())
+                with pytest.raises(flight.FlightUnauthenticatedError, match="node-only action"):
+                    list(raw.do_action(action, options))
+        assert _registry_view(f.coordinator) == before
+        status = FeederClient(f.endpoint, token="t0k").status()
+        assert all(n["rows_served"] < 10**15 for n in status["nodes"])
+        assert secret not in json.dumps(status)
+        client = FeederClient(f.endpoint, token="t0k", job="after")
+        assert sorted(ids_of(client.stream(0))) == list(range(ROWS))  # the server stayed up
+    refusals = [r for r in caplog.records if r.getMessage().startswith("refused ")]
+    assert len(refusals) == 9
+    assert secret not in caplog.text  # nor was it ever logged, by coordinator or node
+
+
+def test_forged_stale_replayed_or_moved_node_proofs_are_refused(feed):
+    raw = flight.FlightClient(feed.endpoint)
+    node_key = TicketSigner(feed.key).derived_key(KEY_PURPOSE)
+    # a heartbeat of an unknown node is answered "stop" and changes nothing
+    body = json.dumps({"node_id": "ghost", "stats": {}}).encode()
+
+    def call(name: str, sent: bytes, proof: str) -> object:
+        options = call_options(None, None, 10, node_proof=proof)
+        results = list(raw.do_action(flight.Action(name, sent), options))
+        return json.loads(results[0].body.to_pybytes())
+
+    def signer(key: bytes = node_key, skew: float = 0.0) -> NodeCallSigner:
+        return NodeCallSigner(key, clock=lambda: time.time() + skew)
+
+    good = signer().proof("node_heartbeat", body)
+    assert call("node_heartbeat", body, good) == {"stop": True, "assign": []}
+    refused = {
+        "replayed": ("node_heartbeat", body, good),
+        "another session's key": (
+            "node_heartbeat",
+            body,
+            signer(new_key()).proof("node_heartbeat", body),
+        ),
+        "the ticket key itself": (
+            "node_heartbeat",
+            body,
+            signer(feed.key).proof("node_heartbeat", body),
+        ),
+        "expired": ("node_heartbeat", body, signer(skew=-120).proof("node_heartbeat", body)),
+        "from the future": ("node_heartbeat", body, signer(skew=120).proof("node_heartbeat", body)),
+        "for another action": ("register", body, signer().proof("node_heartbeat", body)),
+        "for another body": (
+            "node_heartbeat",
+            body.replace(b"ghost", b"gh0st"),
+            signer().proof("node_heartbeat", body),
+        ),
+    }
+    outcomes = {}
+    for why, (name, sent, proof) in refused.items():
+        try:
+            call(name, sent, proof)
+            outcomes[why] = "accepted"
+        except flight.FlightUnauthenticatedError as exc:
+            outcomes[why] = "refused" if "node-only action" in str(exc) else str(exc)
+    assert outcomes == dict.fromkeys(refused, "refused")
+    assert "ghost" not in {n["node_id"] for n in feed.coordinator.status()["nodes"]}

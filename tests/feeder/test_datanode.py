@@ -11,13 +11,15 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from feeder.auth import call_options, connect, location_uri
+from feeder.auth import call_options, caller_node_proof, connect, location_uri, server_middleware
 from feeder.cache import SliceCache
 from feeder.datanode import DataNode, run_data_node
 from feeder.materialize import SliceSource
+from feeder.node_auth import KEY_PURPOSE, NodeCallVerifier
 from feeder.shuffle import row_permutation
 from feeder.slices import plan_slices
 from feeder.tickets import TicketClaims, TicketSigner, new_key
+from jobs.errors import AuthError
 from tests.feeder.tables import make_table
 
 KEY = new_key()
@@ -221,17 +223,27 @@ def test_node_memory_stays_small_while_streaming_a_large_slice(tmp_path):
 
 
 class FakeCoordinator(flight.FlightServerBase):
-    """A FAKE coordinator (the real one is feeder.coordinator): answers only node actions."""
+    """A FAKE coordinator (the real one is feeder.coordinator): answers only node actions.
+
+    It checks each call's node proof with the real verifier and records refusals.
+    """
 
     def __init__(self, answer: dict):
-        super().__init__("grpc://127.0.0.1:0")
+        super().__init__("grpc://127.0.0.1:0", middleware=server_middleware(None))
         self.answer = answer
         self.calls: list[tuple[str, dict]] = []
+        self.refused: list[str] = []
+        self._proofs = NodeCallVerifier(TicketSigner(KEY).derived_key(KEY_PURPOSE))
         self.cached = threading.Event()
         self.stop_nodes = threading.Event()
 
     def do_action(self, context, action):
-        body = json.loads(action.body.to_pybytes() or b"{}")
+        raw = action.body.to_pybytes()
+        try:
+            self._proofs.verify(action.type, raw, caller_node_proof(context))
+        except AuthError as exc:
+            self.refused.append(str(exc))
+        body = json.loads(raw or b"{}")
         self.calls.append((action.type, body))
         if action.type == "register":
             result = self.answer
@@ -296,6 +308,8 @@ def test_run_data_node_registers_caches_serves_and_stops(catalog, tmp_path):
     assert not thread.is_alive()
     assert result["stats"]["slices_cached"] == 3
     assert result["stats"]["rows_served"] == 10
+    assert fake.refused == []  # every register, cached and heartbeat carried a valid proof
+    assert {t for t, _ in fake.calls} == {"register", "cached", "node_heartbeat"}
     assert list(cache_dir.iterdir()) == []  # the node deletes its cache when it stops
 
 

@@ -309,6 +309,25 @@ def _can_pin() -> bool:
     return False
 
 
+def _convert_into(
+    out: Batch, name: str, column: pa.Array, names: list[str], options: TensorOptions
+) -> None:
+    """Add ``column``'s tensors (or list) to ``out``; raise if a ``_lengths`` key collides."""
+    converted = column_to_tensors(name, column, options)
+    for key in converted:
+        if key != name and key in names:
+            raise FeederError(
+                f"column {name!r}: its lengths key {key!r} collides with a column; "
+                "rename the column or use lists='nested'"
+            )
+    out.update(converted)
+
+
+def _is_plain(column: pa.Array) -> bool:
+    """A column of numbers without nulls: exported as is through DLPack, zero-copy."""
+    return column.type.id in _NUMBER_TYPE_IDS and column.null_count == 0 and len(column) > 0
+
+
 def batch_to_tensors(
     batch: pa.RecordBatch | pa.Table, options: TensorOptions | None = None
 ) -> Batch:
@@ -322,19 +341,59 @@ def batch_to_tensors(
     out: Batch = {}
     names = batch.schema.names
     for name, column in zip(names, batch.columns, strict=True):
-        if column.type.id in _NUMBER_TYPE_IDS and column.null_count == 0 and len(column):
+        if _is_plain(column):
             out[name] = torch.from_dlpack(column)  # fast path: plain numbers, zero-copy
             continue
-        converted = column_to_tensors(name, column, options)
-        for key in converted:
-            if key != name and key in names:
-                raise FeederError(
-                    f"column {name!r}: its lengths key {key!r} collides with a column; "
-                    "rename the column or use lists='nested'"
-                )
-        out.update(converted)
+        _convert_into(out, name, column, names, options)
     if options.pin_memory or options.device is not None:
         out = {k: _place(v, options) for k, v in out.items()}
+    return out
+
+
+def split_to_tensors(
+    batch: pa.RecordBatch,
+    *,
+    offset: int,
+    count: int,
+    size: int,
+    options: TensorOptions | None = None,
+) -> list[Batch]:
+    """Convert ``count`` consecutive ``size``-row pieces of ``batch``, from row ``offset``.
+
+    The same batches as ``batch_to_tensors(batch.slice(offset + i * size, size))`` for
+    each ``i``, cheaper: a plain numeric column is exported once and split into views
+    (zero-copy, one call for all pieces), so the per-batch cost does not grow with
+    the number of columns; other columns are converted piece by piece. Raises as
+    :func:`batch_to_tensors` does, and SpecError for a range outside ``batch``.
+    """
+    if count < 0 or size < 1 or offset < 0 or offset + count * size > batch.num_rows:
+        raise SpecError(
+            f"{count} pieces of {size} rows from row {offset} do not fit in {batch.num_rows} rows"
+        )
+    if count == 0:
+        return []
+    options = options or TensorOptions()
+    names = batch.schema.names
+    columns = batch.columns
+    stop = offset + count * size
+    views: list[tuple[torch.Tensor, ...] | None] = [
+        torch.from_dlpack(column)[offset:stop].split(size) if _is_plain(column) else None
+        for column in columns
+    ]
+    place = options.pin_memory or options.device is not None
+    if not place and all(v is not None for v in views):
+        return [dict(zip(names, parts, strict=True)) for parts in zip(*views, strict=True)]  # type: ignore[arg-type]
+    out: list[Batch] = []
+    for i in range(count):
+        piece: Batch = {}
+        for name, column, view in zip(names, columns, views, strict=True):
+            if view is not None:
+                piece[name] = view[i]
+            else:
+                _convert_into(piece, name, column.slice(offset + i * size, size), names, options)
+        if place:
+            piece = {k: _place(v, options) for k, v in piece.items()}
+        out.append(piece)
     return out
 
 

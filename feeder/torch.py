@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import pyarrow as pa
 import torch
 from pydantic import SecretStr
 from torch.utils.data import IterableDataset, get_worker_info
 
+from feeder.batching import rebatch as rebatch  # re-exported: it lived here before
+from feeder.batching import tensor_batches
 from feeder.config import TLSConfig
 from feeder.resume import Mode, ResumeState
-from feeder.tensors import Batch, TensorOptions, batch_to_tensors
+from feeder.tensors import Batch, TensorOptions
 from jobs.errors import FeederError, SpecError
 
 if TYPE_CHECKING:
@@ -72,44 +74,6 @@ def resolve_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
-def rebatch(
-    batches: Iterable[pa.RecordBatch], batch_size: int, *, drop_last: bool
-) -> Iterator[pa.RecordBatch]:
-    """Re-cut a stream of record batches into batches of exactly ``batch_size`` rows.
-
-    The last batch may be shorter unless ``drop_last``. A batch that lies inside one
-    incoming batch is a zero-copy slice; one that straddles incoming batches is
-    concatenated (a copy).
-    """
-    if batch_size < 1:
-        raise SpecError(f"batch_size {batch_size} must be >= 1")
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
-    for incoming in batches:
-        offset = 0
-        n = incoming.num_rows
-        while offset < n:
-            if pending_rows == 0 and n - offset >= batch_size:
-                yield incoming.slice(offset, batch_size)
-                offset += batch_size
-                continue
-            take = min(batch_size - pending_rows, n - offset)
-            pending.append(incoming.slice(offset, take))
-            pending_rows += take
-            offset += take
-            if pending_rows == batch_size:
-                yield _concat(pending)
-                pending, pending_rows = [], 0
-    if pending_rows and not drop_last:
-        yield _concat(pending)
-
-
-def _concat(parts: Sequence[pa.RecordBatch]) -> pa.RecordBatch:
-    if len(parts) == 1:
-        return parts[0]
-    return pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
-
-
 class _End:
     pass
 
@@ -126,6 +90,9 @@ class Prefetcher(Generic[_T]):
     (or leaving a ``with`` block) stops the thread and closes the source within
     ``join_timeout`` seconds. With ``max_idle``, a prefetcher whose queue stays full
     that long gives up by itself (:attr:`expired`): for speculative read-ahead.
+    With ``weight``, ``depth`` bounds the summed weight of the queued items instead
+    of their number (an item always enters an empty queue). ``on_end(self)`` runs in
+    the thread when ``source`` is exhausted, before the consumer sees the end.
     """
 
     def __init__(
@@ -135,37 +102,52 @@ class Prefetcher(Generic[_T]):
         *,
         join_timeout: float = 10.0,
         max_idle: float | None = None,
+        weight: Callable[[_T], int] | None = None,
+        on_end: Callable[[Prefetcher[_T]], None] | None = None,
     ) -> None:
         if depth < 1:
             raise SpecError(f"prefetch depth {depth} must be >= 1")
+        self._depth = depth
         self._max_idle = max_idle
+        self._weight = weight
+        self._on_end = on_end
         self.expired = False
         self._source = source
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._items: deque[tuple[Any, int]] = deque()
+        self._queued = 0  # summed weight of self._items
+        self._cond = threading.Condition()
         self._stop = threading.Event()
         self._join_timeout = join_timeout
         self._done = False
         self._thread = threading.Thread(target=self._run, name="feeder-prefetch", daemon=True)
         self._thread.start()
 
-    def _put(self, item: object) -> bool:
-        waited = 0.0
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                waited += 0.1
-                if self._max_idle is not None and waited >= self._max_idle:
+    def _put(self, item: object, weight: int = 1) -> bool:
+        with self._cond:
+            full_since: float | None = None
+            while self._queued >= self._depth and not self._stop.is_set():
+                self._cond.wait(0.1)
+                if self._max_idle is None or self._queued < self._depth:
+                    continue
+                now = time.monotonic()
+                full_since = now if full_since is None else full_since
+                if now - full_since >= self._max_idle:
                     self.expired = True
                     self._stop.set()
-        return False
+            if self._stop.is_set():
+                return False
+            self._items.append((item, weight))
+            self._queued += weight
+            self._cond.notify_all()
+            return True
 
     def _run(self) -> None:
         try:
             for item in self._source:
-                if not self._put(item):
+                if not self._put(item, self._weight(item) if self._weight else 1):
                     return
+            if self._on_end is not None and not self._stop.is_set():
+                self._on_end(self)
             self._put(_End())
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self._put(_Failure(exc))
@@ -174,20 +156,32 @@ class Prefetcher(Generic[_T]):
             if close is not None:
                 close()
 
+    def claim(self) -> bool:
+        """Keep this read-ahead for a consumer: it no longer gives up when idle.
+
+        Returns False if it already gave up (:attr:`expired`).
+        """
+        with self._cond:
+            if self.expired:
+                return False
+            self._max_idle = None
+            return True
+
     def __iter__(self) -> Prefetcher[_T]:
         return self
 
     def __next__(self) -> _T:
         if self._done:
             raise StopIteration
-        while True:
-            try:
-                item = self._queue.get(timeout=0.5)
-                break
-            except queue.Empty:
-                if not self._thread.is_alive() and self._queue.empty():
+        with self._cond:
+            while not self._items:
+                if not self._thread.is_alive() and not self._items:
                     self._done = True
-                    raise FeederError("prefetch thread ended without a result") from None
+                    raise FeederError("prefetch thread ended without a result")
+                self._cond.wait(0.5)
+            item, weight = self._items.popleft()
+            self._queued -= weight
+            self._cond.notify_all()
         if isinstance(item, _End):
             self._done = True
             raise StopIteration
@@ -199,12 +193,11 @@ class Prefetcher(Generic[_T]):
     def close(self) -> None:
         """Stop the thread, drop prefetched items, close the source."""
         self._done = True
-        self._stop.set()
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
+        with self._cond:
+            self._stop.set()
+            self._items.clear()
+            self._queued = 0
+            self._cond.notify_all()
         if self._thread is not threading.current_thread():
             self._thread.join(self._join_timeout)
             if self._thread.is_alive():
@@ -215,6 +208,10 @@ class Prefetcher(Generic[_T]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: What the producer hands over: the (rows, batch) pairs one incoming record batch completes.
+_Group = list[tuple[int, Batch]]
 
 
 class FeederDataset(IterableDataset[Batch]):
@@ -301,8 +298,11 @@ class FeederDataset(IterableDataset[Batch]):
         self._position: tuple[World, int] | None = None
         self._rows_consumed = 0
         self._client_cache: tuple[int, FeederClient] | None = None
-        # static mode, no DataLoader worker: the next epoch's stream, opened ahead
-        self._ahead: tuple[tuple[World, int], Prefetcher[tuple[int, Batch]]] | None = None
+        # static mode, no DataLoader worker: the next epoch's stream, opened ahead as soon
+        # as the producer of the current iteration's stream (``_current``) is done
+        self._ahead: tuple[tuple[World, int], Prefetcher[_Group]] | None = None
+        self._current: Prefetcher[_Group] | None = None
+        self._ahead_lock = threading.Lock()
 
     # --- epochs and resume -------------------------------------------------------
 
@@ -385,12 +385,14 @@ class FeederDataset(IterableDataset[Batch]):
         ahead = self._take_ahead((world, epoch) if skip == 0 else None)
         return self._iterate(world, epoch, skip, ahead)
 
-    def _take_ahead(self, key: tuple[World, int] | None) -> Prefetcher[tuple[int, Batch]] | None:
+    def _take_ahead(self, key: tuple[World, int] | None) -> Prefetcher[_Group] | None:
         """Return the read-ahead stream if it is for ``key`` (else close it)."""
-        if self._ahead is None:
+        with self._ahead_lock:
+            ahead, self._ahead = self._ahead, None
+        if ahead is None:
             return None
-        (ahead_key, prefetcher), self._ahead = self._ahead, None
-        if ahead_key == key and not prefetcher.expired:
+        ahead_key, prefetcher = ahead
+        if ahead_key == key and prefetcher.claim():
             return prefetcher
         prefetcher.close()
         return None
@@ -400,53 +402,77 @@ class FeederDataset(IterableDataset[Batch]):
         world: World,
         epoch: int,
         skip: int,
-        ahead: Prefetcher[tuple[int, Batch]] | None,
+        ahead: Prefetcher[_Group] | None,
     ) -> Iterator[Batch]:
         source = None
-        if ahead is not None:
-            batches: Iterator[tuple[int, Batch]] = ahead
-            prefetcher: Prefetcher[tuple[int, Batch]] | None = ahead
-        elif self.prefetch == 0:
+        prefetcher = ahead
+        if prefetcher is None and self.prefetch > 0:
+            prefetcher = self._prefetcher(world, epoch, skip)
+        if prefetcher is None:
             source = self._produce(world, epoch, skip)
-            batches, prefetcher = source, None
+            groups: Iterator[_Group] = source
         else:
-            prefetcher = Prefetcher(self._produce(world, epoch, skip), self.prefetch)
-            batches = prefetcher
+            groups = prefetcher
+        with self._ahead_lock:
+            self._current = prefetcher
         completed = False
         try:
-            for rows, batch in batches:
-                self._rows_consumed += rows  # counted before the consumer sees the batch
-                yield batch
+            for group in groups:
+                for rows, batch in group:
+                    self._rows_consumed += rows  # counted before the consumer sees the batch
+                    yield batch
             completed = True
         finally:
+            with self._ahead_lock:
+                if self._current is prefetcher:
+                    self._current = None
             if prefetcher is not None:
                 prefetcher.close()
             if source is not None:
                 source.close()
         if completed:
-            self._read_ahead(world, epoch + 1)
+            self._read_ahead(world, epoch + 1)  # unless the producer already did
 
-    def _read_ahead(self, world: World, epoch: int) -> None:
+    def _prefetcher(
+        self, world: World, epoch: int, skip: int, *, max_idle: float | None = None
+    ) -> Prefetcher[_Group]:
+        """A prefetch thread for (world, epoch) from ``skip``; reads the next epoch ahead
+        once its stream is exhausted, if it is still the one being iterated."""
+        return Prefetcher(
+            self._produce(world, epoch, skip),
+            self.prefetch,
+            max_idle=max_idle,
+            weight=len,  # ``prefetch`` counts batches, the queue holds groups of them
+            on_end=lambda done: self._read_ahead(world, epoch + 1, after=done),
+        )
+
+    def _read_ahead(
+        self, world: World, epoch: int, *, after: Prefetcher[_Group] | None = None
+    ) -> None:
         """Open epoch ``epoch``'s stream now, so the next epoch starts without a gap.
 
         Static mode in the main process only (its order is fixed in advance; a
-        DataLoader worker's dataset copy ends with the epoch). Unused read-ahead
-        is closed by the next iteration, or gives up after READ_AHEAD_IDLE seconds.
+        DataLoader worker's dataset copy ends with the epoch). Called by the prefetch
+        thread ``after`` when its stream ends (only while ``after`` is the stream being
+        iterated), and when an iteration completes; one read-ahead at a time. Unused
+        read-ahead is closed by the next iteration, or gives up after READ_AHEAD_IDLE
+        seconds.
         """
         if self.mode is not Mode.STATIC or self.prefetch == 0 or world.num_workers > 1:
             return
         if get_worker_info() is not None or epoch >= 2**32 - 1:
             return
-        source = self._produce(world, epoch, 0)
-        self._ahead = ((world, epoch), Prefetcher(source, self.prefetch, max_idle=READ_AHEAD_IDLE))
+        with self._ahead_lock:
+            if self._ahead is not None or (after is not None and self._current is not after):
+                return
+            prefetcher = self._prefetcher(world, epoch, 0, max_idle=READ_AHEAD_IDLE)
+            self._ahead = ((world, epoch), prefetcher)
 
     def close(self) -> None:
         """Stop any read-ahead of the next epoch (iterators clean up after themselves)."""
         self._take_ahead(None)
 
-    def _produce(
-        self, world: World, epoch: int, skip: int
-    ) -> Generator[tuple[int, Batch], None, None]:
+    def _produce(self, world: World, epoch: int, skip: int) -> Generator[_Group, None, None]:
         client = self._client()
         stream = client.stream(
             epoch,
@@ -463,11 +489,12 @@ class FeederDataset(IterableDataset[Batch]):
             skip_rows=skip,
         )
         try:
-            for record_batch in rebatch(stream, self.batch_size, drop_last=self.drop_last):
-                batch = batch_to_tensors(record_batch, self.tensor_options)
+            for group in tensor_batches(
+                stream, self.batch_size, drop_last=self.drop_last, options=self.tensor_options
+            ):
                 if self.transform is not None:
-                    batch = self.transform(batch)
-                yield record_batch.num_rows, batch
+                    group = [(rows, self.transform(batch)) for rows, batch in group]
+                yield group
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
@@ -488,5 +515,10 @@ class FeederDataset(IterableDataset[Batch]):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_client_cache"] = None  # a DataLoader worker opens its own connections
-        state["_ahead"] = None
+        state["_ahead"] = state["_current"] = None
+        del state["_ahead_lock"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._ahead_lock = threading.Lock()

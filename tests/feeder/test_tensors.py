@@ -18,6 +18,7 @@ from feeder.tensors import (
     TensorOptions,
     batch_to_tensors,
     options_from,
+    split_to_tensors,
 )
 from jobs.errors import FeederError, SpecError
 
@@ -218,3 +219,65 @@ def test_padding_roundtrips_any_lists(rows):
     lengths = out["s_lengths"].tolist()
     assert lengths == [len(r) for r in rows]
     assert [out["s"][i, :n].tolist() for i, n in enumerate(lengths)] == rows
+
+
+def _mixed_batch(rows: int) -> pa.RecordBatch:
+    """Plain numbers, numbers with nulls, bools, timestamps, strings, lists, fixed-size lists."""
+    ids = np.arange(rows, dtype=np.int64)
+    return pa.record_batch(
+        {
+            "id": ids,
+            "x": (ids * 0.5).astype(np.float32),
+            "maybe": pa.array([None if i % 7 == 3 else i for i in range(rows)], type=pa.int32()),
+            "flag": ids % 2 == 0,
+            "ts": pa.array(ids, type=pa.timestamp("us")),
+            "name": [f"n{i}" for i in range(rows)],
+            "vec": pa.array([[i] * (i % 3) for i in range(rows)], type=pa.list_(pa.int64())),
+            "pair": pa.array([[i, -i] for i in range(rows)], type=pa.list_(pa.int16(), 2)),
+        }
+    )
+
+
+def _same_batches(got, expected) -> None:
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert list(g) == list(e)  # same keys, same order
+        for key in e:
+            if isinstance(e[key], torch.Tensor):
+                assert g[key].dtype == e[key].dtype and torch.equal(g[key], e[key]), key
+            else:
+                assert g[key] == e[key], key
+
+
+@settings(deadline=None)
+@given(st.integers(0, 40), st.integers(1, 9), st.integers(0, 6), st.booleans())
+def test_split_to_tensors_equals_converting_each_slice(rows, size, offset, plain_only):
+    batch = _mixed_batch(rows + offset)
+    if plain_only:
+        batch = batch.select(["id", "x"])
+    count = rows // size
+    options = TensorOptions(nulls="fill", fill_value=-1)
+    expected = [
+        batch_to_tensors(batch.slice(offset + i * size, size), options) for i in range(count)
+    ]
+    _same_batches(
+        split_to_tensors(batch, offset=offset, count=count, size=size, options=options), expected
+    )
+
+
+def test_split_to_tensors_gives_zero_copy_views():
+    arr = pa.array(np.arange(100, dtype=np.int64))
+    pieces = split_to_tensors(pa.record_batch({"x": arr}), offset=10, count=3, size=25)
+    base = arr.buffers()[1].address
+    assert [p["x"].data_ptr() for p in pieces] == [base + (10 + i * 25) * 8 for i in range(3)]
+    assert [p["x"].tolist() for p in pieces] == [
+        list(range(10 + i * 25, 35 + i * 25)) for i in range(3)
+    ]
+
+
+def test_split_to_tensors_raises_like_batch_to_tensors_and_checks_the_range():
+    batch = _mixed_batch(20).select(["id", "maybe"])
+    with pytest.raises(FeederError, match=r"column 'maybe' has .* null"):
+        split_to_tensors(batch, offset=0, count=2, size=10)
+    with pytest.raises(SpecError, match="do not fit"):
+        split_to_tensors(batch, offset=5, count=2, size=10)

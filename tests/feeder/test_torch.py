@@ -3,56 +3,20 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from feeder.torch import FeederDataset, Prefetcher, rebatch, resolve_world
+from feeder.torch import FeederDataset, Prefetcher, resolve_world
 from jobs.errors import FeederError, SpecError
 
 # The feeder's coordinator (a gRPC server) runs in this process, and gRPC is not
 # fork-safe: DataLoader workers must not be forked from it (docs/torch.md).
 FORK_SAFE = "forkserver"
-
-
-def _batches(sizes: list[int]) -> list[pa.RecordBatch]:
-    out, start = [], 0
-    for n in sizes:
-        out.append(pa.record_batch({"id": pa.array(range(start, start + n), type=pa.int64())}))
-        start += n
-    return out
-
-
-@settings(deadline=None)
-@given(
-    st.lists(st.integers(0, 50), max_size=20),
-    st.integers(1, 40),
-    st.booleans(),
-)
-def test_rebatch_keeps_order_and_cuts_exact_batches(sizes, batch_size, drop_last):
-    total = sum(sizes)
-    out = list(rebatch(_batches(sizes), batch_size, drop_last=drop_last))
-    ids = [i for b in out for i in b.column("id").to_pylist()]
-    kept = total - total % batch_size if drop_last else total
-    assert ids == list(range(kept))
-    assert all(b.num_rows == batch_size for b in out[:-1])
-    if out:
-        assert 0 < out[-1].num_rows <= batch_size
-        assert not drop_last or out[-1].num_rows == batch_size
-
-
-def test_rebatch_slices_without_copy_when_a_batch_fits():
-    (source,) = _batches([100])
-    out = list(rebatch([source], 25, drop_last=True))
-    base = source.column(0).buffers()[1].address
-    assert [b.column(0).buffers()[1].address + b.column(0).offset * 8 for b in out] == [
-        base + i * 25 * 8 for i in range(4)
-    ]
 
 
 def test_prefetcher_yields_everything_in_order():
@@ -90,6 +54,44 @@ def test_prefetcher_close_stops_the_thread_and_closes_the_source():
     items.close()
     assert closed.wait(5)
     assert not items._thread.is_alive()
+
+
+def test_prefetcher_weight_bounds_the_queued_batches():
+    groups = [[i] * (1 + i % 3) for i in range(40)]  # groups of 1..3 "batches"
+    items = Prefetcher(iter(groups), 4, weight=len)
+    got = []
+    for group in items:
+        assert items._queued <= 4 - 1 + 3  # an item enters only below the bound
+        got.append(group)
+    assert got == groups
+
+
+def test_prefetcher_on_end_runs_in_the_thread_before_the_end_is_seen():
+    seen: list[tuple[str, int]] = []
+    consumed: list[int] = []
+    items = Prefetcher(
+        iter(range(5)),
+        2,
+        on_end=lambda p: seen.append((threading.current_thread().name, len(consumed))),
+    )
+    for item in items:
+        consumed.append(item)
+    assert consumed == list(range(5))
+    assert len(seen) == 1 and seen[0][0] == "feeder-prefetch"
+
+
+def test_a_claimed_read_ahead_does_not_give_up_when_idle():
+    idle = Prefetcher(iter(range(10)), 1, max_idle=0.2)
+    deadline = time.monotonic() + 10
+    while not idle.expired and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert idle.expired and not idle.claim()
+    idle.close()
+
+    kept = Prefetcher(iter(range(10)), 1, max_idle=0.2)
+    assert kept.claim()
+    time.sleep(0.6)  # three times max_idle with a full queue: would have given up
+    assert list(kept) == list(range(10)) and not kept.expired
 
 
 def test_resolve_world_prefers_explicit_then_env(monkeypatch):

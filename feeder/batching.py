@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 import pyarrow as pa
+import torch
 
-from feeder.tensors import Batch, TensorOptions, batch_to_tensors, split_to_tensors
+from feeder.tensors import Batch, TensorOptions, batch_to_tensors, is_plain, split_to_tensors
 from jobs.errors import SpecError
 
 
@@ -78,7 +79,7 @@ def tensor_batches(
                 pending.append(incoming.slice(0, offset))
                 pending_rows += offset
             if pending_rows == batch_size:
-                group.append((batch_size, batch_to_tensors(_concat(pending), options)))
+                group.append((batch_size, _joined(pending, options)))
                 pending, pending_rows = [], 0
         whole = (n - offset) // batch_size
         if whole:
@@ -93,7 +94,22 @@ def tensor_batches(
         if group:
             yield group
     if pending_rows and not drop_last:
-        yield [(pending_rows, batch_to_tensors(_concat(pending), options))]
+        yield [(pending_rows, _joined(pending, options))]
+
+
+def _joined(parts: Sequence[pa.RecordBatch], options: TensorOptions | None) -> Batch:
+    """One batch of ``parts`` (consecutive pieces of the stream), converted.
+
+    Plain numeric columns are joined as tensors (one copy, ``torch.cat``); a batch with
+    any other column is concatenated as Arrow first, then converted.
+    """
+    placed = options is not None and (options.pin_memory or options.device is not None)
+    if not placed and len(parts) > 1 and all(is_plain(c) for p in parts for c in p.columns):
+        return {
+            name: torch.cat([torch.from_dlpack(part.column(i)) for part in parts])
+            for i, name in enumerate(parts[0].schema.names)
+        }
+    return batch_to_tensors(_concat(parts), options)
 
 
 def _concat(parts: Sequence[pa.RecordBatch]) -> pa.RecordBatch:

@@ -323,7 +323,7 @@ def _convert_into(
     out.update(converted)
 
 
-def _is_plain(column: pa.Array) -> bool:
+def is_plain(column: pa.Array) -> bool:
     """A column of numbers without nulls: exported as is through DLPack, zero-copy."""
     return column.type.id in _NUMBER_TYPE_IDS and column.null_count == 0 and len(column) > 0
 
@@ -341,7 +341,7 @@ def batch_to_tensors(
     out: Batch = {}
     names = batch.schema.names
     for name, column in zip(names, batch.columns, strict=True):
-        if _is_plain(column):
+        if is_plain(column):
             out[name] = torch.from_dlpack(column)  # fast path: plain numbers, zero-copy
             continue
         _convert_into(out, name, column, names, options)
@@ -377,7 +377,7 @@ def split_to_tensors(
     columns = batch.columns
     stop = offset + count * size
     views: list[tuple[torch.Tensor, ...] | None] = [
-        torch.from_dlpack(column)[offset:stop].split(size) if _is_plain(column) else None
+        torch.from_dlpack(column)[offset:stop].split(size) if is_plain(column) else None
         for column in columns
     ]
     place = options.pin_memory or options.device is not None

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 from pydantic import SecretStr
@@ -29,13 +29,11 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from feeder.batching import rebatch as rebatch  # re-exported: it lived here before
 from feeder.batching import tensor_batches
+from feeder.client import FeederClient  # at import: not on the first batch's path
 from feeder.config import TLSConfig
 from feeder.resume import Mode, ResumeState
 from feeder.tensors import Batch, TensorOptions
 from jobs.errors import FeederError, SpecError
-
-if TYPE_CHECKING:
-    from feeder.client import FeederClient
 
 log = logging.getLogger(__name__)
 
@@ -502,8 +500,6 @@ class FeederDataset(IterableDataset[Batch]):
 
     def _client(self) -> FeederClient:
         """This process's client (connections are reused across epochs, never pickled)."""
-        from feeder.client import FeederClient
-
         pid = os.getpid()
         if self._client_cache is None or self._client_cache[0] != pid:
             client = FeederClient(

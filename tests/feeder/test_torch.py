@@ -1,4 +1,4 @@
-"""FeederDataset: pure pieces (rebatching, prefetch, world resolution, arguments, state)."""
+"""FeederDataset: pure pieces (prefetch, world resolution, arguments, state) and the feeder."""
 
 from __future__ import annotations
 

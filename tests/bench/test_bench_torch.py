@@ -1,6 +1,7 @@
 """Torch-side benchmarks: one table, one batch size, every path to tensors, in one run.
 
-Cases (group ``torch``): raw Flight (FeederClient record batches, no tensors),
+Cases (group ``torch``): the raw Flight ceiling (a minimal pyarrow Flight server over
+the data node's own IPC files), FeederClient record batches (no tensors),
 FeederDataset → tensors (shuffle off/on, 1 and 2 consumers), pyiceberg direct
 (``scan().to_arrow_batch_reader()`` → the same tensor conversion), Petastorm
 0.13.1 (``.venv-petastorm`` subprocess on the table's own Parquet files),
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -107,7 +109,53 @@ def _record(case: str, rows: int, nbytes: int, seconds: float, **extra: Any) -> 
     return rate
 
 
+def _cache_root(bench_env) -> Path:
+    """The one data node's cache folder (where its ``slice-*.arrow`` files are)."""
+    roots = {p.parent for p in (bench_env["home"] / "cache").rglob("slice-*.arrow")}
+    assert len(roots) == 1, f"expected one node cache folder, found {sorted(roots)}"
+    return roots.pop()
+
+
 def test_bench_raw_flight(bench_env):
+    """The raw Flight ceiling of the feeder issue: a minimal pyarrow Flight server (its own
+    process, ``tests.bench.flight_servers``) streaming the data node's own memory-mapped IPC
+    files, a client draining every slice in order — no tickets, no plan, no tensors."""
+    import pyarrow.flight as flight
+
+    from feeder.tickets import new_key
+
+    root = _cache_root(bench_env)
+    slice_ids = sorted(int(p.stem.split("-")[1]) for p in root.glob("slice-*.arrow"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.flight_servers", str(root), new_key().hex()],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = json.loads(proc.stdout.readline())["raw"]  # type: ignore[union-attr]
+        client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
+
+        def run(epoch: int) -> tuple[int, int]:
+            rows = nbytes = 0
+            for slice_id in slice_ids:
+                for chunk in client.do_get(flight.Ticket(str(slice_id).encode())):
+                    rows += chunk.data.num_rows
+                    nbytes += chunk.data.nbytes
+            return rows, nbytes
+
+        rows, nbytes, s = _best(run)
+        client.close()
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]
+        proc.wait(timeout=60)
+    assert rows == ROWS
+    _record("raw_flight", rows, nbytes, s, baseline=True, path="raw pyarrow Flight, same IPC files")
+
+
+def test_bench_client_stream(bench_env):
+    """``FeederClient.stream`` record batches, no tensors: what the feeder adds to raw Flight."""
     from feeder.client import FeederClient
 
     client = FeederClient(bench_env["feeder"].endpoint, job="bench-raw")
@@ -121,7 +169,10 @@ def test_bench_raw_flight(bench_env):
 
     rows, nbytes, s = _best(run)
     assert rows == ROWS
-    _record("raw_flight", rows, nbytes, s, baseline=True, path="FeederClient.stream, no tensors")
+    extra: dict[str, Any] = {"path": "FeederClient.stream, no tensors"}
+    if "raw_flight" in RESULTS:
+        extra["ratio_vs_raw_flight"] = round(rows / s / RESULTS["raw_flight"], 3)
+    _record("client_stream", rows, nbytes, s, **extra)
 
 
 @pytest.mark.parametrize("shuffle", [False, True], ids=["shuffle_off", "shuffle_on"])

@@ -72,6 +72,7 @@ def synthetic(drop: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     rows = 8_000_000
     for case, rate in (
         ("raw_flight", 60e6),
+        ("client_stream", 58e6),
         ("feeder_dataset_seq_1c", 66e6),
         ("feeder_dataset_seq_2c", 70e6),
         ("feeder_dataset_shuffle_1c", 17e6),

@@ -169,7 +169,7 @@ def _torch_bar(case: str, label: str, target: float | None = None) -> BarSpec:
 
 TORCH = PanelSpec(
     key="torch",
-    title="To torch tensors · 8 M rows × 24 B, batch 16,384, one data node",
+    title="To torch tensors · 24 M rows × 24 B, batch 16,384, one data node",
     short="torch",
     unit="rows/s",
     reference_label="raw pyarrow Flight over the data node's own IPC files",

@@ -401,7 +401,7 @@ def write_task(plan: TaskPlan, batches: Iterator[pa.RecordBatch]) -> Iterator[pa
         for rolling in files.values():
             rolling.close()
         infos = [
-            _info(path, metadata, size, rolling.partition, schema, plan)
+            file_info(path, metadata, size, rolling.partition, schema)
             for rolling in files.values()
             for path, metadata, size in rolling.finished
         ]
@@ -424,14 +424,18 @@ def write_task(plan: TaskPlan, batches: Iterator[pa.RecordBatch]) -> Iterator[pa
         raise
 
 
-def _info(
+def file_info(
     path: str,
     metadata: Any,
     size: int,
     partition: tuple[Any, ...],
     schema: Schema,
-    plan: TaskPlan,
 ) -> DataFileInfo:
+    """DataFile metadata of the Parquet file at ``path`` from its footer ``metadata``.
+
+    Counts and bounds are keyed by the Iceberg field ids of ``schema`` (matched
+    by column path), as pyiceberg computes them for its own writes.
+    """
     from pyiceberg.io.pyarrow import (
         compute_statistics_plan,
         data_file_statistics_from_parquet_metadata,

@@ -215,10 +215,18 @@ WRITER = PanelSpec(
         _writer_bar("writer", "write_iceberg_snappy", "cached: write_iceberg, snappy"),
         _writer_bar("writer", "mapinarrow_handover_only", "cached: mapInArrow hand-over only"),
         _writer_bar(
+            "writer", "write_iceberg_engine_spark", "cached: write_iceberg engine='spark' (opt-in)"
+        ),
+        _writer_bar(
             "writer_pipeline", "spark_df_write_parquet", "pipeline (filter + derive): Spark parquet"
         ),
         _writer_bar(
             "writer_pipeline", "write_iceberg", "pipeline (filter + derive): write_iceberg"
+        ),
+        _writer_bar(
+            "writer_pipeline",
+            "write_iceberg_engine_spark",
+            "pipeline (filter + derive): engine='spark' (opt-in)",
         ),
     ),
 )

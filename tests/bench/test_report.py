@@ -38,9 +38,11 @@ def synthetic(drop: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     rec("writer", "write_iceberg", rows=rows, seconds=2.5)  # 0.80x: met, exactly on target
     rec("writer", "write_iceberg_snappy", rows=rows, seconds=2.4)
     rec("writer", "mapinarrow_handover_only", rows=rows, seconds=1.5)
+    rec("writer", "write_iceberg_engine_spark", rows=rows, seconds=2.0)
     rec("writer", "ratio_write_iceberg_vs_spark", ratio=0.8)
     rec("writer_pipeline", "spark_df_write_parquet", rows=rows, seconds=3.0, baseline=True)
     rec("writer_pipeline", "write_iceberg", rows=rows, seconds=3.3)
+    rec("writer_pipeline", "write_iceberg_engine_spark", rows=rows, seconds=2.7)
     for case, peak in (
         ("node_do_get_seq_node_memory", 40e6),
         ("node_do_get_shuffle_node_memory", 90e6),  # 272/90 = 3.0x: a miss

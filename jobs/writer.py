@@ -13,7 +13,8 @@
 * **commit** — the driver commits **one** snapshot (fast append, or overwrite of
   every current data file) whose summary carries ``icefeed.run-id``. A commit that
   loses an optimistic-concurrency race is refreshed and retried with backoff (up
-  to :data:`MAX_COMMIT_ATTEMPTS`), so concurrent writers all land and no row is lost.
+  to :data:`jobs.commit.MAX_COMMIT_ATTEMPTS`), so concurrent writers all land and no
+  row is lost. The commit, the run lookup and the abort live in :mod:`jobs.commit`.
 
 **Idempotency** — a run id that already committed to a table (a snapshot among the
 current snapshot's ancestors carries it) makes :func:`stage_write` a no-op (no
@@ -55,13 +56,26 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from enum import Enum
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from jobs.datafiles import METADATA_COLUMN, DataFileInfo, TaskPlan, delete_quietly, write_task
+from jobs.commit import (
+    RUN_ID_PROPERTY,
+    CommitResult,
+    StagedWrite,
+    WriteMode,
+    abort_staged,
+    catalog_or_default,
+    commit_staged,
+    find_run,
+    first_line,
+    parse_identifier,
+    run_result,
+    run_snapshot,
+)
+from jobs.datafiles import METADATA_COLUMN, DataFileInfo, TaskPlan, write_task
 from jobs.errors import CommitError, SpecError
 from jobs.schema_mapping import check_compatible, spark_to_iceberg
 from jobs.staging import remove_prefix, remove_uncommitted, write_prefix
@@ -73,17 +87,10 @@ if TYPE_CHECKING:
     from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
-    from pyiceberg.table.snapshots import Snapshot
     from pyspark.sql import DataFrame
 
 log = logging.getLogger(__name__)
 
-#: Snapshot summary key that records which run produced a snapshot.
-RUN_ID_PROPERTY = "icefeed.run-id"
-#: Commit attempts (each after a refresh) before giving up on a contended table.
-MAX_COMMIT_ATTEMPTS = 8
-#: First backoff between commit attempts, doubled each time (plus jitter).
-COMMIT_BACKOFF_SECONDS = 0.1
 #: Parquet codec of tables the writer creates (Iceberg's default too; see the module doc).
 DEFAULT_CODEC = "zstd"
 #: How long to wait for cancelled tasks to stop before deleting a failed write's files.
@@ -95,13 +102,6 @@ DEFAULT_TARGET_FILE_BYTES = 128 * 1024**2
 _RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CODEC_PROPERTY = "write.parquet.compression-codec"
 _LEVEL_PROPERTY = "write.parquet.compression-level"
-
-
-class WriteMode(str, Enum):
-    """What a write does to the rows already in the table."""
-
-    APPEND = "append"
-    OVERWRITE = "overwrite"
 
 
 class WriteEngine(str, Enum):
@@ -117,55 +117,9 @@ class WriteEngine(str, Enum):
     SPARK = "spark"
 
 
-@dataclass(frozen=True, kw_only=True)
-class CommitResult:
-    """What a committed (or earlier committed) write did: one snapshot of ``table``."""
-
-    table: str
-    snapshot_id: int | None
-    run_id: str
-    data_files: int
-    rows: int
-    bytes: int
-    already_committed: bool = False
-
-
-@dataclass(frozen=True, kw_only=True)
-class StagedWrite:
-    """Data files written for ``run_id`` under ``prefix`` but not yet committed.
-
-    ``previous`` is set (and ``data_files`` empty) when the run id had already
-    committed to the table: committing it again is a no-op.
-    """
-
-    table: str
-    run_id: str
-    mode: WriteMode
-    data_files: tuple[DataFileInfo, ...]
-    rows: int
-    bytes: int
-    prefix: str = ""
-    previous: CommitResult | None = None
-
-
 def new_run_id() -> str:
     """Return a fresh, sortable run id (``20260101T120000-1a2b3c4d``)."""
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-
-
-def _catalog(catalog: Catalog | None) -> Catalog:
-    if catalog is not None:
-        return catalog
-    from jobs.catalog import load_catalog
-
-    return load_catalog()
-
-
-def _identifier(table: str) -> tuple[str, str]:
-    parts = table.split(".")
-    if len(parts) != 2 or not all(parts):
-        raise SpecError(f"table {table!r} must be 'namespace.name'")
-    return parts[0], parts[1]
 
 
 def _parse_mode(mode: WriteMode | str) -> WriteMode:
@@ -191,55 +145,6 @@ def _check_run_id(run_id: str) -> str:
             " (it becomes part of file paths)"
         )
     return run_id
-
-
-# --- run lookup -------------------------------------------------------------------
-
-
-def _run_snapshot(tbl: Table, run_id: str) -> Snapshot | None:
-    from pyiceberg.table.snapshots import ancestors_of
-
-    for snapshot in ancestors_of(tbl.current_snapshot(), tbl.metadata):
-        if snapshot.summary is not None and snapshot.summary.get(RUN_ID_PROPERTY) == run_id:
-            return snapshot
-    return None
-
-
-def _result(table: str, run_id: str, snapshot: Snapshot, *, already: bool) -> CommitResult:
-    summary = snapshot.summary
-    value = (lambda key: int(summary.get(key) or 0)) if summary is not None else (lambda key: 0)
-    return CommitResult(
-        table=table,
-        snapshot_id=snapshot.snapshot_id,
-        run_id=run_id,
-        data_files=value("added-data-files"),
-        rows=value("added-records"),
-        bytes=value("added-files-size"),
-        already_committed=already,
-    )
-
-
-def find_run(
-    table: str | Table, run_id: str, *, catalog: Catalog | None = None
-) -> CommitResult | None:
-    """Return the result of the snapshot that committed ``run_id`` to ``table``, if any.
-
-    Looks at the current snapshot and its ancestors (a rolled-back run does not
-    count). Returns None if the table does not exist or no snapshot carries it.
-    """
-    from pyiceberg.exceptions import NoSuchTableError
-
-    if isinstance(table, str):
-        try:
-            tbl = _catalog(catalog).load_table(_identifier(table))
-        except NoSuchTableError:
-            return None
-        name = table
-    else:
-        tbl = table
-        name = ".".join(tbl.name()[-2:])
-    snapshot = _run_snapshot(tbl, run_id)
-    return None if snapshot is None else _result(name, run_id, snapshot, already=True)
 
 
 # --- staging ----------------------------------------------------------------------
@@ -272,7 +177,7 @@ def _load_or_create(
 ) -> Table:
     from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
 
-    identifier = _identifier(table)
+    identifier = parse_identifier(table)
     try:
         return cat.load_table(identifier)
     except NoSuchTableError:
@@ -346,7 +251,7 @@ def stage_write(
     run = _check_run_id(run_id or new_run_id())
     if target_file_bytes <= 0:
         raise SpecError(f"target_file_bytes must be positive, got {target_file_bytes}")
-    _identifier(table)
+    parse_identifier(table)
     df_schema = spark_to_iceberg(df.schema)
     if write_engine is WriteEngine.SPARK:  # refuse what it cannot write before creating the table
         from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
@@ -357,9 +262,9 @@ def stage_write(
         spark_parquet.check_writable(
             df_schema, new_spec or UNPARTITIONED_PARTITION_SPEC, "", table=table
         )
-    cat = _catalog(catalog)
+    cat = catalog_or_default(catalog)
     tbl = _load_or_create(cat, table, df_schema, partition_by)
-    previous = _run_snapshot(tbl, run)
+    previous = run_snapshot(tbl, run)
     if previous is not None:
         log.info("run %s already committed to %s; nothing to write", run, table)
         return StagedWrite(
@@ -369,7 +274,7 @@ def stage_write(
             data_files=(),
             rows=0,
             bytes=0,
-            previous=_result(table, run, previous, already=True),
+            previous=run_result(table, run, previous, already=True),
         )
     schema = tbl.schema()
     check_compatible(schema, df_schema, table=table)
@@ -468,7 +373,7 @@ def _run_write_job(
         log.warning("write job failed; deleted %d file(s) under %s", len(removed), plan.prefix)
         if isinstance(exc, Exception):
             raise CommitError(
-                f"the Spark write job failed, nothing was committed: {_first_line(exc)}"
+                f"the Spark write job failed, nothing was committed: {first_line(exc)}"
             ) from exc
         raise
     finally:
@@ -501,11 +406,6 @@ def _python_kill_timeout(sc: Any) -> float:
         return 2.0
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
 def _wait_until_idle(sc: Any, group: str, timeout: float = CANCEL_WAIT_SECONDS) -> None:
     """Wait until no task of ``group`` runs any more (bounded), so cleanup sees every file."""
     tracker = sc.statusTracker()
@@ -521,139 +421,6 @@ def _wait_until_idle(sc: Any, group: str, timeout: float = CANCEL_WAIT_SECONDS) 
             return
         time.sleep(0.1)
     log.warning("tasks of %s still running after %.0fs; cleanup may miss files", group, timeout)
-
-
-# --- commit -----------------------------------------------------------------------
-
-
-def _files_of_snapshot(tbl: Table, snapshot: Snapshot) -> set[str]:
-    """Paths of the data files ``snapshot`` added."""
-    from pyiceberg.manifest import ManifestEntryStatus
-
-    paths: set[str] = set()
-    for manifest in snapshot.manifests(tbl.io):
-        if manifest.added_snapshot_id != snapshot.snapshot_id:
-            continue
-        for entry in manifest.fetch_manifest_entry(tbl.io, discard_deleted=True):
-            if entry.status == ManifestEntryStatus.ADDED:
-                paths.add(entry.data_file.file_path)
-    return paths
-
-
-def _drop_unreferenced(tbl: Table, staged: StagedWrite, snapshot: Snapshot) -> None:
-    referenced = _files_of_snapshot(tbl, snapshot)
-    doomed = [i.path for i in staged.data_files if i.path not in referenced]
-    if doomed:
-        delete_quietly(tbl.io, doomed)
-
-
-def _commit_once(tbl: Table, staged: StagedWrite, properties: dict[str, str]) -> None:
-    spec_id = tbl.metadata.default_spec_id
-    version = tbl.metadata.format_version
-    files = [i.to_data_file(spec_id=spec_id, format_version=version) for i in staged.data_files]
-    with tbl.transaction() as tx:
-        update = tx.update_snapshot(snapshot_properties=properties)
-        if staged.mode is WriteMode.APPEND:
-            with update.fast_append() as append:
-                for data_file in files:
-                    append.append_data_file(data_file)
-        else:
-            with update.overwrite() as overwrite:
-                if tbl.current_snapshot() is not None:
-                    for task in tbl.scan().plan_files():
-                        overwrite.delete_data_file(task.file)
-                for data_file in files:
-                    overwrite.append_data_file(data_file)
-
-
-def commit_staged(
-    staged: StagedWrite,
-    *,
-    catalog: Catalog | None = None,
-    snapshot_properties: dict[str, str] | None = None,
-) -> CommitResult:
-    """Commit ``staged`` as one snapshot tagged with its run id; return what it did.
-
-    A no-op returning the earlier result (``already_committed=True``) if the run
-    id is already committed. Raises CommitError if the table stayed contended
-    for :data:`MAX_COMMIT_ATTEMPTS` attempts or the catalog failed (and the run
-    is not visible after a refresh); the staged files are kept, so the caller
-    may retry or :func:`abort_staged`.
-    """
-    from pyiceberg.exceptions import CommitFailedException
-
-    if staged.previous is not None:
-        return replace(staged.previous, already_committed=True)
-    properties = {**(snapshot_properties or {}), RUN_ID_PROPERTY: staged.run_id}
-    tbl = _catalog(catalog).load_table(_identifier(staged.table))
-    for attempt in range(MAX_COMMIT_ATTEMPTS):
-        if attempt:
-            tbl.refresh()
-        previous = _run_snapshot(tbl, staged.run_id)
-        if previous is not None:
-            _drop_unreferenced(tbl, staged, previous)
-            log.info("run %s already committed to %s", staged.run_id, staged.table)
-            return _result(staged.table, staged.run_id, previous, already=True)
-        try:
-            _commit_once(tbl, staged, properties)
-        except CommitFailedException as exc:
-            wait = COMMIT_BACKOFF_SECONDS * 2**attempt * (1 + uuid.uuid4().int % 100 / 100)
-            log.warning(
-                "commit to %s lost a race (attempt %d/%d): %s; retrying in %.2fs",
-                staged.table,
-                attempt + 1,
-                MAX_COMMIT_ATTEMPTS,
-                exc,
-                wait,
-            )
-            time.sleep(wait)
-            continue
-        except Exception as exc:  # outcome unknown (catalog/storage error): look before failing
-            landed = _landed(tbl, staged.run_id)
-            if landed is None:
-                raise CommitError(
-                    f"could not commit run {staged.run_id} to {staged.table}: "
-                    f"{type(exc).__name__}: {_first_line(exc)}; the staged files are kept"
-                ) from exc
-            log.warning("commit of run %s reported %s but landed", staged.run_id, exc)
-            return _result(staged.table, staged.run_id, landed, already=False)
-        snapshot = _run_snapshot(tbl, staged.run_id)
-        if snapshot is None:  # the transaction refreshed tbl; not finding it is a bug
-            raise CommitError(f"commit of run {staged.run_id} to {staged.table} is not visible")
-        log.info(
-            "committed run %s to %s: snapshot %d", staged.run_id, staged.table, snapshot.snapshot_id
-        )
-        return _result(staged.table, staged.run_id, snapshot, already=False)
-    raise CommitError(
-        f"could not commit run {staged.run_id} to {staged.table} after {MAX_COMMIT_ATTEMPTS} "
-        "attempts: the table is changing too fast; retry, the staged files are kept"
-    )
-
-
-def _landed(tbl: Table, run_id: str) -> Snapshot | None:
-    """The run's snapshot after a refresh, or None (also if the refresh fails)."""
-    try:
-        tbl.refresh()
-    except Exception as exc:  # the catalog is unreachable: treat as not landed
-        log.warning("could not refresh %s to check run %s: %s", tbl.name(), run_id, exc)
-        return None
-    return _run_snapshot(tbl, run_id)
-
-
-def abort_staged(staged: StagedWrite, *, catalog: Catalog | None = None) -> None:
-    """Delete the staged files of ``staged`` unless a snapshot references them.
-
-    Safe after a failed commit, and a no-op for files that the run's committed
-    snapshot references (aborting a committed write never damages the table).
-    """
-    if staged.previous is not None or not staged.prefix:
-        return
-    tbl = _catalog(catalog).load_table(_identifier(staged.table))
-    committed = _run_snapshot(tbl, staged.run_id)
-    if committed is None:
-        remove_prefix(tbl.io, staged.prefix)
-    else:
-        remove_uncommitted(tbl.io, staged.prefix, keep=_files_of_snapshot(tbl, committed))
 
 
 def write_iceberg(

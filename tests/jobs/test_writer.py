@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-import jobs.writer as writer_module
+import jobs.commit as commit_module
 from jobs.datafiles import DataFileInfo, TaskPlan, write_task
 from jobs.errors import CommitError, SpecError
 from jobs.staging import remove_uncommitted
@@ -359,7 +359,7 @@ def test_a_commit_that_loses_the_race_is_retried(spark, catalog, monkeypatch) ->
     write_iceberg(_ids(spark, 1, start=10_000), "test.lost", catalog=catalog)
     other = stage_write(_ids(spark, 5, start=100), "test.lost", catalog=catalog, run_id="other")
     ours = stage_write(_ids(spark, 7, start=200), "test.lost", catalog=catalog, run_id="ours")
-    real_commit_once = writer_module._commit_once
+    real_commit_once = commit_module._commit_once
     from pyiceberg.exceptions import CommitFailedException
 
     calls: list[str] = []
@@ -371,7 +371,7 @@ def test_a_commit_that_loses_the_race_is_retried(spark, catalog, monkeypatch) ->
             raise CommitFailedException("fake: the other writer won this round")
         return real_commit_once(tbl, staged, properties)
 
-    monkeypatch.setattr(writer_module, "_commit_once", interleaved)
+    monkeypatch.setattr(commit_module, "_commit_once", interleaved)
     result = commit_staged(ours, catalog=catalog)
     assert calls.count("ours") == 2
     assert not result.already_committed and result.rows == 7
@@ -475,7 +475,7 @@ def test_a_catalog_failure_at_commit_is_a_commit_error_and_abort_cleans_up(
     def broken(tbl, staged, properties):  # fake: the catalog's database went away
         raise OSError("catalog database unreachable")
 
-    monkeypatch.setattr(writer_module, "_commit_once", broken)
+    monkeypatch.setattr(commit_module, "_commit_once", broken)
     with pytest.raises(CommitError, match="OSError: catalog database unreachable"):
         write_iceberg(_ids(spark, 3, start=10), "test.cat_fail", catalog=catalog)
     table.refresh()

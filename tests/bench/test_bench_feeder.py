@@ -205,9 +205,10 @@ def test_raw_flight_ceiling_and_data_node_streams(servers):
         ),
     }
     # node memory first, on a fresh server process: a sequential pass over the whole
-    # cache (nothing but the memory map), then two concurrent shuffled passes (gathered
-    # batches in flight) over the speed cases' slices (the earlier figure) and over the
-    # whole cache (permutations built as in a real epoch)
+    # cache (nothing but the memory map; its name kept from when the cache was 4 slices),
+    # then two concurrent shuffled passes (gathered batches in flight) over the speed
+    # cases' slices (the earlier figure) and over the whole cache (orders built as in
+    # a real epoch)
     whole = {
         shuffle: functools.partial(
             _drain, ports["node"], _node_tickets(key, shuffle, "bench", SLICES), options
@@ -215,7 +216,7 @@ def test_raw_flight_ceiling_and_data_node_streams(servers):
         for shuffle in (False, True)
     }
     passes = [
-        ("node_do_get_seq_whole_cache", 1, whole[False], SLICES, cache_bytes),
+        ("node_do_get_seq", 1, whole[False], SLICES, cache_bytes),
         ("node_do_get_shuffle", 2, cases["node_do_get_shuffle"], SPEED_SLICES, nbytes),
         ("node_do_get_shuffle_whole_cache", 2, whole[True], SLICES, cache_bytes),
     ]

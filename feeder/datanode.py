@@ -41,7 +41,7 @@ from feeder.cache import DEFAULT_BATCH_ROWS, DEFAULT_TAKE_ROWS, CachedSlice, Sli
 from feeder.config import DEFAULT_HEARTBEAT_SECONDS, TLSConfig
 from feeder.materialize import SliceSource
 from feeder.node_auth import KEY_PURPOSE, NodeCallSigner
-from feeder.shuffle import row_permutation
+from feeder.shuffle import compact_row_permutation
 from feeder.slices import SlicePlan
 from feeder.tickets import TicketClaims, TicketSigner
 from jobs.errors import AuthError, FeederError, SpecError
@@ -61,14 +61,20 @@ class NodeStats:
     errors: int = 0
 
 
-@functools.lru_cache(maxsize=4)
+_PERMUTATION_LOCK = threading.Lock()
+
+
 def _permutation(num_rows: int, seed: int, epoch: int, slice_id: int) -> np.ndarray:
-    # Cached because consumers fetch one slice in several ranges; int32 when it fits
-    # halves what a node holds (4 bytes a row of a slice being served).
-    perm = row_permutation(num_rows, seed=seed, epoch=epoch, slice_id=slice_id, shuffle=True)
-    assert perm is not None
-    if num_rows < 2**31:
-        perm = perm.astype(np.int32)
+    # Under a lock: consumers reading the same slice at once build its order once
+    # (a build holds ~4 bytes a row, as does every cached order).
+    with _PERMUTATION_LOCK:
+        return _cached_permutation(num_rows, seed, epoch, slice_id)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_permutation(num_rows: int, seed: int, epoch: int, slice_id: int) -> np.ndarray:
+    # Cached because consumers fetch one slice in several ranges; int32 when it fits.
+    perm = compact_row_permutation(num_rows, seed=seed, epoch=epoch, slice_id=slice_id)
     perm.setflags(write=False)
     return perm
 

@@ -82,6 +82,22 @@ def row_permutation(
     return _rng(seed, (epoch, slice_id + 1)).permutation(num_rows).astype(np.int64, copy=False)
 
 
+def compact_row_permutation(num_rows: int, *, seed: int, epoch: int, slice_id: int) -> np.ndarray:
+    """Return the shuffled ``row_permutation`` of a slice as int32 when it fits, else int64.
+
+    The same order (``Generator.shuffle`` of an ``arange`` draws exactly what
+    ``permutation(n)`` draws, whatever the dtype), built without the int64
+    array: half the memory a data node holds per slice it serves.
+    Raises ValueError for negative arguments.
+    """
+    _check(seed, epoch)
+    if num_rows < 0 or not 0 <= slice_id < _MAX_WORD - 1:
+        raise ValueError(f"invalid num_rows {num_rows} or slice_id {slice_id}")
+    perm = np.arange(num_rows, dtype=np.int32 if num_rows < 2**31 else np.int64)
+    _rng(seed, (epoch, slice_id + 1)).shuffle(perm)
+    return perm
+
+
 def epoch_stream(
     row_counts: Sequence[int], *, seed: int, epoch: int, shuffle: bool
 ) -> list[SliceRange]:

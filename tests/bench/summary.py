@@ -278,9 +278,11 @@ def _rate_ratio(
 def _memory(case: str) -> Callable[[Index], tuple[float, str]]:
     def measure(index: Index) -> tuple[float, str]:
         r = index[("feeder", case)]
-        ratio = r["cache_bytes"] / r["node_rss_anon_peak"]
-        cache, peak = r["cache_bytes"] / 1e6, r["node_rss_anon_peak"] / 1e6
-        return ratio, f"{ratio_text(ratio, 4.0)} ({cache:.0f} MB ÷ {peak:.0f} MB)"
+        # bytes the pass streamed (a pass may stream part of the node's cache), else the cache
+        served = r.get("served_bytes", r["cache_bytes"])
+        ratio = served / r["node_rss_anon_peak"]
+        shown, peak = served / 1e6, r["node_rss_anon_peak"] / 1e6
+        return ratio, f"{ratio_text(ratio, 4.0)} ({shown:.0f} MB ÷ {peak:.0f} MB)"
 
     return measure
 
@@ -329,6 +331,10 @@ EXTRA_CHECKS: tuple[CheckSpec, ...] = (
         for case, what in (
             ("node_do_get_seq_node_memory", "do_get in order, 1 consumer"),
             ("node_do_get_shuffle_node_memory", "do_get shuffled, 2 consumers"),
+            (
+                "node_do_get_shuffle_whole_cache_node_memory",
+                "do_get shuffled, 2 consumers, whole cache",
+            ),
             ("client_stream_shuffle_x2_node_memory", "FeederClient shuffled, 2 consumers"),
         )
     ),

@@ -61,6 +61,19 @@ def test_shuffled_read_follows_the_permutation(tmp_path):
     assert got == perm[250:4999].tolist()
 
 
+def test_shuffled_read_on_the_gather_pool_equals_one_plain_take(tmp_path):
+    # chunks gathered concurrently, several in flight: rows, columns and order as one take
+    table = sample_arrow(5000)
+    cache = SliceCache(tmp_path, take_threads=2)
+    cache.write(0, table)
+    perm = np.random.default_rng(2).permutation(5000).astype(np.int32)
+    got = pa.Table.from_batches(
+        list(cache.read(0, permutation=perm, start=7, stop=4990, batch_rows=250))
+    )
+    assert got.schema == table.schema
+    assert got.equals(table.take(pa.array(perm[7:4990])))
+
+
 def test_projection_and_bad_requests(tmp_path):
     cache = SliceCache(tmp_path)
     cache.write(0, sample_arrow(50))

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from feeder.shuffle import (
     SliceRange,
+    compact_row_permutation,
     epoch_stream,
     rank_ranges,
     row_permutation,
@@ -176,3 +177,12 @@ def test_empty_table_gives_empty_epoch_for_every_rank():
             rank_ranges([], seed=0, epoch=0, shuffle=True, rank=rank, world_size=3, drop_last=False)
             == []
         )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 70_000), seeds, epochs, st.integers(0, 1000))
+def test_compact_row_permutation_is_the_same_order_in_int32(num_rows, seed, epoch, slice_id):
+    full = row_permutation(num_rows, seed=seed, epoch=epoch, slice_id=slice_id, shuffle=True)
+    compact = compact_row_permutation(num_rows, seed=seed, epoch=epoch, slice_id=slice_id)
+    assert compact.dtype == np.int32
+    assert full is not None and np.array_equal(full, compact)

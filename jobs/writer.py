@@ -59,7 +59,7 @@ import uuid
 from datetime import datetime, timezone
 from enum import Enum
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobs.commit import (
     RUN_ID_PROPERTY,
@@ -122,20 +122,24 @@ def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-def _parse_mode(mode: WriteMode | str) -> WriteMode:
+_E = TypeVar("_E", bound=Enum)
+
+
+def _parse_choice(kind: type[_E], value: _E | str, what: str) -> _E:
+    """``value`` as a member of ``kind``, or a SpecError naming the valid values."""
     try:
-        return WriteMode(mode)
+        return kind(value)
     except ValueError:
-        valid = ", ".join(m.value for m in WriteMode)
-        raise SpecError(f"mode {mode!r} is not one of {valid}") from None
+        valid = ", ".join(str(m.value) for m in kind)
+        raise SpecError(f"{what} {value!r} is not one of {valid}") from None
+
+
+def _parse_mode(mode: WriteMode | str) -> WriteMode:
+    return _parse_choice(WriteMode, mode, "mode")
 
 
 def _parse_engine(engine: WriteEngine | str) -> WriteEngine:
-    try:
-        return WriteEngine(engine)
-    except ValueError:
-        valid = ", ".join(e.value for e in WriteEngine)
-        raise SpecError(f"engine {engine!r} is not one of {valid}") from None
+    return _parse_choice(WriteEngine, engine, "engine")
 
 
 def _check_run_id(run_id: str) -> str:

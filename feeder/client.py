@@ -111,6 +111,7 @@ class FeederClient:
         self.retry_seconds = float(retry_seconds)
         self.ready_timeout = float(ready_timeout)
         self.stall_seconds = float(stall_seconds)
+        self._watch = _StallWatch(self.stall_seconds)
         self._token = load_token(token)
         self._lock = threading.Lock()
         self._coordinator: flight.FlightClient | None = None
@@ -482,71 +483,141 @@ class FeederClient:
             ticket, locations = answer["ticket"], list(answer["locations"])
 
     def _node_batches(self, location: str, ticket: str) -> Iterator[pa.RecordBatch]:
-        """Yield one ``do_get``'s batches, read on a helper thread a few batches ahead.
+        """Yield one ``do_get``'s batches, read in the caller's thread.
 
         Raises FlightTimedOutError when the node sends nothing for ``stall_seconds``
         while the caller waits: a gRPC read has no deadline of its own, and a node
-        that keeps its connection open (e.g. SIGSTOPped) would block it forever. The
-        read is then cancelled; a helper stuck before the stream started ends when
-        the node answers or its connection breaks.
+        that keeps its connection open (e.g. SIGSTOPped) would block it forever.
+        ``do_get`` (which waits for the stream's schema) runs on a helper thread the
+        caller waits for; the reads themselves run in the caller's thread (no
+        hand-off per batch) under the client's :class:`_StallWatch`, which cancels a
+        read blocked for longer than ``stall_seconds``. Time the caller spends
+        between reads (a training step) never counts.
         """
-        client = self._node_client(location)
-        out: queue.Queue[Any] = queue.Queue(maxsize=_AHEAD_BATCHES)
-        stop = threading.Event()
-        lock = threading.Lock()
-        readers: list[flight.FlightStreamReader] = []
-
-        def offer(item: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    out.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def pump() -> None:
-            item: Any = _END
-            try:
-                reader = client.do_get(flight.Ticket(ticket.encode("ascii")), self._options(None))
-                with lock:
-                    readers.append(reader)
-                    abandoned = stop.is_set()
-                if abandoned:  # the caller gave up while the stream was starting
-                    reader.cancel()
-                    return
-                for chunk in reader:
-                    if stop.is_set() or not offer(chunk.data):
-                        return
-            except BaseException as exc:  # handed to the caller, raised there
-                item = exc
-            offer(item)
-
-        thread = threading.Thread(target=pump, name="icefeed-node-read", daemon=True)
-        thread.start()
+        reader = self._open_stream(location, ticket)
+        read = self._watch.track(reader)
         finished = False
         try:
             while True:
+                read.waiting_since = time.monotonic()
                 try:
-                    item = out.get(timeout=self.stall_seconds)
-                except queue.Empty:
-                    raise flight.FlightTimedOutError(
-                        f"data node {location} sent nothing for {self.stall_seconds:g}s "
-                        "(stall_seconds); treating it as lost"
-                    ) from None
-                if item is _END:
+                    chunk = reader.read_chunk()
+                except StopIteration:
                     finished = True
                     return
-                if isinstance(item, BaseException):
-                    finished = True
-                    raise item
-                yield item
+                except Exception:  # a cancelled read may surface as any Arrow/Flight error
+                    if read.stalled:
+                        raise self._stalled(location) from None
+                    raise
+                finally:
+                    read.waiting_since = None
+                if read.stalled:  # cancelled just as the batch arrived
+                    raise self._stalled(location)
+                yield chunk.data
         finally:
-            stop.set()
-            if not finished:  # stalled, or the caller stopped early: end the gRPC call
-                with lock:
-                    for reader in readers:
-                        reader.cancel()
+            self._watch.untrack(read)
+            if not finished:  # stalled, failed, or the caller stopped early: end the call
+                reader.cancel()
+
+    def _stalled(self, location: str) -> flight.FlightTimedOutError:
+        return flight.FlightTimedOutError(
+            f"data node {location} sent nothing for {self.stall_seconds:g}s "
+            "(stall_seconds); treating it as lost"
+        )
+
+    def _open_stream(self, location: str, ticket: str) -> flight.FlightStreamReader:
+        """``do_get`` on a helper thread; FlightTimedOutError if it takes ``stall_seconds``."""
+        client = self._node_client(location)
+        done = threading.Event()
+        lock = threading.Lock()
+        result: list[Any] = []
+        abandoned = False
+
+        def start() -> None:
+            nonlocal abandoned
+            item: Any
+            try:
+                item = client.do_get(flight.Ticket(ticket.encode("ascii")), self._options(None))
+            except BaseException as exc:  # handed to the caller, raised there
+                item = exc
+            with lock:
+                if abandoned:  # the caller gave up while the stream was starting
+                    if isinstance(item, flight.FlightStreamReader):
+                        item.cancel()
+                    return
+                result.append(item)
+            done.set()
+
+        threading.Thread(target=start, name="icefeed-node-open", daemon=True).start()
+        if not done.wait(self.stall_seconds):
+            with lock:
+                if not result:
+                    abandoned = True
+                    raise self._stalled(location)
+        item = result[0]
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[no-any-return]
+
+
+class _Read:
+    """One node stream the :class:`_StallWatch` looks after."""
+
+    __slots__ = ("reader", "stalled", "waiting_since")
+
+    def __init__(self, reader: flight.FlightStreamReader) -> None:
+        self.reader = reader
+        self.waiting_since: float | None = None
+        self.stalled = False
+
+
+class _StallWatch:
+    """Cancels node reads blocked for more than ``stall_seconds`` (one thread per client).
+
+    The thread runs only while reads are tracked and wakes every
+    ``min(stall_seconds / 4, 0.5)`` seconds.
+    """
+
+    def __init__(self, stall_seconds: float) -> None:
+        self.stall_seconds = stall_seconds
+        self._lock = threading.Lock()
+        self._reads: set[_Read] = set()
+        self._thread: threading.Thread | None = None
+
+    def track(self, reader: flight.FlightStreamReader) -> _Read:
+        read = _Read(reader)
+        with self._lock:
+            self._reads.add(read)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="icefeed-stall-watch", daemon=True
+                )
+                self._thread.start()
+        return read
+
+    def untrack(self, read: _Read) -> None:
+        with self._lock:
+            self._reads.discard(read)
+
+    def _run(self) -> None:
+        interval = min(self.stall_seconds / 4, 0.5)
+        while True:
+            time.sleep(interval)
+            now = time.monotonic()
+            with self._lock:
+                if not self._reads:
+                    self._thread = None
+                    return
+                late = [
+                    r
+                    for r in self._reads
+                    if r.waiting_since is not None and now - r.waiting_since > self.stall_seconds
+                ]
+                for read in late:
+                    read.stalled = True
+                    self._reads.discard(read)
+            for read in late:
+                read.reader.cancel()
 
 
 class _Heartbeater:

@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -104,6 +105,18 @@ def test_a_hung_node_is_failed_over_after_stall_seconds_every_row_once(catalog, 
     victim: subprocess.Popen | None = None
     try:
         assert coordinator.wait_ready(120), coordinator.status()
+        # a slow consumer is not a stalled node: time between reads (a long training
+        # step, here 2.5x stall_seconds) never counts towards stall_seconds
+        slow = FeederClient(coordinator.endpoint, job="slow", stall_seconds=1.0)
+        kept = []
+        for i, batch in enumerate(slow.stream(0, seed=5, shuffle=False)):
+            if i in (0, 40):
+                time.sleep(2.5)
+            kept.append(batch)
+        counts = Counter(ids_of(kept))
+        assert len(counts) == ROWS and set(counts.values()) == {1}
+        assert _failovers(caplog) == []
+
         client = FeederClient(coordinator.endpoint, job="stall", stall_seconds=1.0)
         first = client.plan(0, seed=3).endpoints[0].locations[0].uri.decode()
         node = next(n for n in coordinator.status()["nodes"] if n["location"] == first)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ FILES = 4
 BATCH = 16_384
 COLUMNS = ["id", "x", "y", "label"]
 REPEATS = 5
+#: rounds of the interleaved headline cases (each round runs every one once)
+INTERLEAVED_ROUNDS = 7
 AU_EPOCHS = 8  # ~4 s of simulated training per case: start-up amortised as in a real run
 GROUP = "torch"
 
@@ -116,10 +118,12 @@ def _cache_root(bench_env) -> Path:
     return roots.pop()
 
 
-def test_bench_raw_flight(bench_env):
+@pytest.fixture(scope="module")
+def raw_flight(bench_env) -> Iterator[Callable[[int], tuple[int, int]]]:
     """The raw Flight ceiling of the feeder issue: a minimal pyarrow Flight server (its own
     process, ``tests.bench.flight_servers``) streaming the data node's own memory-mapped IPC
-    files, a client draining every slice in order — no tickets, no plan, no tensors."""
+    files; yields ``run(epoch)``, a client draining every slice in order — no tickets, no
+    plan, no tensors."""
     import pyarrow.flight as flight
 
     from feeder.tickets import new_key
@@ -145,38 +149,149 @@ def test_bench_raw_flight(bench_env):
                     nbytes += chunk.data.nbytes
             return rows, nbytes
 
-        rows, nbytes, s = _best(run)
+        yield run
         client.close()
     finally:
         proc.stdin.close()  # type: ignore[union-attr]
         proc.wait(timeout=60)
-    assert rows == ROWS
-    _record("raw_flight", rows, nbytes, s, baseline=True, path="raw pyarrow Flight, same IPC files")
 
 
-def test_bench_client_stream(bench_env):
-    """``FeederClient.stream`` record batches, no tensors: what the feeder adds to raw Flight."""
+def _interleaved(
+    runs: dict[str, Callable[[int], tuple[int, int]]], rounds: int
+) -> dict[str, tuple[int, int, list[float]]]:
+    """Run every case once per round (epoch = round), the order rotating each round;
+    return per case (rows, bytes, seconds of each round).
+
+    The machine is shared and its speed drifts by tens of percent within a minute, so
+    cases measured minutes apart (each best-of-N on its own) compare different
+    machines; interleaved, each case's best and each round's ratios compare the
+    cases under the same conditions."""
+    names = list(runs)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    sizes: dict[str, tuple[int, int]] = {}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0 = time.perf_counter()
+            sizes[name] = runs[name](r)
+            seconds[name].append(time.perf_counter() - t0)
+    return {name: (*sizes[name], seconds[name]) for name in names}
+
+
+def test_bench_headline_paths_interleaved(bench_env, raw_flight):
+    """The cases the torch targets compare, interleaved round by round (see
+    :func:`_interleaved`): the raw Flight ceiling, ``FeederClient.stream`` record batches
+    (what the feeder adds, no tensors), ``FeederDataset`` in order with and without its
+    prefetch thread, and pyiceberg direct (``scan().to_arrow_batch_reader()`` → the same
+    re-batching and tensors)."""
     from feeder.client import FeederClient
+    from feeder.tensors import batch_to_tensors
+    from feeder.torch import FeederDataset, rebatch
 
-    client = FeederClient(bench_env["feeder"].endpoint, job="bench-raw")
+    endpoint = bench_env["feeder"].endpoint
+    client = FeederClient(endpoint, job="bench-raw")
+    table = bench_env["table"]
 
-    def run(epoch: int) -> tuple[int, int]:
+    def client_stream(epoch: int) -> tuple[int, int]:
         rows = nbytes = 0
         for b in client.stream(epoch, shuffle=False, columns=COLUMNS):
             rows += b.num_rows
             nbytes += b.nbytes
         return rows, nbytes
 
-    rows, nbytes, s = _best(run)
-    assert rows == ROWS
-    extra: dict[str, Any] = {"path": "FeederClient.stream, no tensors"}
-    if "raw_flight" in RESULTS:
-        extra["ratio_vs_raw_flight"] = round(rows / s / RESULTS["raw_flight"], 3)
-    _record("client_stream", rows, nbytes, s, **extra)
+    def dataset_run(prefetch: int) -> Callable[[int], tuple[int, int]]:
+        ds = FeederDataset(
+            endpoint,
+            batch_size=BATCH,
+            columns=COLUMNS,
+            job=f"bench-ds-seq-prefetch{prefetch}",
+            shuffle=False,
+            drop_last=False,
+            prefetch=prefetch,
+        )
+
+        def run(epoch: int) -> tuple[int, int]:
+            ds.set_epoch(epoch)
+            return _count_tensors(ds)
+
+        return run
+
+    def pyiceberg_direct(epoch: int) -> tuple[int, int]:
+        reader = table.scan(selected_fields=tuple(COLUMNS)).to_arrow_batch_reader()
+        return _count_tensors(batch_to_tensors(b) for b in rebatch(reader, BATCH, drop_last=False))
+
+    results = _interleaved(
+        {
+            "raw_flight": raw_flight,
+            "client_stream": client_stream,
+            "feeder_dataset_seq_1c": dataset_run(2),
+            "feeder_dataset_seq_1c_prefetch0": dataset_run(0),
+            "pyiceberg_direct": pyiceberg_direct,
+        },
+        INTERLEAVED_ROUNDS,
+    )
+    for rows, _, _ in results.values():
+        assert rows == ROWS
+    raw_seconds = results["raw_flight"][2]
+
+    def extra(case: str) -> dict[str, Any]:
+        """Per-round ratios to the ceiling (same round), for the spread behind the best."""
+        per_round = [raw / own for raw, own in zip(raw_seconds, results[case][2], strict=True)]
+        return {
+            "interleaved_rounds": INTERLEAVED_ROUNDS,
+            "round_ratios_vs_raw_flight": [round(x, 3) for x in per_round],
+            "median_round_ratio_vs_raw_flight": round(float(np.median(per_round)), 3),
+        }
+
+    rows, nbytes, seconds = results["raw_flight"]
+    _record(
+        "raw_flight",
+        rows,
+        nbytes,
+        min(seconds),
+        baseline=True,
+        path="raw pyarrow Flight, same IPC files",
+        interleaved_rounds=INTERLEAVED_ROUNDS,
+    )
+    labels: dict[str, dict[str, Any]] = {
+        "client_stream": {"path": "FeederClient.stream, no tensors"},
+        "feeder_dataset_seq_1c": {"consumers": 1, "shuffle": False, "target": ">= 0.8x raw flight"},
+        "feeder_dataset_seq_1c_prefetch0": {"prefetch": 0},
+        "pyiceberg_direct": {},
+    }
+    for case, fields in labels.items():
+        rows, nbytes, seconds = results[case]
+        ratio = rows / min(seconds) / RESULTS["raw_flight"]
+        _record(
+            case,
+            rows,
+            nbytes,
+            min(seconds),
+            ratio_vs_raw_flight=round(ratio, 3),
+            **fields,
+            **extra(case),
+        )
+    ours, direct = RESULTS["feeder_dataset_seq_1c"], RESULTS["pyiceberg_direct"]
+    per_round = [
+        p / f
+        for p, f in zip(
+            results["pyiceberg_direct"][2], results["feeder_dataset_seq_1c"][2], strict=True
+        )
+    ]
+    record(
+        GROUP,
+        "ratio_feeder_vs_pyiceberg",
+        ratio=round(ours / direct, 3),
+        median_round_ratio=round(float(np.median(per_round)), 3),
+        target=">= 2x",
+    )
 
 
-@pytest.mark.parametrize("shuffle", [False, True], ids=["shuffle_off", "shuffle_on"])
-@pytest.mark.parametrize("consumers", [1, 2])
+@pytest.mark.parametrize(
+    ("shuffle", "consumers"),
+    [(False, 2), (True, 1), (True, 2)],
+    ids=["seq-2c", "shuffle-1c", "shuffle-2c"],
+)
 def test_bench_feeder_dataset(bench_env, shuffle, consumers):
     """``consumers`` ranks (one thread each, world_size=consumers) read one epoch together."""
     from feeder.torch import FeederDataset
@@ -216,8 +331,6 @@ def test_bench_feeder_dataset(bench_env, shuffle, consumers):
     extra: dict[str, Any] = {"consumers": consumers, "shuffle": shuffle}
     if "raw_flight" in RESULTS:
         extra["ratio_vs_raw_flight"] = round(rows / s / RESULTS["raw_flight"], 3)
-        if not shuffle and consumers == 1:
-            extra["target"] = ">= 0.8x raw flight"
     _record(case, rows, nbytes, s, **extra)
 
 
@@ -252,49 +365,6 @@ def test_bench_feeder_dataset_dataloader_workers(bench_env):
     rows, nbytes, s = _best(run)
     assert rows == ROWS
     _record("feeder_dataset_seq_dataloader_2workers", rows, nbytes, s, workers=2)
-
-
-def test_bench_feeder_dataset_without_prefetch_thread(bench_env):
-    from feeder.torch import FeederDataset
-
-    ds = FeederDataset(
-        bench_env["feeder"].endpoint,
-        batch_size=BATCH,
-        columns=COLUMNS,
-        job="bench-ds-noprefetch",
-        shuffle=False,
-        drop_last=False,
-        prefetch=0,
-    )
-
-    def run(epoch: int) -> tuple[int, int]:
-        ds.set_epoch(epoch)
-        return _count_tensors(ds)
-
-    rows, nbytes, s = _best(run)
-    assert rows == ROWS
-    extra = {"prefetch": 0}
-    if "raw_flight" in RESULTS:
-        extra["ratio_vs_raw_flight"] = round(rows / s / RESULTS["raw_flight"], 3)
-    _record("feeder_dataset_seq_1c_prefetch0", rows, nbytes, s, **extra)
-
-
-def test_bench_pyiceberg_direct(bench_env):
-    from feeder.tensors import batch_to_tensors
-    from feeder.torch import rebatch
-
-    table = bench_env["table"]
-
-    def run(epoch: int) -> tuple[int, int]:
-        reader = table.scan(selected_fields=tuple(COLUMNS)).to_arrow_batch_reader()
-        return _count_tensors(batch_to_tensors(b) for b in rebatch(reader, BATCH, drop_last=False))
-
-    rows, nbytes, s = _best(run)
-    assert rows == ROWS
-    rate = _record("pyiceberg_direct", rows, nbytes, s)
-    ours = RESULTS.get("feeder_dataset_seq_1c")
-    if ours:
-        record(GROUP, "ratio_feeder_vs_pyiceberg", ratio=round(ours / rate, 3), target=">= 2x")
 
 
 def test_bench_petastorm(bench_env, tmp_path):

@@ -4,10 +4,15 @@ Files are written atomically (a temporary name in the same directory, fsync,
 rename), so a crash never leaves a half file under a slice's name. Reads map
 the file (``pa.memory_map``): record batches point into the page cache, so a
 node's private memory stays small however large the cache is. Sequential
-ranges are zero-copy slices; shuffled ranges are gathered with ``take`` in
-chunks of ``batch_rows`` rows, a few chunks ahead on a small thread pool
-(``take`` releases the GIL; one thread gathers ~10 M rows/s of 68-byte rows
-here, two about twice that).
+ranges are zero-copy slices; shuffled ranges are gathered in chunks of
+``batch_rows`` rows, a few chunks ahead on a small thread pool (the gathers
+release the GIL). Next to each IPC file lies a row-major copy of the slice's
+fixed-width columns (:mod:`feeder.rowstore`, ``slice-<id>.<token>.rows``,
+named by a token in the IPC file's schema metadata, so a copy can never be
+paired with another version of its slice): shuffled reads gather those
+columns from it, one random access per row instead of one per row and column
+(~26 M rows/s a thread of 68-byte rows here, against ~15 M for ``take`` on
+the IPC file), and the other columns with ``take``.
 
 Each slice is written as ONE record batch: ``take`` on a single contiguous
 array is several times faster than on a chunked one (whose cost grows with
@@ -23,7 +28,7 @@ import shutil
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from feeder.rowstore import RowLayout, gather, map_rows, row_columns, worth_it, write_rows
 from jobs.errors import FeederError
 
 log = logging.getLogger(__name__)
@@ -41,16 +47,19 @@ DEFAULT_BATCH_ROWS = 128 * 1024
 DEFAULT_TAKE_ROWS = 64 * 1024
 #: gather threads per node: ``take`` is memory-bound, so a couple per core at most
 DEFAULT_TAKE_THREADS = max(2, min(4, os.cpu_count() or 2))
+#: schema metadata key of the IPC file naming its row-major copy (stripped when read)
+ROWS_TOKEN_KEY = b"icefeed.rows"
 
 
 @dataclass(frozen=True)
 class CachedSlice:
-    """A slice on disk: its IPC file, exact row count and file size."""
+    """A slice on disk: its IPC file, exact row count and file size (plus its row copy's)."""
 
     slice_id: int
     path: Path
     num_rows: int
     nbytes: int
+    rows_nbytes: int = 0
 
 
 class SliceCache:
@@ -63,37 +72,79 @@ class SliceCache:
         self._lock = threading.Lock()
         self._entries: dict[int, CachedSlice] = {}
         self._open: dict[int, pa.Table] = {}
+        self._rows: dict[int, tuple[RowLayout, np.ndarray] | None] = {}
         self._pool: ThreadPoolExecutor | None = None
 
     def path(self, slice_id: int) -> Path:
         """Return the file a slice is cached in."""
         return self.root / f"slice-{slice_id:08d}.arrow"
 
+    def rows_path(self, slice_id: int, token: str) -> Path:
+        """Return the file of a slice's row-major copy named by ``token``."""
+        return self.root / f"slice-{slice_id:08d}.{token}.rows"
+
     def write(self, slice_id: int, table: pa.Table) -> CachedSlice:
-        """Write ``table`` as slice ``slice_id`` atomically and return its entry."""
+        """Write ``table`` as slice ``slice_id`` atomically and return its entry.
+
+        The row-major copy of its fixed-width columns is written first; the IPC
+        file, renamed into place last, is the commit point and names the copy.
+        """
         final = self.path(slice_id)
         tmp = self.root / f".tmp-{slice_id:08d}-{uuid.uuid4().hex}"
+        batch = table.combine_chunks().to_batches()[0] if table.num_rows else None
+        layout = row_columns(batch) if batch is not None else None
+        schema = table.schema
+        rows_file: Path | None = None
         try:
-            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-                if table.num_rows:
-                    writer.write_batch(table.combine_chunks().to_batches()[0])
+            if layout is not None and batch is not None:
+                token = uuid.uuid4().hex
+                rows_file = self.rows_path(slice_id, token)
+                rows_tmp = tmp.with_suffix(".rows")
+                try:
+                    write_rows(batch, layout, rows_tmp)
+                    os.replace(rows_tmp, rows_file)
+                finally:
+                    rows_tmp.unlink(missing_ok=True)
+                schema = schema.with_metadata({**(schema.metadata or {}), ROWS_TOKEN_KEY: token})
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+                if batch is not None:
+                    writer.write_batch(batch.replace_schema_metadata(schema.metadata))
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
+        except BaseException:
+            if rows_file is not None:
+                rows_file.unlink(missing_ok=True)
+            raise
         finally:
             tmp.unlink(missing_ok=True)
         _fsync_dir(self.root)
-        entry = CachedSlice(slice_id, final, table.num_rows, final.stat().st_size)
+        self._remove_stale_rows(slice_id, keep=rows_file)
+        entry = CachedSlice(
+            slice_id,
+            final,
+            table.num_rows,
+            final.stat().st_size,
+            rows_file.stat().st_size if rows_file is not None else 0,
+        )
         with self._lock:
             self._entries[slice_id] = entry
             self._open.pop(slice_id, None)
+            self._rows.pop(slice_id, None)
         log.debug("cached slice %d: %d rows, %d bytes", slice_id, entry.num_rows, entry.nbytes)
         return entry
+
+    def _remove_stale_rows(self, slice_id: int, keep: Path | None) -> None:
+        """Delete row copies of ``slice_id`` other than ``keep`` (from earlier versions)."""
+        for path in self.root.glob(f"slice-{slice_id:08d}.*.rows"):
+            if path != keep:
+                path.unlink(missing_ok=True)
 
     def adopt_existing(self) -> list[CachedSlice]:
         """Register the slice files already under ``root`` (complete by construction: atomic).
 
         For a node that reuses its cache dir; only the footer of each file is read.
+        Row copies that no IPC file names (left by a crash mid-write) are deleted.
         """
         found = []
         for path in sorted(self.root.glob("slice-*.arrow")):
@@ -101,7 +152,15 @@ class SliceCache:
             with pa.memory_map(str(path), "r") as source:
                 reader = pa.ipc.open_file(source)
                 rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
-            found.append(CachedSlice(slice_id, path, rows, path.stat().st_size))
+                token = (reader.schema.metadata or {}).get(ROWS_TOKEN_KEY)
+            rows_file = self.rows_path(slice_id, token.decode()) if token else None
+            self._remove_stale_rows(slice_id, keep=rows_file)
+            rows_nbytes = rows_file.stat().st_size if rows_file and rows_file.exists() else 0
+            found.append(CachedSlice(slice_id, path, rows, path.stat().st_size, rows_nbytes))
+        committed = {entry.slice_id for entry in found}
+        for orphan in self.root.glob("slice-*.rows"):  # copies of writes that never committed
+            if int(orphan.name.split(".")[0].split("-")[1]) not in committed:
+                orphan.unlink(missing_ok=True)
         with self._lock:
             for entry in found:
                 self._entries[entry.slice_id] = entry
@@ -118,9 +177,9 @@ class SliceCache:
             return [self._entries[k] for k in sorted(self._entries)]
 
     def total_bytes(self) -> int:
-        """Return the bytes of all cached files."""
+        """Return the bytes of all cached files (IPC files and row copies)."""
         with self._lock:
-            return sum(e.nbytes for e in self._entries.values())
+            return sum(e.nbytes + e.rows_nbytes for e in self._entries.values())
 
     def open(self, slice_id: int) -> pa.Table:
         """Return slice ``slice_id`` as a table backed by the memory-mapped IPC file.
@@ -136,8 +195,23 @@ class SliceCache:
                 raise FeederError(f"slice {slice_id} is not cached on this node")
             source = pa.memory_map(str(self.path(slice_id)), "r")
             table = pa.ipc.open_file(source).read_all()
+            metadata = dict(table.schema.metadata or {})
+            token = metadata.pop(ROWS_TOKEN_KEY, None)
+            table = table.replace_schema_metadata(metadata or None)
             self._open[slice_id] = table
+            self._rows[slice_id] = self._map_rows(slice_id, token, table)
             return table
+
+    def _map_rows(
+        self, slice_id: int, token: bytes | None, table: pa.Table
+    ) -> tuple[RowLayout, np.ndarray] | None:
+        if token is None:
+            return None
+        layout = row_columns(table)
+        if layout is None:
+            return None
+        rows = map_rows(self.rows_path(slice_id, token.decode()), layout, table.num_rows)
+        return None if rows is None else (layout, rows)
 
     def read(
         self,
@@ -163,16 +237,23 @@ class SliceCache:
             return
         if len(permutation) != table.num_rows:
             raise FeederError(f"permutation of {len(permutation)} rows for slice {slice_id}")
-        yield from self._gather(table, permutation[start:stop], batch_rows)
+        with self._lock:
+            rows = self._rows.get(slice_id)
+        take = _take if rows is None else _row_gatherer(*rows, table)
+        yield from self._gather(take, table, permutation[start:stop], batch_rows)
 
     def _gather(
-        self, table: pa.Table, indices: np.ndarray, batch_rows: int
+        self,
+        take: Callable[[pa.Table, np.ndarray], pa.Table],
+        table: pa.Table,
+        indices: np.ndarray,
+        batch_rows: int,
     ) -> Iterator[pa.RecordBatch]:
-        """``take`` chunks of ``indices`` on the pool, keeping ``take_threads + 1`` in flight."""
+        """Gather chunks of ``indices`` on the pool, keeping ``take_threads + 1`` in flight."""
         pool = self._executor()
         pending: deque[Future[pa.Table]] = deque()
         for lo in range(0, len(indices), batch_rows):
-            pending.append(pool.submit(table.take, pa.array(indices[lo : lo + batch_rows])))
+            pending.append(pool.submit(take, table, indices[lo : lo + batch_rows]))
             if len(pending) > self.take_threads:
                 yield from pending.popleft().result().to_batches()
         while pending:
@@ -189,6 +270,7 @@ class SliceCache:
         with self._lock:
             pool, self._pool = self._pool, None
             self._open.clear()
+            self._rows.clear()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -210,6 +292,32 @@ class SliceCache:
             self._open.clear()
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
+
+
+def _take(table: pa.Table, indices: np.ndarray) -> pa.Table:
+    """Rows ``indices`` of ``table``, gathered column by column."""
+    return table.take(pa.array(indices))
+
+
+def _row_gatherer(
+    layout: RowLayout, rows: np.ndarray, table: pa.Table
+) -> Callable[[pa.Table, np.ndarray], pa.Table]:
+    """A gather for ``table``'s columns: row columns from the mapped row copy when that
+    pays (:func:`feeder.rowstore.worth_it`), the others with ``take``."""
+    names = table.schema.names
+    if not worth_it(layout, names):
+        return _take
+    from_rows = [name for name in names if name in layout.names]
+    others = [name for name in names if name not in layout.names]
+
+    def take(selected: pa.Table, indices: np.ndarray) -> pa.Table:
+        arrays: dict[str, pa.Array | pa.ChunkedArray] = gather(rows, layout, indices, from_rows)
+        if others:
+            rest = selected.select(others).take(pa.array(indices))
+            arrays.update(zip(others, rest.columns, strict=True))
+        return pa.Table.from_arrays([arrays[name] for name in names], schema=selected.schema)
+
+    return take
 
 
 def check_range(slice_id: int, num_rows: int, start: int, stop: int) -> None:

@@ -20,7 +20,13 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
     entry = cache.write(3, sample_arrow(1000))
     assert entry.path.name == "slice-00000003.arrow"
     assert entry.num_rows == 1000 and entry.nbytes == entry.path.stat().st_size
-    assert [p.name for p in (tmp_path / "c").iterdir()] == [entry.path.name]
+    # the IPC file and the row copy of its fixed-width columns (id, x, cat: 20 B a row)
+    (rows_file,) = (tmp_path / "c").glob("slice-00000003.*.rows")
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(
+        [entry.path.name, rows_file.name]
+    )
+    assert entry.rows_nbytes == rows_file.stat().st_size == 1000 * 20
+    assert cache.total_bytes() == entry.nbytes + entry.rows_nbytes
     # an IPC *file* (footer included), readable by a plain pyarrow reader
     with pa.memory_map(str(entry.path)) as source:
         assert pa.ipc.open_file(source).read_all().equals(sample_arrow(1000))

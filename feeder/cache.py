@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_ROWS = 128 * 1024
 #: rows per ``take`` when shuffled: smaller than sequential batches, because gathered
 #: batches are the node's private memory (``take_threads + 1`` in flight per stream)
-DEFAULT_TAKE_ROWS = 64 * 1024
+DEFAULT_TAKE_ROWS = 32 * 1024
 #: gather threads per node: ``take`` is memory-bound, so a couple per core at most
 DEFAULT_TAKE_THREADS = max(2, min(4, os.cpu_count() or 2))
 #: schema metadata key of the IPC file naming its row-major copy (stripped when read)

@@ -147,6 +147,7 @@ class SliceCache:
         Row copies that no IPC file names (left by a crash mid-write) are deleted.
         """
         found = []
+        named: set[Path | None] = set()  # the row copies the IPC files name
         for path in sorted(self.root.glob("slice-*.arrow")):
             slice_id = int(path.stem.split("-")[1])
             with pa.memory_map(str(path), "r") as source:
@@ -154,13 +155,12 @@ class SliceCache:
                 rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
                 token = (reader.schema.metadata or {}).get(ROWS_TOKEN_KEY)
             rows_file = self.rows_path(slice_id, token.decode()) if token else None
-            self._remove_stale_rows(slice_id, keep=rows_file)
             rows_nbytes = rows_file.stat().st_size if rows_file and rows_file.exists() else 0
             found.append(CachedSlice(slice_id, path, rows, path.stat().st_size, rows_nbytes))
-        committed = {entry.slice_id for entry in found}
-        for orphan in self.root.glob("slice-*.rows"):  # copies of writes that never committed
-            if int(orphan.name.split(".")[0].split("-")[1]) not in committed:
-                orphan.unlink(missing_ok=True)
+            named.add(rows_file)
+        for copy in self.root.glob("slice-*.rows"):  # stale, or of a write that never committed
+            if copy not in named:
+                copy.unlink(missing_ok=True)
         with self._lock:
             for entry in found:
                 self._entries[entry.slice_id] = entry
@@ -307,8 +307,8 @@ def _row_gatherer(
     names = table.schema.names
     if not worth_it(layout, names):
         return _take
-    from_rows = [name for name in names if name in layout.names]
-    others = [name for name in names if name not in layout.names]
+    from_rows = [name for name in names if name in layout.fields]
+    others = [name for name in names if name not in layout.fields]
 
     def take(selected: pa.Table, indices: np.ndarray) -> pa.Table:
         arrays: dict[str, pa.Array | pa.ChunkedArray] = gather(rows, layout, indices, from_rows)

@@ -20,6 +20,7 @@ it lives in the page cache, not in the node's private memory.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -35,14 +36,12 @@ _UNSIGNED = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}
 
 
 def _byte_width(field_type: pa.DataType) -> int | None:
-    """The value width in bytes of a fixed-width primitive type, else None."""
-    if pa.types.is_boolean(field_type) or pa.types.is_dictionary(field_type):
-        return None
+    """The value width in bytes of a fixed-width primitive type, else None (booleans:
+    bit-packed)."""
     if isinstance(field_type, pa.FixedSizeBinaryType):  # includes decimal128/256
         return int(field_type.byte_width)
-    if pa.types.is_primitive(field_type):
-        bits = field_type.bit_width
-        return bits // 8 if bits % 8 == 0 else None
+    if pa.types.is_primitive(field_type) and field_type.bit_width % 8 == 0:
+        return int(field_type.bit_width) // 8
     return None
 
 
@@ -54,10 +53,15 @@ class RowLayout:
     types: tuple[pa.DataType, ...]
     formats: tuple[np.dtype, ...]  # per column: unsigned ints of its width, or raw bytes
 
-    @property
+    @functools.cached_property
     def dtype(self) -> np.dtype:
         """The packed record type of one row."""
         return np.dtype({"names": list(self.names), "formats": list(self.formats)})
+
+    @functools.cached_property
+    def fields(self) -> dict[str, tuple[pa.DataType, np.dtype]]:
+        """Each row column's Arrow type and item type, by name."""
+        return dict(zip(self.names, zip(self.types, self.formats, strict=True), strict=True))
 
     @property
     def width(self) -> int:
@@ -129,7 +133,7 @@ def worth_it(layout: RowLayout, columns: Sequence[str]) -> bool:
     A row costs about ``width / 64 + 1`` cache lines from the copy, one per column
     with ``take``.
     """
-    wanted = sum(1 for name in columns if name in layout.names)
+    wanted = sum(1 for name in columns if name in layout.fields)
     return wanted >= 2 and wanted > layout.width / 64 + 1
 
 
@@ -138,9 +142,9 @@ def gather(
 ) -> dict[str, pa.Array]:
     """Rows ``indices`` of the mapped copy, as one Arrow array per row column in ``names``."""
     picked = rows.take(indices)
-    types = dict(zip(layout.names, layout.types, strict=True))
     out: dict[str, pa.Array] = {}
     for name in names:
         values = np.ascontiguousarray(picked[name])
-        out[name] = pa.Array.from_buffers(types[name], len(values), [None, pa.py_buffer(values)])
+        arrow_type = layout.fields[name][0]
+        out[name] = pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
     return out

@@ -92,6 +92,14 @@ def _best(run: Callable[[int], tuple[int, int]]) -> tuple[int, int, float]:
     return rows, nbytes, best
 
 
+def _dataset(endpoint: str, job: str, **options: Any) -> Any:
+    """A FeederDataset on the bench table's COLUMNS in batches of BATCH; ``options`` are
+    its other keywords."""
+    from feeder.torch import FeederDataset
+
+    return FeederDataset(endpoint, batch_size=BATCH, columns=COLUMNS, job=job, **options)
+
+
 def _count_tensors(batches: Iterable[dict[str, Any]]) -> tuple[int, int]:
     rows = nbytes = 0
     for batch in batches:
@@ -186,7 +194,7 @@ def test_bench_headline_paths_interleaved(bench_env, raw_flight):
     re-batching and tensors)."""
     from feeder.client import FeederClient
     from feeder.tensors import batch_to_tensors
-    from feeder.torch import FeederDataset, rebatch
+    from feeder.torch import rebatch
 
     endpoint = bench_env["feeder"].endpoint
     client = FeederClient(endpoint, job="bench-raw")
@@ -200,11 +208,9 @@ def test_bench_headline_paths_interleaved(bench_env, raw_flight):
         return rows, nbytes
 
     def dataset_run(prefetch: int) -> Callable[[int], tuple[int, int]]:
-        ds = FeederDataset(
+        ds = _dataset(
             endpoint,
-            batch_size=BATCH,
-            columns=COLUMNS,
-            job=f"bench-ds-seq-prefetch{prefetch}",
+            f"bench-ds-seq-prefetch{prefetch}",
             shuffle=False,
             drop_last=False,
             prefetch=prefetch,
@@ -294,14 +300,11 @@ def test_bench_headline_paths_interleaved(bench_env, raw_flight):
 )
 def test_bench_feeder_dataset(bench_env, shuffle, consumers):
     """``consumers`` ranks (one thread each, world_size=consumers) read one epoch together."""
-    from feeder.torch import FeederDataset
 
     datasets = [
-        FeederDataset(
+        _dataset(
             bench_env["feeder"].endpoint,
-            batch_size=BATCH,
-            columns=COLUMNS,
-            job=f"bench-ds-{shuffle}-{consumers}",
+            f"bench-ds-{shuffle}-{consumers}",
             shuffle=shuffle,
             drop_last=False,
             rank=rank,
@@ -338,16 +341,7 @@ def test_bench_feeder_dataset_dataloader_workers(bench_env):
     """One rank, a DataLoader with 2 workers: adds torch's worker → main process hand-over."""
     from torch.utils.data import DataLoader
 
-    from feeder.torch import FeederDataset
-
-    ds = FeederDataset(
-        bench_env["feeder"].endpoint,
-        batch_size=BATCH,
-        columns=COLUMNS,
-        job="bench-ds-workers",
-        shuffle=False,
-        drop_last=False,
-    )
+    ds = _dataset(bench_env["feeder"].endpoint, "bench-ds-workers", shuffle=False, drop_last=False)
     # forkserver: this process runs the feeder's gRPC server, which is not fork-safe;
     # persistent workers keep process start-up out of the timed epochs.
     loader = DataLoader(
@@ -413,13 +407,10 @@ def _au_consumer(
     endpoint: str, rank: int, world_size: int, shuffle: bool, step: float, prefetch: int
 ) -> dict:
     """One simulated trainer (its own process, like a DDP rank): sleep ``step`` per batch."""
-    from feeder.torch import FeederDataset
 
-    ds = FeederDataset(
+    ds = _dataset(
         endpoint,
-        batch_size=BATCH,
-        columns=COLUMNS,
-        job=f"bench-au-{shuffle}",
+        f"bench-au-{shuffle}",
         rank=rank,
         world_size=world_size,
         shuffle=shuffle,
@@ -484,10 +475,9 @@ def test_bench_accelerator_utilisation(bench_env, shuffle, prefetch):
 
 
 def test_bench_epoch_two_reads_no_storage(bench_env):
-    from feeder.torch import FeederDataset
 
     feeder = bench_env["feeder"]
-    ds = FeederDataset(feeder.endpoint, batch_size=BATCH, columns=COLUMNS, job="bench-e2")
+    ds = _dataset(feeder.endpoint, "bench-e2")
     ds.set_epoch(1)
     before = feeder.status()["storage_bytes_read"]
     rows, _ = _count_tensors(ds)

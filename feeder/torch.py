@@ -112,6 +112,7 @@ class Prefetcher(Generic[_T]):
         self.expired = False
         self._source = source
         self._items: deque[tuple[Any, int]] = deque()
+        self._spent: deque[object] = deque()  # consumed items the thread frees (retire)
         self._queued = 0  # summed weight of self._items
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -121,10 +122,12 @@ class Prefetcher(Generic[_T]):
         self._thread.start()
 
     def _put(self, item: object, weight: int = 1) -> bool:
+        self._free_spent()
         with self._cond:
             full_since: float | None = None
             while self._queued >= self._depth and not self._stop.is_set():
                 self._cond.wait(0.1)
+                self._free_spent()
                 if self._max_idle is None or self._queued < self._depth:
                     continue
                 now = time.monotonic()
@@ -153,6 +156,17 @@ class Prefetcher(Generic[_T]):
             close = getattr(self._source, "close", None)
             if close is not None:
                 close()
+
+    def retire(self, item: object) -> None:
+        """Hand back an item the consumer is done with, so that this thread, not the
+        consumer, frees it (dropping a group of tensors costs ~0.1 ms of the consumer's
+        time between steps). The most recently retired item is kept until the next one
+        arrives: the consumer may still hold its last batch."""
+        self._spent.append(item)
+
+    def _free_spent(self) -> None:
+        while len(self._spent) > 1:
+            self._spent.popleft()
 
     def claim(self) -> bool:
         """Keep this read-ahead for a consumer: it no longer gives up when idle.
@@ -194,6 +208,7 @@ class Prefetcher(Generic[_T]):
         with self._cond:
             self._stop.set()
             self._items.clear()
+            self._spent.clear()
             self._queued = 0
             self._cond.notify_all()
         if self._thread is not threading.current_thread():
@@ -419,6 +434,8 @@ class FeederDataset(IterableDataset[Batch]):
                 for rows, batch in group:
                     self._rows_consumed += rows  # counted before the consumer sees the batch
                     yield batch
+                if prefetcher is not None:
+                    prefetcher.retire(group)  # freed by its thread, off the step path
             completed = True
         finally:
             with self._ahead_lock:

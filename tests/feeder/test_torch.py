@@ -80,6 +80,40 @@ def test_prefetcher_on_end_runs_in_the_thread_before_the_end_is_seen():
     assert len(seen) == 1 and seen[0][0] == "feeder-prefetch"
 
 
+class _Tracked:
+    """Records which thread frees it."""
+
+    def __init__(self, name: str, freed_by: dict[str, str]) -> None:
+        self.name = name
+        self._freed_by = freed_by
+
+    def __del__(self) -> None:
+        self._freed_by[self.name] = threading.current_thread().name
+
+
+def test_prefetcher_frees_retired_items_in_its_thread_keeping_the_latest():
+    freed_by: dict[str, str] = {}
+    release = [threading.Event() for _ in range(3)]
+
+    def source():
+        for i, gate in enumerate(release):
+            assert gate.wait(10)
+            yield _Tracked(f"item{i}", freed_by)
+
+    items = Prefetcher(source(), 1)
+    release[0].set()
+    items.retire(next(items))  # item0: kept, the consumer may still hold its last batch
+    release[1].set()
+    items.retire(next(items))  # item1 retired: item0 is now freed by the thread...
+    release[2].set()
+    last = next(items)  # ...before item2 is handed over
+    assert freed_by == {"item0": "feeder-prefetch"}
+    items.retire(last)
+    items.close()  # close drops whatever is left
+    del last
+    assert set(freed_by) == {"item0", "item1", "item2"}
+
+
 def test_a_claimed_read_ahead_does_not_give_up_when_idle():
     idle = Prefetcher(iter(range(10)), 1, max_idle=0.2)
     deadline = time.monotonic() + 10

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 from tests.bench.recorder import record
 
@@ -403,19 +404,37 @@ def test_bench_petastorm(bench_env, tmp_path):
         record(GROUP, "ratio_feeder_vs_petastorm", ratio=round(ours / rate, 1), target=">= 20x")
 
 
-def _au_consumer(
-    endpoint: str, rank: int, world_size: int, shuffle: bool, step: float, prefetch: int
-) -> dict:
-    """One simulated trainer (its own process, like a DDP rank): sleep ``step`` per batch."""
+class _NullLoader:
+    """A loader that costs nothing: the same batches every epoch, from a list in memory."""
 
-    ds = _dataset(
-        endpoint,
-        f"bench-au-{shuffle}",
-        rank=rank,
-        world_size=world_size,
-        shuffle=shuffle,
-        prefetch=prefetch,
-    )
+    def __init__(self, batches: int) -> None:
+        self._batches = [{name: torch.zeros(BATCH) for name in COLUMNS} for _ in range(batches)]
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._batches)
+
+
+def _au_consumer(
+    endpoint: str | None, rank: int, world_size: int, shuffle: bool, step: float, prefetch: int
+) -> dict:
+    """One simulated trainer (its own process, like a DDP rank): sleep ``step`` per batch.
+
+    Without an ``endpoint`` it iterates a :class:`_NullLoader` with as many batches per
+    epoch as the feeder gives this rank: the harness's own ceiling."""
+    if endpoint is None:
+        ds: Any = _NullLoader(ROWS // world_size // BATCH)
+    else:
+        ds = _dataset(
+            endpoint,
+            f"bench-au-{shuffle}",
+            rank=rank,
+            world_size=world_size,
+            shuffle=shuffle,
+            prefetch=prefetch,
+        )
     in_step = 0.0
     rows = 0
     t0 = time.perf_counter()
@@ -429,6 +448,26 @@ def _au_consumer(
     return {"in_step": in_step, "wall": time.perf_counter() - t0, "rows": rows}
 
 
+def _au(endpoint: str | None, shuffle: bool, step: float, prefetch: int, consumers: int) -> dict:
+    """Run ``consumers`` simulated trainers at once; return their AU, rows and wall time."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # forkserver: this process runs the feeder's gRPC server, which is not fork-safe
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(consumers, mp_context=context) as pool:
+        futures = [
+            pool.submit(_au_consumer, endpoint, rank, consumers, shuffle, step, prefetch)
+            for rank in range(consumers)
+        ]
+        results = [f.result(timeout=900) for f in futures]
+    return {
+        "au": sum(r["in_step"] for r in results) / sum(r["wall"] for r in results),
+        "rows": sum(r["rows"] for r in results),
+        "seconds": max(r["wall"] for r in results),
+    }
+
+
 @pytest.mark.parametrize("prefetch", [4, 16], ids=["prefetch4", "prefetch16"])
 @pytest.mark.parametrize("shuffle", [False, True], ids=["shuffle_off", "shuffle_on"])
 def test_bench_accelerator_utilisation(bench_env, shuffle, prefetch):
@@ -437,30 +476,16 @@ def test_bench_accelerator_utilisation(bench_env, shuffle, prefetch):
 
     ``prefetch=4`` is the original case (its name unchanged); ``prefetch=16`` (~6 MB of
     batches here) shows what a deeper queue buys against scheduling jitter on 2 cores."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    ceiling = RESULTS.get("raw_flight")
-    if ceiling is None:
-        pytest.skip("needs the raw_flight case of this run")
     consumers = 2
-    step = BATCH / (0.5 * ceiling / consumers)  # seconds per batch per consumer
-    # forkserver: this process runs the feeder's gRPC server, which is not fork-safe
-    context = multiprocessing.get_context("forkserver")
-    endpoint = bench_env["feeder"].endpoint
-    with ProcessPoolExecutor(consumers, mp_context=context) as pool:
-        futures = [
-            pool.submit(_au_consumer, endpoint, rank, consumers, shuffle, step, prefetch)
-            for rank in range(consumers)
-        ]
-        results = [f.result(timeout=900) for f in futures]
-    au = sum(r["in_step"] for r in results) / sum(r["wall"] for r in results)
+    step = _au_step(consumers)
+    run = _au(bench_env["feeder"].endpoint, shuffle, step, prefetch, consumers)
+    au = run["au"]
     suffix = "" if prefetch == 4 else f"_prefetch{prefetch}"
     record(
         GROUP,
         f"accelerator_utilisation_{'shuffle' if shuffle else 'seq'}{suffix}",
-        rows=sum(r["rows"] for r in results),
-        seconds=max(r["wall"] for r in results),
+        rows=run["rows"],
+        seconds=run["seconds"],
         au=round(au, 4),
         step_seconds=round(step, 6),
         consumers=consumers,
@@ -472,6 +497,35 @@ def test_bench_accelerator_utilisation(bench_env, shuffle, prefetch):
         f"{GROUP}/accelerator_utilisation shuffle={shuffle} prefetch={prefetch}: "
         f"AU {au:.1%}, step {step:.5f} s"
     )
+
+
+def _au_step(consumers: int) -> float:
+    """Seconds per batch per consumer so that ``consumers`` need half the raw ceiling."""
+    ceiling = RESULTS.get("raw_flight")
+    if ceiling is None:
+        pytest.skip("needs the raw_flight case of this run")
+    return BATCH / (0.5 * ceiling / consumers)
+
+
+def test_bench_accelerator_utilisation_harness_ceiling(bench_env):
+    """The AU harness with a loader that costs nothing (batches from a list in memory),
+    same step, same processes: what the sleep-based simulation itself loses here."""
+    consumers = 2
+    step = _au_step(consumers)
+    run = _au(None, False, step, 0, consumers)
+    record(
+        GROUP,
+        "accelerator_utilisation_null_loader",
+        rows=run["rows"],
+        seconds=run["seconds"],
+        au=round(run["au"], 4),
+        step_seconds=round(step, 6),
+        consumers=consumers,
+        epochs=AU_EPOCHS,
+        note="harness ceiling: no loader at all",
+    )
+    print(f"{GROUP}/accelerator_utilisation harness ceiling: AU {run['au']:.1%}")
+    assert run["rows"] == consumers * AU_EPOCHS * (ROWS // consumers // BATCH) * BATCH
 
 
 def test_bench_epoch_two_reads_no_storage(bench_env):

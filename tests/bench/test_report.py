@@ -95,6 +95,7 @@ def synthetic(drop: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
         rec("torch", case, rows=rows, seconds=rows / rate)
     rec("torch", "accelerator_utilisation_seq", rows=rows, seconds=20.0, au=0.96)
     rec("torch", "accelerator_utilisation_shuffle", rows=rows, seconds=30.0, au=0.62)
+    rec("torch", "accelerator_utilisation_null_loader", rows=rows, seconds=19.0, au=0.98)
     rec("torch", "epoch2_storage_bytes_read", rows=rows, storage_bytes=0)
     rec("torch", "some_new_case", rows=rows, seconds=1.0)
     return out

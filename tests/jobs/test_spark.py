@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from jobs.spark import ensure_python_env
+from jobs.spark import ARROW_BYTE_BOUND_OFF, ARROW_MAX_BYTES_CONF, ensure_python_env
 
 
 def test_python_env_defaults_to_this_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,3 +63,9 @@ def test_session_uses_the_quiet_log4j_configuration(spark) -> None:  # type: ign
         jvm.java.lang.System.getProperty("log4j2.configurationFile")
         == _log4j_option().split("=", 1)[1]
     )
+
+
+def test_session_bounds_arrow_batches_by_rows_only(spark) -> None:  # type: ignore[no-untyped-def]
+    """No per-row size check in the JVM → Python Arrow hand-over (see jobs.spark)."""
+    assert spark.conf.get(ARROW_MAX_BYTES_CONF).rstrip("bB") == str(ARROW_BYTE_BOUND_OFF)
+    assert int(spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")) > 0

@@ -4,6 +4,7 @@ and a fresh embedded catalog per test."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -17,8 +18,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 import jobs.commit as commit_module
+import jobs.writer as writer_module
 from jobs.datafiles import DataFileInfo, TaskPlan, write_task
 from jobs.errors import CommitError, SpecError
+from jobs.spark import ARROW_BYTE_BOUND_OFF, ARROW_MAX_BYTES_CONF
 from jobs.staging import remove_uncommitted
 from jobs.writer import (
     RUN_ID_PROPERTY,
@@ -158,6 +161,34 @@ def test_small_target_size_rolls_files(spark, catalog) -> None:
     assert table.scan().to_arrow().num_rows == 200_000
     sizes = sorted(t.file.file_size_in_bytes for t in table.scan().plan_files())
     assert all(size >= 50_000 for size in sizes[1:])  # one task: only its last file is short
+
+
+def _byte_bound_hints(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if ARROW_MAX_BYTES_CONF in r.getMessage()]
+
+
+def test_a_session_with_a_byte_bound_on_arrow_batches_gets_one_hint(
+    spark, catalog, caplog, monkeypatch
+) -> None:
+    df = _ids(spark, 1_000)
+    monkeypatch.setattr(writer_module, "_hinted", set())
+    spark.conf.set(ARROW_MAX_BYTES_CONF, "64m")  # Spark's default
+    try:
+        with caplog.at_level(logging.INFO, logger="jobs.writer"):
+            write_iceberg(df, "test.hint", catalog=catalog)
+            write_iceberg(df, "test.hint", catalog=catalog)
+    finally:
+        spark.conf.set(ARROW_MAX_BYTES_CONF, str(ARROW_BYTE_BOUND_OFF))
+    hints = _byte_bound_hints(caplog)
+    assert len(hints) == 1  # once per session
+    assert str(ARROW_BYTE_BOUND_OFF) in hints[0].getMessage()
+
+    caplog.clear()
+    monkeypatch.setattr(writer_module, "_hinted", set())
+    with caplog.at_level(logging.INFO, logger="jobs.writer"):
+        write_iceberg(df, "test.hint", catalog=catalog)  # icefeed's setting: no hint
+    assert _byte_bound_hints(caplog) == []
+    assert catalog.load_table("test.hint").scan().to_arrow().num_rows == 3_000
 
 
 def test_append_then_overwrite(spark, catalog) -> None:

@@ -38,7 +38,8 @@ partition transform works on the task side (non-identity ones need the
 (opt-in, :mod:`jobs.spark_parquet`) lets Spark's own Parquet writer write the files
 (field ids as column metadata) and builds the same DataFile metadata from their
 footers on the driver; staging prefix, cleanup, commit and idempotency are shared.
-It is limited to unpartitioned tables of primitive columns in a local warehouse.
+It is limited to unpartitioned tables of primitive columns in a local warehouse, and
+slower than the default on an icefeed session (see Speed).
 
 Speed: the JVM → Python hand-over of ``mapInArrow`` (Spark converting rows to
 Arrow) is the main cost; the writer adds little on top of it (one writer per task,

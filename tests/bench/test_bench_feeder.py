@@ -337,12 +337,8 @@ def test_feeder_client_against_the_raw_flight_ceiling(servers, coordinator):
         served=nbytes,
         cache=servers["cache_bytes"],
     )
-    targets = {
-        "client_stream_seq": 0.8,
-        "client_stream_shuffle": 0.5,
-        "client_stream_seq_read_ahead": 0.8,
-        "client_stream_shuffle_read_ahead": 0.5,
-    }
+    targets = {"client_stream_seq": 0.8, "client_stream_shuffle": 0.5}
+    options = ("client_stream_seq_read_ahead", "client_stream_shuffle_read_ahead")
     for consumers in (1, 2):
         best: dict[str, float] = {}
         for _ in range(REPEATS):
@@ -352,11 +348,11 @@ def test_feeder_client_against_the_raw_flight_ceiling(servers, coordinator):
                 best[case] = min(best.get(case, seconds), seconds)
         for case, seconds in best.items():
             extra: dict[str, object] = {}
+            ratio = round(best["ceiling_raw_flight"] / seconds, 3)
             if case in targets:
-                extra = {
-                    "ratio": round(best["ceiling_raw_flight"] / seconds, 3),
-                    "target": targets[case],
-                }
+                extra = {"ratio": ratio, "target": targets[case]}
+            elif case in options:
+                extra = {"ratio": ratio, "note": "option (read_ahead=1), no target"}
             record(
                 GROUP,
                 f"{case}_x{consumers}",

@@ -335,7 +335,7 @@ EXTRA_CHECKS: tuple[CheckSpec, ...] = (
     ),
     *(
         CheckSpec(
-            label=f"cache ÷ node private memory, {what}",
+            label=f"bytes served ÷ node private memory, {what}",
             target="≥ 4×",
             source=_ISSUE_FEEDER,
             cases=(("feeder", case),),

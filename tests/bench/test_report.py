@@ -153,9 +153,9 @@ def test_targets_that_are_not_bars(tmp_path: Path) -> None:
     petastorm = checks["FeederDataset (in order, 1 consumer) ÷ Petastorm 0.13.1"]
     assert (petastorm.measured, petastorm.status) == ("165×", Status.MET)
     assert checks["bytes read from table storage in epoch 2"].status is Status.MET
-    memory = checks["cache ÷ node private memory, do_get shuffled, 2 consumers"]
+    memory = checks["bytes served ÷ node private memory, do_get shuffled, 2 consumers"]
     assert memory.status is Status.MISS and memory.measured.startswith("3.02×")
-    whole = checks["cache ÷ node private memory, do_get shuffled, 2 consumers, whole cache"]
+    whole = checks["bytes served ÷ node private memory, do_get shuffled, 2 consumers, whole cache"]
     assert (whole.measured, whole.status) == ("12× (1088 MB ÷ 90 MB)", Status.MET)
 
 

@@ -63,10 +63,22 @@ class CachedSlice:
 
 
 class SliceCache:
-    """Arrow IPC files under ``root``, one per slice id; thread-safe."""
+    """Arrow IPC files under ``root``, one per slice id; thread-safe.
 
-    def __init__(self, root: Path | str, *, take_threads: int = DEFAULT_TAKE_THREADS):
+    ``row_copy=False`` writes no row-major copies (half the disk for all-fixed-width
+    tables; shuffled reads then gather every column with ``take``). Copies already on
+    disk are still used.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        take_threads: int = DEFAULT_TAKE_THREADS,
+        row_copy: bool = True,
+    ):
         self.root = Path(root)
+        self.row_copy = row_copy
         self.root.mkdir(parents=True, exist_ok=True)
         self.take_threads = max(1, take_threads)
         self._lock = threading.Lock()
@@ -92,7 +104,7 @@ class SliceCache:
         final = self.path(slice_id)
         tmp = self.root / f".tmp-{slice_id:08d}-{uuid.uuid4().hex}"
         batch = table.combine_chunks().to_batches()[0] if table.num_rows else None
-        layout = row_columns(batch) if batch is not None else None
+        layout = row_columns(batch) if batch is not None and self.row_copy else None
         schema = table.schema
         rows_file: Path | None = None
         try:

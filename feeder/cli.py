@@ -41,6 +41,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=0, help="coordinator port (0: any free)")
     parser.add_argument("--cache-dir", help="node cache dir (default: SPARK_LOCAL_DIRS)")
     parser.add_argument("--slice-bytes", type=int, default=128 * 1024 * 1024)
+    parser.add_argument(
+        "--no-row-copy",
+        action="store_true",
+        help="cache no row-major copy of fixed-width columns: ~half the disk, slower shuffle",
+    )
     parser.add_argument("--lease-seconds", type=float, default=30.0)
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here")
     parser.add_argument("--tls-cert", help="PEM certificate (enables grpc+tls)")

@@ -280,6 +280,7 @@ def run_data_node(
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
     timeout: float = 30.0,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    row_copy: bool = True,
 ) -> dict[str, Any]:
     """Run one data node until the coordinator says stop (the body of one Spark task).
 
@@ -287,10 +288,11 @@ def run_data_node(
     ``timeout`` seconds. Returns the node's final stats. Raises FeederError if
     it cannot register, and lets a failed materialisation propagate (so the
     node's Spark job fails and the coordinator replaces the node). The cache
-    directory is deleted on the way out.
+    directory is deleted on the way out. ``row_copy=False``: no row-major copies of
+    cached slices (see :class:`feeder.cache.SliceCache`).
     """
     root = default_cache_root(cache_dir) / f"icefeed-node-{node_id}-{os.getpid()}"
-    cache = SliceCache(root)
+    cache = SliceCache(root, row_copy=row_copy)
     client = connect(coordinator_endpoint, tls=tls)
     signer = TicketSigner(ticket_key)
     link = _CoordinatorLink(client, token, timeout, NodeCallSigner(signer.derived_key(KEY_PURPOSE)))

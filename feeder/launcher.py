@@ -43,6 +43,7 @@ class NodeTaskSpec:
     host: str = "127.0.0.1"
     heartbeat_seconds: float = 2.0
     batch_rows: int | None = None
+    row_copy: bool = True
 
 
 def node_partition(node_id: str, spec: NodeTaskSpec) -> Callable[[Iterable[Any]], Iterator[str]]:
@@ -67,6 +68,7 @@ def node_partition(node_id: str, spec: NodeTaskSpec) -> Callable[[Iterable[Any]]
             host=spec.host or "0.0.0.0",
             advertise_host=advertise,
             heartbeat_seconds=spec.heartbeat_seconds,
+            row_copy=spec.row_copy,
             **({"batch_rows": spec.batch_rows} if spec.batch_rows else {}),
         )
         yield json.dumps(stats)

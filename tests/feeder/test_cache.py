@@ -67,6 +67,18 @@ def test_shuffled_read_follows_the_permutation(tmp_path):
     assert got == perm[250:4999].tolist()
 
 
+def test_without_row_copies_only_the_ipc_file_is_written_and_shuffled_reads_still_work(
+    tmp_path,
+):
+    cache = SliceCache(tmp_path, row_copy=False)
+    entry = cache.write(0, sample_arrow(5000))
+    assert [p.name for p in tmp_path.iterdir()] == [cache.path(0).name]
+    assert entry.rows_nbytes == 0 and cache.total_bytes() == entry.nbytes
+    perm = np.random.default_rng(2).permutation(5000)
+    got = ids(cache.read(0, permutation=perm, start=10, stop=4000, batch_rows=777))
+    assert got == perm[10:4000].tolist()
+
+
 def test_shuffled_read_on_the_gather_pool_equals_one_plain_take(tmp_path):
     # chunks gathered concurrently, several in flight: rows, columns and order as one take
     table = sample_arrow(5000)

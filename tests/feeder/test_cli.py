@@ -30,3 +30,22 @@ def test_serve_refuses_an_unknown_table_before_starting_anything(catalog, capsys
     assert serve_main(["test.nope"]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["feeder", "serve", "test.nope", "--columns", "a,b"]) == 2
+
+
+def test_serve_no_row_copy_flag_reaches_serve(monkeypatch, capsys):
+    """Argument plumbing only (serve itself runs for real in test_serve.py): a stand-in
+    for ``serve`` records its keywords and refuses, as a bad table would."""
+    import feeder.serve as serve_module
+    from jobs.errors import SpecError
+
+    seen: list[dict[str, object]] = []
+
+    def refuse(table: str, **kwargs: object) -> None:
+        seen.append(kwargs)
+        raise SpecError(f"table {table} not found")
+
+    monkeypatch.setattr(serve_module, "serve", refuse)
+    assert serve_main(["test.t", "--no-row-copy"]) == 2
+    assert serve_main(["test.t"]) == 2
+    assert [kw["row_copy"] for kw in seen] == [False, True]
+    assert "not found" in capsys.readouterr().err

@@ -71,6 +71,7 @@ def test_config_normalises_and_validates():
         ({"slice_bytes": 0}, "slice_bytes"),
         ({"lease_seconds": 0}, "lease_seconds"),
         ({"snapshot_id": "12"}, "snapshot_id"),
+        ({"row_copy": "no"}, "row_copy"),
     ],
 )
 def test_bad_values_name_the_field(kwargs, field):

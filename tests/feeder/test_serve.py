@@ -100,6 +100,26 @@ def test_serve_exactly_once_static_and_dynamic_storage_once_and_snapshot_isolati
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
 
 
+def test_serve_without_row_copies_caches_only_ipc_files(spark, module_catalog, home):
+    cache_dir = home / "cache-no-row-copy"
+    with feeder.serve(
+        "test.feed",
+        spark=spark,
+        catalog=module_catalog,
+        nodes=1,
+        slice_bytes=60_000,
+        cache_dir=cache_dir,
+        row_copy=False,
+    ) as f:
+        f.wait_ready(120)
+        status = f.status()
+        files = [p.name for p in cache_dir.rglob("slice-*")]
+        assert len(files) == status["slices"] >= 2
+        assert all(name.endswith(".arrow") for name in files)  # no .rows copies
+        shuffled = ids_of(FeederClient(f.endpoint, job="t").stream(0, seed=5))
+        assert sorted(shuffled) == list(range(status["rows"])) != shuffled
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

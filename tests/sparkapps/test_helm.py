@@ -100,6 +100,14 @@ def test_the_chart_renders_the_same_feeder_as_the_shipped_manifest(helm: str) ->
     assert rendered["metadata"]["name"] == shipped["metadata"]["name"]
 
 
+def test_row_copy_off_reaches_the_feeder_arguments(helm: str, crds: None) -> None:
+    (default,) = by_kind(template(helm), "SparkApplication")
+    (off,) = by_kind(template(helm, "--set", "feeder.rowCopy=false"), "SparkApplication")
+    assert "--no-row-copy" not in default["spec"]["arguments"]
+    assert off["spec"]["arguments"][-1] == "--no-row-copy"
+    assert validate(off) == []
+
+
 def test_services_select_the_operators_driver_and_executor_pods(helm: str) -> None:
     objects = template(helm)
     services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
@@ -193,6 +201,7 @@ def _all_env(node: Any) -> list[dict[str, Any]]:
         (["feeder.executor.memory=lots"], "feeder.executor.memory"),
         (["feeder.token.existingSecret=mine", "feeder.token.value=plain"], "feeder.token.value"),
         (["feeder.naem=x"], "naem"),
+        (["feeder.rowCopy=maybe"], "feeder.rowCopy"),
     ],
 )
 def test_bad_values_fail_with_a_clear_message(helm: str, sets: list[str], message: str) -> None:

@@ -38,6 +38,8 @@ COLUMNS = ["id", "x", "y", "label"]
 REPEATS = 5
 #: rounds of the interleaved headline cases (each round runs every one once)
 INTERLEAVED_ROUNDS = 7
+#: epochs each case runs back to back per round, timed as one block (~1 s)
+EPOCHS_PER_ROUND = 4
 AU_EPOCHS = 8  # ~4 s of simulated training per case: start-up amortised as in a real run
 GROUP = "torch"
 
@@ -168,13 +170,16 @@ def raw_flight(bench_env) -> Iterator[Callable[[int], tuple[int, int]]]:
 def _interleaved(
     runs: dict[str, Callable[[int], tuple[int, int]]], rounds: int
 ) -> dict[str, tuple[int, int, list[float]]]:
-    """Run every case once per round (epoch = round), the order rotating each round;
-    return per case (rows, bytes, seconds of each round).
+    """Run every case for EPOCHS_PER_ROUND epochs back to back per round, the order of
+    the cases rotating each round; return per case (rows and bytes of one epoch, and
+    each round's seconds per epoch).
 
     The machine is shared and its speed drifts by tens of percent within a minute, so
     cases measured minutes apart (each best-of-N on its own) compare different
     machines; interleaved, each case's best and each round's ratios compare the
-    cases under the same conditions."""
+    cases under the same conditions. One epoch here takes ~0.25 s, shorter than the
+    drift: timing EPOCHS_PER_ROUND epochs as one block averages it out for every case
+    alike (single-epoch rounds let one lucky epoch of the ceiling decide a ratio)."""
     names = list(runs)
     seconds: dict[str, list[float]] = {name: [] for name in names}
     sizes: dict[str, tuple[int, int]] = {}
@@ -182,8 +187,10 @@ def _interleaved(
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             t0 = time.perf_counter()
-            sizes[name] = runs[name](r)
-            seconds[name].append(time.perf_counter() - t0)
+            for k in range(EPOCHS_PER_ROUND):
+                epoch_size = runs[name](r * EPOCHS_PER_ROUND + k)
+                assert sizes.setdefault(name, epoch_size) == epoch_size, name
+            seconds[name].append((time.perf_counter() - t0) / EPOCHS_PER_ROUND)
     return {name: (*sizes[name], seconds[name]) for name in names}
 
 
@@ -246,6 +253,7 @@ def test_bench_headline_paths_interleaved(bench_env, raw_flight):
         per_round = [raw / own for raw, own in zip(raw_seconds, results[case][2], strict=True)]
         return {
             "interleaved_rounds": INTERLEAVED_ROUNDS,
+            "epochs_per_round": EPOCHS_PER_ROUND,
             "round_ratios_vs_raw_flight": [round(x, 3) for x in per_round],
             "median_round_ratio_vs_raw_flight": round(float(np.median(per_round)), 3),
         }
@@ -259,6 +267,7 @@ def test_bench_headline_paths_interleaved(bench_env, raw_flight):
         baseline=True,
         path="raw pyarrow Flight, same IPC files",
         interleaved_rounds=INTERLEAVED_ROUNDS,
+        epochs_per_round=EPOCHS_PER_ROUND,
     )
     labels: dict[str, dict[str, Any]] = {
         "client_stream": {"path": "FeederClient.stream, no tensors"},

@@ -60,6 +60,7 @@ import logging
 import re
 import time
 import uuid
+import weakref
 from datetime import datetime, timezone
 from enum import Enum
 from functools import partial
@@ -82,6 +83,7 @@ from jobs.commit import (
 from jobs.datafiles import METADATA_COLUMN, DataFileInfo, TaskPlan, write_task
 from jobs.errors import CommitError, SpecError
 from jobs.schema_mapping import check_compatible, spark_to_iceberg
+from jobs.spark import ARROW_BYTE_BOUND_OFF, ARROW_MAX_BYTES_CONF
 from jobs.staging import remove_prefix, remove_uncommitted, write_prefix
 
 if TYPE_CHECKING:
@@ -338,19 +340,18 @@ def _arrow_files(df: DataFrame, plan: TaskPlan) -> list[DataFileInfo]:
     return [DataFileInfo.from_json(row[0]) for row in rows]
 
 
-_hinted: set[str] = set()
+#: sessions already given the byte-bound hint
+_hinted: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _hint_byte_bound(spark: Any) -> None:
     """Log once per session if Spark still checks Arrow batch bytes after every row."""
-    from jobs.spark import ARROW_BYTE_BOUND_OFF, ARROW_MAX_BYTES_CONF
-
-    value = spark.conf.get(ARROW_MAX_BYTES_CONF, None)
-    bound = value.rstrip("bB") if isinstance(value, str) else None
-    session = str(id(spark))
-    if bound == str(ARROW_BYTE_BOUND_OFF) or session in _hinted:
+    if spark in _hinted:
         return
-    _hinted.add(session)
+    value = spark.conf.get(ARROW_MAX_BYTES_CONF, None)
+    if isinstance(value, str) and value.rstrip("bB") == str(ARROW_BYTE_BOUND_OFF):
+        return
+    _hinted.add(spark)
     log.info(
         "%s=%s: Spark measures each Arrow batch after every row it adds, which can "
         "double the write's CPU; set it to %d (icefeed's get_spark does) to bound "

@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from tests.bench.recorder import record
+from tests.bench.rounds import round_ratios
 
 pytestmark = [pytest.mark.bench, pytest.mark.spark]
 
@@ -41,6 +42,7 @@ INTERLEAVED_ROUNDS = 7
 #: epochs each case runs back to back per round, timed as one block (~1 s)
 EPOCHS_PER_ROUND = 4
 AU_EPOCHS = 8  # ~4 s of simulated training per case: start-up amortised as in a real run
+AU_CONSUMERS = 2  # simulated trainers (processes) sharing the feeder
 GROUP = "torch"
 
 
@@ -250,12 +252,12 @@ def test_bench_headline_paths_interleaved(bench_env, raw_flight):
 
     def extra(case: str) -> dict[str, Any]:
         """Per-round ratios to the ceiling (same round), for the spread behind the best."""
-        per_round = [raw / own for raw, own in zip(raw_seconds, results[case][2], strict=True)]
+        ratios, median = round_ratios(raw_seconds, results[case][2])
         return {
             "interleaved_rounds": INTERLEAVED_ROUNDS,
             "epochs_per_round": EPOCHS_PER_ROUND,
-            "round_ratios_vs_raw_flight": [round(x, 3) for x in per_round],
-            "median_round_ratio_vs_raw_flight": round(float(np.median(per_round)), 3),
+            "round_ratios_vs_raw_flight": ratios,
+            "median_round_ratio_vs_raw_flight": median,
         }
 
     rows, nbytes, seconds = results["raw_flight"]
@@ -288,17 +290,12 @@ def test_bench_headline_paths_interleaved(bench_env, raw_flight):
             **extra(case),
         )
     ours, direct = RESULTS["feeder_dataset_seq_1c"], RESULTS["pyiceberg_direct"]
-    per_round = [
-        p / f
-        for p, f in zip(
-            results["pyiceberg_direct"][2], results["feeder_dataset_seq_1c"][2], strict=True
-        )
-    ]
+    _, median = round_ratios(results["pyiceberg_direct"][2], results["feeder_dataset_seq_1c"][2])
     record(
         GROUP,
         "ratio_feeder_vs_pyiceberg",
         ratio=round(ours / direct, 3),
-        median_round_ratio=round(float(np.median(per_round)), 3),
+        median_round_ratio=median,
         target=">= 2x",
     )
 
@@ -457,23 +454,32 @@ def _au_consumer(
     return {"in_step": in_step, "wall": time.perf_counter() - t0, "rows": rows}
 
 
-def _au(endpoint: str | None, shuffle: bool, step: float, prefetch: int, consumers: int) -> dict:
-    """Run ``consumers`` simulated trainers at once; return their AU, rows and wall time."""
+def _au(endpoint: str | None, shuffle: bool = False, prefetch: int = 0) -> dict[str, Any]:
+    """Run AU_CONSUMERS simulated trainers at once, each step sized so that together they
+    need half the raw ceiling; return the fields of their record (AU, rows, wall time,
+    step, consumers, epochs)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    ceiling = RESULTS.get("raw_flight")
+    if ceiling is None:
+        pytest.skip("needs the raw_flight case of this run")
+    step = BATCH / (0.5 * ceiling / AU_CONSUMERS)  # seconds per batch per consumer
     # forkserver: this process runs the feeder's gRPC server, which is not fork-safe
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(consumers, mp_context=context) as pool:
+    with ProcessPoolExecutor(AU_CONSUMERS, mp_context=context) as pool:
         futures = [
-            pool.submit(_au_consumer, endpoint, rank, consumers, shuffle, step, prefetch)
-            for rank in range(consumers)
+            pool.submit(_au_consumer, endpoint, rank, AU_CONSUMERS, shuffle, step, prefetch)
+            for rank in range(AU_CONSUMERS)
         ]
         results = [f.result(timeout=900) for f in futures]
     return {
-        "au": sum(r["in_step"] for r in results) / sum(r["wall"] for r in results),
         "rows": sum(r["rows"] for r in results),
         "seconds": max(r["wall"] for r in results),
+        "au": round(sum(r["in_step"] for r in results) / sum(r["wall"] for r in results), 4),
+        "step_seconds": round(step, 6),
+        "consumers": AU_CONSUMERS,
+        "epochs": AU_EPOCHS,
     }
 
 
@@ -485,56 +491,24 @@ def test_bench_accelerator_utilisation(bench_env, shuffle, prefetch):
 
     ``prefetch=4`` is the original case (its name unchanged); ``prefetch=16`` (~6 MB of
     batches here) shows what a deeper queue buys against scheduling jitter on 2 cores."""
-    consumers = 2
-    step = _au_step(consumers)
-    run = _au(bench_env["feeder"].endpoint, shuffle, step, prefetch, consumers)
-    au = run["au"]
+    run = _au(bench_env["feeder"].endpoint, shuffle, prefetch)
     suffix = "" if prefetch == 4 else f"_prefetch{prefetch}"
-    record(
-        GROUP,
-        f"accelerator_utilisation_{'shuffle' if shuffle else 'seq'}{suffix}",
-        rows=run["rows"],
-        seconds=run["seconds"],
-        au=round(au, 4),
-        step_seconds=round(step, 6),
-        consumers=consumers,
-        epochs=AU_EPOCHS,
-        prefetch=prefetch,
-        target=">= 0.95",
-    )
+    case = f"accelerator_utilisation_{'shuffle' if shuffle else 'seq'}{suffix}"
+    record(GROUP, case, **run, prefetch=prefetch, target=">= 0.95")
     print(
         f"{GROUP}/accelerator_utilisation shuffle={shuffle} prefetch={prefetch}: "
-        f"AU {au:.1%}, step {step:.5f} s"
+        f"AU {run['au']:.1%}, step {run['step_seconds']:.5f} s"
     )
-
-
-def _au_step(consumers: int) -> float:
-    """Seconds per batch per consumer so that ``consumers`` need half the raw ceiling."""
-    ceiling = RESULTS.get("raw_flight")
-    if ceiling is None:
-        pytest.skip("needs the raw_flight case of this run")
-    return BATCH / (0.5 * ceiling / consumers)
 
 
 def test_bench_accelerator_utilisation_harness_ceiling(bench_env):
     """The AU harness with a loader that costs nothing (batches from a list in memory),
     same step, same processes: what the sleep-based simulation itself loses here."""
-    consumers = 2
-    step = _au_step(consumers)
-    run = _au(None, False, step, 0, consumers)
-    record(
-        GROUP,
-        "accelerator_utilisation_null_loader",
-        rows=run["rows"],
-        seconds=run["seconds"],
-        au=round(run["au"], 4),
-        step_seconds=round(step, 6),
-        consumers=consumers,
-        epochs=AU_EPOCHS,
-        note="harness ceiling: no loader at all",
-    )
+    run = _au(None)
+    note = "harness ceiling: no loader at all"
+    record(GROUP, "accelerator_utilisation_null_loader", **run, note=note)
     print(f"{GROUP}/accelerator_utilisation harness ceiling: AU {run['au']:.1%}")
-    assert run["rows"] == consumers * AU_EPOCHS * (ROWS // consumers // BATCH) * BATCH
+    assert run["rows"] == AU_CONSUMERS * AU_EPOCHS * (ROWS // AU_CONSUMERS // BATCH) * BATCH
 
 
 def test_bench_epoch_two_reads_no_storage(bench_env):

@@ -16,7 +16,6 @@ reported with its own ratio; the headline ratio stays the default engine's.
 from __future__ import annotations
 
 import shutil
-import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from pyspark.sql import functions as F
 from jobs.schema_mapping import spark_to_iceberg
 from jobs.writer import write_iceberg
 from tests.bench.recorder import record
+from tests.bench.rounds import round_ratios
 
 pytestmark = [pytest.mark.bench, pytest.mark.spark]
 
@@ -59,12 +59,9 @@ def _best(runs: dict[str, Callable[[], int]]) -> dict[str, tuple[float, int, lis
 def _round_ratios(
     best: dict[str, tuple[float, int, list[float]]], ours: str, theirs: str
 ) -> dict[str, Any]:
-    """``theirs``' seconds ÷ ``ours``' in each round (a speed ratio) and their median."""
-    ratios = [t / o for o, t in zip(best[ours][2], best[theirs][2], strict=True)]
-    return {
-        "round_ratios": [round(r, 3) for r in ratios],
-        "median_round_ratio": round(statistics.median(ratios), 3),
-    }
+    """``ours``' speed relative to ``theirs`` in each round, and their median."""
+    ratios, median = round_ratios(best[theirs][2], best[ours][2])
+    return {"round_ratios": ratios, "median_round_ratio": median}
 
 
 def _count_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

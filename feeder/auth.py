@@ -6,7 +6,8 @@ a token is set) is refused with ``FlightUnauthenticatedError``, compared in
 constant time. The same middleware records the caller's ``x-icefeed-job``
 header, read back in a handler with :func:`caller_job`, and the
 ``x-icefeed-node-proof`` header of node-only calls (:func:`caller_node_proof`,
-checked by :mod:`feeder.node_auth`).
+checked by :mod:`feeder.node_auth`), and the ``x-icefeed-chunks`` hint of a
+``do_get`` (:func:`caller_chunking`, see :mod:`feeder.chunking`).
 
 Client side: :func:`call_options` builds the headers and timeout of a call,
 :func:`connect` opens a ``FlightClient`` (trusting the TLS roots when given).
@@ -21,6 +22,7 @@ from typing import Any
 import pyarrow.flight as flight
 from pydantic import SecretStr
 
+from feeder.chunking import CHUNKS_HEADER, Chunking, parse_chunking
 from feeder.config import TLSConfig
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,13 @@ def _secret(token: str | SecretStr | None) -> str | None:
 class CallHeaders(flight.ServerMiddleware):
     """Per-call middleware instance holding what the handlers need from the headers."""
 
-    def __init__(self, job: str | None, node_proof: str | None = None) -> None:
+    def __init__(
+        self, job: str | None, node_proof: str | None = None, chunks: str | None = None
+    ) -> None:
         super().__init__()
         self.job = job
         self.node_proof = node_proof
+        self.chunks = chunks
 
 
 class BearerAuthFactory(flight.ServerMiddlewareFactory):
@@ -65,7 +70,11 @@ class BearerAuthFactory(flight.ServerMiddlewareFactory):
                 raise flight.FlightUnauthenticatedError(
                     "missing or wrong bearer token: send 'authorization: Bearer <token>'"
                 )
-        return CallHeaders(_header(headers, JOB_HEADER), _header(headers, NODE_PROOF_HEADER))
+        return CallHeaders(
+            _header(headers, JOB_HEADER),
+            _header(headers, NODE_PROOF_HEADER),
+            _header(headers, CHUNKS_HEADER),
+        )
 
 
 def _header(headers: dict[str, list[Any]], name: str) -> str | None:
@@ -93,15 +102,26 @@ def caller_node_proof(context: flight.ServerCallContext) -> str | None:
     return middleware.node_proof if isinstance(middleware, CallHeaders) else None
 
 
+def caller_chunking(context: flight.ServerCallContext) -> Chunking:
+    """Return the ``x-icefeed-chunks`` hint of the current call (none: ``0,1``).
+
+    Raises FeederError for a malformed header (see :mod:`feeder.chunking`).
+    """
+    middleware = context.get_middleware(MIDDLEWARE_KEY)
+    return parse_chunking(middleware.chunks if isinstance(middleware, CallHeaders) else None)
+
+
 def call_options(
     token: str | SecretStr | None,
     job: str | None = None,
     timeout: float | None = None,
     *,
     node_proof: str | None = None,
+    chunks: Chunking | None = None,
 ) -> flight.FlightCallOptions:
     """Return ``FlightCallOptions`` carrying the bearer token, the job header, a data node's
-    proof for a node-only call (see :mod:`feeder.node_auth`) and a timeout."""
+    proof for a node-only call (see :mod:`feeder.node_auth`), a ``do_get``'s chunking
+    hint (see :mod:`feeder.chunking`) and a timeout."""
     headers: list[tuple[bytes, bytes]] = []
     secret = _secret(token)
     if secret:
@@ -110,6 +130,8 @@ def call_options(
         headers.append((JOB_HEADER.encode(), job.encode()))
     if node_proof is not None:
         headers.append((NODE_PROOF_HEADER.encode(), node_proof.encode("ascii")))
+    if chunks is not None:
+        headers.append((CHUNKS_HEADER.encode(), chunks.header_value().encode("ascii")))
     return flight.FlightCallOptions(headers=headers, timeout=timeout)
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from feeder.chunking import Chunking
 from feeder.rowstore import RowLayout, gather, map_rows, row_columns, worth_it, write_rows
 from jobs.errors import FeederError
 
@@ -234,38 +235,43 @@ class SliceCache:
         stop: int,
         columns: Sequence[str] | None = None,
         batch_rows: int = DEFAULT_BATCH_ROWS,
+        chunking: Chunking | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Yield positions ``[start, stop)`` of the slice in the order ``permutation`` gives.
 
         ``permutation=None`` is table order (zero-copy slices of the mapped file);
-        otherwise position ``p`` is row ``permutation[p]``, gathered with ``take``
-        ``batch_rows`` rows at a time. Raises FeederError for a range beyond the
-        slice or an unknown column.
+        otherwise position ``p`` is row ``permutation[p]``, gathered with ``take``.
+        Batches hold at most ``batch_rows`` rows, cut on the consumer's grid when
+        ``chunking`` is given (:meth:`Chunking.sizes`). Raises FeederError for a
+        range beyond the slice or an unknown column.
         """
         table = self.select(self.open(slice_id), columns)
         check_range(slice_id, table.num_rows, start, stop)
+        sizes = (chunking or Chunking()).sizes(stop - start, batch_rows)
         if permutation is None:
-            yield from table.slice(start, stop - start).to_batches(max_chunksize=batch_rows)
+            yield from cut(table.slice(start, stop - start), sizes)
             return
         if len(permutation) != table.num_rows:
             raise FeederError(f"permutation of {len(permutation)} rows for slice {slice_id}")
         with self._lock:
             rows = self._rows.get(slice_id)
         take = _take if rows is None else _row_gatherer(*rows, table)
-        yield from self._gather(take, table, permutation[start:stop], batch_rows)
+        yield from self._gather(take, table, permutation[start:stop], sizes)
 
     def _gather(
         self,
         take: Callable[[pa.Table, np.ndarray], pa.Table],
         table: pa.Table,
         indices: np.ndarray,
-        batch_rows: int,
+        sizes: Sequence[int],
     ) -> Iterator[pa.RecordBatch]:
-        """Gather chunks of ``indices`` on the pool, keeping ``take_threads + 1`` in flight."""
+        """Gather ``indices`` in chunks of ``sizes`` on the pool, ``take_threads + 1`` in flight."""
         pool = self._executor()
         pending: deque[Future[pa.Table]] = deque()
-        for lo in range(0, len(indices), batch_rows):
-            pending.append(pool.submit(take, table, indices[lo : lo + batch_rows]))
+        lo = 0
+        for size in sizes:
+            pending.append(pool.submit(take, table, indices[lo : lo + size]))
+            lo += size
             if len(pending) > self.take_threads:
                 yield from pending.popleft().result().to_batches()
         while pending:
@@ -336,6 +342,15 @@ def check_range(slice_id: int, num_rows: int, start: int, stop: int) -> None:
     """Raise FeederError unless ``0 <= start <= stop <= num_rows``."""
     if not 0 <= start <= stop <= num_rows:
         raise FeederError(f"rows [{start}, {stop}) are outside slice {slice_id} of {num_rows} rows")
+
+
+def cut(table: pa.Table, sizes: Sequence[int]) -> Iterator[pa.RecordBatch]:
+    """Yield ``table``'s rows as zero-copy batches of ``sizes`` rows (split further only
+    where ``table`` itself is chunked); ``sizes`` must sum to ``table.num_rows``."""
+    offset = 0
+    for size in sizes:
+        yield from table.slice(offset, size).to_batches()
+        offset += size
 
 
 def _fsync_dir(path: Path) -> None:

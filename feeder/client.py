@@ -37,6 +37,7 @@ import pyarrow.flight as flight
 from pydantic import SecretStr
 
 from feeder.auth import call_options, connect
+from feeder.chunking import MAX_UNIT, Chunking
 from feeder.config import TLSConfig, load_token
 from feeder.requests import LeaseRequest, StaticRequest
 from feeder.resume import Mode
@@ -140,8 +141,10 @@ class FeederClient:
 
     # --- connections --------------------------------------------------------------------
 
-    def _options(self, timeout: float | None) -> flight.FlightCallOptions:
-        return call_options(self._token, self.job, timeout)
+    def _options(
+        self, timeout: float | None, chunks: Chunking | None = None
+    ) -> flight.FlightCallOptions:
+        return call_options(self._token, self.job, timeout, chunks=chunks)
 
     def _coord_client(self) -> flight.FlightClient:
         with self._lock:
@@ -309,6 +312,8 @@ class FeederClient:
             )
         if skip_rows:
             raise SpecError("skip_rows: dynamic mode cannot skip rows (leases track progress)")
+        if isinstance(unit, bool) or not isinstance(unit, int) or not 1 <= unit <= MAX_UNIT:
+            raise SpecError(f"unit: {unit!r} must be an integer in [1, {MAX_UNIT}]")
         request = LeaseRequest(
             job=self.job,
             epoch=epoch,
@@ -317,7 +322,7 @@ class FeederClient:
             columns=_cols(columns),
             consumer=f"{os.uname().nodename}-{os.getpid()}-r{rank}w{worker}-{uuid.uuid4().hex[:8]}",
         )
-        return self._dynamic(request)
+        return self._dynamic(request, unit)
 
     # --- static mode ----------------------------------------------------------------------
 
@@ -327,18 +332,26 @@ class FeederClient:
             (e.ticket.ticket.decode("ascii"), [loc.uri.decode() for loc in e.locations])
             for e in info.endpoints
         ]
+        unit = int(kwargs.get("unit", 1))
         if self.read_ahead == 0 or len(ranges) < 2:
+            position = 0
             for ticket, locations in ranges:
-                yield from self._read(ticket, locations)
+                for batch in self._read(ticket, locations, position=position, unit=unit):
+                    position += batch.num_rows
+                    yield batch
             return
-        yield from self._read_ahead(ranges)
+        yield from self._read_ahead(ranges, unit)
 
-    def _read_ahead(self, ranges: list[tuple[str, list[str]]]) -> Iterator[pa.RecordBatch]:
+    def _read_ahead(
+        self, ranges: list[tuple[str, list[str]]], unit: int
+    ) -> Iterator[pa.RecordBatch]:
         """Yield ranges in order while up to ``read_ahead`` later ones stream in the background.
 
         One Flight stream is the ceiling of one consumer; reading the next ranges
         (often from another node) at the same time passes it. Each background range
-        buffers at most ``_AHEAD_BATCHES`` batches; errors surface in order.
+        buffers at most ``_AHEAD_BATCHES`` batches; errors surface in order. A range
+        opened ahead does not know the stream position it will start at, so its
+        batches are cut on ``unit`` from its own start (see :mod:`feeder.chunking`).
         """
         stop = threading.Event()
         pending: deque[queue.Queue[Any]] = deque()
@@ -347,7 +360,7 @@ class FeederClient:
         def pump(ticket: str, locations: list[str], out: queue.Queue[Any]) -> None:
             item: Any
             try:
-                for batch in self._read(ticket, locations):
+                for batch in self._read(ticket, locations, unit=unit):
                     while not stop.is_set():
                         try:
                             out.put(batch, timeout=0.1)
@@ -399,9 +412,10 @@ class FeederClient:
 
     # --- dynamic mode ----------------------------------------------------------------------
 
-    def _dynamic(self, request: LeaseRequest) -> Iterator[pa.RecordBatch]:
+    def _dynamic(self, request: LeaseRequest, unit: int) -> Iterator[pa.RecordBatch]:
         body = json.loads(request.to_body())
         beat = _Heartbeater(self, request)
+        position = 0  # rows yielded, for the chunking hint
         try:
             while True:
                 answer = self._action("lease", body)
@@ -413,11 +427,13 @@ class FeederClient:
                 lease_id = answer["lease"]
                 beat.track(lease_id, float(answer.get("lease_seconds", 30.0)))
                 completed = True
-                for batch in self._read(answer["ticket"], answer["locations"]):
+                ticket, locations = answer["ticket"], answer["locations"]
+                for batch in self._read(ticket, locations, position=position, unit=unit):
                     if beat.is_lost(lease_id):
                         completed = False
                         log.warning("lease %s expired mid-unit; moving on", lease_id)
                         break
+                    position += batch.num_rows
                     yield batch
                     beat.delivered(lease_id, batch.num_rows)
                 if completed and not beat.is_lost(lease_id):
@@ -436,8 +452,15 @@ class FeederClient:
 
     # --- reading one slice range, with failover ---------------------------------------------
 
-    def _read(self, ticket: str, locations: list[str]) -> Iterator[pa.RecordBatch]:
-        """Yield the rows of one ticket, failing over to other nodes at the rows delivered."""
+    def _read(
+        self, ticket: str, locations: list[str], *, position: int = 0, unit: int = 1
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield the rows of one ticket, failing over to other nodes at the rows delivered.
+
+        ``position`` (rows the stream yielded before this ticket) and ``unit`` (the
+        consumer's batch size) tell each node where to cut batches, so the consumer's
+        batches do not straddle them (:mod:`feeder.chunking`).
+        """
         deadline: float | None = None
         delay = 0.05
         last: BaseException | None = None
@@ -445,7 +468,8 @@ class FeederClient:
             delivered = 0
             for location in self._order(locations):
                 try:
-                    for batch in self._node_batches(location, ticket):
+                    chunks = Chunking.at(position + delivered, unit)
+                    for batch in self._node_batches(location, ticket, chunks):
                         if batch.num_rows == 0:
                             continue
                         delivered += batch.num_rows
@@ -481,8 +505,11 @@ class FeederClient:
             answer = self._action("resume", {"ticket": ticket, "delivered": delivered})
             # progress of a lease keeps counting from the unit's start across resumes
             ticket, locations = answer["ticket"], list(answer["locations"])
+            position += delivered  # the new ticket starts where the delivered rows end
 
-    def _node_batches(self, location: str, ticket: str) -> Iterator[pa.RecordBatch]:
+    def _node_batches(
+        self, location: str, ticket: str, chunks: Chunking | None = None
+    ) -> Iterator[pa.RecordBatch]:
         """Yield one ``do_get``'s batches, read in the caller's thread.
 
         Raises FlightTimedOutError when the node sends nothing for ``stall_seconds``
@@ -494,7 +521,7 @@ class FeederClient:
         read blocked for longer than ``stall_seconds``. Time the caller spends
         between reads (a training step) never counts.
         """
-        reader = self._open_stream(location, ticket)
+        reader = self._open_stream(location, ticket, chunks)
         read = self._watch.track(reader)
         finished = False
         try:
@@ -525,7 +552,9 @@ class FeederClient:
             "(stall_seconds); treating it as lost"
         )
 
-    def _open_stream(self, location: str, ticket: str) -> flight.FlightStreamReader:
+    def _open_stream(
+        self, location: str, ticket: str, chunks: Chunking | None = None
+    ) -> flight.FlightStreamReader:
         """``do_get`` on a helper thread; FlightTimedOutError if it takes ``stall_seconds``."""
         client = self._node_client(location)
         done = threading.Event()
@@ -537,7 +566,9 @@ class FeederClient:
             nonlocal abandoned
             item: Any
             try:
-                item = client.do_get(flight.Ticket(ticket.encode("ascii")), self._options(None))
+                item = client.do_get(
+                    flight.Ticket(ticket.encode("ascii")), self._options(None, chunks)
+                )
             except BaseException as exc:  # handed to the caller, raised there
                 item = exc
             with lock:

@@ -35,9 +35,23 @@ import pyarrow as pa
 import pyarrow.flight as flight
 from pydantic import SecretStr
 
-from feeder.auth import call_options, caller_job, connect, location_uri, server_middleware
+from feeder.auth import (
+    call_options,
+    caller_chunking,
+    caller_job,
+    connect,
+    location_uri,
+    server_middleware,
+)
 from feeder.auth import server_tls_kwargs as _server_tls_kwargs
-from feeder.cache import DEFAULT_BATCH_ROWS, DEFAULT_TAKE_ROWS, CachedSlice, SliceCache, check_range
+from feeder.cache import (
+    DEFAULT_BATCH_ROWS,
+    DEFAULT_TAKE_ROWS,
+    CachedSlice,
+    SliceCache,
+    check_range,
+    cut,
+)
 from feeder.config import DEFAULT_HEARTBEAT_SECONDS, TLSConfig
 from feeder.materialize import SliceSource
 from feeder.node_auth import KEY_PURPOSE, NodeCallSigner
@@ -180,6 +194,7 @@ class DataNode(flight.FlightServerBase):
             raise flight.FlightUnauthorizedError(
                 f"ticket was issued to job {claims.job!r}, not to the caller's job {job!r}"
             )
+        chunking = caller_chunking(context)  # FeederError for a malformed hint, before any work
         if self.snapshot_id is None:
             raise flight.FlightUnavailableError("data node is not registered yet; retry")
         if claims.snapshot_id != self.snapshot_id:
@@ -195,7 +210,7 @@ class DataNode(flight.FlightServerBase):
         table = self.cache.select(self.cache.open(claims.slice_id), claims.columns)
         if not claims.shuffle:
             part = table.slice(claims.start, claims.stop - claims.start)
-            batches = part.to_batches(max_chunksize=self.batch_rows)
+            batches = list(cut(part, chunking.sizes(part.num_rows, self.batch_rows)))
             self._count(rows_served=part.num_rows, bytes_served=part.nbytes)
             return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=table.schema))
         perm = _permutation(entry.num_rows, claims.seed, claims.epoch, claims.slice_id)
@@ -206,6 +221,7 @@ class DataNode(flight.FlightServerBase):
             stop=claims.stop,
             columns=claims.columns,
             batch_rows=min(self.batch_rows, DEFAULT_TAKE_ROWS),
+            chunking=chunking,
         )
         return flight.GeneratorStream(table.schema, self._counted(batches_iter))
 

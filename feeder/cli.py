@@ -1,24 +1,43 @@
-"""``icefeed feeder serve TABLE ...`` and ``icefeed feeder status ENDPOINT [--json]``.
+"""The feeder's command line: ``icefeed feeder serve|status`` and ``python -m feeder serve|status``.
 
 Registration imports argparse only; the feeder (pyspark, pyiceberg) is imported
-when a command runs.
+when a command runs. Defaults come from :mod:`feeder.coordinator.config`, never
+repeated here.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
 from typing import Any
+
+from feeder.coordinator.config import DEFAULT_LEASE_SECONDS, DEFAULT_SLICE_BYTES
+from feeder.coordinator.session import DEFAULT_READY_TIMEOUT
+from jobs.errors import CatalogError, FeederError, SpecError
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
     """Add the ``feeder`` command and its ``serve`` / ``status`` subcommands."""
     parser = subparsers.add_parser("feeder", help="serve an Iceberg table to PyTorch over Flight")
+    add_commands(parser)
+
+
+def add_commands(parser: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` and ``status`` subcommands to ``parser``."""
     sub = parser.add_subparsers(dest="feeder_command", required=True, metavar="SUBCOMMAND")
 
     serve = sub.add_parser("serve", help="run a feeder in the foreground until SIGTERM")
     add_serve_arguments(serve)
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=run_serve)
 
     status = sub.add_parser("status", help="print a running feeder's status")
     status.add_argument("endpoint", help="coordinator endpoint, e.g. grpc://host:8815")
@@ -30,7 +49,7 @@ def register(subparsers: Any) -> None:
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``serve`` options to ``parser`` (shared with ``icefeed feeder serve``)."""
+    """Add the ``serve`` options to ``parser``."""
     parser.add_argument("table", help="Iceberg table identifier, e.g. ns.name")
     parser.add_argument("--catalog", help="catalog name (default: configured or embedded)")
     parser.add_argument("--columns", help="comma-separated projection (default: all)")
@@ -40,29 +59,76 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 on k8s)")
     parser.add_argument("--port", type=int, default=0, help="coordinator port (0: any free)")
     parser.add_argument("--cache-dir", help="node cache dir (default: SPARK_LOCAL_DIRS)")
-    parser.add_argument("--slice-bytes", type=int, default=128 * 1024 * 1024)
+    parser.add_argument("--slice-bytes", type=int, default=DEFAULT_SLICE_BYTES)
     parser.add_argument(
         "--no-row-copy",
         action="store_true",
         help="cache no row-major copy of fixed-width columns: ~half the disk, slower shuffle",
     )
-    parser.add_argument("--lease-seconds", type=float, default=30.0)
+    parser.add_argument("--lease-seconds", type=float, default=DEFAULT_LEASE_SECONDS)
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here")
     parser.add_argument("--tls-cert", help="PEM certificate (enables grpc+tls)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
-    parser.add_argument("--ready-timeout", type=float, default=600.0)
+    parser.add_argument("--ready-timeout", type=float, default=DEFAULT_READY_TIMEOUT)
     parser.add_argument("--endpoint-file", help="write the endpoint here once ready")
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from feeder.serve import run
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; the token comes from ICEFEED_TOKEN(_FILE), never argv."""
+    from feeder.coordinator.session import serve
+    from feeder.protocol.config import TLSConfig
 
-    return run(args)
+    tls = None
+    if args.tls_cert or args.tls_key:
+        tls = TLSConfig(cert_file=args.tls_cert, key_file=args.tls_key)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping the feeder", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        feeder = serve(
+            args.table,
+            catalog=args.catalog,
+            columns=[c.strip() for c in args.columns.split(",")] if args.columns else None,
+            row_filter=args.row_filter,
+            snapshot_id=args.snapshot_id,
+            nodes=args.nodes,
+            host=args.host,
+            port=args.port,
+            tls=tls,
+            cache_dir=args.cache_dir,
+            slice_bytes=args.slice_bytes,
+            lease_seconds=args.lease_seconds,
+            metrics_port=args.metrics_port,
+            row_copy=not args.no_row_copy,
+        )
+        try:
+            feeder.wait_ready(args.ready_timeout)
+            status = feeder.status()
+            print(
+                f"feeder serving {status['table']} snapshot {status['snapshot_id']} at "
+                f"{feeder.endpoint}: {status['slices']} slices, {status['rows']} rows",
+                flush=True,
+            )
+            if args.endpoint_file:
+                tmp = Path(args.endpoint_file + ".tmp")
+                tmp.write_text(feeder.endpoint + "\n")
+                tmp.replace(args.endpoint_file)
+            stop.wait()
+        finally:
+            feeder.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    from feeder.client import FeederClient
-    from feeder.config import TLSConfig
+    from feeder.client.client import FeederClient
+    from feeder.protocol.config import TLSConfig
 
     tls = TLSConfig(ca_file=args.tls_ca) if args.tls_ca else None
     with FeederClient(args.endpoint, job=args.job, tls=tls, timeout=args.timeout) as client:
@@ -107,3 +173,20 @@ def _print_status(status: dict[str, Any]) -> None:
         for name, job in sorted(status["jobs"].items()):
             jobs.add_row(name, ",".join(job["modes"]), str(job["epochs"]), str(job["consumers"]))
         console.print(jobs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m feeder serve TABLE ...`` or ``status ENDPOINT``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m feeder", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    add_commands(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except (SpecError, CatalogError, FeederError) as exc:
+        print(f"feeder: error: {exc}", file=sys.stderr)
+        return 2

@@ -7,7 +7,7 @@
    snapshot that run committed.
 3. **train** a small MLP that predicts *arrives more than 15 minutes late* from
    the schedule, carrier, origin, destination, distance and hour, reading
-   batches from :class:`feeder.torch.FeederDataset` (job ``train``, shuffled).
+   batches from :class:`feeder.torch.dataset.FeederDataset` (job ``train``, shuffled).
    Every 7th day of a month is held out; the job ``eval`` reads the same cache
    in order and scores the held-out days after each epoch.
 4. **report**: ``<output>/loss.png``, ``report.json`` and ``README.md``.
@@ -180,7 +180,7 @@ def _evaluate(model: torch.nn.Module, endpoint: str, *, batch_size: int, epoch: 
     """Loss, accuracy and AUC on the held-out days (job ``eval``, in table order)."""
     import torch
 
-    from feeder.torch import FeederDataset
+    from feeder.torch.dataset import FeederDataset
 
     dataset = FeederDataset(
         endpoint, batch_size=batch_size, job="eval", shuffle=False, drop_last=False
@@ -242,7 +242,7 @@ def _epochs(
         TimeElapsedColumn,
     )
 
-    from feeder.torch import FeederDataset
+    from feeder.torch.dataset import FeederDataset
 
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -314,7 +314,7 @@ def _epochs(
 
 def _read_rate(endpoint: str, batch_size: int) -> tuple[int, float]:
     """Rows and seconds of one shuffled epoch read with no model (job ``throughput``)."""
-    from feeder.torch import FeederDataset
+    from feeder.torch.dataset import FeederDataset
 
     dataset = FeederDataset(endpoint, batch_size=batch_size, job="throughput")
     started, rows = time.monotonic(), 0
@@ -462,7 +462,7 @@ def _feed_and_train(
     console: Console,
     stages: _Stages,
 ) -> DemoReport:
-    from feeder.serve import serve
+    from feeder.coordinator.session import serve
 
     console.rule(f"[bold]2/3 feed: {config.nodes} data nodes cache snapshot {clean.snapshot_id}")
     with stages("feeder_start"), console.status("starting the feeder and caching slices…"):

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyspark.sql import DataFrame, SparkSession
 
-    from feeder.tensors import Batch
-    from feeder.torch import FeederDataset
+    from feeder.torch.dataset import FeederDataset
+    from feeder.torch.tensors import Batch
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class SparkDatasetConverter:
         """Start the feeder if needed (waits until it is ready) and return its endpoint."""
         with self._lock:
             if self._feeder is None:
-                from feeder.serve import serve
+                from feeder.coordinator.session import serve
 
                 self._feeder = serve(
                     self.table_name,
@@ -137,7 +137,7 @@ class SparkDatasetConverter:
             raise SpecError("cur_shard and shard_count go together (give both or neither)")
         shuffle = shuffling_queue_capacity > 0 or bool(kw.get("shuffle_row_groups", True))
         columns = kw.get("schema_fields")
-        from feeder.torch import FeederDataset
+        from feeder.torch.dataset import FeederDataset
 
         dataset = FeederDataset(
             self.endpoint(),

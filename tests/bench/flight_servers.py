@@ -4,7 +4,7 @@
 
 - a *raw* Flight server: the minimal ceiling — ``do_get`` returns a
   ``RecordBatchStream`` of the memory-mapped IPC file, re-cut into batches;
-- a ``feeder.datanode.DataNode`` over the same files (tickets signed with KEY);
+- a ``feeder.node.datanode.DataNode`` over the same files (tickets signed with KEY);
 
 prints one JSON line ``{"raw": port, "node": port, "pid": pid}`` and serves until
 stdin closes. Its own process, so the bench can read the node's private memory
@@ -20,9 +20,9 @@ import sys
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from feeder.cache import DEFAULT_BATCH_ROWS, SliceCache
-from feeder.datanode import DataNode
-from feeder.tickets import TicketSigner
+from feeder.node.cache import DEFAULT_BATCH_ROWS, SliceCache
+from feeder.node.datanode import DataNode
+from feeder.protocol.tickets import TicketSigner
 
 
 class RawServer(flight.FlightServerBase):

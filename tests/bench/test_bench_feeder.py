@@ -34,9 +34,9 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from feeder.auth import call_options
-from feeder.cache import SliceCache
-from feeder.tickets import TicketClaims, TicketSigner, new_key
+from feeder.node.cache import SliceCache
+from feeder.protocol.auth import call_options
+from feeder.protocol.tickets import TicketClaims, TicketSigner, new_key
 from tests.bench.recorder import record
 
 pytestmark = pytest.mark.bench
@@ -261,8 +261,8 @@ def coordinator(servers):
     The node is entered in the coordinator's registry by hand (it was started by the
     bench helper, not by a launcher): same key, snapshot 1, exact row counts.
     """
-    from feeder.coordinator import Coordinator, ServedSnapshot
-    from feeder.slices import SlicePlan
+    from feeder.coordinator.service import Coordinator, ServedSnapshot
+    from feeder.protocol.slice_plan import SlicePlan
 
     schema = _slice(0).schema
     plans = tuple(
@@ -302,7 +302,7 @@ def coordinator(servers):
 
 
 def _client_drain(endpoint: str, shuffle: bool, job: str, read_ahead: int = 0) -> int:
-    from feeder.client import FeederClient
+    from feeder.client.client import FeederClient
 
     with FeederClient(endpoint, job=job, timeout=600, read_ahead=read_ahead) as client:
         return sum(b.num_rows for b in client.stream(0, shuffle=shuffle, seed=11))

@@ -62,7 +62,7 @@ def _arrow(start: int, n: int) -> pa.Table:
 @pytest.fixture(scope="module")
 def bench_env(spark, tmp_path_factory):
     """The bench table (ROWS rows, 24 B/row) and a 1-node feeder over it."""
-    from feeder.serve import serve
+    from feeder.coordinator.session import serve
     from jobs.catalog import load_catalog
 
     home = tmp_path_factory.mktemp("bench-torch")
@@ -100,7 +100,7 @@ def _best(run: Callable[[int], tuple[int, int]]) -> tuple[int, int, float]:
 def _dataset(endpoint: str, job: str, **options: Any) -> Any:
     """A FeederDataset on the bench table's COLUMNS in batches of BATCH; ``options`` are
     its other keywords."""
-    from feeder.torch import FeederDataset
+    from feeder.torch.dataset import FeederDataset
 
     return FeederDataset(endpoint, batch_size=BATCH, columns=COLUMNS, job=job, **options)
 
@@ -139,7 +139,7 @@ def raw_flight(bench_env) -> Iterator[Callable[[int], tuple[int, int]]]:
     plan, no tensors."""
     import pyarrow.flight as flight
 
-    from feeder.tickets import new_key
+    from feeder.protocol.tickets import new_key
 
     root = _cache_root(bench_env)
     slice_ids = sorted(int(p.stem.split("-")[1]) for p in root.glob("slice-*.arrow"))
@@ -202,9 +202,9 @@ def test_bench_headline_paths_interleaved(bench_env, raw_flight):
     (what the feeder adds, no tensors), ``FeederDataset`` in order with and without its
     prefetch thread, and pyiceberg direct (``scan().to_arrow_batch_reader()`` → the same
     re-batching and tensors)."""
-    from feeder.client import FeederClient
-    from feeder.tensors import batch_to_tensors
-    from feeder.torch import rebatch
+    from feeder.client.client import FeederClient
+    from feeder.torch.dataset import rebatch
+    from feeder.torch.tensors import batch_to_tensors
 
     endpoint = bench_env["feeder"].endpoint
     client = FeederClient(endpoint, job="bench-raw")

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from feeder.torch import FeederDataset
+from feeder.torch.dataset import FeederDataset
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """A feeder without Spark for fast protocol tests: a real Coordinator and real data nodes.
 
-The data nodes run :func:`feeder.datanode.run_data_node` in *threads* of the
+The data nodes run :func:`feeder.node.datanode.run_data_node` in *threads* of the
 test process — a FAKE for the Spark tasks of the launcher only (everything
 else is the real code over real Flight on 127.0.0.1). The Spark path is
 tested in ``test_serve.py`` / ``test_launcher.py``.
@@ -17,12 +17,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from feeder.config import FeederConfig, TLSConfig
-from feeder.coordinator import Coordinator
-from feeder.datanode import run_data_node
-from feeder.metrics import FeederMetrics
-from feeder.serve import resolve
-from feeder.tickets import TicketSigner, new_key
+from feeder.coordinator.config import FeederConfig
+from feeder.coordinator.metrics import FeederMetrics
+from feeder.coordinator.service import Coordinator
+from feeder.coordinator.session import resolve
+from feeder.node.datanode import run_data_node
+from feeder.protocol.config import TLSConfig
+from feeder.protocol.tickets import TicketSigner, new_key
 
 
 @dataclass

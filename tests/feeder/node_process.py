@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 
-from feeder.datanode import run_data_node
+from feeder.node.datanode import run_data_node
 
 
 def main() -> None:

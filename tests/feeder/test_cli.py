@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from feeder.serve import main as serve_main
+from feeder.cli import main as feeder_main
 from sparkapps.cli import main
 from tests.feeder.local_feeder import local_feeder
 from tests.feeder.tables import make_table
@@ -27,7 +27,7 @@ def test_status_of_a_dead_endpoint_fails_with_exit_2(capsys):
 
 
 def test_serve_refuses_an_unknown_table_before_starting_anything(catalog, capsys):
-    assert serve_main(["test.nope"]) == 2
+    assert feeder_main(["serve", "test.nope"]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["feeder", "serve", "test.nope", "--columns", "a,b"]) == 2
 
@@ -35,7 +35,7 @@ def test_serve_refuses_an_unknown_table_before_starting_anything(catalog, capsys
 def test_serve_no_row_copy_flag_reaches_serve(monkeypatch, capsys):
     """Argument plumbing only (serve itself runs for real in test_serve.py): a stand-in
     for ``serve`` records its keywords and refuses, as a bad table would."""
-    import feeder.serve as serve_module
+    import feeder.coordinator.session as serve_module
     from jobs.errors import SpecError
 
     seen: list[dict[str, object]] = []
@@ -45,7 +45,23 @@ def test_serve_no_row_copy_flag_reaches_serve(monkeypatch, capsys):
         raise SpecError(f"table {table} not found")
 
     monkeypatch.setattr(serve_module, "serve", refuse)
-    assert serve_main(["test.t", "--no-row-copy"]) == 2
-    assert serve_main(["test.t"]) == 2
+    assert feeder_main(["serve", "test.t", "--no-row-copy"]) == 2
+    assert feeder_main(["serve", "test.t"]) == 2
     assert [kw["row_copy"] for kw in seen] == [False, True]
     assert "not found" in capsys.readouterr().err
+
+
+def test_python_dash_m_feeder_serve_refuses_an_unknown_table(catalog):
+    """The SparkApplication's entry, ``python -m feeder serve``, run as a real process."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "feeder", "serve", "test.nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "test.nope" in result.stderr and "not found" in result.stderr

@@ -137,7 +137,7 @@ def test_run_local_dry_run_prints_the_command(capsys: pytest.CaptureFixture[str]
     code = main(["sparkapp", "run-local", str(MANIFEST_DIR / "feeder.yaml"), "--dry-run"])
     captured = capsys.readouterr()
     assert code == 0
-    assert "spark-submit" in captured.out and "feeder.serve" in captured.out
+    assert "spark-submit" in captured.out and "feeder serve" in captured.out
     assert "spec.executor.template has no local meaning" in captured.err
 
 

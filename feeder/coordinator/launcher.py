@@ -1,0 +1,173 @@
+"""Run the feeder's data nodes as Spark tasks: ONE Spark job per node, each from its own thread.
+
+Why not one barrier stage: Spark relaunches *every* task of a barrier stage
+when one fails, so one node's death would restart all nodes. With one job per
+node (``sc.parallelize([node_id], 1).mapPartitions(run).collect()`` under the
+node's own job group), a killed node fails only its own job; this launcher
+then declares the node dead at the coordinator and starts a replacement as a
+new job. Stopping: the coordinator tells every node to stop at its next
+heartbeat; jobs still running after a grace period are cancelled by job group.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from feeder.protocol.config import TLSConfig
+
+if TYPE_CHECKING:
+    from pyspark import SparkContext
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_RESTARTS = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeTaskSpec:
+    """What a data-node Spark task needs (pickled into the task closure; holds the key)."""
+
+    coordinator_endpoint: str
+    ticket_key: bytes = field(repr=False)
+    token: SecretStr | None = field(default=None, repr=False)
+    tls: TLSConfig | None = None
+    cache_dir: str | None = None
+    host: str = "127.0.0.1"
+    heartbeat_seconds: float = 2.0
+    batch_rows: int | None = None
+    row_copy: bool = True
+
+
+def node_partition(node_id: str, spec: NodeTaskSpec) -> Callable[[Iterable[Any]], Iterator[str]]:
+    """Return the ``mapPartitions`` function that runs data node ``node_id`` until told to stop."""
+
+    def run(_rows: Iterable[Any]) -> Iterator[str]:
+        import json
+        import socket
+
+        from feeder.node.datanode import run_data_node
+
+        advertise = None
+        if spec.host in ("0.0.0.0", "::", ""):
+            advertise = socket.gethostbyname(socket.gethostname())
+        stats = run_data_node(
+            node_id,
+            spec.coordinator_endpoint,
+            ticket_key=spec.ticket_key,
+            token=spec.token,
+            tls=spec.tls,
+            cache_dir=Path(spec.cache_dir) if spec.cache_dir else None,
+            host=spec.host or "0.0.0.0",
+            advertise_host=advertise,
+            heartbeat_seconds=spec.heartbeat_seconds,
+            row_copy=spec.row_copy,
+            **({"batch_rows": spec.batch_rows} if spec.batch_rows else {}),
+        )
+        yield json.dumps(stats)
+
+    return run
+
+
+class NodeLauncher:
+    """Starts ``nodes`` data nodes on ``sc`` and replaces those whose Spark job ends early.
+
+    ``on_node_lost(node_id, reason)`` is called (from the node's driver thread)
+    when a node's job fails or ends while the feeder is not stopping.
+    """
+
+    def __init__(
+        self,
+        sc: SparkContext,
+        spec: NodeTaskSpec,
+        *,
+        nodes: int,
+        on_node_lost: Callable[[str, str], None],
+        max_restarts: int = DEFAULT_MAX_RESTARTS,
+        session: str | None = None,
+    ) -> None:
+        if nodes < 1:
+            raise ValueError(f"nodes {nodes} must be >= 1")
+        self._sc = sc
+        self._spec = spec
+        self.nodes = nodes
+        self._on_node_lost = on_node_lost
+        self.max_restarts = max_restarts
+        self.session = session or uuid.uuid4().hex[:8]
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._threads: dict[str, threading.Thread] = {}
+        self._restarts = [0] * nodes
+        self.failures: list[tuple[str, str]] = []
+
+    def group(self, node_id: str) -> str:
+        """The Spark job group of node ``node_id``."""
+        return f"icefeed-{node_id}"
+
+    def start(self) -> None:
+        """Launch every node's Spark job (returns at once)."""
+        for slot in range(self.nodes):
+            self._launch(slot, 0)
+
+    def _launch(self, slot: int, generation: int) -> None:
+        node_id = f"{self.session}-n{slot}" + (f"r{generation}" if generation else "")
+        thread = threading.Thread(
+            target=self._run,
+            args=(node_id, slot, generation),
+            name=f"icefeed-node-{node_id}",
+            daemon=True,
+        )
+        with self._lock:
+            if self._stopping:
+                return
+            self._threads[node_id] = thread
+        thread.start()
+        log.info("launching data node %s (slot %d) as its own Spark job", node_id, slot)
+
+    def _run(self, node_id: str, slot: int, generation: int) -> None:
+        sc = self._sc
+        sc.setJobGroup(self.group(node_id), f"icefeed data node {node_id}", interruptOnCancel=True)
+        try:
+            sc.parallelize([node_id], 1).mapPartitions(
+                node_partition(node_id, self._spec)
+            ).collect()
+            reason = "its Spark job ended"
+        except Exception as exc:  # py4j/Spark raise many types; the job's failure is the news
+            reason = f"its Spark job failed: {str(exc).splitlines()[0][:300]}"
+        with self._lock:
+            stopping = self._stopping
+            self._threads.pop(node_id, None)
+        if stopping:
+            log.info("data node %s stopped", node_id)
+            return
+        self.failures.append((node_id, reason))
+        self._on_node_lost(node_id, reason)
+        if self._restarts[slot] >= self.max_restarts:
+            log.error(
+                "data node slot %d failed %d times; not restarting it", slot, self.max_restarts + 1
+            )
+            return
+        self._restarts[slot] += 1
+        self._launch(slot, generation + 1)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Wait up to ``timeout`` s for nodes told to stop to finish; cancel the rest.
+
+        The caller first tells the nodes to stop (``Coordinator.request_stop``).
+        """
+        with self._lock:
+            self._stopping = True
+            threads = dict(self._threads)
+        for node_id, thread in threads.items():
+            thread.join(timeout=timeout)
+            if thread.is_alive():
+                log.warning("data node %s did not stop in time; cancelling its job", node_id)
+                self._sc.cancelJobGroup(self.group(node_id))
+                thread.join(timeout=timeout)

@@ -1,0 +1,169 @@
+"""Dynamic-mode work queue of one job's epoch: leases of slice ranges that expire.
+
+Pure bookkeeping with an injectable clock; no sockets, no threads. The
+coordinator keeps one :class:`LeaseBook` per (job, epoch) and guards it with
+its own lock.
+
+Guarantee (see PROTOCOL.md, *Dynamic mode*): a unit is leased to one consumer
+at a time. A consumer reports rows delivered (``heartbeat``) and finally
+``done``. A lease not renewed within ``lease_seconds`` expires and the rest of
+its unit — from the last reported offset — goes back to the *front* of the
+queue, so rows reported delivered are never handed out again and rows never
+reported are handed out again (only the rows a dead consumer delivered after
+its last heartbeat can be delivered twice).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from feeder.protocol.shuffle import SliceRange
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Unit ``unit`` leased to ``consumer`` until ``deadline``; ``delivered`` rows reported."""
+
+    lease_id: str
+    consumer: str
+    unit: SliceRange
+    deadline: float
+    delivered: int = 0
+
+    @property
+    def remaining(self) -> SliceRange | None:
+        """The part of the unit not yet reported delivered (None when nothing is left)."""
+        start = self.unit.start + self.delivered
+        if start >= self.unit.stop:
+            return None
+        return SliceRange(self.unit.slice_id, start, self.unit.stop)
+
+
+class LeaseBook:
+    """The units of one epoch in delivery order, handed out as expiring leases."""
+
+    def __init__(
+        self,
+        units: Iterable[SliceRange],
+        *,
+        lease_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds {lease_seconds} must be > 0")
+        self.lease_seconds = float(lease_seconds)
+        self._clock = clock
+        self._queue: deque[SliceRange] = deque(u for u in units if u.num_rows > 0)
+        self._leases: dict[str, Lease] = {}
+        self._ids = itertools.count()
+        self.total_rows = sum(u.num_rows for u in self._queue)
+        self.rows_done = 0
+        self.expiries = 0
+        self.consumers: set[str] = set()
+
+    # --- queries -------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """True when every unit was acknowledged (nothing queued, nothing leased)."""
+        return not self._queue and not self._leases
+
+    def outstanding(self) -> list[Lease]:
+        """The leases currently held, oldest first."""
+        return list(self._leases.values())
+
+    def queued(self) -> list[SliceRange]:
+        """The units waiting for a consumer, in the order they will be leased."""
+        return list(self._queue)
+
+    # --- transitions -----------------------------------------------------------------
+
+    def expire(self) -> list[Lease]:
+        """Take back every lease whose deadline has passed; return them.
+
+        The undelivered rest of each goes to the front of the queue (oldest
+        lease first), so it is the next thing leased.
+        """
+        now = self._clock()
+        expired = [lease for lease in self._leases.values() if lease.deadline <= now]
+        for lease in reversed(expired):
+            del self._leases[lease.lease_id]
+            rest = lease.remaining
+            self.rows_done += lease.delivered
+            if rest is not None:
+                self._queue.appendleft(rest)
+        self.expiries += len(expired)
+        return expired
+
+    def lease(self, consumer: str) -> Lease | None:
+        """Lease the next unit to ``consumer``; None when the queue is empty for now.
+
+        Expired leases are collected first, so a dead consumer's work is leased
+        again before newer units.
+        """
+        self.expire()
+        self.consumers.add(consumer)
+        if not self._queue:
+            return None
+        unit = self._queue.popleft()
+        lease = Lease(
+            lease_id=f"L{next(self._ids)}",
+            consumer=consumer,
+            unit=unit,
+            deadline=self._clock() + self.lease_seconds,
+        )
+        self._leases[lease.lease_id] = lease
+        return lease
+
+    def heartbeat(self, consumer: str, progress: Mapping[str, int]) -> list[str]:
+        """Extend ``consumer``'s leases and record rows delivered per lease id.
+
+        ``progress`` maps a lease id to rows delivered so far of that lease's
+        unit (monotonic; clamped to the unit). Returns the ids in ``progress``
+        that this consumer no longer holds (expired or unknown): the consumer
+        must stop serving them. Raises ValueError for a negative count.
+        """
+        self.expire()
+        deadline = self._clock() + self.lease_seconds
+        lost: list[str] = []
+        for lease_id, rows in progress.items():
+            if rows < 0:
+                raise ValueError(f"rows delivered {rows} must be >= 0")
+            lease = self._leases.get(lease_id)
+            if lease is None or lease.consumer != consumer:
+                lost.append(lease_id)
+                continue
+            delivered = max(lease.delivered, min(rows, lease.unit.num_rows))
+            self._leases[lease_id] = replace(lease, delivered=delivered, deadline=deadline)
+        for lease_id, lease in self._leases.items():
+            if lease.consumer == consumer and lease_id not in progress:
+                self._leases[lease_id] = replace(lease, deadline=deadline)
+        return lost
+
+    def done(self, consumer: str, lease_id: str) -> bool:
+        """Acknowledge lease ``lease_id`` of ``consumer``: its whole unit was delivered.
+
+        Returns False (and changes nothing) if the lease is unknown, expired or
+        someone else's — its rest may already be leased to another consumer.
+        """
+        lease = self._leases.get(lease_id)
+        if lease is None or lease.consumer != consumer:
+            return False
+        del self._leases[lease_id]
+        self.rows_done += lease.unit.num_rows
+        return True
+
+    def release(self, consumer: str) -> int:
+        """Give back every lease of ``consumer`` now (a clean consumer exit); return how many."""
+        mine = [lease for lease in self._leases.values() if lease.consumer == consumer]
+        for lease in reversed(mine):
+            del self._leases[lease.lease_id]
+            self.rows_done += lease.delivered
+            rest = lease.remaining
+            if rest is not None:
+                self._queue.appendleft(rest)
+        return len(mine)

@@ -1,0 +1,118 @@
+"""Cut a pinned Iceberg scan into slices: contiguous row-group ranges of one data file.
+
+Planning uses pyiceberg's scan planning (projection, row-filter pruning,
+delete files) plus the Parquet footers for row-group sizes. A data file that
+carries delete files is one slice, so its deletes are applied in one piece
+when it is materialised. Slice ids are positions in plan order (files sorted
+by path, then row groups), so every planner of the same scan agrees.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from feeder.protocol.slice_plan import SlicePlan
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+log = logging.getLogger(__name__)
+
+_FIELD_ID_KEY = b"PARQUET:field_id"
+
+
+def cut_row_groups(sizes: Sequence[int], target_bytes: int) -> list[tuple[int, ...]]:
+    """Cut row groups ``0..len(sizes)-1`` into contiguous runs of about ``target_bytes``.
+
+    Greedy: a run grows while it stays within ``target_bytes``; a row group
+    bigger than the target is a run of its own. Every run is non-empty, runs
+    cover every row group once, in order. Raises ValueError for a target < 1.
+    """
+    if target_bytes < 1:
+        raise ValueError(f"target_bytes {target_bytes} must be >= 1")
+    runs: list[tuple[int, ...]] = []
+    current: list[int] = []
+    acc = 0
+    for i, size in enumerate(sizes):
+        if current and acc + size > target_bytes:
+            runs.append(tuple(current))
+            current, acc = [], 0
+        current.append(i)
+        acc += size
+    if current:
+        runs.append(tuple(current))
+    return runs
+
+
+def _row_group_sizes(metadata: Any, projected_ids: set[int]) -> list[tuple[int, int]]:
+    """Return ``(rows, uncompressed bytes of the projected columns)`` per row group."""
+    arrow_schema = metadata.schema.to_arrow_schema()
+    top_ids: dict[str, int] = {}
+    for f in arrow_schema:
+        if f.metadata and _FIELD_ID_KEY in f.metadata:
+            top_ids[f.name] = int(f.metadata[_FIELD_ID_KEY])
+    wanted = [
+        j
+        for j in range(metadata.num_columns)
+        if top_ids.get(metadata.schema.column(j).path.split(".")[0]) in projected_ids
+    ]
+    out = []
+    for i in range(metadata.num_row_groups):
+        rg = metadata.row_group(i)
+        size = sum(rg.column(j).total_uncompressed_size for j in wanted) if wanted else 0
+        out.append((rg.num_rows, size or rg.total_byte_size))
+    return out
+
+
+def plan_slices(
+    table: Table,
+    *,
+    snapshot_id: int | None,
+    row_filter: str | None,
+    columns: Sequence[str] | None,
+    slice_bytes: int,
+) -> list[SlicePlan]:
+    """Plan the slices of ``table`` at ``snapshot_id`` (None: current) for a projection/filter.
+
+    Reads only manifests and Parquet footers. Raises whatever pyiceberg raises for
+    an unknown column, a bad filter or a missing snapshot (callers turn it into a
+    SpecError at the edge). An empty table yields an empty list.
+    """
+    import pyarrow.parquet as pq
+    from pyiceberg.expressions import AlwaysTrue
+
+    scan = table.scan(
+        row_filter=row_filter if row_filter else AlwaysTrue(),
+        selected_fields=tuple(columns) if columns else ("*",),
+        snapshot_id=snapshot_id,
+    )
+    projected_ids = set(scan.projection().field_ids)
+    tasks = sorted(scan.plan_files(), key=lambda t: t.file.file_path)
+    plans: list[SlicePlan] = []
+    for task in tasks:
+        path = task.file.file_path
+        with table.io.new_input(path).open() as stream:
+            metadata = pq.ParquetFile(stream).metadata
+        groups = _row_group_sizes(metadata, projected_ids)
+        if not groups:
+            continue
+        runs = (
+            [tuple(range(len(groups)))]
+            if task.delete_files
+            else cut_row_groups([size for _rows, size in groups], slice_bytes)
+        )
+        for run in runs:
+            plans.append(
+                SlicePlan(
+                    slice_id=len(plans),
+                    file_path=path,
+                    row_groups=run,
+                    estimated_rows=sum(groups[i][0] for i in run),
+                    estimated_bytes=sum(groups[i][1] for i in run),
+                    has_deletes=bool(task.delete_files),
+                )
+            )
+    log.info("planned %d slices from %d data files", len(plans), len(tasks))
+    return plans

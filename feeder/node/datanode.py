@@ -1,0 +1,459 @@
+"""The data node: a Flight server that serves cached slices, and the Spark-task loop around it.
+
+:class:`DataNode` answers ``do_get(ticket)``: it verifies the signed ticket,
+checks the caller's job header and the snapshot, materialises the slice from
+table storage if this node has not cached it (failover), and streams rows
+``[start, stop)`` of the slice in the epoch's order — memory-mapped and
+zero-copy in table order, gathered with ``take`` when shuffled. Every bad
+ticket gets a Flight error; the server keeps serving.
+
+:func:`run_data_node` is what one Spark task runs (see PROTOCOL.md): start a
+DataNode on a free port, ``register`` with the coordinator, materialise the
+assigned slices (reporting each with ``cached``), ``node_heartbeat`` until told
+to stop, then shut down and delete its cache. Each of these node-only calls
+carries a fresh proof of the session key (:mod:`feeder.protocol.node_auth`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.flight as flight
+from pydantic import SecretStr
+
+from feeder.node.cache import (
+    DEFAULT_BATCH_ROWS,
+    DEFAULT_TAKE_ROWS,
+    CachedSlice,
+    SliceCache,
+    check_range,
+    cut,
+)
+from feeder.node.materialize import SliceSource
+from feeder.protocol.auth import (
+    call_options,
+    caller_chunking,
+    caller_job,
+    connect,
+    location_uri,
+    server_middleware,
+)
+from feeder.protocol.auth import server_tls_kwargs as _server_tls_kwargs
+from feeder.protocol.config import DEFAULT_HEARTBEAT_SECONDS, TLSConfig
+from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallSigner
+from feeder.protocol.shuffle import compact_row_permutation
+from feeder.protocol.slice_plan import SlicePlan
+from feeder.protocol.tickets import TicketClaims, TicketSigner
+from jobs.errors import AuthError, FeederError, SpecError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeStats:
+    """Counters a node reports in ``node_heartbeat`` (see PROTOCOL.md)."""
+
+    slices_cached: int = 0
+    cache_bytes: int = 0
+    storage_bytes_read: int = 0
+    rows_served: int = 0
+    bytes_served: int = 0
+    errors: int = 0
+
+
+_PERMUTATION_LOCK = threading.Lock()
+
+
+def _permutation(num_rows: int, seed: int, epoch: int, slice_id: int) -> np.ndarray:
+    # Under a lock: consumers reading the same slice at once build its order once
+    # (a build holds ~4 bytes a row, as does every cached order).
+    with _PERMUTATION_LOCK:
+        return _cached_permutation(num_rows, seed, epoch, slice_id)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_permutation(num_rows: int, seed: int, epoch: int, slice_id: int) -> np.ndarray:
+    # Cached because consumers fetch one slice in several ranges; int32 when it fits.
+    perm = compact_row_permutation(num_rows, seed=seed, epoch=epoch, slice_id=slice_id)
+    perm.setflags(write=False)
+    return perm
+
+
+class DataNode(flight.FlightServerBase):
+    """Flight server for one node's slice cache (``do_get`` only)."""
+
+    def __init__(
+        self,
+        location: str = "grpc://127.0.0.1:0",
+        *,
+        signer: TicketSigner,
+        cache: SliceCache,
+        token: str | SecretStr | None = None,
+        tls: TLSConfig | None = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        on_cached: Callable[[CachedSlice], None] | None = None,
+    ) -> None:
+        super().__init__(location, middleware=server_middleware(token), **_server_tls_kwargs(tls))
+        self.signer = signer
+        self.cache = cache
+        self.batch_rows = batch_rows
+        self.on_cached = on_cached
+        self.snapshot_id: int | None = None
+        self.source: SliceSource | None = None
+        self.plans: dict[int, SlicePlan] = {}
+        self.schema: pa.Schema | None = None
+        self._stats = NodeStats()
+        self._lock = threading.Lock()
+        self._slice_locks: dict[int, threading.Lock] = {}
+
+    def configure(
+        self, *, snapshot_id: int, source: SliceSource | None, plans: Mapping[int, SlicePlan]
+    ) -> None:
+        """Pin the snapshot and the slice plans this node serves (from ``register``)."""
+        with self._lock:
+            self.snapshot_id = snapshot_id
+            self.source = source
+            self.plans = dict(plans)
+            self.schema = source.schema() if source is not None else None
+
+    def stats(self) -> dict[str, int]:
+        """Return the node's counters as a JSON-able dict."""
+        with self._lock:
+            self._stats.slices_cached = len(self.cache.entries())
+            self._stats.cache_bytes = self.cache.total_bytes()
+            return asdict(self._stats)
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self._stats, name, getattr(self._stats, name) + delta)
+
+    def ensure_cached(self, slice_id: int) -> CachedSlice:
+        """Return slice ``slice_id``'s cache entry, materialising it from storage first if needed.
+
+        Raises FeederError if the slice is unknown to this node's plan.
+        """
+        entry = self.cache.get(slice_id)
+        if entry is not None:
+            return entry
+        with self._lock:
+            lock = self._slice_locks.setdefault(slice_id, threading.Lock())
+            plan, source = self.plans.get(slice_id), self.source
+        with lock:
+            entry = self.cache.get(slice_id)
+            if entry is not None:
+                return entry
+            if plan is None or source is None:
+                raise FeederError(f"slice {slice_id} is not in this node's plan")
+            result = source.materialize(plan)
+            entry = self.cache.write(slice_id, result.table)
+            self._count(storage_bytes_read=result.storage_bytes)
+        if self.on_cached is not None:
+            self.on_cached(entry)
+        return entry
+
+    def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> Any:
+        """Stream the rows a signed ticket names; every refusal is a Flight error."""
+        try:
+            claims = self.signer.verify(ticket.ticket)
+        except AuthError as exc:
+            self._count(errors=1)
+            raise flight.FlightUnauthenticatedError(str(exc)) from None
+        try:
+            return self._stream(context, claims)
+        except flight.FlightError:
+            self._count(errors=1)
+            raise
+        except FeederError as exc:
+            self._count(errors=1)
+            raise flight.FlightServerError(str(exc)) from None
+        except Exception as exc:  # e.g. storage unreachable during a failover materialisation
+            self._count(errors=1)
+            log.exception("data node failed to serve slice %d", claims.slice_id)
+            raise flight.FlightInternalError(
+                f"data node failed to serve slice {claims.slice_id}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _stream(self, context: flight.ServerCallContext, claims: TicketClaims) -> Any:
+        job = caller_job(context)
+        if job != claims.job:
+            raise flight.FlightUnauthorizedError(
+                f"ticket was issued to job {claims.job!r}, not to the caller's job {job!r}"
+            )
+        chunking = caller_chunking(context)  # FeederError for a malformed hint, before any work
+        if self.snapshot_id is None:
+            raise flight.FlightUnavailableError("data node is not registered yet; retry")
+        if claims.snapshot_id != self.snapshot_id:
+            raise flight.FlightUnauthorizedError(
+                f"ticket is for snapshot {claims.snapshot_id}, this node serves {self.snapshot_id}"
+            )
+        if self.cache.get(claims.slice_id) is None and claims.slice_id not in self.plans:
+            raise flight.FlightUnavailableError(
+                f"slice {claims.slice_id} is unknown to this node; try another location"
+            )
+        entry = self.ensure_cached(claims.slice_id)
+        check_range(claims.slice_id, entry.num_rows, claims.start, claims.stop)
+        table = self.cache.select(self.cache.open(claims.slice_id), claims.columns)
+        if not claims.shuffle:
+            part = table.slice(claims.start, claims.stop - claims.start)
+            batches = list(cut(part, chunking.sizes(part.num_rows, self.batch_rows)))
+            self._count(rows_served=part.num_rows, bytes_served=part.nbytes)
+            return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=table.schema))
+        perm = _permutation(entry.num_rows, claims.seed, claims.epoch, claims.slice_id)
+        batches_iter = self.cache.read(
+            claims.slice_id,
+            permutation=perm,
+            start=claims.start,
+            stop=claims.stop,
+            columns=claims.columns,
+            batch_rows=min(self.batch_rows, DEFAULT_TAKE_ROWS),
+            chunking=chunking,
+        )
+        return flight.GeneratorStream(table.schema, self._counted(batches_iter))
+
+    def _counted(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in batches:
+                self._count(rows_served=batch.num_rows, bytes_served=batch.nbytes)
+                yield batch
+        finally:
+            # gathered batches are the node's only sizeable private memory: hand the
+            # allocator's cached pages back once a shuffled stream ends
+            pa.default_memory_pool().release_unused()
+
+
+@dataclass(frozen=True)
+class _CoordinatorLink:
+    """How a data node calls its coordinator: the connection, the token, node-call proofs."""
+
+    client: flight.FlightClient
+    token: str | SecretStr | None
+    timeout: float
+    prover: NodeCallSigner
+
+    def action(self, name: str, body: Any) -> Any:
+        """Send one node-only action with a fresh proof; return its JSON answer."""
+        payload = json.dumps(body).encode()
+        options = call_options(
+            self.token, None, self.timeout, node_proof=self.prover.proof(name, payload)
+        )
+        results = list(self.client.do_action(flight.Action(name, payload), options))
+        if not results:
+            return {}
+        return json.loads(results[0].body.to_pybytes() or b"{}")
+
+
+def default_cache_root(cache_dir: Path | str | None) -> Path:
+    """Return ``cache_dir``, else the first of ``SPARK_LOCAL_DIRS``, else the temp dir."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    local_dirs = os.environ.get("SPARK_LOCAL_DIRS", "")
+    first = local_dirs.split(",")[0].strip()
+    return Path(first) if first else Path(tempfile.gettempdir())
+
+
+DATA_PORT_ENV = "ICEFEED_DATA_PORT"
+
+
+def data_port(environ: Mapping[str, str]) -> int:
+    """Return the port a data node binds: ``$ICEFEED_DATA_PORT`` (set on Kubernetes executors
+    so the headless Service and NetworkPolicy match), else 0 for a free port.
+
+    Raises SpecError if the variable is not a port number.
+    """
+    raw = environ.get(DATA_PORT_ENV, "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SpecError(f"{DATA_PORT_ENV}={raw!r} is not a port number (1-65535)")
+    return int(raw)
+
+
+def run_data_node(
+    node_id: str,
+    coordinator_endpoint: str,
+    *,
+    ticket_key: bytes,
+    token: str | SecretStr | None = None,
+    tls: TLSConfig | None = None,
+    cache_dir: Path | str | None = None,
+    host: str = "127.0.0.1",
+    advertise_host: str | None = None,
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
+    timeout: float = 30.0,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    row_copy: bool = True,
+) -> dict[str, Any]:
+    """Run one data node until the coordinator says stop (the body of one Spark task).
+
+    The node stops by itself when the coordinator stays unreachable for
+    ``timeout`` seconds. Returns the node's final stats. Raises FeederError if
+    it cannot register, and lets a failed materialisation propagate (so the
+    node's Spark job fails and the coordinator replaces the node). The cache
+    directory is deleted on the way out. ``row_copy=False``: no row-major copies of
+    cached slices (see :class:`feeder.node.cache.SliceCache`).
+    """
+    root = default_cache_root(cache_dir) / f"icefeed-node-{node_id}-{os.getpid()}"
+    cache = SliceCache(root, row_copy=row_copy)
+    client = connect(coordinator_endpoint, tls=tls)
+    signer = TicketSigner(ticket_key)
+    link = _CoordinatorLink(client, token, timeout, NodeCallSigner(signer.derived_key(KEY_PURPOSE)))
+    work: queue.Queue[int] = queue.Queue()
+    stop = threading.Event()
+
+    def report_cached(entry: CachedSlice) -> None:
+        body = {
+            "node_id": node_id,
+            "slice_id": entry.slice_id,
+            "num_rows": entry.num_rows,
+            "nbytes": entry.nbytes,
+        }
+        for attempt in range(3):
+            try:
+                link.action("cached", body)
+                return
+            except flight.FlightError as exc:
+                log.warning(
+                    "data node %s: reporting slice %d failed (%s)", node_id, entry.slice_id, exc
+                )
+                stop.wait(0.5 * (attempt + 1))
+
+    node = DataNode(
+        location_uri(host, data_port(os.environ), tls),
+        signer=signer,
+        cache=cache,
+        token=token,
+        tls=tls,
+        batch_rows=batch_rows,
+        on_cached=report_cached,
+    )
+    location = location_uri(advertise_host or host, node.port, tls)
+    try:
+        assigned = _register(link, node, node_id, location, root, coordinator_endpoint)
+        for slice_id in assigned:
+            work.put(slice_id)
+        beat = threading.Thread(
+            target=_heartbeat_loop,
+            args=(link, node, node_id, work, stop, heartbeat_seconds, timeout),
+            name=f"node-{node_id}-heartbeat",
+            daemon=True,
+        )
+        beat.start()
+        while not stop.is_set():
+            try:
+                slice_id = work.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            node.ensure_cached(slice_id)
+        beat.join(timeout=timeout)
+        return node.stats()
+    finally:
+        stop.set()
+        node.shutdown()
+        cache.close()
+        shutil.rmtree(root, ignore_errors=True)
+        client.close()
+        log.info("data node %s stopped", node_id)
+
+
+def _register(
+    link: _CoordinatorLink,
+    node: DataNode,
+    node_id: str,
+    location: str,
+    root: Path,
+    endpoint: str,
+) -> list[int]:
+    """``register`` with the coordinator, configure ``node``; return the assigned slice ids."""
+    body = {
+        "node_id": node_id,
+        "location": location,
+        "pid": os.getpid(),
+        "cache_dir": str(root),
+        "capacity_bytes": _free_bytes(root),
+    }
+    try:
+        answer = link.action("register", body)
+        source = SliceSource.from_metadata(
+            answer["metadata_location"],
+            io_properties=answer.get("io_properties") or {},
+            snapshot_id=answer["snapshot_id"],
+            row_filter=answer.get("row_filter"),
+            columns=answer.get("columns"),
+        )
+        plans = [SlicePlan.from_dict(p) for p in answer.get("plans", [])]
+        assigned = [int(s) for s in answer.get("assigned", [])]
+    except (flight.FlightError, KeyError, TypeError, ValueError) as exc:
+        raise FeederError(
+            f"data node {node_id} could not register with the coordinator at {endpoint}: {exc}"
+        ) from exc
+    node.configure(
+        snapshot_id=answer["snapshot_id"], source=source, plans={p.slice_id: p for p in plans}
+    )
+    log.info(
+        "data node %s serving at %s: %d slices planned, %d assigned",
+        node_id,
+        location,
+        len(plans),
+        len(assigned),
+    )
+    return assigned
+
+
+def _heartbeat_loop(
+    link: _CoordinatorLink,
+    node: DataNode,
+    node_id: str,
+    work: queue.Queue[int],
+    stop: threading.Event,
+    interval: float,
+    grace: float,
+) -> None:
+    """Send ``node_heartbeat`` every ``interval`` s until told to stop.
+
+    Also stops the node (sets ``stop``) after ``grace`` s without an answer
+    (the coordinator is gone), or on any unexpected answer.
+    """
+    last_ok = time.monotonic()
+    try:
+        while not stop.is_set():
+            try:
+                answer = link.action("node_heartbeat", {"node_id": node_id, "stats": node.stats()})
+            except flight.FlightError as exc:
+                if time.monotonic() - last_ok > grace:
+                    log.error(
+                        "data node %s: coordinator unreachable for %.0fs: %s", node_id, grace, exc
+                    )
+                    return
+            else:
+                last_ok = time.monotonic()
+                for slice_id in answer.get("assign") or []:
+                    work.put(int(slice_id))
+                if answer.get("stop"):
+                    log.info("coordinator asked data node %s to stop", node_id)
+                    return
+            stop.wait(interval)
+    except Exception:
+        log.exception("data node %s: heartbeat failed; stopping", node_id)
+        raise
+    finally:
+        stop.set()
+
+
+def _free_bytes(path: Path) -> int:
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize

@@ -1,0 +1,98 @@
+"""FeederConfig / TLSConfig validation at the edge, and where the token comes from."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from feeder.coordinator.config import FeederConfig
+from feeder.protocol.config import TLSConfig, load_token
+from jobs.errors import SpecError
+
+
+def test_explicit_token_wins_over_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("ICEFEED_TOKEN", "from-env")
+    assert load_token("explicit").get_secret_value() == "explicit"
+    assert load_token(SecretStr("s")).get_secret_value() == "s"
+    assert load_token().get_secret_value() == "from-env"
+
+
+def test_token_file_is_read_when_env_is_unset(monkeypatch, tmp_path):
+    monkeypatch.delenv("ICEFEED_TOKEN", raising=False)
+    path = tmp_path / "tok"
+    path.write_text("  sekrit-value\n")
+    monkeypatch.setenv("ICEFEED_TOKEN_FILE", str(path))
+    assert load_token().get_secret_value() == "sekrit-value"
+
+
+def test_no_token_anywhere_is_none(monkeypatch):
+    monkeypatch.delenv("ICEFEED_TOKEN", raising=False)
+    monkeypatch.delenv("ICEFEED_TOKEN_FILE", raising=False)
+    assert load_token() is None
+
+
+def test_bad_token_sources_raise_spec_error_without_the_secret(monkeypatch, tmp_path):
+    monkeypatch.delenv("ICEFEED_TOKEN", raising=False)
+    with pytest.raises(SpecError):
+        load_token("   ")
+    monkeypatch.setenv("ICEFEED_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(SpecError, match="cannot read"):
+        load_token()
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    monkeypatch.setenv("ICEFEED_TOKEN_FILE", str(empty))
+    with pytest.raises(SpecError, match="empty"):
+        load_token()
+
+
+def test_token_never_in_repr():
+    cfg = FeederConfig(table="ns.t", token="hunter2-secret")
+    assert "hunter2" not in repr(cfg)
+    assert "hunter2" not in str(cfg.token)
+    assert cfg.token.get_secret_value() == "hunter2-secret"
+
+
+def test_config_normalises_and_validates():
+    cfg = FeederConfig(table="ns.t", columns=["a", "b"], cache_dir="/tmp/x")
+    assert cfg.columns == ("a", "b")
+    assert str(cfg.cache_dir) == "/tmp/x"
+    with pytest.raises(TypeError):
+        FeederConfig("ns.t")  # keyword-only
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"table": ""}, "table"),
+        ({"columns": []}, "columns"),
+        ({"columns": ["a", "a"]}, "columns"),
+        ({"nodes": 0}, "nodes"),
+        ({"port": 70000}, "port"),
+        ({"metrics_port": -1}, "metrics_port"),
+        ({"slice_bytes": 0}, "slice_bytes"),
+        ({"lease_seconds": 0}, "lease_seconds"),
+        ({"snapshot_id": "12"}, "snapshot_id"),
+        ({"row_copy": "no"}, "row_copy"),
+    ],
+)
+def test_bad_values_name_the_field(kwargs, field):
+    with pytest.raises(SpecError, match=field):
+        FeederConfig(**{"table": "ns.t", **kwargs})
+
+
+def test_tls_config_checks_files(tmp_path):
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("CERT")
+    key.write_text("KEY")
+    tls = TLSConfig(cert, key)
+    assert tls.server_certificates() == [(b"CERT", b"KEY")]
+    assert tls.root_certs() == b"CERT"
+    assert TLSConfig(ca_file=cert).root_certs() == b"CERT"
+    with pytest.raises(SpecError, match="cert_file"):
+        TLSConfig(tmp_path / "nope.pem", key)
+    with pytest.raises(SpecError, match="together"):
+        TLSConfig(cert_file=cert)
+    with pytest.raises(SpecError):
+        TLSConfig()
+    with pytest.raises(SpecError, match="server"):
+        TLSConfig(ca_file=cert).server_certificates()

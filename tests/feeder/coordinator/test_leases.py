@@ -1,0 +1,148 @@
+"""LeaseBook invariants (pure, fake clock): every row delivered exactly once, whatever happens."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feeder.coordinator.leases import LeaseBook
+from feeder.protocol.shuffle import SliceRange
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def units_of(sizes: list[int]) -> list[SliceRange]:
+    return [SliceRange(i, 0, n) for i, n in enumerate(sizes)]
+
+
+def rows_of(unit: SliceRange) -> list[tuple[int, int]]:
+    return [(unit.slice_id, p) for p in range(unit.start, unit.stop)]
+
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["lease", "progress", "done", "tick", "release"]),
+        st.integers(0, 3),  # consumer
+        st.integers(0, 50),  # rows / seconds
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=8), ops)
+def test_every_row_is_delivered_exactly_once_with_expiries_and_deaths(sizes, operations):
+    clock = FakeClock()
+    book = LeaseBook(units_of(sizes), lease_seconds=10, clock=clock)
+    held: dict[int, dict[str, int]] = {c: {} for c in range(4)}  # consumer -> lease -> rows
+    units: dict[str, SliceRange] = {}
+    delivered: Counter = Counter()
+
+    def settle_expired() -> None:
+        # a consumer whose lease expired delivered exactly what it reported
+        live = {lease.lease_id for lease in book.outstanding()}
+        for leases in held.values():
+            for lease_id in [x for x in leases if x not in live]:
+                unit = units[lease_id]
+                delivered.update(
+                    rows_of(
+                        SliceRange(unit.slice_id, unit.start, unit.start + leases.pop(lease_id))
+                    )
+                )
+
+    for op, consumer, n in operations:
+        name = f"c{consumer}"
+        if op == "lease":
+            lease = book.lease(name)
+            settle_expired()
+            if lease is not None:
+                held[consumer][lease.lease_id] = 0
+                units[lease.lease_id] = lease.unit
+        elif op == "progress" and held[consumer]:
+            lease_id = sorted(held[consumer])[0]
+            rows = min(units[lease_id].num_rows, held[consumer][lease_id] + n)
+            held[consumer][lease_id] = rows
+            lost = book.heartbeat(name, {lease_id: rows})
+            assert lost == []  # reported before expiry: still held
+            settle_expired()
+        elif op == "done" and held[consumer]:
+            lease_id = sorted(held[consumer])[0]
+            assert book.done(name, lease_id)
+            delivered.update(rows_of(units[lease_id]))
+            del held[consumer][lease_id]
+        elif op == "tick":
+            clock.now += n / 4
+            book.expire()
+            settle_expired()
+        elif op == "release":
+            book.release(name)
+            settle_expired()
+    # survivors finish their leases, then one consumer drains the queue
+    for consumer, leases in held.items():
+        for lease_id in list(leases):
+            assert book.done(f"c{consumer}", lease_id)
+            delivered.update(rows_of(units[lease_id]))
+    while (lease := book.lease("drain")) is not None:
+        assert book.done("drain", lease.lease_id)
+        delivered.update(rows_of(lease.unit))
+    assert book.finished
+    expected = Counter(r for u in units_of(sizes) for r in rows_of(u))
+    assert delivered == expected
+
+
+def test_expired_rest_goes_first_and_starts_at_the_reported_offset():
+    clock = FakeClock()
+    book = LeaseBook(units_of([10, 10]), lease_seconds=5, clock=clock)
+    first = book.lease("a")
+    assert first is not None and first.unit == SliceRange(0, 0, 10)
+    book.heartbeat("a", {first.lease_id: 4})
+    clock.now = 100
+    again = book.lease("b")
+    assert again is not None and again.unit == SliceRange(0, 4, 10)
+    assert book.expiries == 1
+    assert book.heartbeat("a", {first.lease_id: 6}) == [first.lease_id]  # a lost it
+    assert not book.done("a", first.lease_id)
+
+
+def test_a_faster_consumer_takes_more_units():
+    book = LeaseBook(units_of([5] * 6), lease_seconds=30, clock=FakeClock())
+    taken = Counter()
+    slow = book.lease("slow")
+    while (lease := book.lease("fast")) is not None:
+        taken["fast"] += 1
+        book.done("fast", lease.lease_id)
+    assert slow is not None and taken["fast"] == 5
+    assert not book.finished
+    assert book.done("slow", slow.lease_id) and book.finished
+
+
+def test_heartbeat_extends_every_lease_of_the_consumer():
+    clock = FakeClock()
+    book = LeaseBook(units_of([3, 3]), lease_seconds=10, clock=clock)
+    a, b = book.lease("c"), book.lease("c")
+    assert a is not None and b is not None
+    clock.now = 8
+    book.heartbeat("c", {a.lease_id: 1})
+    clock.now = 15
+    assert book.expire() == []
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError):
+        LeaseBook([], lease_seconds=0)
+    book = LeaseBook(units_of([3]), lease_seconds=1, clock=FakeClock())
+    lease = book.lease("c")
+    assert lease is not None
+    with pytest.raises(ValueError):
+        book.heartbeat("c", {lease.lease_id: -1})

@@ -1,0 +1,93 @@
+"""NodeRegistry (pure, fake clock): slot ownership, readiness, node death, locations."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feeder.coordinator.registry import NodeRegistry
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@settings(deadline=None)
+@given(st.integers(0, 60), st.integers(1, 6))
+def test_slots_own_every_slice_exactly_once(num_slices, slots):
+    reg = NodeRegistry(num_slices, slots=slots, node_timeout=10)
+    owned = [s for slot in range(slots) for s in reg.slot_slices(slot)]
+    assert sorted(owned) == list(range(num_slices))
+
+
+def test_ready_once_every_slice_is_cached_and_counts_must_agree():
+    reg = NodeRegistry(3, slots=2, node_timeout=10)
+    assert reg.register("a", slot=0, location="grpc://a:1") == [0, 2]
+    assert reg.register("b", slot=1, location="grpc://b:1") == [1]
+    reg.cached("a", 0, 10, 100)
+    reg.cached("a", 2, 5, 50)
+    assert not reg.ready
+    with pytest.raises(ValueError):
+        reg.exact_row_counts()
+    reg.cached("b", 1, 7, 70)
+    assert reg.ready and reg.exact_row_counts() == [10, 7, 5]
+    with pytest.raises(ValueError, match="another"):
+        reg.cached("b", 0, 11, 1)
+    reg.cached("b", 0, 10, 100)  # a second copy with the same count is fine
+    assert reg.cached_by[0] == ["a", "b"]
+
+
+def test_locations_list_cachers_then_owner_then_others_and_skip_the_dead():
+    reg = NodeRegistry(2, slots=3, node_timeout=10)
+    for i in range(3):
+        reg.register(f"n{i}", slot=i, location=f"grpc://n{i}:1")
+        reg.heartbeat(f"n{i}", {})
+    reg.cached("n2", 0, 4, 4)
+    assert reg.locations(0) == ["grpc://n2:1", "grpc://n0:1", "grpc://n1:1"]
+    reg.mark_dead("n2")
+    assert reg.locations(0) == ["grpc://n0:1", "grpc://n1:1"]
+    with pytest.raises(ValueError):
+        reg.locations(5)
+
+
+def test_nodes_that_never_reported_are_listed_only_when_nothing_else_is():
+    reg = NodeRegistry(1, slots=2, node_timeout=10)
+    reg.register("new", slot=0, location="grpc://new:1")
+    assert reg.locations(0) == ["grpc://new:1"]
+    reg.register("old", slot=1, location="grpc://old:1")
+    reg.heartbeat("old", {})
+    assert reg.locations(0) == ["grpc://old:1"]
+
+
+def test_uncached_slices_of_a_dead_node_go_to_a_live_one_and_a_replacement_takes_the_slot():
+    reg = NodeRegistry(4, slots=2, node_timeout=10)
+    reg.register("a", slot=0, location="grpc://a:1")
+    reg.register("b", slot=1, location="grpc://b:1")
+    reg.cached("a", 0, 1, 1)
+    assert reg.mark_dead("a") == [2]
+    assert reg.heartbeat("b", {"rows_served": 3}) == [2]
+    assert reg.heartbeat("b", {}) == []
+    assert reg.nodes["b"].stats["rows_served"] == 3
+    assert reg.mark_dead("a") == []  # idempotent
+    assert reg.register("a2", slot=0, location="grpc://a2:1") == [0, 2]
+    with pytest.raises(ValueError, match="dead"):
+        reg.heartbeat("a", {})
+    with pytest.raises(ValueError, match="already"):
+        reg.register("b", slot=1, location="grpc://b:2")
+
+
+def test_silent_nodes_expire():
+    clock = FakeClock()
+    reg = NodeRegistry(2, slots=2, node_timeout=5, clock=clock)
+    reg.register("a", slot=0, location="grpc://a:1")
+    reg.register("b", slot=1, location="grpc://b:1")
+    clock.now = 4
+    reg.heartbeat("b", {})
+    clock.now = 6
+    assert reg.expire() == ["a"]
+    assert [n.node_id for n in reg.alive()] == ["b"]

@@ -1,0 +1,201 @@
+"""``feeder.serve`` end to end: the session Spark (local[2]) runs the data nodes as Spark jobs.
+
+A feeder with 2 nodes takes both task slots of the shared SparkSession; each
+test stops its feeder before the next one starts.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import feeder
+from feeder.client.client import FeederClient
+from jobs.errors import SpecError
+from tests.feeder.local_feeder import ids_of
+from tests.feeder.tables import make_table, sample_arrow
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+ROWS = 24_000
+TOKEN = "serve-test-token"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("serve-home")
+
+
+@pytest.fixture(scope="module")
+def module_catalog(home):
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from jobs.catalog import embedded_catalog_properties
+
+    (home / "warehouse").mkdir()
+    cat = SqlCatalog("serve", **embedded_catalog_properties(home))
+    cat.create_namespace("test")
+    make_table(cat, files=3, rows_per_file=ROWS // 3, row_group_rows=1000)
+    return cat
+
+
+def wait_fresh(f) -> dict:
+    """Wait until each live node heartbeats once more (its stats are then current)."""
+    before = {n["node_id"]: n["heartbeats"] for n in f.status()["nodes"]}
+    assert f.coordinator.wait_for(
+        lambda s: all(
+            n["heartbeats"] > before.get(n["node_id"], 0) for n in s["nodes"] if n["alive"]
+        ),
+        30,
+    )
+    return f.status()
+
+
+def test_serve_exactly_once_static_and_dynamic_storage_once_and_snapshot_isolation(
+    spark, module_catalog, home
+):
+    with feeder.coordinator.session(
+        "test.feed",
+        spark=spark,
+        catalog=module_catalog,
+        nodes=2,
+        slice_bytes=60_000,
+        token=TOKEN,
+        cache_dir=home / "cache",
+        heartbeat_seconds=0.5,
+    ) as f:
+        f.wait_ready(120)
+        status = f.status()
+        assert status["ready"] and status["rows"] == ROWS and status["nodes_alive"] == 2
+        assert status["slices"] >= 6 and f.endpoint.startswith("grpc://127.0.0.1:")
+        assert TOKEN not in repr(f) and TOKEN not in str(status)
+
+        client = FeederClient(f.endpoint, token=TOKEN, job="train")
+        parts = [ids_of(client.stream(0, rank=r, world_size=2, seed=3)) for r in range(2)]
+        assert len(parts[0]) == len(parts[1]) == ROWS // 2
+        assert sorted(parts[0] + parts[1]) == list(range(ROWS))
+        dynamic = ids_of(client.stream(1, mode="dynamic", seed=3))
+        assert sorted(dynamic) == list(range(ROWS)) and dynamic != parts[0] + parts[1]
+
+        # storage is read once: a further epoch and another job read only the cache
+        read = wait_fresh(f)["storage_bytes_read"]
+        assert read > 0
+        other = FeederClient(f.endpoint, token=TOKEN, job="eval")
+        assert len(ids_of(other.stream(2, columns=["id"], shuffle=False))) == ROWS
+        assert wait_fresh(f)["storage_bytes_read"] == read
+
+        # snapshot isolation: a commit while serving changes nothing served
+        pinned = f.snapshot_id
+        table = module_catalog.load_table("test.feed")
+        table.append(sample_arrow(500, start=ROWS))
+        assert table.current_snapshot().snapshot_id != pinned
+        assert sorted(ids_of(client.stream(3, seed=1))) == list(range(ROWS))
+        assert f.status()["snapshot_id"] == pinned
+
+        # refresh picks the new snapshot up (same endpoint, new session)
+        endpoint = f.endpoint
+        assert f.refresh() == table.current_snapshot().snapshot_id
+        f.wait_ready(120)
+        assert f.endpoint == endpoint
+        assert sorted(ids_of(client.stream(0, seed=1))) == list(range(ROWS + 500))
+    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
+
+
+def test_serve_without_row_copies_caches_only_ipc_files(spark, module_catalog, home):
+    cache_dir = home / "cache-no-row-copy"
+    with feeder.coordinator.session(
+        "test.feed",
+        spark=spark,
+        catalog=module_catalog,
+        nodes=1,
+        slice_bytes=60_000,
+        cache_dir=cache_dir,
+        row_copy=False,
+    ) as f:
+        f.wait_ready(120)
+        status = f.status()
+        files = [p.name for p in cache_dir.rglob("slice-*")]
+        assert len(files) == status["slices"] >= 2
+        assert all(name.endswith(".arrow") for name in files)  # no .rows copies
+        shuffled = ids_of(FeederClient(f.endpoint, job="t").stream(0, seed=5))
+        assert sorted(shuffled) == list(range(status["rows"])) != shuffled
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"table": "test.nope"}, "not found"),
+        ({"table": "nonamespace"}, "not found"),
+        ({"columns": ["id", "nope"]}, "unknown column"),
+        ({"row_filter": "id >>> 3"}, "row_filter"),
+        ({"row_filter": "nope > 3"}, "row_filter"),
+        ({"snapshot_id": 12345}, "does not exist"),
+        ({"nodes": 0}, "nodes"),
+    ],
+)
+def test_bad_input_is_a_clear_error_before_any_node_starts(spark, module_catalog, kwargs, match):
+    args = {"table": "test.feed", **kwargs}
+    with pytest.raises(SpecError, match=match):
+        feeder.coordinator.session(args.pop("table"), spark=spark, catalog=module_catalog, **args)
+    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
+
+
+def test_empty_table_serves_an_empty_epoch(spark, module_catalog, home):
+    module_catalog.create_table("test.empty", schema=sample_arrow(1).schema)
+    with feeder.coordinator.session(
+        "test.empty", spark=spark, catalog=module_catalog, nodes=1, cache_dir=home / "e"
+    ) as f:
+        f.wait_ready(60)
+        assert f.status()["rows"] == 0 and f.snapshot_id is None
+        client = FeederClient(f.endpoint)
+        assert list(client.stream(0)) == []
+        assert list(client.stream(0, mode="dynamic")) == []
+        assert client.schema().names == ["id", "x", "name", "cat"]
+
+
+def test_feeder_serve_is_the_session_function():
+    from feeder.coordinator import session
+
+    assert feeder.serve is session.serve and feeder.Feeder is session.Feeder
+
+
+def test_cli_serve_runs_in_the_foreground_until_sigterm(spark, catalog, tmp_path):
+    """``python -m feeder serve`` in-process (it reuses the session's SparkSession)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from feeder.cli import main
+
+    make_table(catalog, "test.fg", files=1, rows_per_file=2000, row_group_rows=500)
+    endpoint_file = tmp_path / "endpoint"
+    seen: dict = {}
+
+    def consumer() -> None:
+        deadline = time.monotonic() + 120
+        while not endpoint_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a file the server writes atomically, bounded
+        if endpoint_file.exists():
+            client = FeederClient(endpoint_file.read_text().strip())
+            seen["status"] = client.status()
+            seen["rows"] = len(ids_of(client.stream(0)))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=consumer)
+    thread.start()
+    code = main(
+        [
+            "serve",
+            "test.fg",
+            "--nodes",
+            "1",
+            "--endpoint-file",
+            str(endpoint_file),
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
+    thread.join(30)
+    assert code == 0
+    assert seen["status"]["ready"] and seen["rows"] == 2000
+    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []

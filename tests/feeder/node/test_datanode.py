@@ -1,0 +1,486 @@
+"""The data node's Flight server, in process, on a real small Iceberg table and real sockets."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+from feeder.coordinator.planning import plan_slices
+from feeder.node.cache import SliceCache
+from feeder.node.datanode import DataNode, run_data_node
+from feeder.node.materialize import SliceSource
+from feeder.protocol.auth import (
+    call_options,
+    caller_node_proof,
+    connect,
+    location_uri,
+    server_middleware,
+)
+from feeder.protocol.chunking import CHUNKS_HEADER, Chunking
+from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallVerifier
+from feeder.protocol.shuffle import row_permutation
+from feeder.protocol.tickets import TicketClaims, TicketSigner, new_key
+from jobs.errors import AuthError
+from tests.feeder.tables import make_table
+
+KEY = new_key()
+TOKEN = "node-token"
+
+
+@pytest.fixture()
+def served(catalog, tmp_path):
+    """A DataNode with every slice planned but nothing cached yet."""
+    table = make_table(catalog, files=2, rows_per_file=3000, row_group_rows=500)
+    snap = table.current_snapshot().snapshot_id
+    plans = plan_slices(table, snapshot_id=snap, row_filter=None, columns=None, slice_bytes=30_000)
+    source = SliceSource(table, snapshot_id=snap, row_filter=None, columns=None)
+    node = DataNode(
+        signer=TicketSigner(KEY), cache=SliceCache(tmp_path / "cache"), token=TOKEN, batch_rows=400
+    )
+    node.configure(snapshot_id=snap, source=source, plans={p.slice_id: p for p in plans})
+    client = connect(location_uri("127.0.0.1", node.port, None))
+    yield node, client, snap, plans, source
+    client.close()
+    node.shutdown()
+    node.cache.close()
+
+
+def claims(
+    snap,
+    slice_id=0,
+    start=0,
+    stop=100,
+    *,
+    job="job-a",
+    shuffle=False,
+    seed=5,
+    epoch=1,
+    columns=None,
+):
+    return TicketClaims(
+        job=job,
+        snapshot_id=snap,
+        slice_id=slice_id,
+        start=start,
+        stop=stop,
+        epoch=epoch,
+        seed=seed,
+        shuffle=shuffle,
+        columns=columns,
+    )
+
+
+def fetch(client, ticket: bytes, job="job-a", token=TOKEN) -> pa.Table:
+    return client.do_get(flight.Ticket(ticket), call_options(token, job, 10)).read_all()
+
+
+def test_each_slice_is_served_in_table_order_and_in_epoch_order(served):
+    node, client, snap, plans, source = served
+    signer = TicketSigner(KEY)
+    seen, served_rows = [], 0
+    for plan in plans:
+        whole = source.materialize(plan).table
+        n = whole.num_rows
+        got = fetch(client, signer.sign(claims(snap, plan.slice_id, 0, n)))
+        assert got.equals(whole)
+        perm = row_permutation(n, seed=5, epoch=1, slice_id=plan.slice_id, shuffle=True)
+        part = fetch(client, signer.sign(claims(snap, plan.slice_id, 7, n - 3, shuffle=True)))
+        assert part["id"].to_pylist() == whole["id"].take(perm[7 : n - 3]).to_pylist()
+        seen.extend(got["id"].to_pylist())
+        served_rows += n + (n - 10)
+    assert sorted(seen) == list(range(6000))
+    stats = node.stats()
+    assert stats["slices_cached"] == len(plans)
+    assert stats["rows_served"] == served_rows and stats["errors"] == 0
+
+
+def test_projection_and_rows_served_counter(served):
+    node, client, snap, _plans, _ = served
+    signer = TicketSigner(KEY)
+    got = fetch(client, signer.sign(claims(snap, 1, 10, 60, columns=("name", "id"))))
+    assert got.schema.names == ["name", "id"] and got.num_rows == 50
+    got = fetch(client, signer.sign(claims(snap, 1, 0, 33, shuffle=True, columns=("x",))))
+    assert got.schema.names == ["x"] and got.num_rows == 33
+    assert node.stats()["rows_served"] == 83
+
+
+def test_storage_is_read_once_then_served_from_cache(served):
+    node, client, snap, _plans, _ = served
+    signer = TicketSigner(KEY)
+    fetch(client, signer.sign(claims(snap, 2, 0, 10)))
+    first = node.stats()["storage_bytes_read"]
+    assert first > 0
+    for seed in range(3):
+        fetch(client, signer.sign(claims(snap, 2, 0, 50, shuffle=True, seed=seed)))
+    assert node.stats()["storage_bytes_read"] == first
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (
+            lambda s, snap: s.sign(claims(snap, job="other-job")),
+            flight.FlightUnauthorizedError,
+            "job",
+        ),
+        (lambda s, snap: s.sign(claims(snap + 1)), flight.FlightUnauthorizedError, "snapshot"),
+        (
+            lambda s, snap: TicketSigner(new_key()).sign(claims(snap)),
+            flight.FlightUnauthenticatedError,
+            "signature",
+        ),
+        (lambda s, snap: s.sign(claims(snap, 0, 0, 10**6)), flight.FlightServerError, "outside"),
+        (lambda s, snap: s.sign(claims(snap, 999)), flight.FlightUnavailableError, "unknown"),
+        (
+            lambda s, snap: s.sign(claims(snap, columns=("nope",))),
+            flight.FlightServerError,
+            "unknown column",
+        ),
+        (lambda s, snap: b"garbage", flight.FlightUnauthenticatedError, "invalid ticket"),
+    ],
+)
+def test_bad_tickets_get_flight_errors_and_the_node_keeps_serving(served, make, error, match):
+    node, client, snap, _plans, _ = served
+    signer = TicketSigner(KEY)
+    with pytest.raises(error, match=match):
+        fetch(client, make(signer, snap))
+    assert fetch(client, signer.sign(claims(snap, 0, 0, 5))).num_rows == 5
+    assert node.stats()["errors"] == 1
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_batches_are_cut_where_the_chunking_hint_says(served, shuffle):
+    """Node batches are at most 400 rows (``batch_rows``); with ``lead=30, unit=64`` the
+    first holds 30 rows and the others multiples of 64 (shuffled: of the gather size)."""
+    _node, client, snap, _plans, _ = served
+    ticket = TicketSigner(KEY).sign(claims(snap, 0, 5, 905, shuffle=shuffle))
+    plain = client.do_get(flight.Ticket(ticket), call_options(TOKEN, "job-a", 10)).read_all()
+    options = call_options(TOKEN, "job-a", 10, chunks=Chunking(lead=30, unit=64))
+    hinted = client.do_get(flight.Ticket(ticket), options).read_all()
+    assert hinted.equals(plain)  # the hint moves cuts, never rows
+    sizes = [b.num_rows for b in hinted.to_batches()]
+    assert sizes[0] == 30 and sum(sizes) == 900
+    assert all(s % 64 == 0 and s <= 400 for s in sizes[1:-1]), sizes
+    assert plain.to_batches()[0].num_rows != 30
+
+
+@pytest.mark.parametrize("value", ["30", "64,64", "x,y"])
+def test_a_malformed_chunking_hint_is_a_flight_error_and_the_node_keeps_serving(served, value):
+    node, client, snap, _plans, _ = served
+    ticket = TicketSigner(KEY).sign(claims(snap, 0, 0, 50))
+    options = call_options(TOKEN, "job-a", 10)
+    bad = flight.FlightCallOptions(
+        headers=[*options.headers, (CHUNKS_HEADER.encode(), value.encode())]
+    )
+    with pytest.raises(flight.FlightServerError, match=CHUNKS_HEADER):
+        client.do_get(flight.Ticket(ticket), bad).read_all()
+    assert fetch(client, ticket).num_rows == 50
+    assert node.stats()["errors"] == 1
+
+
+def test_missing_job_header_and_missing_token_are_refused(served):
+    _node, client, snap, _plans, _ = served
+    ticket = TicketSigner(KEY).sign(claims(snap))
+    with pytest.raises(flight.FlightUnauthorizedError):
+        client.do_get(flight.Ticket(ticket), call_options(TOKEN, None, 10)).read_all()
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        fetch(client, ticket, token=None)
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        fetch(client, ticket, token="wrong")
+
+
+@pytest.mark.slow
+def test_fuzz_ten_thousand_random_and_mutated_tickets(served):
+    node, client, snap, _plans, _ = served
+    signer = TicketSigner(KEY)
+    good = signer.sign(claims(snap, 0, 0, 20))
+    rnd = random.Random(1234)
+    options = call_options(TOKEN, "job-a", 10)
+    outcomes = {"ok": 0, "refused": 0}
+    for i in range(10_000):
+        kind = i % 4
+        if kind == 0:
+            raw = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 200)))
+        elif kind == 1:
+            data = bytearray(good)
+            for _ in range(rnd.randrange(1, 4)):
+                data[rnd.randrange(len(data))] = rnd.randrange(256)
+            raw = bytes(data)
+        elif kind == 2:
+            raw = good[: rnd.randrange(len(good))] + good[rnd.randrange(len(good)) :]
+        else:
+            payload = json.dumps({"v": 1, "slice": rnd.randrange(-5, 50), "job": "job-a"})
+            raw = payload.encode() + b"." + bytes(rnd.getrandbits(8) for _ in range(32))
+        try:
+            client.do_get(flight.Ticket(raw), options).read_all()
+            outcomes["ok"] += 1
+            # only a ticket equivalent to the good one may pass (e.g. splice at the same
+            # offset, or base64 padding bits that decode to the same bytes)
+            assert signer.verify(raw) == signer.verify(good)
+        except flight.FlightError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] >= 9_900
+    assert fetch(client, good).num_rows == 20
+    assert node.stats()["errors"] == outcomes["refused"]
+
+
+def test_node_memory_stays_small_while_streaming_a_large_slice(tmp_path):
+    n = 600_000  # ~41 MB: 8 float64 + 1 int32 columns, 68 bytes a row
+    cols = {f"f{i}": np.random.default_rng(i).random(n) for i in range(8)}
+    cols["id"] = np.arange(n, dtype=np.int32)
+    cache = SliceCache(tmp_path)
+    entry = cache.write(0, pa.table(cols))
+    del cols
+    node = DataNode(signer=TicketSigner(KEY), cache=cache, batch_rows=8192)
+    node.configure(snapshot_id=1, source=None, plans={})
+    client = connect(location_uri("127.0.0.1", node.port, None))
+    try:
+        baseline = pa.total_allocated_bytes()
+        for shuffle in (False, True):
+            ticket = TicketSigner(KEY).sign(claims(1, 0, 0, n, shuffle=shuffle))
+            reader = client.do_get(flight.Ticket(ticket), call_options(None, "job-a", 60))
+            rows, peak = 0, 0
+            for chunk in reader:
+                rows += chunk.data.num_rows
+                peak = max(peak, pa.total_allocated_bytes() - baseline)
+                del chunk
+            assert rows == n
+            # client and server share this process: both together stay far below the file
+            assert peak < entry.nbytes / 4, (shuffle, peak, entry.nbytes)
+    finally:
+        client.close()
+        node.shutdown()
+        cache.close()
+
+
+class FakeCoordinator(flight.FlightServerBase):
+    """A FAKE coordinator (the real one is feeder.coordinator.service): answers only node actions.
+
+    It checks each call's node proof with the real verifier and records refusals.
+    """
+
+    def __init__(self, answer: dict):
+        super().__init__("grpc://127.0.0.1:0", middleware=server_middleware(None))
+        self.answer = answer
+        self.calls: list[tuple[str, dict]] = []
+        self.refused: list[str] = []
+        self._proofs = NodeCallVerifier(TicketSigner(KEY).derived_key(KEY_PURPOSE))
+        self.cached = threading.Event()
+        self.stop_nodes = threading.Event()
+
+    def do_action(self, context, action):
+        raw = action.body.to_pybytes()
+        try:
+            self._proofs.verify(action.type, raw, caller_node_proof(context))
+        except AuthError as exc:
+            self.refused.append(str(exc))
+        body = json.loads(raw or b"{}")
+        self.calls.append((action.type, body))
+        if action.type == "register":
+            result = self.answer
+        elif action.type == "cached":
+            result = {}
+            if sum(1 for t, _ in self.calls if t == "cached") == len(self.answer["assigned"]):
+                self.cached.set()
+        elif action.type == "node_heartbeat":
+            result = {"stop": self.stop_nodes.is_set()}
+        else:
+            raise flight.FlightServerError(f"unknown action {action.type}")
+        yield flight.Result(json.dumps(result).encode())
+
+
+def test_run_data_node_registers_caches_serves_and_stops(catalog, tmp_path):
+    cache_dir = tmp_path / "local-dir"
+    table = make_table(catalog, files=1, rows_per_file=2000, row_group_rows=500)
+    snap = table.current_snapshot().snapshot_id
+    plans = plan_slices(
+        table, snapshot_id=snap, row_filter="cat < 5", columns=["id", "cat"], slice_bytes=1
+    )
+    answer = {
+        "snapshot_id": snap,
+        "metadata_location": table.metadata_location,
+        "io_properties": {},
+        "row_filter": "cat < 5",
+        "columns": ["id", "cat"],
+        "plans": [p.to_dict() for p in plans],
+        "assigned": [0, 2],
+    }
+    fake = FakeCoordinator(answer)
+    result: dict = {}
+
+    def run():
+        result["stats"] = run_data_node(
+            "n0",
+            f"grpc://127.0.0.1:{fake.port}",
+            ticket_key=KEY,
+            cache_dir=cache_dir,
+            heartbeat_seconds=0.05,
+            timeout=10,
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert fake.cached.wait(30)
+        register = next(body for t, body in fake.calls if t == "register")
+        assert register["node_id"] == "n0" and register["pid"] > 0
+        cached = sorted(b["slice_id"] for t, b in fake.calls if t == "cached")
+        assert cached == [0, 2]
+        # serve the not-yet-cached slice 1 on demand (failover path)
+        node_client = connect(register["location"])
+        ticket = TicketSigner(KEY).sign(claims(snap, 1, 0, 10, job="j"))
+        got = node_client.do_get(flight.Ticket(ticket), call_options(None, "j", 10)).read_all()
+        assert got.schema.names == ["id", "cat"] and got.num_rows == 10
+        node_client.close()
+    finally:
+        fake.stop_nodes.set()
+        thread.join(60)
+        fake.shutdown()
+    assert not thread.is_alive()
+    assert result["stats"]["slices_cached"] == 3
+    assert result["stats"]["rows_served"] == 10
+    assert fake.refused == []  # every register, cached and heartbeat carried a valid proof
+    assert {t for t, _ in fake.calls} == {"register", "cached", "node_heartbeat"}
+    assert list(cache_dir.iterdir()) == []  # the node deletes its cache when it stops
+
+
+def test_node_over_tls_with_token(catalog, tmp_path):
+    from tests.feeder.protocol.test_auth import make_self_signed
+
+    tls = make_self_signed(tmp_path)
+    cache = SliceCache(tmp_path / "cache")
+    cache.write(0, make_table(catalog, files=1, rows_per_file=50).scan().to_arrow())
+    node = DataNode(
+        location_uri("127.0.0.1", 0, tls),
+        signer=TicketSigner(KEY),
+        cache=cache,
+        token=TOKEN,
+        tls=tls,
+    )
+    node.configure(snapshot_id=9, source=None, plans={})
+    try:
+        client = connect(location_uri("127.0.0.1", node.port, tls), tls=tls)
+        ticket = TicketSigner(KEY).sign(claims(9, 0, 0, 50))
+        assert fetch(client, ticket).num_rows == 50
+        with pytest.raises(flight.FlightUnauthenticatedError):
+            fetch(client, ticket, token=None)
+        client.close()
+    finally:
+        node.shutdown()
+        cache.close()
+
+
+def test_storage_failure_during_failover_is_a_flight_error(served):
+    node, client, snap, plans, _ = served
+    signer = TicketSigner(KEY)
+    # the data file vanishes from table storage before this node ever cached slice 3
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    PyArrowFileIO().delete(plans[3].file_path)
+    with pytest.raises(flight.FlightError, match="slice 3"):
+        fetch(client, signer.sign(claims(snap, 3, 0, 5)))
+    assert node.stats()["errors"] == 1
+    ok = next(p for p in plans if p.file_path != plans[3].file_path)
+    assert fetch(client, signer.sign(claims(snap, ok.slice_id, 0, 5))).num_rows == 5
+
+
+def test_many_jobs_read_the_same_cached_slice_at_once(served):
+    node, _client, snap, plans, source = served
+    signer = TicketSigner(KEY)
+    whole = source.materialize(plans[0]).table
+    n = whole.num_rows
+    jobs = [("a", 1, ("id",), True), ("b", 2, ("id", "x"), True), ("c", 0, None, False)]
+    results: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def consume(job, seed, columns, shuffle):
+        try:
+            c = connect(location_uri("127.0.0.1", node.port, None))
+            got = []
+            for _ in range(5):
+                ticket = signer.sign(
+                    claims(snap, 0, 0, n, job=job, seed=seed, shuffle=shuffle, columns=columns)
+                )
+                table = fetch(c, ticket, job=job)
+                assert table.schema.names == list(columns or whole.schema.names)
+                got = table["id"].to_pylist()
+            results[job] = got
+            c.close()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=consume, args=j) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    ids = whole["id"].to_pylist()
+    for job, seed, _cols, shuffle in jobs:
+        perm = row_permutation(n, seed=seed, epoch=1, slice_id=0, shuffle=shuffle)
+        assert results[job] == (ids if perm is None else [ids[i] for i in perm])
+    assert results["a"] != results["b"]
+    assert node.stats()["slices_cached"] == 1
+
+
+def _answer_for(table, snap, assigned):
+    plans = plan_slices(table, snapshot_id=snap, row_filter=None, columns=None, slice_bytes=1)
+    return {
+        "snapshot_id": snap,
+        "metadata_location": table.metadata_location,
+        "io_properties": {},
+        "row_filter": None,
+        "columns": None,
+        "plans": [p.to_dict() for p in plans],
+        "assigned": assigned,
+    }
+
+
+def test_node_stops_by_itself_when_the_coordinator_dies(catalog, tmp_path):
+    table = make_table(catalog, files=1, rows_per_file=600, row_group_rows=300)
+    fake = FakeCoordinator(_answer_for(table, table.current_snapshot().snapshot_id, [0]))
+    result: dict = {}
+
+    def run():
+        result["stats"] = run_data_node(
+            "lonely",
+            f"grpc://127.0.0.1:{fake.port}",
+            ticket_key=KEY,
+            cache_dir=tmp_path / "local",
+            heartbeat_seconds=0.05,
+            timeout=1.0,
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert fake.cached.wait(30)
+    fake.shutdown()  # the coordinator is gone: no answer to heartbeats any more
+    thread.join(60)
+    assert not thread.is_alive()
+    assert result["stats"]["slices_cached"] == 1
+    assert list((tmp_path / "local").iterdir()) == []
+
+
+def test_registering_with_no_coordinator_is_a_feeder_error(tmp_path):
+    from jobs.errors import FeederError
+
+    with pytest.raises(FeederError, match="could not register"):
+        run_data_node("n9", "grpc://127.0.0.1:9", ticket_key=KEY, cache_dir=tmp_path, timeout=5.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_data_port_comes_from_the_executor_environment() -> None:
+    from feeder.node.datanode import data_port
+    from jobs.errors import SpecError
+
+    assert data_port({}) == 0
+    assert data_port({"ICEFEED_DATA_PORT": "8816"}) == 8816
+    for bad in ("http", "0", "70000", "-1"):
+        with pytest.raises(SpecError, match="ICEFEED_DATA_PORT"):
+            data_port({"ICEFEED_DATA_PORT": bad})

@@ -1,0 +1,516 @@
+"""FeederDataset: pure pieces (prefetch, world resolution, arguments, state) and the feeder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from feeder.torch.dataset import FeederDataset, Prefetcher, resolve_world
+from jobs.errors import FeederError, SpecError
+
+# The feeder's coordinator (a gRPC server) runs in this process, and gRPC is not
+# fork-safe: DataLoader workers must not be forked from it (docs/torch.md).
+FORK_SAFE = "forkserver"
+
+
+def test_prefetcher_yields_everything_in_order():
+    with Prefetcher(iter(range(100)), 3) as items:
+        assert list(items) == list(range(100))
+
+
+def test_prefetcher_reraises_the_source_error():
+    def source():
+        yield 1
+        raise FeederError("coordinator at grpc://x unreachable")
+
+    items = Prefetcher(source(), 2)
+    assert next(items) == 1
+    with pytest.raises(FeederError, match="unreachable"):
+        next(items)
+    with pytest.raises(StopIteration):
+        next(items)
+
+
+def test_prefetcher_close_stops_the_thread_and_closes_the_source():
+    closed = threading.Event()
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.set()
+
+    items = Prefetcher(endless(), 2)
+    assert next(items) == 0
+    items.close()
+    assert closed.wait(5)
+    assert not items._thread.is_alive()
+
+
+def test_prefetcher_weight_bounds_the_queued_batches():
+    groups = [[i] * (1 + i % 3) for i in range(40)]  # groups of 1..3 "batches"
+    items = Prefetcher(iter(groups), 4, weight=len)
+    got = []
+    for group in items:
+        assert items._queued <= 4 - 1 + 3  # an item enters only below the bound
+        got.append(group)
+    assert got == groups
+
+
+def test_prefetcher_on_end_runs_in_the_thread_before_the_end_is_seen():
+    seen: list[tuple[str, int]] = []
+    consumed: list[int] = []
+    items = Prefetcher(
+        iter(range(5)),
+        2,
+        on_end=lambda p: seen.append((threading.current_thread().name, len(consumed))),
+    )
+    for item in items:
+        consumed.append(item)
+    assert consumed == list(range(5))
+    assert len(seen) == 1 and seen[0][0] == "feeder-prefetch"
+
+
+class _Tracked:
+    """Records which thread frees it."""
+
+    def __init__(self, name: str, freed_by: dict[str, str]) -> None:
+        self.name = name
+        self._freed_by = freed_by
+
+    def __del__(self) -> None:
+        self._freed_by[self.name] = threading.current_thread().name
+
+
+def test_prefetcher_frees_retired_items_in_its_thread_keeping_the_latest():
+    freed_by: dict[str, str] = {}
+    release = [threading.Event() for _ in range(3)]
+
+    def source():
+        for i, gate in enumerate(release):
+            assert gate.wait(10)
+            yield _Tracked(f"item{i}", freed_by)
+
+    items = Prefetcher(source(), 1)
+    release[0].set()
+    items.retire(next(items))  # item0: kept, the consumer may still hold its last batch
+    release[1].set()
+    items.retire(next(items))  # item1 retired: item0 is now freed by the thread...
+    release[2].set()
+    last = next(items)  # ...before item2 is handed over
+    assert freed_by == {"item0": "feeder-prefetch"}
+    items.retire(last)
+    items.close()  # close drops whatever is left
+    del last
+    assert set(freed_by) == {"item0", "item1", "item2"}
+
+
+def test_a_claimed_read_ahead_does_not_give_up_when_idle():
+    idle = Prefetcher(iter(range(10)), 1, max_idle=0.2)
+    deadline = time.monotonic() + 10
+    while not idle.expired and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert idle.expired and not idle.claim()
+    idle.close()
+
+    kept = Prefetcher(iter(range(10)), 1, max_idle=0.2)
+    assert kept.claim()
+    time.sleep(0.6)  # three times max_idle with a full queue: would have given up
+    assert list(kept) == list(range(10)) and not kept.expired
+
+
+def test_resolve_world_prefers_explicit_then_env(monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert resolve_world(None, None) == (3, 4)
+    assert resolve_world(1, 2) == (1, 2)
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert resolve_world(None, None) == (0, 1)
+    with pytest.raises(SpecError, match=r"rank 2 must be in \[0, world_size=2\)"):
+        resolve_world(2, 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 8, "mode": "elastic"}, "mode: 'elastic'"),
+        ({"batch_size": 8, "prefetch": -1}, "prefetch"),
+        ({"batch_size": 8, "nulls": "zero"}, "nulls: 'zero'"),
+        ({"batch_size": 8, "rank": 4, "world_size": 2}, "rank 4"),
+        ({"batch_size": 8, "timeout": 0}, "timeout"),
+    ],
+)
+def test_bad_arguments_fail_at_construction(kwargs, message):
+    with pytest.raises(SpecError, match=message):
+        FeederDataset("grpc://127.0.0.1:1", **kwargs)
+
+
+def test_state_before_iteration_and_load_state_dict_validation():
+    ds = FeederDataset("grpc://127.0.0.1:1", batch_size=8, rank=1, world_size=2, job="j")
+    ds.set_epoch(3)
+    state = ds.state_dict()
+    assert state["epoch"] == 3 and state["rows_consumed"] == 0 and state["rank"] == 1
+    other = FeederDataset("grpc://127.0.0.1:1", batch_size=8, job="k")
+    with pytest.raises(SpecError, match="job was 'j'"):
+        other.load_state_dict(state)
+    with pytest.raises(SpecError, match="version"):
+        ds.load_state_dict({**state, "version": 99})
+    ds.load_state_dict({**state, "epoch": 5, "rows_consumed": 16})
+    assert ds.epoch == 5
+    assert ds.state_dict()["rows_consumed"] == 16
+    with pytest.raises(SpecError, match="epoch"):
+        ds.set_epoch(-1)
+
+
+def test_dataset_is_an_iterable_dataset():
+    ds = FeederDataset("grpc://127.0.0.1:1", batch_size=8)
+    assert isinstance(ds, torch.utils.data.IterableDataset)
+
+
+# --- failures (each with its own feeder; these run before the module-scoped one exists) ----
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_each_row_once_after_node_loss_mid_epoch_with_workers(spark, catalog):
+    """SIGKILL one of two data nodes while a 2-worker DataLoader iterates: the epoch completes."""
+    import os
+    import signal
+
+    from torch.utils.data import DataLoader
+
+    from feeder.coordinator.session import serve
+    from tests.feeder.tables import make_table
+
+    rows = 4 * 25_000
+    make_table(catalog, "test.nodeloss", files=4, rows_per_file=25_000, row_group_rows=5000)
+    with serve("test.nodeloss", spark=spark, catalog=catalog, nodes=2) as feeder:
+        feeder.wait_ready(180)
+        ds = FeederDataset(
+            feeder.endpoint,
+            batch_size=100,
+            columns=["id", "x", "name"],
+            job="nodeloss",
+            drop_last=False,
+            seed=1,
+            prefetch=1,
+        )
+        loader = DataLoader(
+            ds, batch_size=None, num_workers=2, prefetch_factor=1, multiprocessing_context=FORK_SAFE
+        )
+        ids: list[int] = []
+        killed = None
+        for i, batch in enumerate(loader):
+            ids.extend(batch["id"].tolist())
+            if i == 3:
+                victim = next(n for n in feeder.status()["nodes"] if n["alive"])
+                killed = victim["pid"]
+                os.kill(killed, signal.SIGKILL)
+    assert killed is not None
+    assert len(ids) == rows
+    assert sorted(ids) == list(range(rows))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_lost_coordinator_mid_epoch_is_a_clear_error(spark, catalog):
+    from feeder.coordinator.session import serve
+    from tests.feeder.tables import make_table
+
+    make_table(catalog, "test.coordloss", files=4, rows_per_file=25_000, row_group_rows=5000)
+    feeder = serve("test.coordloss", spark=spark, catalog=catalog, nodes=1)
+    try:
+        feeder.wait_ready(180)
+        ds = FeederDataset(feeder.endpoint, batch_size=10, columns=["id"], timeout=5, prefetch=1)
+        it = iter(ds)
+        assert len(next(it)["id"]) == 10
+    finally:
+        feeder.stop()
+    with pytest.raises(FeederError):
+        for _ in it:
+            pass
+
+
+# --- end to end: a real feeder (Spark local mode) on loopback ----------------------------
+
+ROWS = 6000  # 2 files x 3000 rows, row groups of 500
+
+
+def _rich_table(start: int, n: int) -> pa.Table:
+    """``n`` rows with a unique ``id`` and one column per interesting Arrow type."""
+    ids = np.arange(start, start + n, dtype=np.int64)
+    return pa.table(
+        {
+            "id": pa.array(ids),
+            "x": pa.array(ids * 0.5),
+            "f32": pa.array(ids.astype(np.float32)),
+            "i32": pa.array((ids % 1000).astype(np.int32)),
+            "flag": pa.array(ids % 2 == 0),
+            "ts": pa.array(ids * 1_000_000, type=pa.timestamp("us")),
+            "day": pa.array((ids % 365).astype(np.int32), type=pa.int32()).cast(pa.date32()),
+            "name": pa.array([f"n{i}" for i in ids]),
+            "vec": pa.array([[float(i)] * int(i % 4) for i in ids], type=pa.list_(pa.float32())),
+            "maybe": pa.array([None if i % 10 == 0 else int(i) for i in ids], type=pa.int64()),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def served(spark, tmp_path_factory):
+    """A feeder with one data node over ``test.torch`` (ROWS rows, unique ``id``)."""
+    from feeder.coordinator.session import serve
+    from jobs.catalog import load_catalog
+
+    home = tmp_path_factory.mktemp("torch-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ICEFEED_HOME", str(home))
+        catalog = load_catalog()
+        catalog.create_namespace("test")
+        table = catalog.create_table(
+            "test.torch",
+            schema=_rich_table(0, 1).schema,
+            properties={"write.parquet.row-group-limit": "500"},
+        )
+        for f in range(2):
+            table.append(_rich_table(f * 3000, 3000))
+        feeder = serve(
+            "test.torch", spark=spark, catalog=catalog, nodes=1, cache_dir=home / "cache"
+        )
+        try:
+            feeder.wait_ready(180)
+            yield feeder
+        finally:
+            feeder.stop()
+
+
+def _ids(loader) -> list[list[int]]:
+    return [batch["id"].tolist() for batch in loader]
+
+
+def _flat(batches: list[list[int]]) -> list[int]:
+    return [i for b in batches for i in b]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_each_row_once_per_epoch_across_ranks_and_workers(served, mode):
+    from torch.utils.data import DataLoader
+
+    run = uuid.uuid4().hex[:8]  # a fresh job: dynamic mode consumes (job, epoch) once
+    per_rank = []
+    for rank in range(2):
+        ds = FeederDataset(
+            served.endpoint,
+            batch_size=64,
+            columns=["id", "x"],
+            job=f"once-{mode}-{run}",
+            mode=mode,
+            rank=rank,
+            world_size=2,
+            drop_last=False,
+            seed=11,
+        )
+        loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=FORK_SAFE)
+        per_rank.append(_ids(loader))
+    all_ids = _flat(per_rank[0]) + _flat(per_rank[1])
+    assert sorted(all_ids) == list(range(ROWS))
+    for batches in per_rank:
+        # at most one short batch per consumer (DataLoader worker)
+        assert sum(len(b) != 64 for b in batches) <= 2
+    if mode == "static":
+        # 3000 rows per rank; workers get 23 whole batches + (23 batches + 56 rows)
+        assert [len(b) for b in per_rank[0]].count(64) == 46
+        assert len(per_rank[0]) == len(per_rank[1]) == 47
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_static_ranks_yield_equal_batch_counts_with_drop_last(served):
+    from torch.utils.data import DataLoader
+
+    counts, seen = [], []
+    for rank in range(3):
+        ds = FeederDataset(
+            served.endpoint, batch_size=100, columns=["id"], rank=rank, world_size=3, seed=2
+        )
+        batches = _ids(
+            DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=FORK_SAFE)
+        )
+        counts.append(len(batches))
+        assert all(len(b) == 100 for b in batches)
+        seen.extend(_flat(batches))
+    assert counts == [20, 20, 20]
+    assert len(seen) == len(set(seen)) == 6000
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_epochs_differ_and_the_same_seed_repeats(served):
+    ds = FeederDataset(served.endpoint, batch_size=500, columns=["id"], seed=5, prefetch=0)
+    first = _flat(_ids(ds))
+    ds.set_epoch(1)
+    second = _flat(_ids(ds))
+    ds.set_epoch(0)
+    again = _flat(_ids(ds))
+    other_seed = _flat(_ids(FeederDataset(served.endpoint, batch_size=500, columns=["id"], seed=6)))
+    assert sorted(first) == sorted(second) == list(range(ROWS))
+    assert first != second
+    assert first == again
+    assert first != other_seed
+    unshuffled = FeederDataset(served.endpoint, batch_size=500, columns=["id"], shuffle=False)
+    assert sorted(_flat(_ids(unshuffled))) == list(range(ROWS))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_mid_epoch_with_stateful_dataloader(served, workers):
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    def make():
+        ds = FeederDataset(
+            served.endpoint, batch_size=50, columns=["id"], job="resume", seed=9, drop_last=False
+        )
+        ds.set_epoch(4)
+        context = FORK_SAFE if workers else None
+        return StatefulDataLoader(
+            ds, batch_size=None, num_workers=workers, multiprocessing_context=context
+        )
+
+    loader = make()
+    before = []
+    for i, batch in enumerate(loader):
+        before.extend(batch["id"].tolist())
+        if i == 36:
+            break
+    state = loader.state_dict()
+    del loader
+    resumed = make()
+    resumed.load_state_dict(state)
+    after = _flat(_ids(resumed))
+    assert len(before) == 37 * 50
+    assert after, "resume delivered nothing"
+    assert not set(before) & set(after)
+    assert sorted(before + after) == list(range(ROWS))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_resume_with_another_world_size_mid_epoch_is_a_clear_error(served):
+    ds = FeederDataset(served.endpoint, batch_size=50, columns=["id"], rank=0, world_size=2)
+    it = iter(ds)
+    next(it)
+    state = ds.state_dict()
+    it.close()
+    assert state["rows_consumed"] == 50
+    other = FeederDataset(served.endpoint, batch_size=50, columns=["id"], rank=0, world_size=3)
+    other.load_state_dict(state)
+    with pytest.raises(SpecError, match="world_size was 2"):
+        next(iter(other))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_breaking_out_stops_the_prefetch_thread(served):
+    def prefetchers() -> int:
+        return sum(t.name == "feeder-prefetch" and t.is_alive() for t in threading.enumerate())
+
+    before = prefetchers()  # read-ahead threads of earlier tests can only end meanwhile
+    ds = FeederDataset(served.endpoint, batch_size=10, columns=["id"], prefetch=4)
+    it = iter(ds)
+    assert len(next(it)["id"]) == 10
+    assert prefetchers() >= 1
+    it.close()
+    assert prefetchers() <= before
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_next_epoch_read_ahead_gives_the_same_rows_as_a_fresh_read(served):
+    def ds():
+        return FeederDataset(served.endpoint, batch_size=256, columns=["id"], seed=21)
+
+    warm = ds()
+    epoch0 = _flat(_ids(warm))
+    assert warm._ahead is not None, "no read-ahead after a full epoch"
+    warm.set_epoch(1)
+    epoch1 = _flat(_ids(warm))
+    fresh = ds()
+    fresh.set_epoch(1)
+    assert epoch1 == _flat(_ids(fresh))
+    warm.set_epoch(1)  # the same epoch again: the read-ahead (epoch 2) is not used
+    assert _flat(_ids(warm)) == epoch1 != epoch0
+    warm.close()
+    fresh.close()
+    assert warm._ahead is None
+
+
+@pytest.mark.slow
+def test_unreachable_coordinator_is_a_clear_error_not_a_hang():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ds = FeederDataset(f"grpc://127.0.0.1:{port}", batch_size=8, timeout=3)
+    with pytest.raises(FeederError, match="unreachable"):
+        next(iter(ds))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_dtypes_through_the_feeder(served):
+    ds = FeederDataset(served.endpoint, batch_size=100, shuffle=False, nulls="fill", fill_value=-1)
+    batch = next(iter(ds))
+    ids = batch["id"]
+    assert ids.dtype == torch.int64 and ids.shape == (100,)
+    assert torch.equal(batch["x"], ids.double() * 0.5)
+    assert batch["f32"].dtype == torch.float32
+    assert batch["i32"].dtype == torch.int32
+    assert torch.equal(batch["flag"], ids % 2 == 0)
+    assert batch["ts"].dtype == torch.int64 and torch.equal(batch["ts"], ids * 1_000_000)
+    assert batch["day"].dtype == torch.int32
+    assert batch["name"] == [f"n{i}" for i in ids.tolist()]
+    assert batch["vec"].shape == (100, 3) and torch.equal(batch["vec_lengths"], ids % 4)
+    expected = torch.where(ids % 10 == 0, torch.tensor(-1), ids)
+    assert torch.equal(batch["maybe"], expected)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_nulls_are_a_clear_error_by_default_through_the_feeder(served):
+    ds = FeederDataset(served.endpoint, batch_size=100, columns=["id", "maybe"])
+    with pytest.raises(FeederError, match=r"column 'maybe' has .* null"):
+        next(iter(ds))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_training_process_reads_the_feeder_without_loading_spark_or_iceberg(served):
+    # a separate interpreter, as a PyTorch worker pod: import, iterate, then look
+    probe = (
+        "import sys\n"
+        "from feeder.torch.dataset import FeederDataset\n"
+        f"ds = FeederDataset({served.endpoint!r}, batch_size=100, columns=['id'])\n"
+        "rows = sum(len(b['id']) for b in ds)\n"
+        "print(rows, sorted({m.split('.')[0] for m in sys.modules} & {'pyspark', 'pyiceberg'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{ROWS} []", result.stdout

@@ -1,0 +1,112 @@
+"""Resume state: versioned, validated, JSON round-trip, compatibility rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feeder.protocol.modes import Mode
+from feeder.torch.resume import STATE_VERSION, ResumeState
+from jobs.errors import SpecError
+
+
+def _state(**over):
+    base = dict(
+        job="train",
+        epoch=2,
+        rows_consumed=128,
+        seed=7,
+        shuffle=True,
+        world_size=2,
+        rank=1,
+        num_workers=2,
+        worker=0,
+        batch_size=64,
+        drop_last=True,
+        mode=Mode.STATIC,
+    )
+    base.update(over)
+    return ResumeState(**base)
+
+
+@settings(deadline=None)
+@given(
+    epoch=st.integers(0, 10**6),
+    rows=st.integers(0, 10**12),
+    seed=st.integers(0, 2**63),
+    world=st.integers(1, 64),
+    workers=st.integers(1, 16),
+    batch=st.integers(1, 10**5),
+    mode=st.sampled_from(list(Mode)),
+)
+def test_json_roundtrip(epoch, rows, seed, world, workers, batch, mode):
+    state = _state(
+        epoch=epoch,
+        rows_consumed=rows,
+        seed=seed,
+        world_size=world,
+        rank=world - 1,
+        num_workers=workers,
+        worker=workers - 1,
+        batch_size=batch,
+        mode=mode,
+    )
+    data = json.loads(json.dumps(state.to_dict()))
+    assert data["version"] == STATE_VERSION
+    assert ResumeState.from_dict(data) == state
+
+
+def test_mode_accepts_its_string_value():
+    assert _state(mode="dynamic").mode is Mode.DYNAMIC
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"version": 2}, "version 2 is not supported"),
+        ({"rows_consumed": -1}, "rows_consumed: -1 must be an integer >= 0"),
+        ({"epoch": 1.5}, "epoch: 1.5"),
+        ({"rank": 2}, "rank 2 must be < world_size 2"),
+        ({"worker": 2}, "worker 2 must be < num_workers 2"),
+        ({"batch_size": 0}, "batch_size: 0"),
+        ({"mode": "elastic"}, "mode: 'elastic'"),
+        ({"shuffle": "yes"}, "shuffle: 'yes' is not a bool"),
+        ({"job": ""}, "job"),
+    ],
+)
+def test_invalid_states_are_refused_with_the_field_named(override, message):
+    with pytest.raises(SpecError, match=message):
+        _state(**override)
+
+
+def test_from_dict_refuses_foreign_dicts():
+    with pytest.raises(SpecError, match="no 'version'"):
+        ResumeState.from_dict({"epoch": 1})
+    with pytest.raises(SpecError, match="must be a dict"):
+        ResumeState.from_dict([1, 2])  # type: ignore[arg-type]
+    data = _state().to_dict()
+    data["extra"] = 1
+    del data["seed"]
+    with pytest.raises(SpecError, match=r"missing fields \['seed'\], unknown fields \['extra'\]"):
+        ResumeState.from_dict(data)
+    with pytest.raises(SpecError, match="version 9"):
+        ResumeState.from_dict({**_state().to_dict(), "version": 9})
+
+
+def test_mid_epoch_resume_with_another_world_size_is_a_clear_error():
+    saved = _state()
+    with pytest.raises(SpecError, match=r"world_size was 2 .* but is 4 now"):
+        saved.check_compatible(_state(world_size=4, rows_consumed=0))
+    with pytest.raises(SpecError, match="batch_size"):
+        saved.check_compatible(_state(batch_size=32))
+    saved.check_compatible(_state(rows_consumed=0))
+
+
+def test_epoch_boundary_resume_allows_a_new_shape():
+    saved = _state(rows_consumed=0)
+    saved.check_compatible(_state(world_size=8, rank=5, num_workers=1, worker=0, batch_size=3))
+    with pytest.raises(SpecError, match="job"):
+        saved.check_compatible(_state(job="other"))

@@ -36,7 +36,7 @@ def running(spark, tmp_path_factory):
     cat = SqlCatalog("launcher", **embedded_catalog_properties(home))
     cat.create_namespace("test")
     make_table(cat, files=3, rows_per_file=ROWS // 3, row_group_rows=1000)
-    with feeder.coordinator.session(
+    with feeder.serve(
         "test.feed",
         spark=spark,
         catalog=cat,

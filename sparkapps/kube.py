@@ -142,10 +142,19 @@ def submit(
     namespace: str | None = None,
     client: ApiClient | None = None,
 ) -> AppStatus:
-    """Validate ``manifest`` and create it; return the created object's status.
+    """Validate ``manifest`` and create it on the cluster.
 
-    Sends nothing when validation finds problems (ManifestInvalidError); raises
-    ApplicationExistsError when the name is taken (HTTP 409).
+    Args:
+        manifest: a SparkApplication or ScheduledSparkApplication.
+        namespace: overrides the manifest's namespace.
+        client: a kubernetes ``ApiClient`` (default: from kubeconfig or in-cluster).
+
+    Returns:
+        The created object's status.
+
+    Raises:
+        ManifestInvalidError: validation found problems (nothing was sent).
+        ApplicationExistsError: the name is taken (HTTP 409).
     """
     body = checked_body(manifest, namespace)
     ns = body["metadata"]["namespace"]
@@ -194,7 +203,19 @@ def status(
     namespace: str = DEFAULT_NAMESPACE,
     client: ApiClient | None = None,
 ) -> AppStatus:
-    """Return the operator's status of SparkApplication ``name``."""
+    """Return the operator's status of SparkApplication ``name``.
+
+    Args:
+        name: the application's name.
+        namespace: its namespace.
+        client: a kubernetes ``ApiClient`` (default: from kubeconfig or in-cluster).
+
+    Returns:
+        The application's state, driver pod and error message, if any.
+
+    Raises:
+        ManifestError: the application does not exist or the API call failed.
+    """
     return AppStatus.from_object(get_object(name, namespace=namespace, client=client))
 
 
@@ -209,9 +230,20 @@ def wait(
 ) -> AppStatus:
     """Poll until the application is COMPLETED (returned) or FAILED (raised).
 
-    ``on_change`` is called with each new state as it is first seen. Raises
-    ApplicationFailedError with the operator's errorMessage on FAILED and
-    WaitTimeoutError after ``timeout`` seconds.
+    Args:
+        name: the application's name.
+        namespace: its namespace.
+        client: a kubernetes ``ApiClient`` (default: from kubeconfig or in-cluster).
+        timeout: seconds to wait in all.
+        poll_seconds: seconds between two status reads.
+        on_change: called with each new state as it is first seen.
+
+    Returns:
+        The final status (COMPLETED).
+
+    Raises:
+        ApplicationFailedError: FAILED, with the operator's errorMessage.
+        WaitTimeoutError: still running after ``timeout`` seconds.
     """
     api_client = _client(client)
     deadline = time.monotonic() + timeout
@@ -244,7 +276,17 @@ def logs(
 ) -> str:
     """Return the driver pod's log (pod named by ``status.driverInfo.podName``).
 
-    Raises ManifestError when the operator has not started a driver yet.
+    Args:
+        name: the application's name.
+        namespace: its namespace.
+        client: a kubernetes ``ApiClient`` (default: from kubeconfig or in-cluster).
+        tail_lines: only the last lines (None: the whole log).
+
+    Returns:
+        The log text.
+
+    Raises:
+        ManifestError: the operator has not started a driver yet, or the call failed.
     """
     api_client = _client(client)
     current = status(name, namespace=namespace, client=api_client)
@@ -275,7 +317,17 @@ def delete(
     kind: Kind = Kind.SPARK_APPLICATION,
     client: ApiClient | None = None,
 ) -> None:
-    """Delete the custom object ``name`` (the operator then removes its pods)."""
+    """Delete the custom object ``name`` (the operator then removes its pods).
+
+    Args:
+        name: the object's name.
+        namespace: its namespace.
+        kind: SparkApplication or ScheduledSparkApplication.
+        client: a kubernetes ``ApiClient`` (default: from kubeconfig or in-cluster).
+
+    Raises:
+        ManifestError: the object does not exist or the API call failed.
+    """
     kubernetes = require("kubernetes", "k8s")
     api = kubernetes.client.CustomObjectsApi(_client(client))
     _call(

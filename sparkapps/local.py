@@ -155,8 +155,20 @@ def plan_local_run(
 ) -> LocalRun:
     """Translate ``manifest`` into a local ``spark-submit`` run (pure, nothing runs).
 
-    Raises ManifestError for a manifest that cannot run locally (no main file,
-    an R application, a main file that does not exist after path mapping).
+    Args:
+        manifest: a SparkApplication manifest.
+        path_map: image path prefix -> local path (``/opt/icefeed`` -> the repo).
+        cores: local cores (``local[N]``); default: the manifest's executors' cores.
+        extra_conf: Spark settings laid over the manifest's ``sparkConf``.
+        extra_env: environment variables laid over the manifest's.
+        spark_submit: the ``spark-submit`` to run (default: pyspark's own).
+
+    Returns:
+        The command, environment and warnings of the local run.
+
+    Raises:
+        ManifestError: the manifest cannot run locally (no main file, an R
+            application, a main file that does not exist after path mapping).
     """
     spec = _application_spec(manifest)
     mapping = dict(default_path_map() if path_map is None else path_map)
@@ -275,8 +287,17 @@ def run_local(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``plan`` (its warnings are logged) and return the finished process.
 
-    Output goes to this process's stdout/stderr unless ``capture``. Raises
-    ManifestError if spark-submit cannot start or exceeds ``timeout`` seconds.
+    Args:
+        plan: what :func:`plan_local_run` returned.
+        cwd: the working directory of ``spark-submit``.
+        timeout: seconds before the run is stopped (None: no limit).
+        capture: capture stdout/stderr instead of passing them through.
+
+    Returns:
+        The finished ``spark-submit`` process.
+
+    Raises:
+        ManifestError: spark-submit cannot start or exceeds ``timeout``.
     """
     for warning in plan.warnings:
         log.warning("run-local: %s", warning)

@@ -120,9 +120,18 @@ def render(
 ) -> dict[str, Any]:
     """Return ``template`` with the chart defaults and ``values`` applied (a new dict).
 
-    ``template`` is a manifest mapping, a YAML file or a shipped manifest name
-    (``"clean-flights"``). Raises ManifestError for an unknown template, a
-    kind other than (Scheduled)SparkApplication, or a malformed ``set`` path.
+    Args:
+        template: a manifest mapping, a YAML file or a shipped manifest name
+            (``"clean-flights"``).
+        values: chart-style values (image, namespace, sparkConf, ...) laid over the
+            chart's defaults.
+
+    Returns:
+        The rendered manifest; ``template`` is not modified.
+
+    Raises:
+        ManifestError: an unknown template, a kind other than
+            (Scheduled)SparkApplication, or a malformed ``set`` path.
     """
     manifest = resolve_template(template)
     kind = Kind.parse(manifest.get("kind"))

@@ -62,8 +62,16 @@ def validate(manifest: Mapping[str, Any]) -> list[Problem]:
     """Return every problem found in ``manifest`` (empty when it is valid).
 
     SparkApplication and ScheduledSparkApplication go through all four layers;
-    any other kind is checked against Kubernetes' own schema. Raises
-    ManifestError only when a reference schema (the CRDs) is unavailable.
+    any other kind is checked against Kubernetes' own schema.
+
+    Args:
+        manifest: the parsed manifest.
+
+    Returns:
+        The problems found, each with its path, message and check; empty if valid.
+
+    Raises:
+        ManifestError: a reference schema (the CRDs) is unavailable.
     """
     if not isinstance(manifest, Mapping):
         return [Problem(path="", message="a manifest must be a mapping", check=Check.MANIFEST)]

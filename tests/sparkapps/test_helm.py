@@ -104,7 +104,7 @@ def test_row_copy_off_reaches_the_feeder_arguments(helm: str, crds: None) -> Non
     (default,) = by_kind(template(helm), "SparkApplication")
     (off,) = by_kind(template(helm, "--set", "feeder.rowCopy=false"), "SparkApplication")
     assert "--no-row-copy" not in default["spec"]["arguments"]
-    assert off["spec"]["arguments"][-1] == "--no-row-copy"
+    assert "--no-row-copy" in off["spec"]["arguments"]
     assert validate(off) == []
 
 
@@ -213,7 +213,17 @@ def test_bad_values_fail_with_a_clear_message(helm: str, sets: list[str], messag
         assert "plain" not in result.stderr.replace("plain values", "")
 
 
-def test_notes_print_the_coordinator_endpoint(helm: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sets", "endpoint"),
+    [
+        ([], "grpc+tls://icefeed-feeder-coordinator.ml.svc:8815"),
+        (["feeder.tls.enabled=false"], "grpc://icefeed-feeder-coordinator.ml.svc:8815"),
+    ],
+    ids=["tls", "no-tls"],
+)
+def test_notes_print_the_coordinator_endpoint(
+    helm: str, tmp_path: Path, sets: list[str], endpoint: str
+) -> None:
     # `helm template` does not render NOTES.txt: render it through a copy of the
     # chart where it is wrapped in a ConfigMap.
     copy = tmp_path / "icefeed"
@@ -222,12 +232,14 @@ def test_notes_print_the_coordinator_endpoint(helm: str, tmp_path: Path) -> None
     wrapper = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n"
     wrapper += "".join(f"    {line}\n" for line in notes.splitlines())
     (copy / "templates" / "zz-notes.yaml").write_text(wrapper)
-    result = run_helm(helm, "template", "rel", str(copy), "--namespace", "ml")
+    args = [a for s in sets for a in ("--set", s)]
+    result = run_helm(helm, "template", "rel", str(copy), "--namespace", "ml", *args)
     assert result.returncode == 0, result.stderr
     (cm,) = [d for d in yaml.safe_load_all(result.stdout) if d and d["metadata"]["name"] == "notes"]
     text = cm["data"]["notes"]
-    assert "grpc://icefeed-feeder-coordinator.ml.svc:8815" in text
+    assert f"  {endpoint}\n" in text
     assert "icefeed.io/feeder-client" in text
+    assert ("clear text" in text) == (not endpoint.startswith("grpc+tls"))
 
 
 def test_the_helm_installer_is_idempotent(helm: str) -> None:

@@ -204,6 +204,10 @@ def _all_env(node: Any) -> list[dict[str, Any]]:
         (["feeder.token.existingSecret=mine", "feeder.token.value=plain"], "feeder.token.value"),
         (["feeder.naem=x"], "naem"),
         (["feeder.rowCopy=maybe"], "feeder.rowCopy"),
+        (["feeder.cache.type=nfs"], "feeder.cache.type"),
+        (["feeder.cacheHostPath=/mnt/nvme"], "cacheHostPath"),  # the old key: now feeder.cache
+        (["feeder.cache.sizeLimit=lots"], "feeder.cache.sizeLimit"),
+        (["serviceAccount.executorName=Not_A_Name"], "serviceAccount.executorName"),
     ],
 )
 def test_bad_values_fail_with_a_clear_message(helm: str, sets: list[str], message: str) -> None:

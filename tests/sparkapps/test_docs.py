@@ -12,6 +12,7 @@ import yaml
 from sparkapps.paths import chart_dir, repo_root
 from sparkapps.rendering import chart_defaults
 from sparkapps.validation import validate, validate_core_object
+from tests.sparkapps.pod_security import Level, pod_violations
 
 pytestmark = pytest.mark.k8s
 
@@ -46,7 +47,8 @@ def test_every_pod_template_of_the_pytorchjob_is_a_valid_pod() -> None:
 def test_the_training_pods_match_what_the_chart_deploys() -> None:
     values = chart_defaults()
     feeder = values["feeder"]
-    endpoint = f"grpc://{feeder['name']}-coordinator.ml.svc:{feeder['coordinatorPort']}"
+    scheme = "grpc+tls" if feeder["tls"]["enabled"] else "grpc"
+    endpoint = f"{scheme}://{feeder['name']}-coordinator.ml.svc:{feeder['coordinatorPort']}"
     (job,) = pytorch_jobs()
     for replica in job["spec"]["pytorchReplicaSpecs"].values():
         template = replica["template"]
@@ -65,6 +67,17 @@ def test_the_training_pods_match_what_the_chart_deploys() -> None:
             "name": feeder["token"]["secretName"],
             "key": "token",
         }
+        (ca,) = template["spec"]["volumes"]
+        assert ca["secret"]["secretName"] == feeder["tls"]["existingSecret"]
+        assert [item["key"] for item in ca["secret"]["items"]] == ["ca.crt"]
+
+
+def test_the_training_pods_meet_pod_security_restricted() -> None:
+    (job,) = pytorch_jobs()
+    for role, replica in job["spec"]["pytorchReplicaSpecs"].items():
+        template = replica["template"]
+        problems = pod_violations(template["metadata"], template["spec"], Level.RESTRICTED)
+        assert problems == [], (role, [str(p) for p in problems])
 
 
 def test_the_values_example_passes_the_chart_schema() -> None:

@@ -6,6 +6,7 @@ that installer if the binary is missing.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import shutil
 import subprocess
@@ -18,8 +19,9 @@ import pytest
 import yaml
 
 from sparkapps.manifests import load_manifest
-from sparkapps.paths import MANIFEST_DIR, chart_dir
+from sparkapps.paths import MANIFEST_DIR, chart_dir, shipped_manifests
 from sparkapps.validation import validate
+from tests.sparkapps.pod_security import Level, RenderedPod, pod_violations, pods_of
 
 pytestmark = pytest.mark.k8s
 
@@ -104,7 +106,7 @@ def test_row_copy_off_reaches_the_feeder_arguments(helm: str, crds: None) -> Non
     (default,) = by_kind(template(helm), "SparkApplication")
     (off,) = by_kind(template(helm, "--set", "feeder.rowCopy=false"), "SparkApplication")
     assert "--no-row-copy" not in default["spec"]["arguments"]
-    assert off["spec"]["arguments"][-1] == "--no-row-copy"
+    assert "--no-row-copy" in off["spec"]["arguments"]
     assert validate(off) == []
 
 
@@ -202,6 +204,10 @@ def _all_env(node: Any) -> list[dict[str, Any]]:
         (["feeder.token.existingSecret=mine", "feeder.token.value=plain"], "feeder.token.value"),
         (["feeder.naem=x"], "naem"),
         (["feeder.rowCopy=maybe"], "feeder.rowCopy"),
+        (["feeder.cache.type=nfs"], "feeder.cache.type"),
+        (["feeder.cacheHostPath=/mnt/nvme"], "cacheHostPath"),  # the old key: now feeder.cache
+        (["feeder.cache.sizeLimit=lots"], "feeder.cache.sizeLimit"),
+        (["serviceAccount.executorName=Not_A_Name"], "serviceAccount.executorName"),
     ],
 )
 def test_bad_values_fail_with_a_clear_message(helm: str, sets: list[str], message: str) -> None:
@@ -213,7 +219,17 @@ def test_bad_values_fail_with_a_clear_message(helm: str, sets: list[str], messag
         assert "plain" not in result.stderr.replace("plain values", "")
 
 
-def test_notes_print_the_coordinator_endpoint(helm: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sets", "endpoint"),
+    [
+        ([], "grpc+tls://icefeed-feeder-coordinator.ml.svc:8815"),
+        (["feeder.tls.enabled=false"], "grpc://icefeed-feeder-coordinator.ml.svc:8815"),
+    ],
+    ids=["tls", "no-tls"],
+)
+def test_notes_print_the_coordinator_endpoint(
+    helm: str, tmp_path: Path, sets: list[str], endpoint: str
+) -> None:
     # `helm template` does not render NOTES.txt: render it through a copy of the
     # chart where it is wrapped in a ConfigMap.
     copy = tmp_path / "icefeed"
@@ -222,12 +238,14 @@ def test_notes_print_the_coordinator_endpoint(helm: str, tmp_path: Path) -> None
     wrapper = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n"
     wrapper += "".join(f"    {line}\n" for line in notes.splitlines())
     (copy / "templates" / "zz-notes.yaml").write_text(wrapper)
-    result = run_helm(helm, "template", "rel", str(copy), "--namespace", "ml")
+    args = [a for s in sets for a in ("--set", s)]
+    result = run_helm(helm, "template", "rel", str(copy), "--namespace", "ml", *args)
     assert result.returncode == 0, result.stderr
     (cm,) = [d for d in yaml.safe_load_all(result.stdout) if d and d["metadata"]["name"] == "notes"]
     text = cm["data"]["notes"]
-    assert "grpc://icefeed-feeder-coordinator.ml.svc:8815" in text
+    assert f"  {endpoint}\n" in text
     assert "icefeed.io/feeder-client" in text
+    assert ("clear text" in text) == (not endpoint.startswith("grpc+tls"))
 
 
 def test_the_helm_installer_is_idempotent(helm: str) -> None:
@@ -253,3 +271,240 @@ def test_the_chart_renders_the_same_nightly_clean_job_as_the_shipped_manifest(he
     objects = template(helm, *[a for s in job for a in ("--set", s)])
     (rendered,) = by_kind(objects, "ScheduledSparkApplication")
     assert rendered["spec"] == shipped["spec"]
+
+
+# --- Pod security, the cache volume, service accounts, network policy, TLS ---
+
+NIGHTLY_JOB = [
+    "clean.enabled=true",
+    "clean.jobs[0].name=clean-flights-nightly",
+    "clean.jobs[0].schedule=0 2 * * *",
+    "clean.jobs[0].spec=/opt/icefeed/jobs/specs/flights.yaml",
+]
+#: Option combinations whose every pod must meet Pod Security "restricted".
+RESTRICTED_OPTIONS: dict[str, list[str]] = {
+    "default": [],
+    "production": ["-f", str(PRODUCTION)],
+    "clean-jobs": [a for s in NIGHTLY_JOB for a in ("--set", s)],
+    "no-tls-no-metrics": ["--set", "feeder.tls.enabled=false", "--set", "metrics.enabled=false"],
+    "tmpfs-cache": ["--set", "feeder.cache.medium=Memory", "--set", "feeder.cache.sizeLimit=8Gi"],
+    "no-network-policy": ["--set", "networkPolicy.enabled=false"],
+    "writable-root": ["--set", "containerSecurityContext.readOnlyRootFilesystem=false"],
+}
+
+
+def rendered_pods(objects: Sequence[dict[str, Any]]) -> list[RenderedPod]:
+    return [pod for obj in objects for pod in pods_of(obj)]
+
+
+def violations(pod: RenderedPod, level: Level) -> list[str]:
+    return [str(v) for v in pod_violations(pod.metadata, pod.spec, level)]
+
+
+def the_pod(objects: Sequence[dict[str, Any]], source_suffix: str) -> RenderedPod:
+    (pod,) = [p for p in rendered_pods(objects) if p.source.endswith(source_suffix)]
+    return pod
+
+
+def main_container(pod: RenderedPod) -> dict[str, Any]:
+    container: dict[str, Any] = pod.spec["containers"][0]
+    return container
+
+
+@pytest.mark.parametrize("option", sorted(RESTRICTED_OPTIONS))
+def test_every_rendered_pod_meets_pod_security_restricted(
+    helm: str, crds: None, option: str
+) -> None:
+    objects = template(helm, *RESTRICTED_OPTIONS[option])
+    pods = rendered_pods(objects)
+    spark_apps = [o for o in objects if o["kind"] in SPARK_KINDS]
+    assert len(pods) == 2 * len(spark_apps) >= 2  # a driver and an executor pod each
+    for pod in pods:
+        assert violations(pod, Level.RESTRICTED) == [], pod.source
+    for obj in spark_apps:
+        assert validate(obj) == [], obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("path", shipped_manifests(), ids=lambda p: p.name)
+def test_every_shipped_manifest_pod_meets_pod_security_restricted(path: Path) -> None:
+    pods = pods_of(load_manifest(path))
+    assert len(pods) == 2
+    for pod in pods:
+        assert violations(pod, Level.RESTRICTED) == [], pod.source
+        context = main_container(pod)["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True
+        assert pod.spec["securityContext"]["runAsUser"] == 185
+        mounts = {m["mountPath"] for m in main_container(pod)["volumeMounts"]}
+        assert {"/tmp", "/opt/spark/work-dir"} <= mounts
+
+
+def test_pods_run_as_the_images_spark_user() -> None:
+    dockerfile = (CHART.parent.parent / "Dockerfile").read_text()
+    assert dockerfile.rstrip().splitlines()[-1] == "USER spark"
+    assert "apache/spark:" in dockerfile  # whose `spark` user is uid/gid 185
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["podSecurityContext"]["runAsUser"] == 185
+    assert values["podSecurityContext"]["runAsGroup"] == 185
+
+
+def test_the_cache_is_an_empty_dir_with_a_size_limit_mounted_as_spark_local_dir_1(
+    helm: str,
+) -> None:
+    executor = the_pod(template(helm, "--set", "feeder.cache.sizeLimit=750Gi"), "executor")
+    (cache,) = [v for v in executor.spec["volumes"] if v["name"] == "spark-local-dir-1"]
+    assert cache == {"name": "spark-local-dir-1", "emptyDir": {"sizeLimit": "750Gi"}}
+    mounts = {m["name"]: m["mountPath"] for m in main_container(executor)["volumeMounts"]}
+    assert mounts["spark-local-dir-1"] == "/var/data/spark-local-dir-1"
+
+
+def test_a_host_path_cache_is_an_option_and_pod_security_baseline_refuses_it(
+    helm: str, crds: None
+) -> None:
+    objects = template(helm, "--set", "feeder.cache.type=hostPath")
+    (app,) = by_kind(objects, "SparkApplication")
+    assert validate(app) == []
+    executor = the_pod(objects, "executor")
+    (cache,) = [v for v in executor.spec["volumes"] if v["name"] == "spark-local-dir-1"]
+    assert cache["hostPath"] == {"path": "/mnt/nvme/icefeed", "type": "Directory"}
+    index = executor.spec["volumes"].index(cache)
+    assert violations(executor, Level.BASELINE) == [
+        f"spec.volumes[{index}].hostPath: hostPath volumes are forbidden (baseline)"
+    ]
+    assert violations(the_pod(objects, "driver"), Level.RESTRICTED) == []
+
+
+def test_executors_have_their_own_service_account_without_api_access(helm: str) -> None:
+    objects = template(helm, *[a for s in NIGHTLY_JOB for a in ("--set", s)])
+    accounts = {a["metadata"]["name"]: a for a in by_kind(objects, "ServiceAccount")}
+    executor_account = accounts["icefeed-spark-executor"]
+    assert executor_account["automountServiceAccountToken"] is False
+    (binding,) = by_kind(objects, "RoleBinding")
+    assert [s["name"] for s in binding["subjects"]] == ["icefeed-spark"]
+    (feeder,) = by_kind(objects, "SparkApplication")
+    (nightly,) = by_kind(objects, "ScheduledSparkApplication")
+    for app in (feeder["spec"], nightly["spec"]["template"]):
+        assert app["executor"]["serviceAccount"] == "icefeed-spark-executor"
+        assert app["driver"]["serviceAccount"] == "icefeed-spark"
+    assert feeder["spec"]["executor"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def ingress_rule_for_port(policy: dict[str, Any], port: int) -> dict[str, Any]:
+    rules = policy["spec"]["ingress"]
+    (rule,) = [r for r in rules if port in [p["port"] for p in r.get("ports", [])]]
+    return rule
+
+
+def test_every_ingress_rule_names_its_sources(helm: str) -> None:
+    (policy,) = by_kind(template(helm), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    for rule in policy["spec"]["ingress"]:
+        assert rule.get("from"), rule
+        for peer in rule["from"]:
+            assert peer["podSelector"]["matchLabels"], peer
+
+
+def test_the_metrics_port_admits_only_labelled_scrapers(helm: str) -> None:
+    sets = [
+        "networkPolicy.metricsScrapers.namespaceSelector.matchLabels.team=observability",
+        "networkPolicy.metricsScrapers.podSelector.matchLabels.app=vmagent",
+    ]
+    (policy,) = by_kind(template(helm, *[a for s in sets for a in ("--set", s)]), "NetworkPolicy")
+    rule = ingress_rule_for_port(policy, 9108)
+    assert [p["port"] for p in rule["ports"]] == [9108]
+    (peer,) = rule["from"]
+    assert peer["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "prometheus",
+        "app": "vmagent",
+    }
+    assert peer["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring",
+        "team": "observability",
+    }
+    (off,) = by_kind(template(helm, "--set", "metrics.enabled=false"), "NetworkPolicy")
+    assert all(9108 not in [p["port"] for p in r.get("ports", [])] for r in off["spec"]["ingress"])
+
+
+def test_metrics_scrapers_must_be_selected_by_a_label(helm: str) -> None:
+    result = run_helm(
+        helm,
+        "template",
+        "rel",
+        str(CHART),
+        "--set",
+        "networkPolicy.metricsScrapers.podSelector.matchLabels=null",
+    )
+    assert result.returncode != 0
+    assert "metricsScrapers" in result.stderr, result.stderr
+
+
+def feeder_arguments(app: dict[str, Any]) -> argparse.Namespace:
+    """Parse the feeder's arguments with the feeder's own parser (``launch.py feeder serve``)."""
+    from feeder.cli import add_serve_arguments
+
+    arguments = app["spec"]["arguments"]
+    assert arguments[:2] == ["feeder", "serve"]
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_serve_arguments(parser)
+    return parser.parse_args(arguments[2:])
+
+
+def test_tls_mounts_the_certificate_in_driver_and_executors_and_the_feeder_uses_it(
+    helm: str,
+) -> None:
+    objects = template(helm, "--set", "feeder.tls.existingSecret=ml-cert")
+    (app,) = by_kind(objects, "SparkApplication")
+    args = feeder_arguments(app)
+    assert (args.tls_cert, args.tls_key) == ("/etc/icefeed/tls/tls.crt", "/etc/icefeed/tls/tls.key")
+    for role in ("driver", "executor"):
+        pod = the_pod(objects, role)
+        (volume,) = [v for v in pod.spec["volumes"] if "secret" in v]
+        assert volume["secret"]["secretName"] == "ml-cert"
+        (mount,) = [m for m in main_container(pod)["volumeMounts"] if m["name"] == volume["name"]]
+        assert mount == {"name": volume["name"], "mountPath": "/etc/icefeed/tls", "readOnly": True}
+    (off,) = by_kind(template(helm, "--set", "feeder.tls.enabled=false"), "SparkApplication")
+    assert feeder_arguments(off).tls_cert is None
+    assert "secret" not in yaml.safe_dump(off["spec"]["executor"]["template"]["spec"]["volumes"])
+
+
+def test_every_shipped_and_rendered_feeder_command_line_is_one_the_feeder_accepts(
+    helm: str,
+) -> None:
+    apps = [load_manifest(MANIFEST_DIR / "feeder.yaml")]
+    for option in RESTRICTED_OPTIONS.values():
+        apps += by_kind(template(helm, *option), "SparkApplication")
+    apps += by_kind(template(helm, "--set", "feeder.rowCopy=false"), "SparkApplication")
+    for app in apps:
+        args = feeder_arguments(app)
+        assert args.host == "0.0.0.0"
+
+
+def test_tls_without_a_secret_name_fails_with_a_clear_message(helm: str) -> None:
+    result = run_helm(helm, "template", "rel", str(CHART), "--set", "feeder.tls.existingSecret=")
+    assert result.returncode != 0
+    assert "feeder.tls.existingSecret is required" in result.stderr, result.stderr
+
+
+def test_spark_rpc_is_authenticated_and_encrypted_everywhere_by_default(helm: str) -> None:
+    apps = [load_manifest(p) for p in shipped_manifests()]
+    apps += [
+        o
+        for o in template(helm, *[a for s in NIGHTLY_JOB for a in ("--set", s)])
+        if o["kind"] in SPARK_KINDS
+    ]
+    assert len(apps) == 5
+    for app in apps:
+        spec = app["spec"].get("template", app["spec"])
+        conf = spec["sparkConf"]
+        assert conf["spark.authenticate"] == "true", app["metadata"]["name"]
+        assert conf["spark.network.crypto.enabled"] == "true", app["metadata"]["name"]
+        assert not any("secret" in key and key != "spark.authenticate" for key in conf)
+
+
+def test_feeder_spark_conf_replaces_a_chart_default_without_a_duplicate_key(helm: str) -> None:
+    text = template_text(
+        helm, "--set-string", "feeder.sparkConf.spark\\.network\\.crypto\\.enabled=false"
+    )
+    assert text.count("spark.network.crypto.enabled:") == 1
+    (app,) = by_kind([d for d in yaml.safe_load_all(text) if d], "SparkApplication")
+    assert app["spec"]["sparkConf"]["spark.network.crypto.enabled"] == "false"
+    assert app["spec"]["sparkConf"]["spark.authenticate"] == "true"

@@ -44,3 +44,52 @@ sparkoperator.k8s.io/app-name: {{ .Values.feeder.name }}
     optional: true
 {{- end }}
 {{- end -}}
+
+{{/* Pod securityContext of every pod the chart renders. */}}
+{{- define "icefeed.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext -}}
+{{- end -}}
+
+{{/* securityContext of every Spark container. */}}
+{{- define "icefeed.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext -}}
+{{- end -}}
+
+{{/* The writable scratch emptyDirs (volumes) for a read-only root filesystem. */}}
+{{- define "icefeed.scratchVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.scratch.sizeLimit }}
+- name: spark-work-dir
+  emptyDir:
+    sizeLimit: {{ .Values.scratch.sizeLimit }}
+{{- end -}}
+
+{{/* Where the scratch emptyDirs are mounted: /tmp and Spark's working directory. */}}
+{{- define "icefeed.scratchMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: spark-work-dir
+  mountPath: /opt/spark/work-dir
+{{- end -}}
+
+{{/* Name of the feeder's TLS Secret (empty when TLS is off). */}}
+{{- define "icefeed.tlsSecretName" -}}
+{{- if .Values.feeder.tls.enabled -}}
+{{- if not .Values.feeder.tls.existingSecret -}}
+{{- fail "feeder.tls.existingSecret is required when feeder.tls.enabled: name a Secret of type kubernetes.io/tls (tls.crt, tls.key) in the release namespace" -}}
+{{- end -}}
+{{- .Values.feeder.tls.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The coordinator endpoint clients use. */}}
+{{- define "icefeed.endpoint" -}}
+{{- printf "%s://%s-coordinator.%s.svc:%v" (ternary "grpc+tls" "grpc" (.Values.feeder.tls.enabled | default false)) .Values.feeder.name .Release.Namespace .Values.feeder.coordinatorPort -}}
+{{- end -}}
+
+{{/* The chart's sparkConf security defaults: authenticated, encrypted Spark RPC. */}}
+{{- define "icefeed.sparkSecurityConf" -}}
+spark.authenticate: "true"
+spark.network.crypto.enabled: "true"
+{{- end -}}

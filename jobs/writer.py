@@ -57,11 +57,9 @@ hand-over alone 1.9 → 0.7 s, ``write_iceberg`` 2.3 → 1.0–1.2 s against Spa
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 import weakref
-from datetime import datetime, timezone
 from enum import Enum
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -82,6 +80,7 @@ from jobs.commit import (
 )
 from jobs.datafiles import METADATA_COLUMN, DataFileInfo, TaskPlan, write_task
 from jobs.errors import CommitError, SpecError
+from jobs.run_ids import check_run_id, new_run_id
 from jobs.schema_mapping import check_compatible, spark_to_iceberg
 from jobs.spark import ARROW_BYTE_BOUND_OFF, ARROW_MAX_BYTES_CONF
 from jobs.staging import remove_prefix, remove_uncommitted, write_prefix
@@ -105,7 +104,6 @@ CANCEL_WAIT_SECONDS = 60.0
 KILL_GRACE_SECONDS = 1.0
 DEFAULT_TARGET_FILE_BYTES = 128 * 1024**2
 
-_RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CODEC_PROPERTY = "write.parquet.compression-codec"
 _LEVEL_PROPERTY = "write.parquet.compression-level"
 
@@ -121,11 +119,6 @@ class WriteEngine(str, Enum):
 
     ARROW = "arrow"
     SPARK = "spark"
-
-
-def new_run_id() -> str:
-    """Return a fresh, sortable run id (``20260101T120000-1a2b3c4d``)."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 _E = TypeVar("_E", bound=Enum)
@@ -146,15 +139,6 @@ def _parse_mode(mode: WriteMode | str) -> WriteMode:
 
 def _parse_engine(engine: WriteEngine | str) -> WriteEngine:
     return _parse_choice(WriteEngine, engine, "engine")
-
-
-def _check_run_id(run_id: str) -> str:
-    if not _RUN_ID_PATTERN.match(run_id):
-        raise SpecError(
-            f"run id {run_id!r} must be 1-128 characters of letters, digits, '.', '_' or '-'"
-            " (it becomes part of file paths)"
-        )
-    return run_id
 
 
 # --- staging ----------------------------------------------------------------------
@@ -258,7 +242,7 @@ def stage_write(
     """
     write_mode = _parse_mode(mode)
     write_engine = _parse_engine(engine)
-    run = _check_run_id(run_id or new_run_id())
+    run = check_run_id(run_id or new_run_id())
     if target_file_bytes <= 0:
         raise SpecError(f"target_file_bytes must be positive, got {target_file_bytes}")
     parse_identifier(table)

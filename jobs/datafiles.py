@@ -362,6 +362,7 @@ def write_task(plan: TaskPlan, batches: Iterator[pa.RecordBatch]) -> Iterator[pa
     from pyiceberg.schema import Schema
     from pyiceberg.typedef import Record
 
+    from jobs.parquet_footers import file_info
     from jobs.schema_mapping import iceberg_to_arrow
 
     schema = Schema.model_validate_json(plan.schema_json)
@@ -422,41 +423,3 @@ def write_task(plan: TaskPlan, batches: Iterator[pa.RecordBatch]) -> Iterator[pa
         # its output stream broke): this attempt will not be committed.
         delete_quietly(io, written)
         raise
-
-
-def file_info(
-    path: str,
-    metadata: Any,
-    size: int,
-    partition: tuple[Any, ...],
-    schema: Schema,
-) -> DataFileInfo:
-    """DataFile metadata of the Parquet file at ``path`` from its footer ``metadata``.
-
-    Counts and bounds are keyed by the Iceberg field ids of ``schema`` (matched
-    by column path), as pyiceberg computes them for its own writes.
-    """
-    from pyiceberg.io.pyarrow import (
-        compute_statistics_plan,
-        data_file_statistics_from_parquet_metadata,
-        parquet_path_to_id_mapping,
-    )
-
-    stats = data_file_statistics_from_parquet_metadata(
-        parquet_metadata=metadata,
-        stats_columns=compute_statistics_plan(schema, {}),
-        parquet_column_mapping=parquet_path_to_id_mapping(schema),
-    ).to_serialized_dict()
-    return DataFileInfo(
-        path=path,
-        size=size,
-        record_count=stats["record_count"],
-        partition=partition,
-        column_sizes=stats["column_sizes"],
-        value_counts=stats["value_counts"],
-        null_value_counts=stats["null_value_counts"],
-        nan_value_counts=stats["nan_value_counts"],
-        lower_bounds=stats["lower_bounds"],
-        upper_bounds=stats["upper_bounds"],
-        split_offsets=tuple(stats["split_offsets"]),
-    )

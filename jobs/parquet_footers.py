@@ -13,14 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from jobs.datafiles import DataFileInfo
+from jobs.schema_mapping import FIELD_ID_KEY
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
     from pyiceberg.io import FileIO
     from pyiceberg.schema import Schema
-
-#: Key of a Parquet column's Iceberg field id in its Arrow field metadata.
-FIELD_ID_KEY = b"PARQUET:field_id"
 
 
 def read_footer(io: FileIO, path: str) -> pq.FileMetaData:

@@ -50,7 +50,10 @@ from typing import TYPE_CHECKING, Any
 from jobs.errors import SpecError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pyarrow as pa
+    from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
     from pyiceberg.types import IcebergType
     from pyspark.sql.types import DataType, StructType
@@ -173,6 +176,40 @@ def _convert(dtype: DataType, path: str, ids: _Ids, problems: list[str]) -> Iceb
         return it.StructType(*children)
     problems.append(f"{path}: {dtype.simpleString()}")
     return None
+
+
+def identity_partition_spec(schema: Schema, partition_by: Sequence[str]) -> PartitionSpec:
+    """Return the partition spec of a new table partitioned by identity on ``partition_by``.
+
+    Args:
+        schema: The new table's Iceberg schema.
+        partition_by: Names of top-level primitive columns, in partition order.
+
+    Returns:
+        The spec; partition field ids start at 1000, as Iceberg's do.
+
+    Raises:
+        SpecError: a name is not a column of ``schema``, or not a primitive one.
+    """
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import IdentityTransform
+
+    missing = [c for c in partition_by if c not in {f.name for f in schema.fields}]
+    if missing:
+        raise SpecError(f"partition_by names columns that do not exist: {', '.join(missing)}")
+    nested = [c for c in partition_by if not schema.find_field(c).field_type.is_primitive]
+    if nested:
+        raise SpecError(f"partition_by columns must be primitive: {', '.join(nested)}")
+    fields = [
+        PartitionField(
+            source_id=schema.find_field(name).field_id,
+            field_id=1000 + i,
+            transform=IdentityTransform(),
+            name=name,
+        )
+        for i, name in enumerate(partition_by)
+    ]
+    return PartitionSpec(*fields)
 
 
 def check_compatible(table_schema: Schema, df_schema: Schema, *, table: str) -> None:

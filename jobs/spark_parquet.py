@@ -123,6 +123,19 @@ def write_files(
     Runs one Spark write job (the caller owns job groups and cleanup on failure).
     Columns get their Iceberg field id as ``parquet.field.id`` metadata; byte and
     short columns are widened to int, as the table stores them.
+
+    Args:
+        df: The rows, columns in ``schema`` order.
+        schema: The table's Iceberg schema.
+        prefix: The write's own folder (a local ``file:`` URI or path).
+        io_properties: The table's FileIO properties.
+        parquet_options: pyarrow-style ParquetWriter options (the table's codec).
+
+    Returns:
+        One DataFileInfo per Parquet file Spark wrote, from its footer.
+
+    Raises:
+        SpecError: a codec Spark does not write.
     """
     from pyiceberg.io import load_file_io
     from pyspark.sql import functions as F

@@ -55,9 +55,21 @@ def plan_slices(
 ) -> list[SlicePlan]:
     """Plan the slices of ``table`` at ``snapshot_id`` (None: current) for a projection/filter.
 
-    Reads only manifests and Parquet footers. Raises whatever pyiceberg raises for
-    an unknown column, a bad filter or a missing snapshot (callers turn it into a
-    SpecError at the edge). An empty table yields an empty list.
+    Reads only manifests and Parquet footers (:mod:`jobs.parquet_footers`).
+
+    Args:
+        table: The Iceberg table.
+        snapshot_id: The pinned snapshot; None for the current one.
+        row_filter: An Iceberg row filter expression; None or empty for all rows.
+        columns: The projected columns; None or empty for all.
+        slice_bytes: Target uncompressed bytes of the projected columns per slice.
+
+    Returns:
+        The slices in plan order (empty for an empty table).
+
+    Raises:
+        Whatever pyiceberg raises for an unknown column, a bad filter or a missing
+        snapshot (callers turn it into a SpecError at the edge).
     """
     from pyiceberg.expressions import AlwaysTrue
 

@@ -173,7 +173,11 @@ class SliceSource:
         return cls(table, snapshot_id=snapshot_id, row_filter=row_filter, columns=columns)
 
     def schema(self) -> pa.Schema:
-        """Return the Arrow schema every slice of this source has."""
+        """Return the Arrow schema every slice of this source has.
+
+        Returns:
+            The projection in :attr:`jobs.schema_mapping.ArrowLayout.READ`.
+        """
         return iceberg_to_arrow(self.scan.projection(), ArrowLayout.READ)
 
     def _task(self, path: str) -> FileScanTask:

@@ -61,10 +61,19 @@ def run(
 ) -> CleanReport:
     """Clean ``spec``'s source into its table and rejects table; return the report.
 
-    ``spec`` may be a CleanSpec or the path of its YAML. Raises SpecError for a
-    bad spec or source (nothing written), CommitError if staging, the
-    reconciliation or a commit fails (nothing committed by this call for the
-    table that failed).
+    Args:
+        spec: A CleanSpec or the path of its YAML.
+        spark: The session (default: :func:`jobs.spark.get_spark`).
+        catalog: The Iceberg catalog (default: :func:`jobs.catalog.load_catalog`).
+        run_id: The idempotency key (:mod:`jobs.run_ids`); a fresh ``clean-…`` id if None.
+
+    Returns:
+        The run's report (the stored one if ``run_id`` already committed).
+
+    Raises:
+        SpecError: a bad spec, source or run id (nothing written).
+        CommitError: staging, the reconciliation or a commit failed (nothing
+            committed by this call for the table that failed).
     """
     started = time.monotonic()
     if not isinstance(spec, CleanSpec):

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from jobs.datafiles import DataFileInfo, delete_quietly
+from jobs.datafiles import DataFileInfo
 from jobs.errors import CommitError, SpecError
-from jobs.staging import remove_prefix, remove_uncommitted
+from jobs.staging import delete_quietly, remove_prefix, remove_uncommitted
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog

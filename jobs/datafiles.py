@@ -12,9 +12,9 @@ first batch (:func:`dictionary_columns`): near-unique columns skip it, which
 roughly halves the encoding CPU on id/measurement/timestamp columns and makes
 the files smaller too.
 
-Files land under the write's own prefix, ``<table>/data/_icefeed_runs/<run id>/<write id>/``;
-the driver commits them where they are (object stores cannot rename cheaply) or
-deletes the prefix. A task that fails deletes the files it wrote before re-raising.
+Files land under the write's own prefix (:mod:`jobs.staging`); the driver commits
+them where they are (object stores cannot rename cheaply) or deletes the prefix.
+A task that fails deletes the files it wrote before re-raising.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from jobs.staging import delete_quietly
+
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.io import FileIO, OutputStream
@@ -39,8 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Name of the one column of the ``mapInArrow`` output.
 METADATA_COLUMN = "data_file"
-#: Folder under ``<table location>/data`` that holds every write's files.
-RUNS_FOLDER = "_icefeed_runs"
 #: Rows buffered per partition before a row group is written (small slices of many
 #: partitions would otherwise make tiny row groups).
 MIN_ROW_GROUP_ROWS = 65_536
@@ -362,6 +362,7 @@ def write_task(plan: TaskPlan, batches: Iterator[pa.RecordBatch]) -> Iterator[pa
     from pyiceberg.schema import Schema
     from pyiceberg.typedef import Record
 
+    from jobs.parquet_footers import file_info
     from jobs.schema_mapping import iceberg_to_arrow
 
     schema = Schema.model_validate_json(plan.schema_json)
@@ -422,52 +423,3 @@ def write_task(plan: TaskPlan, batches: Iterator[pa.RecordBatch]) -> Iterator[pa
         # its output stream broke): this attempt will not be committed.
         delete_quietly(io, written)
         raise
-
-
-def file_info(
-    path: str,
-    metadata: Any,
-    size: int,
-    partition: tuple[Any, ...],
-    schema: Schema,
-) -> DataFileInfo:
-    """DataFile metadata of the Parquet file at ``path`` from its footer ``metadata``.
-
-    Counts and bounds are keyed by the Iceberg field ids of ``schema`` (matched
-    by column path), as pyiceberg computes them for its own writes.
-    """
-    from pyiceberg.io.pyarrow import (
-        compute_statistics_plan,
-        data_file_statistics_from_parquet_metadata,
-        parquet_path_to_id_mapping,
-    )
-
-    stats = data_file_statistics_from_parquet_metadata(
-        parquet_metadata=metadata,
-        stats_columns=compute_statistics_plan(schema, {}),
-        parquet_column_mapping=parquet_path_to_id_mapping(schema),
-    ).to_serialized_dict()
-    return DataFileInfo(
-        path=path,
-        size=size,
-        record_count=stats["record_count"],
-        partition=partition,
-        column_sizes=stats["column_sizes"],
-        value_counts=stats["value_counts"],
-        null_value_counts=stats["null_value_counts"],
-        nan_value_counts=stats["nan_value_counts"],
-        lower_bounds=stats["lower_bounds"],
-        upper_bounds=stats["upper_bounds"],
-        split_offsets=tuple(stats["split_offsets"]),
-    )
-
-
-def delete_quietly(io: FileIO, paths: list[str]) -> None:
-    """Delete ``paths`` that exist; log (never raise) what could not be deleted."""
-    for path in paths:
-        try:
-            io.delete(path)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:  # cleanup must not hide the error that caused it
-            log.warning("could not delete %s: %s", path, exc)

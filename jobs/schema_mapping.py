@@ -1,4 +1,8 @@
-"""Spark schema → Iceberg schema, and the check of a DataFrame against an existing table.
+"""Spark schema → Iceberg schema → Arrow schema, and the check of a DataFrame against a table.
+
+The one home of icefeed's type mappings: the writer's (Spark → Iceberg, Iceberg →
+the Arrow of the files it writes) and the feeder's (Iceberg → the Arrow it
+serves, see :class:`ArrowLayout`).
 
 The writer creates tables from a DataFrame's Spark schema and refuses to write a
 DataFrame whose columns do not match an existing table. The mapping (Spark type →
@@ -40,18 +44,24 @@ drops, no extra columns), and a nullable column cannot go into a required field.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from jobs.errors import SpecError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pyarrow as pa
+    from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
     from pyiceberg.types import IcebergType
     from pyspark.sql.types import DataType, StructType
 
 #: Iceberg's limit on decimal precision.
 MAX_DECIMAL_PRECISION = 38
+#: Key of a field's Iceberg id in Arrow field metadata (as Parquet stores it).
+FIELD_ID_KEY = b"PARQUET:field_id"
 
 
 class _Ids:
@@ -168,6 +178,40 @@ def _convert(dtype: DataType, path: str, ids: _Ids, problems: list[str]) -> Iceb
     return None
 
 
+def identity_partition_spec(schema: Schema, partition_by: Sequence[str]) -> PartitionSpec:
+    """Return the partition spec of a new table partitioned by identity on ``partition_by``.
+
+    Args:
+        schema: The new table's Iceberg schema.
+        partition_by: Names of top-level primitive columns, in partition order.
+
+    Returns:
+        The spec; partition field ids start at 1000, as Iceberg's do.
+
+    Raises:
+        SpecError: a name is not a column of ``schema``, or not a primitive one.
+    """
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import IdentityTransform
+
+    missing = [c for c in partition_by if c not in {f.name for f in schema.fields}]
+    if missing:
+        raise SpecError(f"partition_by names columns that do not exist: {', '.join(missing)}")
+    nested = [c for c in partition_by if not schema.find_field(c).field_type.is_primitive]
+    if nested:
+        raise SpecError(f"partition_by columns must be primitive: {', '.join(nested)}")
+    fields = [
+        PartitionField(
+            source_id=schema.find_field(name).field_id,
+            field_id=1000 + i,
+            transform=IdentityTransform(),
+            name=name,
+        )
+        for i, name in enumerate(partition_by)
+    ]
+    return PartitionSpec(*fields)
+
+
 def check_compatible(table_schema: Schema, df_schema: Schema, *, table: str) -> None:
     """Check that rows of ``df_schema`` can be written to a table of ``table_schema`` as-is.
 
@@ -231,39 +275,70 @@ def _compare_types(
         problems.append(f"{path}: {d_type} in the DataFrame, {t_type} in the table")
 
 
-def iceberg_to_arrow(schema: Schema) -> pa.Schema:
-    """Return the Arrow schema of the Parquet files we write for ``schema``.
+class ArrowLayout(str, Enum):
+    """Which Arrow spelling of an Iceberg schema :func:`iceberg_to_arrow` returns.
 
-    Every field (nested ones too) carries its Iceberg id as ``PARQUET:field_id``.
-    Types are the ones Spark hands to ``mapInArrow`` (``string``, ``binary``,
-    ``list``, not their ``large_`` variants), so most columns need no cast.
+    ``FILE``: the Parquet files icefeed writes. Every field carries its Iceberg id
+    as ``PARQUET:field_id``; strings, binaries and lists are the small types Spark
+    hands to ``mapInArrow`` (so most columns need no cast); field docs are dropped.
+    ``READ``: what pyiceberg's Arrow reader yields and the feeder serves: no field
+    ids, ``large_string`` / ``large_binary`` / ``large_list``, ``uuid`` extension,
+    nanosecond timestamps and ``null`` for v3's unknown type, docs as ``doc``
+    field metadata — exactly pyiceberg's ``schema_to_pyarrow(include_field_ids=False)``.
+    """
+
+    FILE = "file"
+    READ = "read"
+
+
+def iceberg_to_arrow(schema: Schema, layout: ArrowLayout = ArrowLayout.FILE) -> pa.Schema:
+    """Return the Arrow schema of ``schema`` in ``layout``.
+
+    Args:
+        schema: An Iceberg schema (or projection of one).
+        layout: The files icefeed writes (default) or the rows a reader yields.
+
+    Returns:
+        The Arrow schema, fields in ``schema`` order, nullable where optional.
+
+    Raises:
+        SpecError: a type the layout cannot represent (geometry and geography;
+            unknown and nanosecond timestamps in ``FILE``).
     """
     import pyarrow as pa
 
-    return pa.schema([_arrow_field(f) for f in schema.fields])
+    return pa.schema([_arrow_field(f, layout) for f in schema.fields])
 
 
-def _arrow_field(field: Any) -> pa.Field:
+def _arrow_field(field: Any, layout: ArrowLayout) -> pa.Field:
     import pyarrow as pa
 
+    metadata: dict[bytes, bytes] = {}
+    if layout is ArrowLayout.FILE:
+        metadata[FIELD_ID_KEY] = str(field.field_id).encode()
+    elif field.doc:
+        metadata[b"doc"] = field.doc.encode()
     return pa.field(
         field.name,
-        _arrow_type(field.field_type),
+        _arrow_type(field.field_type, layout),
         nullable=not field.required,
-        metadata={b"PARQUET:field_id": str(field.field_id).encode()},
+        metadata=metadata,
     )
 
 
-def _arrow_type(itype: IcebergType) -> pa.DataType:
+def _arrow_type(itype: IcebergType, layout: ArrowLayout) -> pa.DataType:
     import pyarrow as pa
     from pyiceberg import types as it
 
+    read = layout is ArrowLayout.READ
     if isinstance(itype, it.StructType):
-        return pa.struct([_arrow_field(f) for f in itype.fields])
+        return pa.struct([_arrow_field(f, layout) for f in itype.fields])
     if isinstance(itype, it.ListType):
-        return pa.list_(_arrow_field(itype.element_field))
+        element = _arrow_field(itype.element_field, layout)
+        return pa.large_list(element) if read else pa.list_(element)
     if isinstance(itype, it.MapType):
-        return pa.map_(_arrow_field(itype.key_field), _arrow_field(itype.value_field))
+        key, value = _arrow_field(itype.key_field, layout), _arrow_field(itype.value_field, layout)
+        return pa.map_(key, value)
     if isinstance(itype, it.DecimalType):
         return pa.decimal128(itype.precision, itype.scale)
     primitive = {
@@ -272,17 +347,25 @@ def _arrow_type(itype: IcebergType) -> pa.DataType:
         it.LongType: pa.int64(),
         it.FloatType: pa.float32(),
         it.DoubleType: pa.float64(),
-        it.StringType: pa.string(),
-        it.BinaryType: pa.binary(),
+        it.StringType: pa.large_string() if read else pa.string(),
+        it.BinaryType: pa.large_binary() if read else pa.binary(),
         it.DateType: pa.date32(),
         it.TimestampType: pa.timestamp("us"),
         it.TimestamptzType: pa.timestamp("us", tz="UTC"),
         it.TimeType: pa.time64("us"),
-        it.UUIDType: pa.binary(16),
+        it.UUIDType: pa.uuid() if read else pa.binary(16),
     }
+    if read:
+        primitive.update(
+            {
+                it.TimestampNanoType: pa.timestamp("ns"),
+                it.TimestamptzNanoType: pa.timestamp("ns", tz="UTC"),
+                it.UnknownType: pa.null(),
+            }
+        )
     for iceberg_type, arrow_type in primitive.items():
         if type(itype) is iceberg_type:
             return arrow_type
     if isinstance(itype, it.FixedType):
         return pa.binary(len(itype))
-    raise SpecError(f"icefeed cannot write Iceberg type {itype}")
+    raise SpecError(f"icefeed cannot {'read' if read else 'write'} Iceberg type {itype}")

@@ -123,13 +123,25 @@ def write_files(
     Runs one Spark write job (the caller owns job groups and cleanup on failure).
     Columns get their Iceberg field id as ``parquet.field.id`` metadata; byte and
     short columns are widened to int, as the table stores them.
+
+    Args:
+        df: The rows, columns in ``schema`` order.
+        schema: The table's Iceberg schema.
+        prefix: The write's own folder (a local ``file:`` URI or path).
+        io_properties: The table's FileIO properties.
+        parquet_options: pyarrow-style ParquetWriter options (the table's codec).
+
+    Returns:
+        One DataFileInfo per Parquet file Spark wrote, from its footer.
+
+    Raises:
+        SpecError: a codec Spark does not write.
     """
-    import pyarrow.parquet as pq
     from pyiceberg.io import load_file_io
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    from jobs.datafiles import file_info
+    from jobs.parquet_footers import describe_file
     from jobs.staging import list_files
 
     narrow = (T.ByteType, T.ShortType)
@@ -158,13 +170,11 @@ def write_files(
                 conf.set(key, old)
 
     io = load_file_io(io_properties, prefix)
-    infos = []
-    for path in list_files(io, prefix):
-        if not path.endswith(".parquet"):
-            continue  # checksum files of Hadoop's local file system: removed by the caller
-        source = io.new_input(path)
-        with source.open() as stream:
-            metadata = pq.read_metadata(stream)
-        infos.append(file_info(path, metadata, len(source), (), schema))
+    # Hadoop's local file system also writes .crc checksum files: removed by the caller.
+    infos = [
+        describe_file(io, path, schema)
+        for path in list_files(io, prefix)
+        if path.endswith(".parquet")
+    ]
     log.info("Spark wrote %d data file(s) under %s", len(infos), prefix)
     return infos

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from jobs.datafiles import RUNS_FOLDER, delete_quietly
-
 if TYPE_CHECKING:
     from pyiceberg.io import FileIO
 
 log = logging.getLogger(__name__)
+
+#: Folder under ``<table location>/data`` that holds every write's files.
+RUNS_FOLDER = "_icefeed_runs"
 
 
 def write_prefix(table_location: str, run_id: str, write_id: str) -> str:
@@ -106,3 +107,23 @@ def _normalize(path: str) -> str:
     elif path.startswith("file:"):
         path = path[len("file:") :]
     return path
+
+
+def delete_quietly(io: FileIO, paths: list[str]) -> None:
+    """Delete ``paths`` that exist; log (never raise) what could not be deleted.
+
+    Used wherever a write removes its own files (a failed task, an abort, a
+    commit that another attempt of the run won), so cleanup never hides the
+    error that caused it.
+
+    Args:
+        io: The table's FileIO.
+        paths: URIs of files to delete; missing ones are skipped.
+    """
+    for path in paths:
+        try:
+            io.delete(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # cleanup must not hide the error that caused it
+            log.warning("could not delete %s: %s", path, exc)

@@ -34,10 +34,12 @@ memory traffic). Existing tables keep their codec (the
 partition transform works on the task side (non-identity ones need the
 ``pyiceberg-core`` package), ``partition_by`` itself only creates identity ones.
 
-**Engines** — ``engine="arrow"`` (default) is the design above. ``engine="spark"``
-(opt-in, :mod:`jobs.spark_parquet`) lets Spark's own Parquet writer write the files
-(field ids as column metadata) and builds the same DataFile metadata from their
-footers on the driver; staging prefix, cleanup, commit and idempotency are shared.
+**Engines** — who writes the files is a :class:`jobs.engines.DataFileWriter`
+chosen by ``engine`` (:class:`jobs.engines.WriteEngine`). ``engine="arrow"``
+(default) is the design above. ``engine="spark"`` (opt-in, :mod:`jobs.spark_parquet`)
+lets Spark's own Parquet writer write the files (field ids as column metadata) and
+builds the same DataFile metadata from their footers on the driver; staging
+prefix, cleanup, commit and idempotency are shared.
 It is limited to unpartitioned tables of primitive columns in a local warehouse, and
 slower than the default on an icefeed session (see Speed).
 
@@ -57,14 +59,10 @@ hand-over alone 1.9 → 0.7 s, ``write_iceberg`` 2.3 → 1.0–1.2 s against Spa
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
-import weakref
-from datetime import datetime, timezone
-from enum import Enum
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from jobs.commit import (
     RUN_ID_PROPERTY,
@@ -80,17 +78,17 @@ from jobs.commit import (
     run_result,
     run_snapshot,
 )
-from jobs.datafiles import METADATA_COLUMN, DataFileInfo, TaskPlan, write_task
+from jobs.datafiles import DataFileInfo, TaskPlan
+from jobs.engines import WriteEngine, data_file_writer
 from jobs.errors import CommitError, SpecError
-from jobs.schema_mapping import check_compatible, spark_to_iceberg
-from jobs.spark import ARROW_BYTE_BOUND_OFF, ARROW_MAX_BYTES_CONF
+from jobs.run_ids import check_run_id, new_run_id
+from jobs.schema_mapping import check_compatible, identity_partition_spec, spark_to_iceberg
 from jobs.staging import remove_prefix, remove_uncommitted, write_prefix
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pyiceberg.catalog import Catalog
-    from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
     from pyspark.sql import DataFrame
@@ -105,81 +103,20 @@ CANCEL_WAIT_SECONDS = 60.0
 KILL_GRACE_SECONDS = 1.0
 DEFAULT_TARGET_FILE_BYTES = 128 * 1024**2
 
-_RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CODEC_PROPERTY = "write.parquet.compression-codec"
 _LEVEL_PROPERTY = "write.parquet.compression-level"
 
 
-class WriteEngine(str, Enum):
-    """Who writes the Parquet data files.
-
-    ``ARROW`` (default): ``mapInArrow`` tasks write them with pyarrow
-    (:mod:`jobs.datafiles`). ``SPARK`` (opt-in): Spark's own Parquet writer
-    writes them, the driver reads their footers (:mod:`jobs.spark_parquet`;
-    unpartitioned tables of primitive columns in a local warehouse only).
-    """
-
-    ARROW = "arrow"
-    SPARK = "spark"
-
-
-def new_run_id() -> str:
-    """Return a fresh, sortable run id (``20260101T120000-1a2b3c4d``)."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-
-
-_E = TypeVar("_E", bound=Enum)
-
-
-def _parse_choice(kind: type[_E], value: _E | str, what: str) -> _E:
-    """``value`` as a member of ``kind``, or a SpecError naming the valid values."""
-    try:
-        return kind(value)
-    except ValueError:
-        valid = ", ".join(str(m.value) for m in kind)
-        raise SpecError(f"{what} {value!r} is not one of {valid}") from None
-
-
 def _parse_mode(mode: WriteMode | str) -> WriteMode:
-    return _parse_choice(WriteMode, mode, "mode")
-
-
-def _parse_engine(engine: WriteEngine | str) -> WriteEngine:
-    return _parse_choice(WriteEngine, engine, "engine")
-
-
-def _check_run_id(run_id: str) -> str:
-    if not _RUN_ID_PATTERN.match(run_id):
-        raise SpecError(
-            f"run id {run_id!r} must be 1-128 characters of letters, digits, '.', '_' or '-'"
-            " (it becomes part of file paths)"
-        )
-    return run_id
+    """``mode`` as a WriteMode, or a SpecError naming the valid modes."""
+    try:
+        return WriteMode(mode)
+    except ValueError:
+        valid = ", ".join(str(m.value) for m in WriteMode)
+        raise SpecError(f"mode {mode!r} is not one of {valid}") from None
 
 
 # --- staging ----------------------------------------------------------------------
-
-
-def _partition_spec(schema: Schema, partition_by: list[str]) -> PartitionSpec:
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.transforms import IdentityTransform
-
-    missing = [c for c in partition_by if c not in {f.name for f in schema.fields}]
-    if missing:
-        raise SpecError(f"partition_by names columns that do not exist: {', '.join(missing)}")
-    nested = [c for c in partition_by if not schema.find_field(c).field_type.is_primitive]
-    if nested:
-        raise SpecError(f"partition_by columns must be primitive: {', '.join(nested)}")
-    fields = [
-        PartitionField(
-            source_id=schema.find_field(name).field_id,
-            field_id=1000 + i,
-            transform=IdentityTransform(),
-            name=name,
-        )
-        for i, name in enumerate(partition_by)
-    ]
-    return PartitionSpec(*fields)
 
 
 def _load_or_create(
@@ -192,7 +129,7 @@ def _load_or_create(
         return cat.load_table(identifier)
     except NoSuchTableError:
         pass
-    spec = _partition_spec(df_schema, partition_by or [])
+    spec = identity_partition_spec(df_schema, partition_by or [])
     try:
         tbl = cat.create_table(
             identifier,
@@ -249,29 +186,35 @@ def stage_write(
 ) -> StagedWrite:
     """Write ``df`` as data files for ``table`` without committing them.
 
-    Creates the table if it does not exist. Returns a no-op StagedWrite (with
-    ``previous`` set) if ``run_id`` already committed to the table. Raises
-    SpecError for a bad table name, mode, run id, engine, partitioning or a
-    schema that does not match the table (or that ``engine`` cannot write);
-    CommitError if the Spark job fails (its files are deleted, the table is
-    unchanged).
+    Creates the table if it does not exist.
+
+    Args:
+        df: The rows; its columns must match the table's (see :mod:`jobs.schema_mapping`).
+        table: ``namespace.name``.
+        catalog: The Iceberg catalog (default: :func:`jobs.catalog.load_catalog`).
+        mode: ``append`` or ``overwrite`` (:class:`~jobs.commit.WriteMode`), applied at commit.
+        run_id: The idempotency key (:mod:`jobs.run_ids`); a fresh ``write-…`` id if None.
+        partition_by: Identity partition columns of a new table; checked against an old one.
+        target_file_bytes: Size at which the Arrow engine starts a new file.
+        engine: Who writes the files (:class:`~jobs.engines.WriteEngine`).
+
+    Returns:
+        The staged files, or a no-op StagedWrite (``previous`` set) if ``run_id``
+        already committed to the table.
+
+    Raises:
+        SpecError: a bad table name, mode, run id, engine, partitioning, or a schema
+            that does not match the table (or that ``engine`` cannot write).
+        CommitError: the Spark job failed (its files are deleted, the table is unchanged).
     """
     write_mode = _parse_mode(mode)
-    write_engine = _parse_engine(engine)
-    run = _check_run_id(run_id or new_run_id())
+    writer = data_file_writer(engine)
+    run = check_run_id(run_id or new_run_id())
     if target_file_bytes <= 0:
         raise SpecError(f"target_file_bytes must be positive, got {target_file_bytes}")
     parse_identifier(table)
     df_schema = spark_to_iceberg(df.schema)
-    if write_engine is WriteEngine.SPARK:  # refuse what it cannot write before creating the table
-        from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
-
-        from jobs import spark_parquet
-
-        new_spec = _partition_spec(df_schema, partition_by) if partition_by else None
-        spark_parquet.check_writable(
-            df_schema, new_spec or UNPARTITIONED_PARTITION_SPEC, "", table=table
-        )
+    writer.check_new_table(df_schema, partition_by or [], table=table)
     cat = catalog_or_default(catalog)
     tbl = _load_or_create(cat, table, df_schema, partition_by)
     previous = run_snapshot(tbl, run)
@@ -289,11 +232,14 @@ def stage_write(
     schema = tbl.schema()
     check_compatible(schema, df_schema, table=table)
     _check_partitioning(tbl, table, partition_by)
-    if write_engine is WriteEngine.SPARK:
-        from jobs import spark_parquet
-
-        spark_parquet.check_writable(schema, tbl.spec(), tbl.metadata.location, table=table)
-        spark_parquet.write_options(_parquet_options(dict(tbl.properties)))
+    parquet_options = _parquet_options(dict(tbl.properties))
+    writer.check_table(
+        schema,
+        tbl.spec(),
+        location=tbl.metadata.location,
+        parquet_options=parquet_options,
+        table=table,
+    )
 
     write_id = uuid.uuid4().hex[:12]
     prefix = write_prefix(tbl.metadata.location, run, write_id)
@@ -303,15 +249,14 @@ def stage_write(
         schema_json=schema.model_dump_json(),
         spec_json=tbl.spec().model_dump_json(),
         target_file_bytes=target_file_bytes,
-        parquet_options=_parquet_options(dict(tbl.properties)),
+        parquet_options=parquet_options,
     )
     from pyspark.sql import functions as F
 
     ordered = df.select(*[F.col(f"`{f.name}`") for f in schema.fields])
     started = time.perf_counter()
-    files = _spark_files if write_engine is WriteEngine.SPARK else _arrow_files
     infos = _run_write_job(
-        ordered, plan, f"icefeed write {table} run {run}", partial(files, ordered, plan)
+        ordered, plan, f"icefeed write {table} run {run}", partial(writer.write, ordered, plan)
     )
     staged = StagedWrite(
         table=table,
@@ -331,50 +276,6 @@ def stage_write(
         time.perf_counter() - started,
     )
     return staged
-
-
-def _arrow_files(df: DataFrame, plan: TaskPlan) -> list[DataFileInfo]:
-    """The default engine: mapInArrow tasks write the files and report them."""
-    _hint_byte_bound(df.sparkSession)
-    rows = df.mapInArrow(partial(write_task, plan), f"{METADATA_COLUMN} string").collect()
-    return [DataFileInfo.from_json(row[0]) for row in rows]
-
-
-#: sessions already given the byte-bound hint
-_hinted: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _hint_byte_bound(spark: Any) -> None:
-    """Log once per session if Spark still checks Arrow batch bytes after every row."""
-    if spark in _hinted:
-        return
-    value = spark.conf.get(ARROW_MAX_BYTES_CONF, None)
-    if isinstance(value, str) and value.rstrip("bB") == str(ARROW_BYTE_BOUND_OFF):
-        return
-    _hinted.add(spark)
-    log.info(
-        "%s=%s: Spark measures each Arrow batch after every row it adds, which can "
-        "double the write's CPU; set it to %d (icefeed's get_spark does) to bound "
-        "batches by spark.sql.execution.arrow.maxRecordsPerBatch rows only",
-        ARROW_MAX_BYTES_CONF,
-        value,
-        ARROW_BYTE_BOUND_OFF,
-    )
-
-
-def _spark_files(df: DataFrame, plan: TaskPlan) -> list[DataFileInfo]:
-    """The opt-in engine: Spark's Parquet writer writes the files, footers describe them."""
-    from pyiceberg.schema import Schema
-
-    from jobs import spark_parquet
-
-    return spark_parquet.write_files(
-        df,
-        Schema.model_validate_json(plan.schema_json),
-        prefix=plan.prefix,
-        io_properties=plan.io_properties,
-        parquet_options=plan.parquet_options,
-    )
 
 
 def _run_write_job(
@@ -469,11 +370,24 @@ def write_iceberg(
 ) -> CommitResult:
     """Write ``df`` to the Iceberg table ``table`` in one snapshot; see the module doc.
 
-    ``engine`` chooses who writes the Parquet files (:class:`WriteEngine`; the
-    default ``"arrow"`` is the issue's design, ``"spark"`` is opt-in).
-    Raises SpecError (bad arguments or schema) before anything is written, and
-    CommitError if writing or committing failed (the table is then unchanged and
-    the write's files are deleted).
+    Args:
+        df: The rows; its columns must match the table's (see :mod:`jobs.schema_mapping`).
+        table: ``namespace.name``; created from ``df``'s schema if it does not exist.
+        catalog: The Iceberg catalog (default: :func:`jobs.catalog.load_catalog`).
+        mode: ``append`` or ``overwrite`` (:class:`~jobs.commit.WriteMode`).
+        run_id: The idempotency key (:mod:`jobs.run_ids`); a fresh ``write-…`` id if None.
+        partition_by: Identity partition columns of a new table; checked against an old one.
+        target_file_bytes: Size at which the Arrow engine starts a new file.
+        engine: Who writes the Parquet files (:class:`~jobs.engines.WriteEngine`; the
+            default ``"arrow"`` is the issue's design, ``"spark"`` is opt-in).
+
+    Returns:
+        What the snapshot did (``already_committed=True`` if ``run_id`` had committed).
+
+    Raises:
+        SpecError: bad arguments or schema, before anything is written.
+        CommitError: writing or committing failed (the table is then unchanged and
+            the write's files are deleted).
     """
     staged = stage_write(
         df,

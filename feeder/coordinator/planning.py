@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from feeder.protocol.slice_plan import SlicePlan
+from jobs.parquet_footers import read_footer, row_group_sizes
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 log = logging.getLogger(__name__)
-
-_FIELD_ID_KEY = b"PARQUET:field_id"
 
 
 def cut_row_groups(sizes: Sequence[int], target_bytes: int) -> list[tuple[int, ...]]:
@@ -46,26 +45,6 @@ def cut_row_groups(sizes: Sequence[int], target_bytes: int) -> list[tuple[int, .
     return runs
 
 
-def _row_group_sizes(metadata: Any, projected_ids: set[int]) -> list[tuple[int, int]]:
-    """Return ``(rows, uncompressed bytes of the projected columns)`` per row group."""
-    arrow_schema = metadata.schema.to_arrow_schema()
-    top_ids: dict[str, int] = {}
-    for f in arrow_schema:
-        if f.metadata and _FIELD_ID_KEY in f.metadata:
-            top_ids[f.name] = int(f.metadata[_FIELD_ID_KEY])
-    wanted = [
-        j
-        for j in range(metadata.num_columns)
-        if top_ids.get(metadata.schema.column(j).path.split(".")[0]) in projected_ids
-    ]
-    out = []
-    for i in range(metadata.num_row_groups):
-        rg = metadata.row_group(i)
-        size = sum(rg.column(j).total_uncompressed_size for j in wanted) if wanted else 0
-        out.append((rg.num_rows, size or rg.total_byte_size))
-    return out
-
-
 def plan_slices(
     table: Table,
     *,
@@ -76,11 +55,22 @@ def plan_slices(
 ) -> list[SlicePlan]:
     """Plan the slices of ``table`` at ``snapshot_id`` (None: current) for a projection/filter.
 
-    Reads only manifests and Parquet footers. Raises whatever pyiceberg raises for
-    an unknown column, a bad filter or a missing snapshot (callers turn it into a
-    SpecError at the edge). An empty table yields an empty list.
+    Reads only manifests and Parquet footers (:mod:`jobs.parquet_footers`).
+
+    Args:
+        table: The Iceberg table.
+        snapshot_id: The pinned snapshot; None for the current one.
+        row_filter: An Iceberg row filter expression; None or empty for all rows.
+        columns: The projected columns; None or empty for all.
+        slice_bytes: Target uncompressed bytes of the projected columns per slice.
+
+    Returns:
+        The slices in plan order (empty for an empty table).
+
+    Raises:
+        Whatever pyiceberg raises for an unknown column, a bad filter or a missing
+        snapshot (callers turn it into a SpecError at the edge).
     """
-    import pyarrow.parquet as pq
     from pyiceberg.expressions import AlwaysTrue
 
     scan = table.scan(
@@ -93,9 +83,7 @@ def plan_slices(
     plans: list[SlicePlan] = []
     for task in tasks:
         path = task.file.file_path
-        with table.io.new_input(path).open() as stream:
-            metadata = pq.ParquetFile(stream).metadata
-        groups = _row_group_sizes(metadata, projected_ids)
+        groups = row_group_sizes(read_footer(table.io, path), projected_ids)
         if not groups:
             continue
         runs = (

@@ -11,7 +11,9 @@ pyiceberg's own Arrow reader:
 - a row-group slice reads only those row groups (``make_fragment(row_groups=)``)
   and converts them with the same pyiceberg steps ``ArrowScan`` uses per file.
 
-Every byte comes through :class:`CountingFileIO`, which is how "storage is read
+Slices have the Arrow schema of the projection in
+:attr:`jobs.schema_mapping.ArrowLayout.READ` (pyiceberg's reader types), whichever
+path read them. Every byte comes through :class:`CountingFileIO`, which is how "storage is read
 once" is measured.
 """
 
@@ -27,6 +29,7 @@ import pyarrow as pa
 
 from feeder.protocol.slice_plan import SlicePlan
 from jobs.errors import FeederError
+from jobs.schema_mapping import ArrowLayout, iceberg_to_arrow
 
 if TYPE_CHECKING:
     from pyiceberg.io import FileIO, InputFile, OutputFile
@@ -170,10 +173,12 @@ class SliceSource:
         return cls(table, snapshot_id=snapshot_id, row_filter=row_filter, columns=columns)
 
     def schema(self) -> pa.Schema:
-        """Return the Arrow schema every slice of this source has."""
-        from pyiceberg.io.pyarrow import schema_to_pyarrow
+        """Return the Arrow schema every slice of this source has.
 
-        return schema_to_pyarrow(self.scan.projection(), include_field_ids=False)
+        Returns:
+            The projection in :attr:`jobs.schema_mapping.ArrowLayout.READ`.
+        """
+        return iceberg_to_arrow(self.scan.projection(), ArrowLayout.READ)
 
     def _task(self, path: str) -> FileScanTask:
         with self._lock:

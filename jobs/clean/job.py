@@ -19,11 +19,8 @@ The order of events is what makes a run safe:
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
-import re
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +29,7 @@ from jobs.clean.source import check_source_exists, read_source
 from jobs.clean.spec import CleanSpec
 from jobs.clean.transform import REASON_COLUMN, rejected_rows, tag_rows, valid_rows
 from jobs.errors import CommitError, SpecError
+from jobs.run_ids import check_run_id, new_run_id
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -40,25 +38,6 @@ if TYPE_CHECKING:
     from jobs.writer import CommitResult, StagedWrite
 
 log = logging.getLogger(__name__)
-
-#: Run ids become part of file paths; the same rule as jobs.writer's.
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def new_run_id() -> str:
-    """A fresh, sortable run id: ``clean-<UTC time>-<8 hex>``."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"clean-{stamp}-{uuid.uuid4().hex[:8]}"
-
-
-def check_run_id(run_id: str) -> str:
-    """Return ``run_id`` if it is usable in file paths (as the writer requires), else SpecError."""
-    if not _RUN_ID.match(run_id):
-        raise SpecError(
-            f"run id {run_id!r} must be 1-128 letters, digits, '.', '_' or '-' "
-            "(starting with a letter or digit)"
-        )
-    return run_id
 
 
 def preflight(spec: CleanSpec) -> None:
@@ -82,15 +61,24 @@ def run(
 ) -> CleanReport:
     """Clean ``spec``'s source into its table and rejects table; return the report.
 
-    ``spec`` may be a CleanSpec or the path of its YAML. Raises SpecError for a
-    bad spec or source (nothing written), CommitError if staging, the
-    reconciliation or a commit fails (nothing committed by this call for the
-    table that failed).
+    Args:
+        spec: A CleanSpec or the path of its YAML.
+        spark: The session (default: :func:`jobs.spark.get_spark`).
+        catalog: The Iceberg catalog (default: :func:`jobs.catalog.load_catalog`).
+        run_id: The idempotency key (:mod:`jobs.run_ids`); a fresh ``clean-…`` id if None.
+
+    Returns:
+        The run's report (the stored one if ``run_id`` already committed).
+
+    Raises:
+        SpecError: a bad spec, source or run id (nothing written).
+        CommitError: staging, the reconciliation or a commit failed (nothing
+            committed by this call for the table that failed).
     """
     started = time.monotonic()
     if not isinstance(spec, CleanSpec):
         spec = CleanSpec.from_yaml(spec)
-    run_id = check_run_id(run_id) if run_id is not None else new_run_id()
+    run_id = check_run_id(run_id) if run_id is not None else new_run_id("clean")
     preflight(spec)
     if catalog is None:
         from jobs.catalog import load_catalog
@@ -176,7 +164,7 @@ def _write_both(
 
     for table in (spec.table, spec.rejects_table):
         catalog.create_namespace_if_not_exists(table.split(".")[0])
-    mode = spec.mode.value
+    mode = spec.mode
     staged_clean = stage_write(
         valid,
         spec.table,

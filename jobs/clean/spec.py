@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from jobs.clean.coltypes import ColumnType, TypeKind, parse_type
+from jobs.commit import WriteMode
 from jobs.datasets import BundledDataset
 from jobs.errors import SpecError
 
@@ -49,13 +50,6 @@ class SourceFormat(str, enum.Enum):
     CSV = "csv"
     JSON = "json"
     PARQUET = "parquet"
-
-
-class WriteMode(str, enum.Enum):
-    """How the clean table (and its rejects table) receive the run's rows."""
-
-    APPEND = "append"
-    OVERWRITE = "overwrite"
 
 
 def expand_env(text: str) -> str:

@@ -1,15 +1,18 @@
-"""jobs.schema_mapping: Spark → Iceberg types, and the strict table-compatibility check."""
+"""jobs.schema_mapping: Spark → Iceberg → Arrow types, and the strict table-compatibility check."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyiceberg import types as it
+from pyiceberg.schema import Schema
 from pyspark.sql import types as T
 
 from jobs.errors import SpecError
-from jobs.schema_mapping import check_compatible, iceberg_to_arrow, spark_to_iceberg
+from jobs.schema_mapping import ArrowLayout, check_compatible, iceberg_to_arrow, spark_to_iceberg
 
 PRIMITIVES = [
     (T.BooleanType(), it.BooleanType()),
@@ -171,3 +174,62 @@ def test_nested_mismatch_is_named_by_path() -> None:
     inner_d = T.StructType([T.StructField("a", T.StringType())])
     with pytest.raises(SpecError, match=r"s\.a: string in the DataFrame, int in the table"):
         check_compatible(_schema(("s", inner_t, True)), _schema(("s", inner_d, True)), table="ns.t")
+
+
+def _every_iceberg_type() -> Schema:
+    fields: list[Any] = [
+        it.NestedField(1, "b", it.BooleanType(), required=True, doc="a flag"),
+        it.NestedField(2, "i", it.IntegerType()),
+        it.NestedField(3, "l", it.LongType(), required=True),
+        it.NestedField(4, "f", it.FloatType()),
+        it.NestedField(5, "d", it.DoubleType()),
+        it.NestedField(6, "dec", it.DecimalType(12, 3)),
+        it.NestedField(7, "s", it.StringType(), doc="some text"),
+        it.NestedField(8, "bin", it.BinaryType()),
+        it.NestedField(9, "fx", it.FixedType(5)),
+        it.NestedField(10, "u", it.UUIDType()),
+        it.NestedField(11, "dt", it.DateType()),
+        it.NestedField(12, "tm", it.TimeType()),
+        it.NestedField(13, "ts", it.TimestampType()),
+        it.NestedField(14, "tstz", it.TimestamptzType()),
+        it.NestedField(15, "ts_ns", it.TimestampNanoType()),
+        it.NestedField(16, "tstz_ns", it.TimestamptzNanoType()),
+        it.NestedField(17, "unknown", it.UnknownType()),
+        it.NestedField(18, "arr", it.ListType(19, it.StringType(), element_required=False)),
+        it.NestedField(
+            20, "m", it.MapType(21, it.StringType(), 22, it.LongType(), value_required=True)
+        ),
+        it.NestedField(
+            23,
+            "st",
+            it.StructType(
+                it.NestedField(24, "x", it.IntegerType(), required=True),
+                it.NestedField(25, "y", it.ListType(26, it.BinaryType()), doc="nested"),
+            ),
+        ),
+    ]
+    return Schema(*fields)
+
+
+def test_the_read_layout_is_exactly_pyiceberg_readers_schema() -> None:
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    schema = _every_iceberg_type()
+    ours = iceberg_to_arrow(schema, ArrowLayout.READ)
+    theirs = schema_to_pyarrow(schema, include_field_ids=False)
+    assert ours.equals(theirs, check_metadata=True), f"{ours}\n!=\n{theirs}"
+    projected = schema.select("s", "st", "m")
+    assert iceberg_to_arrow(projected, ArrowLayout.READ).equals(
+        schema_to_pyarrow(projected, include_field_ids=False), check_metadata=True
+    )
+
+
+def test_the_file_layout_uses_sparks_small_types_and_refuses_what_it_cannot_write() -> None:
+    import pyarrow as pa
+
+    schema = _every_iceberg_type().select("s", "bin", "arr", "u")
+    types = {f.name: f.type for f in iceberg_to_arrow(schema)}
+    assert types["s"] == pa.string() and types["bin"] == pa.binary()
+    assert pa.types.is_list(types["arr"]) and types["u"] == pa.binary(16)
+    with pytest.raises(SpecError, match="cannot write Iceberg type timestamp_ns"):
+        iceberg_to_arrow(Schema(it.NestedField(1, "t", it.TimestampNanoType())))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pyiceberg.io.pyarrow import PyArrowFileIO
 
-from jobs.staging import list_files, remove_uncommitted, write_prefix
+from jobs.staging import delete_quietly, list_files, remove_prefix, remove_uncommitted, write_prefix
 
 
 def test_write_prefix_is_under_the_tables_data_folder() -> None:
@@ -32,3 +32,23 @@ def test_list_and_sweep_keep_only_reported_files(tmp_path: Path) -> None:
 
 def test_listing_a_missing_prefix_is_empty(tmp_path: Path) -> None:
     assert list_files(PyArrowFileIO(), (tmp_path / "nothing").as_uri()) == []
+
+
+def test_delete_quietly_skips_missing_files_and_never_raises(tmp_path: Path) -> None:
+    io = PyArrowFileIO()
+    prefix = (tmp_path / "w").as_uri()
+    kept, doomed = f"{prefix}/keep.parquet", f"{prefix}/doomed.parquet"
+    for path in (kept, doomed):
+        with io.new_output(path).create() as out:
+            out.write(b"x")
+    delete_quietly(io, [doomed, f"{prefix}/never-written.parquet"])
+    assert list_files(io, prefix) == [kept]
+
+
+def test_remove_prefix_removes_the_files_and_the_folder(tmp_path: Path) -> None:
+    io = PyArrowFileIO()
+    prefix = (tmp_path / "data" / "_icefeed_runs" / "r" / "w").as_uri()
+    with io.new_output(f"{prefix}/k=1/a.parquet").create() as out:
+        out.write(b"x")
+    remove_prefix(io, prefix)
+    assert not (tmp_path / "data" / "_icefeed_runs" / "r" / "w").exists()

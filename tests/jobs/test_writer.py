@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 import jobs.commit as commit_module
-import jobs.writer as writer_module
+import jobs.engines as engines_module
 from jobs.datafiles import DataFileInfo, TaskPlan, write_task
 from jobs.errors import CommitError, SpecError
 from jobs.spark import ARROW_BYTE_BOUND_OFF, ARROW_MAX_BYTES_CONF
@@ -171,10 +171,10 @@ def test_a_session_with_a_byte_bound_on_arrow_batches_gets_one_hint(
     spark, catalog, caplog, monkeypatch
 ) -> None:
     df = _ids(spark, 1_000)
-    monkeypatch.setattr(writer_module, "_hinted", set())
+    monkeypatch.setattr(engines_module, "_hinted", set())
     spark.conf.set(ARROW_MAX_BYTES_CONF, "64m")  # Spark's default
     try:
-        with caplog.at_level(logging.INFO, logger="jobs.writer"):
+        with caplog.at_level(logging.INFO, logger="jobs.engines"):
             write_iceberg(df, "test.hint", catalog=catalog)
             write_iceberg(df, "test.hint", catalog=catalog)
     finally:
@@ -184,8 +184,8 @@ def test_a_session_with_a_byte_bound_on_arrow_batches_gets_one_hint(
     assert str(ARROW_BYTE_BOUND_OFF) in hints[0].getMessage()
 
     caplog.clear()
-    monkeypatch.setattr(writer_module, "_hinted", set())
-    with caplog.at_level(logging.INFO, logger="jobs.writer"):
+    monkeypatch.setattr(engines_module, "_hinted", set())
+    with caplog.at_level(logging.INFO, logger="jobs.engines"):
         write_iceberg(df, "test.hint", catalog=catalog)  # icefeed's setting: no hint
     assert _byte_bound_hints(caplog) == []
     assert catalog.load_table("test.hint").scan().to_arrow().num_rows == 3_000

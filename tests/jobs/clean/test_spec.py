@@ -247,3 +247,9 @@ def test_every_unknown_top_level_key_is_named(extra: set[str]) -> None:
     message = spec_error(data)
     for key in unknown:
         assert f"{key}: unknown key; valid keys here: source, table" in message
+
+
+def test_the_spec_mode_is_the_writers_write_mode() -> None:
+    from jobs.writer import WriteMode as WriterMode
+
+    assert CleanSpec.from_dict(minimal(mode="overwrite")).mode is WriterMode.OVERWRITE

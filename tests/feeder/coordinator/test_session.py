@@ -53,7 +53,7 @@ def wait_fresh(f) -> dict:
 def test_serve_exactly_once_static_and_dynamic_storage_once_and_snapshot_isolation(
     spark, module_catalog, home
 ):
-    with feeder.coordinator.session(
+    with feeder.serve(
         "test.feed",
         spark=spark,
         catalog=module_catalog,
@@ -102,7 +102,7 @@ def test_serve_exactly_once_static_and_dynamic_storage_once_and_snapshot_isolati
 
 def test_serve_without_row_copies_caches_only_ipc_files(spark, module_catalog, home):
     cache_dir = home / "cache-no-row-copy"
-    with feeder.coordinator.session(
+    with feeder.serve(
         "test.feed",
         spark=spark,
         catalog=module_catalog,
@@ -135,13 +135,13 @@ def test_serve_without_row_copies_caches_only_ipc_files(spark, module_catalog, h
 def test_bad_input_is_a_clear_error_before_any_node_starts(spark, module_catalog, kwargs, match):
     args = {"table": "test.feed", **kwargs}
     with pytest.raises(SpecError, match=match):
-        feeder.coordinator.session(args.pop("table"), spark=spark, catalog=module_catalog, **args)
+        feeder.serve(args.pop("table"), spark=spark, catalog=module_catalog, **args)
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
 
 
 def test_empty_table_serves_an_empty_epoch(spark, module_catalog, home):
     module_catalog.create_table("test.empty", schema=sample_arrow(1).schema)
-    with feeder.coordinator.session(
+    with feeder.serve(
         "test.empty", spark=spark, catalog=module_catalog, nodes=1, cache_dir=home / "e"
     ) as f:
         f.wait_ready(60)

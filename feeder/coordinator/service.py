@@ -207,7 +207,7 @@ class Coordinator(flight.FlightServerBase):
             self._nodes.request_stop()
 
     def close(self) -> None:
-        """Stop the monitor thread and the Flight server."""
+        """Stop the monitor thread and the Flight server (nodes are not told: see request_stop)."""
         self._closed.set()
         self.shutdown()
         self._monitor.join(timeout=5)
@@ -257,19 +257,54 @@ class Coordinator(flight.FlightServerBase):
     # --- Flight handlers ------------------------------------------------------------------
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
-        """Return every action this coordinator answers, with its description."""
+        """Return every action of the protocol's table as ``(name, description)``.
+
+        Args:
+            context: the Flight call (unused: anyone may list).
+
+        Returns:
+            One pair per action, consumer and node actions alike.
+        """
         return [(name, spec.description) for name, spec in ACTIONS.items()]
 
     def get_flight_info(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
-        """Static mode: the caller's share of an epoch as signed tickets, in delivery order."""
+        """Static mode: the caller's share of an epoch as signed tickets, in delivery order.
+
+        Args:
+            context: the Flight call.
+            descriptor: a command descriptor holding a ``StaticRequest``.
+
+        Returns:
+            One endpoint per slice range (signed ticket, live node locations).
+
+        Raises:
+            pyarrow.ArrowInvalid: a bad request.
+            flight.FlightUnavailableError: the feeder is not ready yet.
+        """
         return self._guard("flight_info", lambda: self._consumers.flight_info(context, descriptor))
 
     def do_action(
         self, context: flight.ServerCallContext, action: flight.Action
     ) -> Iterator[bytes]:
-        """Answer one JSON action of the protocol's table; the result is one JSON document."""
+        """Answer one JSON action of the protocol's table (:mod:`feeder.protocol.actions`).
+
+        A node action's proof is checked before its handler runs.
+
+        Args:
+            context: the Flight call.
+            action: the action's name and JSON body.
+
+        Returns:
+            One result: the answer as a JSON document.
+
+        Raises:
+            pyarrow.ArrowInvalid: an unknown action or a bad body.
+            flight.FlightUnauthenticatedError: a node action without a valid proof.
+            flight.FlightUnavailableError: not now (not ready, stopping, no live node).
+            flight.FlightUnauthorizedError: a ticket of another job or snapshot.
+        """
         kind = action.type
         handler = self._handlers.get(kind)
         if handler is None:
@@ -296,7 +331,18 @@ class Coordinator(flight.FlightServerBase):
     def get_schema(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.SchemaResult:
-        """The schema a job reading the command's ``columns`` gets (no need to be ready)."""
+        """Return the schema a job reading the command's ``columns`` gets (ready or not).
+
+        Args:
+            context: the Flight call.
+            descriptor: a command descriptor holding a ``StaticRequest``.
+
+        Returns:
+            The projected schema.
+
+        Raises:
+            pyarrow.ArrowInvalid: a bad request or an unknown column.
+        """
 
         def answer() -> flight.SchemaResult:
             if descriptor.descriptor_type != flight.DescriptorType.CMD:
@@ -307,7 +353,11 @@ class Coordinator(flight.FlightServerBase):
         return self._guard("schema", answer)
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> Any:
-        """The coordinator serves no rows: tickets go to the data nodes."""
+        """Refuse: the coordinator serves no rows, tickets go to the data nodes.
+
+        Raises:
+            pyarrow.ArrowInvalid: always.
+        """
         self._count_error("do_get")
         raise pa.ArrowInvalid("the coordinator serves no data; send tickets to a data node")
 

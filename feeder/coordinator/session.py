@@ -1,6 +1,7 @@
 """Start a feeder: pin a snapshot, plan slices, run the coordinator and the data nodes.
 
-``serve(table, ...)`` validates everything the user gave *before* any node
+``serve(table_or_config, **settings)`` builds one
+:class:`~feeder.coordinator.config.FeederConfig`, validates everything *before* any node
 starts (unknown table or column, unparsable filter, missing snapshot →
 SpecError) and returns a :class:`Feeder`. ``python -m feeder serve TABLE ...``
 (and ``icefeed feeder serve``, both in :mod:`feeder.cli`) run one in the
@@ -217,7 +218,7 @@ class Feeder:
         self.coordinator.close()
 
     def stop(self) -> None:
-        """Stop the nodes (their caches are deleted) and the coordinator."""
+        """Stop the nodes (their caches are deleted), the coordinator and the metrics server."""
         self._stop_session()
         if self.metrics is not None:
             self.metrics.close()
@@ -311,10 +312,8 @@ def serve(
         spark: the SparkSession the data nodes run on (None: the active one or a new one).
         catalog: a pyiceberg ``Catalog`` or a catalog name (None: ``config.catalog``,
             else the configured or embedded one).
-        **settings: FeederConfig fields (``columns``, ``row_filter``, ``snapshot_id``,
-            ``nodes``, ``host``, ``port``, ``token``, ``tls``, ``cache_dir``,
-            ``slice_bytes``, ``lease_seconds``, ``heartbeat_seconds``,
-            ``metrics_port``, ``batch_rows``, ``row_copy``).
+        **settings: any FeederConfig field but ``table`` and ``catalog``
+            (``columns``, ``row_filter``, ``nodes``, ``batch_rows``, ...).
 
     Returns:
         The running Feeder (a context manager: leaving it stops the feeder).

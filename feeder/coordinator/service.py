@@ -135,11 +135,13 @@ class Coordinator(flight.FlightServerBase):
             Audience.CONSUMER: {"status": self._act_status, **self._consumers.handlers()},
             Audience.NODE: self._nodes.handlers(),
         }
-        table = {name: sides[spec.audience][name] for name, spec in ACTIONS.items()}
-        extra = {name for side in sides.values() for name in side} - set(table)
-        if extra:
-            raise RuntimeError(f"handlers for actions missing from the protocol table: {extra}")
-        return table
+        missing = [name for name, spec in ACTIONS.items() if name not in sides[spec.audience]]
+        extra = {name for side in sides.values() for name in side} - set(ACTIONS)
+        if missing or extra:  # a programming error: the table and the handlers disagree
+            raise RuntimeError(
+                f"actions without a handler: {missing}; handlers without an action: {extra}"
+            )
+        return {name: sides[spec.audience][name] for name, spec in ACTIONS.items()}
 
     # --- driver-side API ---------------------------------------------------------------
 

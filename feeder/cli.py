@@ -1,13 +1,14 @@
 """The feeder's command line: ``icefeed feeder serve|status`` and ``python -m feeder serve|status``.
 
 Registration imports argparse only; the feeder (pyspark, pyiceberg) is imported
-when a command runs. Defaults come from :mod:`feeder.coordinator.config`, never
-repeated here.
+when a command runs. ``serve`` builds a :class:`~feeder.coordinator.config.FeederConfig`
+from the options given; every default comes from there, never repeated here.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from feeder.coordinator.config import DEFAULT_LEASE_SECONDS, DEFAULT_SLICE_BYTES
+from feeder.coordinator.config import FeederConfig
 from feeder.coordinator.session import DEFAULT_READY_TIMEOUT
 from jobs.errors import CatalogError, FeederError, SpecError
 
@@ -56,16 +57,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--filter", dest="row_filter", help='row filter, e.g. "x > 3"')
     parser.add_argument("--snapshot-id", type=int, help="serve this snapshot (default: current)")
     parser.add_argument("--nodes", type=int, help="data nodes (default: one per task slot)")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 on k8s)")
-    parser.add_argument("--port", type=int, default=0, help="coordinator port (0: any free)")
+    host_help = f"bind address (default: {_default('host')}; 0.0.0.0 on k8s)"
+    parser.add_argument("--host", help=host_help)
+    port_help = f"coordinator port (default: {_default('port')}: any free)"
+    parser.add_argument("--port", type=int, help=port_help)
     parser.add_argument("--cache-dir", help="node cache dir (default: SPARK_LOCAL_DIRS)")
-    parser.add_argument("--slice-bytes", type=int, default=DEFAULT_SLICE_BYTES)
+    slice_help = f"slice size target, bytes (default: {_default('slice_bytes')})"
+    parser.add_argument("--slice-bytes", type=int, help=slice_help)
     parser.add_argument(
         "--no-row-copy",
         action="store_true",
         help="cache no row-major copy of fixed-width columns: ~half the disk, slower shuffle",
     )
-    parser.add_argument("--lease-seconds", type=float, default=DEFAULT_LEASE_SECONDS)
+    lease_help = f"dynamic-mode lease, seconds (default: {_default('lease_seconds')})"
+    parser.add_argument("--lease-seconds", type=float, help=lease_help)
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here")
     parser.add_argument("--tls-cert", help="PEM certificate (enables grpc+tls)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
@@ -73,14 +78,46 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-file", help="write the endpoint here once ready")
 
 
+def _default(setting: str) -> object:
+    """The default of a FeederConfig field, for help texts (never repeated here)."""
+    return next(f.default for f in dataclasses.fields(FeederConfig) if f.name == setting)
+
+
+def serve_config(args: argparse.Namespace) -> FeederConfig:
+    """Return the FeederConfig the ``serve`` options describe (options not given: defaults).
+
+    Raises:
+        SpecError: a bad option value, naming the setting.
+    """
+    from feeder.protocol.config import TLSConfig
+
+    given: dict[str, Any] = {
+        "catalog": args.catalog,
+        "columns": [c.strip() for c in args.columns.split(",")] if args.columns else None,
+        "row_filter": args.row_filter,
+        "snapshot_id": args.snapshot_id,
+        "nodes": args.nodes,
+        "host": args.host,
+        "port": args.port,
+        "cache_dir": args.cache_dir,
+        "slice_bytes": args.slice_bytes,
+        "lease_seconds": args.lease_seconds,
+        "metrics_port": args.metrics_port,
+        "row_copy": False if args.no_row_copy else None,
+        "tls": (
+            TLSConfig(cert_file=args.tls_cert, key_file=args.tls_key)
+            if args.tls_cert or args.tls_key
+            else None
+        ),
+    }
+    return FeederConfig(table=args.table, **{k: v for k, v in given.items() if v is not None})
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; the token comes from ICEFEED_TOKEN(_FILE), never argv."""
     from feeder.coordinator.session import serve
-    from feeder.protocol.config import TLSConfig
 
-    tls = None
-    if args.tls_cert or args.tls_key:
-        tls = TLSConfig(cert_file=args.tls_cert, key_file=args.tls_key)
+    config = serve_config(args)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -89,22 +126,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        feeder = serve(
-            args.table,
-            catalog=args.catalog,
-            columns=[c.strip() for c in args.columns.split(",")] if args.columns else None,
-            row_filter=args.row_filter,
-            snapshot_id=args.snapshot_id,
-            nodes=args.nodes,
-            host=args.host,
-            port=args.port,
-            tls=tls,
-            cache_dir=args.cache_dir,
-            slice_bytes=args.slice_bytes,
-            lease_seconds=args.lease_seconds,
-            metrics_port=args.metrics_port,
-            row_copy=not args.no_row_copy,
-        )
+        feeder = serve(config)
         try:
             feeder.wait_ready(args.ready_timeout)
             status = feeder.status()

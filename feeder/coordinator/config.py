@@ -1,17 +1,17 @@
 """The feeder session's runtime settings: one :class:`FeederConfig`, validated once.
 
+It extends the data nodes' :class:`~feeder.node.settings.NodeSettings` (a node
+setting is declared once, there, because a node may not import the coordinator)
+with the session's own settings, and hands its nodes :meth:`FeederConfig.node_settings`.
 The token is a pydantic ``SecretStr``, so it never shows in a ``repr``, a log
 line or an error message.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, fields
 
-from pydantic import SecretStr
-
-from feeder.protocol.config import DEFAULT_HEARTBEAT_SECONDS, TLSConfig, load_token
+from feeder.node.settings import NodeSettings
 from jobs.errors import SpecError
 
 DEFAULT_SLICE_BYTES = 128 * 1024 * 1024
@@ -19,14 +19,26 @@ DEFAULT_LEASE_SECONDS = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
-class FeederConfig:
+class FeederConfig(NodeSettings):
     """Everything one feeder session needs, validated at construction.
 
-    ``columns=None`` serves every column; ``nodes=None`` means one data node per
-    Spark task slot; ``port=0`` picks a free port; ``cache_dir=None`` uses the
-    executors' local dirs (``SPARK_LOCAL_DIRS``); ``row_copy=False`` caches no
-    row-major copies of fixed-width columns (half the disk for such tables, slower
-    shuffled reads). Raises SpecError on a bad value.
+    Args:
+        table: the Iceberg table identifier, e.g. ``"ns.name"``.
+        columns: the projection (None: every column).
+        row_filter: a pyiceberg filter applied when caching (None: every row).
+        snapshot_id: the snapshot to pin (None: the current one).
+        nodes: data nodes (None: one per Spark task slot).
+        port: the coordinator's port (0: any free port).
+        slice_bytes: slice size target, in Arrow bytes of the projection.
+        lease_seconds: dynamic-mode lease time.
+        metrics_port: serve Prometheus ``/metrics`` here (None: no metrics).
+        catalog: the catalog's name (None: configured or embedded).
+        host, token, tls, cache_dir, heartbeat_seconds, batch_rows, row_copy: the
+            data nodes' settings (:class:`~feeder.node.settings.NodeSettings`);
+            ``host`` is the coordinator's bind address too.
+
+    Raises:
+        SpecError: a bad value, naming the field and what would be valid.
     """
 
     table: str
@@ -34,21 +46,17 @@ class FeederConfig:
     row_filter: str | None = None
     snapshot_id: int | None = None
     nodes: int | None = None
-    host: str = "127.0.0.1"
     port: int = 0
-    token: SecretStr | None = field(default=None, repr=False)
-    tls: TLSConfig | None = None
-    cache_dir: Path | None = None
     slice_bytes: int = DEFAULT_SLICE_BYTES
     lease_seconds: float = DEFAULT_LEASE_SECONDS
-    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
     metrics_port: int | None = None
     catalog: str | None = None
-    row_copy: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.table, str) or not self.table.strip():
             raise SpecError("table: must be a non-empty table identifier like 'ns.name'")
+        if isinstance(self.columns, str):
+            raise SpecError("columns: give a list of column names, not one string")
         if self.columns is not None:
             cols = tuple(self.columns)
             if not cols or not all(isinstance(c, str) and c for c in cols):
@@ -56,6 +64,8 @@ class FeederConfig:
             if len(set(cols)) != len(cols):
                 raise SpecError(f"columns: duplicate names in {list(cols)}")
             object.__setattr__(self, "columns", cols)
+        if self.row_filter is not None and not isinstance(self.row_filter, str):
+            raise SpecError(f"row_filter: {self.row_filter!r} must be a filter string or None")
         if self.snapshot_id is not None and (
             isinstance(self.snapshot_id, bool) or not isinstance(self.snapshot_id, int)
         ):
@@ -70,16 +80,21 @@ class FeederConfig:
             raise SpecError(f"slice_bytes: {self.slice_bytes!r} is not an integer")
         if self.slice_bytes < 1:
             raise SpecError(f"slice_bytes: {self.slice_bytes} must be >= 1")
-        for name in ("lease_seconds", "heartbeat_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise SpecError(f"{name}: {value!r} must be a positive number of seconds")
-        if not isinstance(self.row_copy, bool):
-            raise SpecError(f"row_copy: {self.row_copy!r} must be true or false")
-        if self.token is not None and not isinstance(self.token, SecretStr):
-            object.__setattr__(self, "token", load_token(self.token))
-        if self.cache_dir is not None:
-            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        value = self.lease_seconds
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise SpecError(f"lease_seconds: {value!r} must be a positive number of seconds")
+        if self.catalog is not None and not isinstance(self.catalog, str):
+            raise SpecError(f"catalog: {self.catalog!r} must be a catalog name or None")
+        super().__post_init__()
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Return the names of every setting, in declaration order."""
+        return tuple(f.name for f in fields(cls))
+
+    def node_settings(self) -> NodeSettings:
+        """Return the settings this session's data nodes run with (a plain NodeSettings)."""
+        return NodeSettings(**{f.name: getattr(self, f.name) for f in fields(NodeSettings)})
 
 
 def _check_port(name: str, value: object, *, allow_none: bool) -> None:

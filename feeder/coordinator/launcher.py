@@ -15,13 +15,10 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
-
-from feeder.protocol.config import TLSConfig
+from feeder.node.settings import NodeSettings
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
@@ -33,17 +30,14 @@ DEFAULT_MAX_RESTARTS = 3
 
 @dataclass(frozen=True, kw_only=True)
 class NodeTaskSpec:
-    """What a data-node Spark task needs (pickled into the task closure; holds the key)."""
+    """What a data-node Spark task needs (pickled into the task closure; holds the key).
+
+    ``settings`` come from the session's ``FeederConfig.node_settings()``.
+    """
 
     coordinator_endpoint: str
     ticket_key: bytes = field(repr=False)
-    token: SecretStr | None = field(default=None, repr=False)
-    tls: TLSConfig | None = None
-    cache_dir: str | None = None
-    host: str = "127.0.0.1"
-    heartbeat_seconds: float = 2.0
-    batch_rows: int | None = None
-    row_copy: bool = True
+    settings: NodeSettings = field(default_factory=NodeSettings)
 
 
 def node_partition(node_id: str, spec: NodeTaskSpec) -> Callable[[Iterable[Any]], Iterator[str]]:
@@ -55,21 +49,18 @@ def node_partition(node_id: str, spec: NodeTaskSpec) -> Callable[[Iterable[Any]]
 
         from feeder.node.datanode import run_data_node
 
+        settings = spec.settings
         advertise = None
-        if spec.host in ("0.0.0.0", "::", ""):
+        if settings.host in ("0.0.0.0", "::", ""):
             advertise = socket.gethostbyname(socket.gethostname())
+        if not settings.host:
+            settings = replace(settings, host="0.0.0.0")
         stats = run_data_node(
             node_id,
             spec.coordinator_endpoint,
             ticket_key=spec.ticket_key,
-            token=spec.token,
-            tls=spec.tls,
-            cache_dir=Path(spec.cache_dir) if spec.cache_dir else None,
-            host=spec.host or "0.0.0.0",
+            settings=settings,
             advertise_host=advertise,
-            heartbeat_seconds=spec.heartbeat_seconds,
-            row_copy=spec.row_copy,
-            **({"batch_rows": spec.batch_rows} if spec.batch_rows else {}),
         )
         yield json.dumps(stats)
 

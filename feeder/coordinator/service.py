@@ -1,15 +1,14 @@
 """The coordinator: the feeder's one Flight server in the Spark driver (see PROTOCOL.md).
 
 It pins one snapshot (a :class:`ServedSnapshot`), tracks its data nodes in a
-:class:`~feeder.coordinator.registry.NodeRegistry`, answers static-mode consumers with
-``get_flight_info`` (a signed ticket per slice range, every live node as a
-location) and dynamic-mode consumers with ``lease`` / ``heartbeat`` / ``done``
-(one :class:`~feeder.coordinator.leases.LeaseBook` per job and epoch). Failover support:
-``resume`` re-signs the rest of a ticket after a broken stream and returns the
-current live locations. The node-only actions (``register``, ``cached``,
-``node_heartbeat``) also need a single-use proof of the session key
-(:mod:`feeder.protocol.node_auth`), which consumers never hold. Every refusal is a
-Flight error; the server stays up.
+:class:`~feeder.coordinator.registry.NodeRegistry` and dispatches every action
+by the one action table of :mod:`feeder.protocol.actions`: the consumer actions
+(static plans, leases, failover) live in :mod:`feeder.coordinator.consumer_actions`,
+the node-only actions (``register``, ``cached``, ``node_heartbeat``) in
+:mod:`feeder.coordinator.node_actions`. A node-only action also needs a single-use
+proof of the session key (:mod:`feeder.protocol.node_auth`), which consumers never
+hold; it is checked before its handler runs. Every refusal is a Flight error; the
+server stays up.
 """
 
 from __future__ import annotations
@@ -18,105 +17,55 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as flight
 from pydantic import SecretStr
 
-from feeder.coordinator.leases import LeaseBook
+from feeder.coordinator.consumer_actions import NO_SNAPSHOT, ConsumerActions
 from feeder.coordinator.metrics import FeederMetrics
+from feeder.coordinator.node_actions import NodeActions
 from feeder.coordinator.registry import NodeRegistry
-from feeder.protocol.auth import (
-    caller_job,
-    caller_node_proof,
-    location_uri,
-    server_middleware,
-    server_tls_kwargs,
-)
+from feeder.coordinator.served import ServedSnapshot
+from feeder.protocol.actions import ACTIONS, Audience
+from feeder.protocol.auth import caller_node_proof, location_uri, server_middleware
+from feeder.protocol.auth import server_tls_kwargs as _server_tls_kwargs
 from feeder.protocol.config import TLSConfig
-from feeder.protocol.messages import (
-    EpochParams,
-    LeaseRequest,
-    StaticRequest,
-    field_int,
-    field_name,
-    parse_json,
-)
-from feeder.protocol.node_auth import KEY_PURPOSE, NODE_ACTIONS, NodeCallVerifier
-from feeder.protocol.shuffle import SliceRange, epoch_stream, rank_ranges, skip_rows, split_ranges
-from feeder.protocol.slice_plan import SlicePlan
-from feeder.protocol.tickets import TicketClaims, TicketSigner
+from feeder.protocol.messages import StaticRequest
+from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallVerifier
+from feeder.protocol.tickets import TicketSigner
 from jobs.errors import AuthError, SpecError
+
+__all__ = ["NO_SNAPSHOT", "STATUS_VERSION", "Coordinator", "ServedSnapshot"]
 
 log = logging.getLogger(__name__)
 
 STATUS_VERSION = 1
-NO_SNAPSHOT = -1  # ticket snapshot id of a table without snapshots (no ticket is ever issued)
 
-ACTIONS = {
-    "status": "status document (JSON)",
-    "lease": "dynamic mode: lease the next unit of a job's epoch",
-    "heartbeat": "dynamic mode: extend a consumer's leases, report rows delivered",
-    "done": "dynamic mode: acknowledge a leased unit",
-    "resume": "failover: re-sign the rest of a ticket, with the current live locations",
-    "register": "data nodes: join the feeder, get the plan and assigned slices",
-    "cached": "data nodes: report a cached slice and its exact row count",
-    "node_heartbeat": "data nodes: report stats, get new assignments or stop",
-}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServedSnapshot:
-    """What one feeder session serves: a pinned snapshot of a table, projected and filtered."""
-
-    table: str
-    snapshot_id: int | None
-    metadata_location: str
-    io_properties: Mapping[str, str] = field(repr=False)
-    row_filter: str | None
-    columns: tuple[str, ...] | None
-    schema: pa.Schema
-    plans: tuple[SlicePlan, ...]
-
-    def project(self, columns: tuple[str, ...] | None) -> pa.Schema:
-        """The schema of a job reading ``columns`` (None: all); SpecError for unknown names."""
-        if columns is None:
-            return self.schema
-        unknown = [c for c in columns if c not in self.schema.names]
-        if unknown:
-            raise SpecError(
-                f"columns: unknown column(s) {unknown}; this feeder serves {self.schema.names}"
-            )
-        return pa.schema([self.schema.field(c) for c in columns])
-
-
-@dataclass
-class _JobState:
-    epochs: set[int] = field(default_factory=set)
-    consumers: set[str] = field(default_factory=set)
-    modes: set[str] = field(default_factory=set)
-
-
-@dataclass
-class _Book:
-    params: EpochParams
-    book: LeaseBook
-    announced_end: bool = False
-
-
-class _Refused(Exception):
-    """Internal: a request refused with a Flight error class and message."""
-
-    def __init__(self, kind: type[Exception], message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+Handler = Callable[[flight.ServerCallContext, bytes], dict[str, Any]]
 
 
 class Coordinator(flight.FlightServerBase):
-    """Flight server of one feeder session (consumers and data nodes talk to it)."""
+    """Flight server of one feeder session (consumers and data nodes talk to it).
+
+    Starts serving at construction; a monitor thread declares nodes dead that
+    stay silent for ``max(10 s, 5 × heartbeat_seconds)``.
+
+    Args:
+        served: the pinned snapshot and its slice plans.
+        signer: signs and verifies tickets; its key also derives the node-call key.
+        slots: how many data nodes the launcher runs (slice ownership is by slot).
+        host: bind address.
+        port: bind port (0: any free port).
+        token: bearer token every caller must send (None: an open feeder).
+        tls: certificate and key for ``grpc+tls`` (None: plain gRPC).
+        lease_seconds: dynamic-mode lease time.
+        heartbeat_seconds: the nodes' heartbeat period.
+        metrics: Prometheus metrics to update (None: none).
+        clock: monotonic clock (injectable for tests).
+    """
 
     def __init__(
         self,
@@ -136,7 +85,7 @@ class Coordinator(flight.FlightServerBase):
         super().__init__(
             location_uri(host, port, tls),
             middleware=server_middleware(token),
-            **server_tls_kwargs(tls),
+            **_server_tls_kwargs(tls),
         )
         self.served = served
         self.signer = signer
@@ -145,7 +94,6 @@ class Coordinator(flight.FlightServerBase):
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.metrics = metrics
-        self._clock = clock
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self.registry = NodeRegistry(
@@ -154,10 +102,19 @@ class Coordinator(flight.FlightServerBase):
             node_timeout=max(10.0, 5 * heartbeat_seconds),
             clock=clock,
         )
-        self._heartbeats: dict[str, int] = {}
-        self._jobs: dict[str, _JobState] = {}
-        self._books: dict[tuple[str, int], _Book] = {}
-        self._stopping = False
+        self._consumers = ConsumerActions(
+            served,
+            signer=signer,
+            registry=self.registry,
+            lock=self._ready,
+            lease_seconds=lease_seconds,
+            metrics=metrics,
+            clock=clock,
+        )
+        self._nodes = NodeActions(
+            served, registry=self.registry, ready=self._ready, metrics=metrics
+        )
+        self._handlers = self._dispatch_table()
         self._closed = threading.Event()
         self._monitor = threading.Thread(
             target=self._watch_nodes, name="icefeed-coordinator-monitor", daemon=True
@@ -172,6 +129,20 @@ class Coordinator(flight.FlightServerBase):
             slots,
         )
 
+    def _dispatch_table(self) -> dict[str, Handler]:
+        """One handler per action of the protocol's table, from the side its audience names."""
+        sides: dict[Audience, dict[str, Handler]] = {
+            Audience.CONSUMER: {"status": self._act_status, **self._consumers.handlers()},
+            Audience.NODE: self._nodes.handlers(),
+        }
+        missing = [name for name, spec in ACTIONS.items() if name not in sides[spec.audience]]
+        extra = {name for side in sides.values() for name in side} - set(ACTIONS)
+        if missing or extra:  # a programming error: the table and the handlers disagree
+            raise RuntimeError(
+                f"actions without a handler: {missing}; handlers without an action: {extra}"
+            )
+        return {name: sides[spec.audience][name] for name, spec in ACTIONS.items()}
+
     # --- driver-side API ---------------------------------------------------------------
 
     @property
@@ -181,12 +152,27 @@ class Coordinator(flight.FlightServerBase):
             return self.registry.ready
 
     def wait_ready(self, timeout: float) -> bool:
-        """Block until ready or ``timeout`` seconds pass; return whether it is ready."""
+        """Block until every slice is cached somewhere.
+
+        Args:
+            timeout: seconds to wait at most.
+
+        Returns:
+            Whether the feeder is ready.
+        """
         with self._ready:
             return self._ready.wait_for(lambda: self.registry.ready, timeout=timeout)
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> bool:
-        """Block until ``predicate(status())`` holds (re-checked on every node event)."""
+        """Block until ``predicate(status())`` holds (re-checked on every node event).
+
+        Args:
+            predicate: a test of the status document.
+            timeout: seconds to wait at most.
+
+        Returns:
+            Whether the predicate held before the timeout.
+        """
         deadline = time.monotonic() + timeout
         with self._ready:
             while True:
@@ -198,13 +184,18 @@ class Coordinator(flight.FlightServerBase):
                 self._ready.wait(min(left, 0.5))
 
     def node_lost(self, node_id: str, reason: str) -> None:
-        """Declare a node dead (its Spark job failed or ended); its slices move on."""
+        """Declare a node dead (its Spark job failed or ended); its slices move on.
+
+        Args:
+            node_id: the node's id (idempotent: a node already dead changes nothing).
+            reason: why, for the log.
+        """
         with self._ready:
             moved = self.registry.mark_dead(node_id)
             self._ready.notify_all()
         if self.metrics is not None:
             self.metrics.nodes_lost.inc()
-        self._publish_nodes()
+        self._nodes.publish_nodes()
         log.warning(
             "data node %s lost (%s); %d uncached slices handed to other nodes",
             node_id,
@@ -213,18 +204,18 @@ class Coordinator(flight.FlightServerBase):
         )
 
     def request_stop(self) -> None:
-        """Tell every node to stop at its next heartbeat."""
+        """Tell every node to stop at its next heartbeat (and refuse new ones)."""
         with self._lock:
-            self._stopping = True
+            self._nodes.request_stop()
 
     def close(self) -> None:
-        """Stop the monitor thread and the Flight server."""
+        """Stop the monitor thread and the Flight server (nodes are not told: see request_stop)."""
         self._closed.set()
         self.shutdown()
         self._monitor.join(timeout=5)
 
     def status(self) -> dict[str, Any]:
-        """The status document (PROTOCOL.md, *Status document*)."""
+        """Return the status document (PROTOCOL.md, *Status document*)."""
         with self._lock:
             return self._status_locked()
 
@@ -233,7 +224,7 @@ class Coordinator(flight.FlightServerBase):
         nodes = []
         for node in reg.nodes.values():
             entry = node.to_dict()
-            entry["heartbeats"] = self._heartbeats.get(node.node_id, 0)
+            entry["heartbeats"] = self._nodes.heartbeats(node.node_id)
             nodes.append(entry)
         known = [n for n in reg.row_counts if n is not None]
         return {
@@ -251,14 +242,7 @@ class Coordinator(flight.FlightServerBase):
             "storage_bytes_read": sum(n["storage_bytes_read"] for n in nodes),
             "nodes_alive": len(reg.alive()),
             "nodes": nodes,
-            "jobs": {
-                job: {
-                    "epochs": sorted(state.epochs),
-                    "consumers": len(state.consumers),
-                    "modes": sorted(state.modes),
-                }
-                for job, state in self._jobs.items()
-            },
+            "jobs": self._consumers.jobs_status(),
         }
 
     def _watch_nodes(self) -> None:
@@ -275,37 +259,63 @@ class Coordinator(flight.FlightServerBase):
     # --- Flight handlers ------------------------------------------------------------------
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
-        """Every action this coordinator answers."""
-        return list(ACTIONS.items())
+        """Return every action of the protocol's table as ``(name, description)``.
+
+        Args:
+            context: the Flight call (unused: anyone may list).
+
+        Returns:
+            One pair per action, consumer and node actions alike.
+        """
+        return [(name, spec.description) for name, spec in ACTIONS.items()]
 
     def get_flight_info(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
-        """Static mode: the caller's share of an epoch as signed tickets, in delivery order."""
-        return self._guard("flight_info", lambda: self._flight_info(context, descriptor))
+        """Static mode: the caller's share of an epoch as signed tickets, in delivery order.
+
+        Args:
+            context: the Flight call.
+            descriptor: a command descriptor holding a ``StaticRequest``.
+
+        Returns:
+            One endpoint per slice range (signed ticket, live node locations).
+
+        Raises:
+            pyarrow.ArrowInvalid: a bad request.
+            flight.FlightUnavailableError: the feeder is not ready yet.
+        """
+        return self._guard("flight_info", lambda: self._consumers.flight_info(context, descriptor))
 
     def do_action(
         self, context: flight.ServerCallContext, action: flight.Action
     ) -> Iterator[bytes]:
-        """Answer one JSON action (see ACTIONS); results are one JSON document."""
+        """Answer one JSON action of the protocol's table (:mod:`feeder.protocol.actions`).
+
+        A node action's proof is checked before its handler runs.
+
+        Args:
+            context: the Flight call.
+            action: the action's name and JSON body.
+
+        Returns:
+            One result: the answer as a JSON document.
+
+        Raises:
+            pyarrow.ArrowInvalid: an unknown action or a bad body.
+            flight.FlightUnauthenticatedError: a node action without a valid proof.
+            flight.FlightUnavailableError: not now (not ready, stopping, no live node).
+            flight.FlightUnauthorizedError: a ticket of another job or snapshot.
+        """
         kind = action.type
-        handler = {
-            "status": self._act_status,
-            "lease": self._act_lease,
-            "heartbeat": self._act_heartbeat,
-            "done": self._act_done,
-            "resume": self._act_resume,
-            "register": self._act_register,
-            "cached": self._act_cached,
-            "node_heartbeat": self._act_node_heartbeat,
-        }.get(kind)
+        handler = self._handlers.get(kind)
         if handler is None:
             self._count_error("unknown_action")
             raise pa.ArrowInvalid(f"unknown action {kind[:64]!r}; known: {sorted(ACTIONS)}")
         body = action.body.to_pybytes() if action.body is not None else b""
 
         def answer() -> dict[str, Any]:
-            if kind in NODE_ACTIONS:
+            if ACTIONS[kind].audience is Audience.NODE:
                 self._check_node_call(context, kind, body)
             return handler(context, body)
 
@@ -323,7 +333,18 @@ class Coordinator(flight.FlightServerBase):
     def get_schema(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.SchemaResult:
-        """The schema a job reading the command's ``columns`` gets (no need to be ready)."""
+        """Return the schema a job reading the command's ``columns`` gets (ready or not).
+
+        Args:
+            context: the Flight call.
+            descriptor: a command descriptor holding a ``StaticRequest``.
+
+        Returns:
+            The projected schema.
+
+        Raises:
+            pyarrow.ArrowInvalid: a bad request or an unknown column.
+        """
 
         def answer() -> flight.SchemaResult:
             if descriptor.descriptor_type != flight.DescriptorType.CMD:
@@ -334,321 +355,33 @@ class Coordinator(flight.FlightServerBase):
         return self._guard("schema", answer)
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> Any:
-        """The coordinator serves no rows: tickets go to the data nodes."""
+        """Refuse: the coordinator serves no rows, tickets go to the data nodes.
+
+        Raises:
+            pyarrow.ArrowInvalid: always.
+        """
         self._count_error("do_get")
         raise pa.ArrowInvalid("the coordinator serves no data; send tickets to a data node")
 
     # --- guards -------------------------------------------------------------------------------
+
+    def _act_status(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
+        return self.status()
 
     def _count_error(self, kind: str) -> None:
         if self.metrics is not None:
             self.metrics.errors.labels(kind=kind).inc()
 
     def _guard(self, kind: str, fn: Callable[[], Any]) -> Any:
+        """Run a handler; every refusal becomes a Flight error (counted), never a crash."""
         try:
             return fn()
-        except _Refused as exc:
+        except flight.FlightError:
             self._count_error(kind)
-            raise exc.kind(str(exc)) from None
+            raise
         except AuthError as exc:
             self._count_error(kind)
             raise flight.FlightUnauthenticatedError(str(exc)) from None
         except (SpecError, ValueError) as exc:
             self._count_error(kind)
             raise pa.ArrowInvalid(f"{kind}: {exc}") from None
-
-    def _row_counts(self) -> list[int]:
-        """Exact row counts (caller holds the lock); Unavailable until ready."""
-        reg = self.registry
-        if not reg.ready:
-            cached = sum(1 for n in reg.row_counts if n is not None)
-            raise _Refused(
-                flight.FlightUnavailableError,
-                f"feeder is not ready: {cached} of {reg.num_slices} slices cached; retry",
-            )
-        return reg.exact_row_counts()
-
-    def _ticket(self, params: EpochParams, unit: SliceRange) -> str:
-        claims = TicketClaims(
-            job=params.job,
-            snapshot_id=self._snapshot(),
-            slice_id=unit.slice_id,
-            start=unit.start,
-            stop=unit.stop,
-            epoch=params.epoch,
-            seed=params.seed,
-            shuffle=params.shuffle,
-            columns=params.columns,
-        )
-        return self.signer.sign(claims).decode("ascii")
-
-    def _snapshot(self) -> int:
-        sid = self.served.snapshot_id
-        return NO_SNAPSHOT if sid is None else sid
-
-    def _note_consumer(self, params: EpochParams, consumer: str, mode: str) -> None:
-        state = self._jobs.setdefault(params.job, _JobState())
-        new_epoch = params.epoch not in state.epochs
-        state.epochs.add(params.epoch)
-        state.consumers.add(consumer)
-        state.modes.add(mode)
-        if new_epoch:
-            log.info("job %s started epoch %d (%s mode)", params.job, params.epoch, mode)
-        if self.metrics is not None:
-            self.metrics.consumers.labels(job=params.job).set(len(state.consumers))
-
-    # --- static mode ------------------------------------------------------------------------
-
-    def _flight_info(
-        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
-    ) -> flight.FlightInfo:
-        if descriptor.descriptor_type != flight.DescriptorType.CMD:
-            raise SpecError("only command descriptors are served (FlightDescriptor.for_command)")
-        request = StaticRequest.from_command(bytes(descriptor.command or b""))
-        schema = self.served.project(request.columns)
-        with self._lock:
-            counts = self._row_counts()
-            ranges = rank_ranges(
-                counts,
-                seed=request.seed,
-                epoch=request.epoch,
-                shuffle=request.shuffle,
-                rank=request.rank,
-                world_size=request.world_size,
-                drop_last=request.drop_last,
-            )
-            ranges = split_ranges(
-                ranges, part=request.worker, parts=request.num_workers, unit=request.unit
-            )
-            ranges = skip_rows(ranges, request.skip_rows)
-            endpoints = [
-                flight.FlightEndpoint(
-                    self._ticket(request, r),
-                    [flight.Location(uri) for uri in self.registry.locations(r.slice_id)],
-                )
-                for r in ranges
-            ]
-            self._note_consumer(request, f"static:{request.rank}/{request.worker}", "static")
-        if self.metrics is not None:
-            self.metrics.plans.labels(job=request.job).inc()
-        total = sum(r.num_rows for r in ranges)
-        return flight.FlightInfo(schema, descriptor, endpoints, total, -1)
-
-    # --- dynamic mode -----------------------------------------------------------------------
-
-    def _book(self, params: EpochParams, counts: list[int]) -> _Book:
-        key = (params.job, params.epoch)
-        entry = self._books.get(key)
-        if entry is None:
-            units = epoch_stream(
-                counts, seed=params.seed, epoch=params.epoch, shuffle=params.shuffle
-            )
-            entry = _Book(
-                params, LeaseBook(units, lease_seconds=self.lease_seconds, clock=self._clock)
-            )
-            self._books[key] = entry
-        elif (entry.params.seed, entry.params.shuffle, entry.params.columns) != (
-            params.seed,
-            params.shuffle,
-            params.columns,
-        ):
-            raise SpecError(
-                f"job {params.job!r} epoch {params.epoch} is leased with seed="
-                f"{entry.params.seed}, shuffle={entry.params.shuffle}, columns="
-                f"{entry.params.columns}; every consumer of a job must use the same"
-            )
-        return entry
-
-    def _expire_book(self, entry: _Book) -> None:
-        expired = entry.book.expire()
-        if expired:
-            log.warning(
-                "job %s epoch %d: %d lease(s) expired, their rest is leased again",
-                entry.params.job,
-                entry.params.epoch,
-                len(expired),
-            )
-            if self.metrics is not None:
-                self.metrics.lease_expiries.labels(job=entry.params.job).inc(len(expired))
-
-    def _announce_end(self, entry: _Book) -> None:
-        if entry.book.finished and not entry.announced_end:
-            entry.announced_end = True
-            log.info(
-                "job %s epoch %d done: %d rows delivered",
-                entry.params.job,
-                entry.params.epoch,
-                entry.book.total_rows,
-            )
-
-    def _act_status(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
-        return self.status()
-
-    def _act_lease(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
-        request = LeaseRequest.from_body(body)
-        self.served.project(request.columns)
-        with self._lock:
-            counts = self._row_counts()
-            entry = self._book(request, counts)
-            self._expire_book(entry)
-            lease = entry.book.lease(request.consumer)
-            self._note_consumer(request, f"dynamic:{request.consumer}", "dynamic")
-            if lease is None:
-                self._announce_end(entry)
-                return {
-                    "unit": None,
-                    "epoch_done": entry.book.finished,
-                    "retry_after": min(1.0, self.lease_seconds / 4),
-                }
-            unit = lease.unit
-            locations = self.registry.locations(unit.slice_id)
-        if self.metrics is not None:
-            self.metrics.leases.labels(job=request.job).inc()
-        return {
-            "lease": lease.lease_id,
-            "unit": {"slice_id": unit.slice_id, "start": unit.start, "stop": unit.stop},
-            "ticket": self._ticket(request, unit),
-            "locations": locations,
-            "lease_seconds": self.lease_seconds,
-        }
-
-    def _lease_call(self, body: bytes, what: str) -> tuple[dict[str, Any], _Book, str]:
-        data = parse_json(body, what)
-        job, epoch = field_name(data, "job"), field_int(data, "epoch", 0, 2**32 - 1)
-        consumer = field_name(data, "consumer")
-        entry = self._books.get((job, epoch))
-        if entry is None:
-            raise SpecError(f"job {job!r} has no dynamic epoch {epoch}: lease first")
-        return data, entry, consumer
-
-    def _act_heartbeat(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
-        with self._lock:
-            data, entry, consumer = self._lease_call(body, "heartbeat")
-            progress = data.get("progress", {})
-            if not isinstance(progress, dict) or not all(
-                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
-                for k, v in progress.items()
-            ):
-                raise SpecError("progress: must map lease ids to rows delivered")
-            self._expire_book(entry)
-            lost = entry.book.heartbeat(consumer, progress)
-        return {"lost": lost}
-
-    def _act_done(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
-        with self._lock:
-            data, entry, consumer = self._lease_call(body, "done")
-            acknowledged = entry.book.done(consumer, field_name(data, "lease"))
-            self._announce_end(entry)
-        return {"acknowledged": acknowledged}
-
-    # --- failover ---------------------------------------------------------------------------
-
-    def _act_resume(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
-        data = parse_json(body, "resume")
-        raw = data.get("ticket")
-        if not isinstance(raw, str):
-            raise SpecError("ticket: must be the ticket string")
-        claims = self.signer.verify(raw.encode("utf-8", "replace"))
-        job = caller_job(context)
-        if job != claims.job:
-            raise _Refused(
-                flight.FlightUnauthorizedError,
-                f"ticket was issued to job {claims.job!r}, not to the caller's job {job!r}",
-            )
-        delivered = field_int(data, "delivered")
-        start = min(claims.start + delivered, claims.stop)
-        with self._lock:
-            if claims.snapshot_id != self._snapshot():
-                raise _Refused(flight.FlightUnauthorizedError, "ticket is for another snapshot")
-            locations = self.registry.locations(claims.slice_id)
-        if not locations:
-            raise _Refused(flight.FlightUnavailableError, "no live data node right now; retry")
-        ticket = self.signer.sign(replace(claims, start=start)).decode("ascii")
-        return {"ticket": ticket, "locations": locations}
-
-    # --- data nodes ------------------------------------------------------------------------
-
-    def _act_register(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
-        data = parse_json(body, "register")
-        node_id = field_name(data, "node_id")
-        location = field_name(data, "location")
-        pid = data.get("pid")
-        cache_dir = data.get("cache_dir")
-        with self._ready:
-            if self._stopping:
-                raise _Refused(flight.FlightUnavailableError, "feeder is stopping")
-            live_slots = {n.slot for n in self.registry.alive()}
-            free = [s for s in range(self.registry.slots) if s not in live_slots]
-            slot = data.get(
-                "slot", free[0] if free else len(self.registry.nodes) % self.registry.slots
-            )
-            assigned = self.registry.register(
-                node_id,
-                slot=slot if isinstance(slot, int) and not isinstance(slot, bool) else -1,
-                location=location,
-                pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
-                cache_dir=cache_dir if isinstance(cache_dir, str) else None,
-            )
-            self._heartbeats[node_id] = 0
-            self._ready.notify_all()
-        log.info(
-            "data node %s registered at %s (slot %s, pid %s): %d slices assigned",
-            node_id,
-            location,
-            slot,
-            pid,
-            len(assigned),
-        )
-        self._publish_nodes()
-        served = self.served
-        return {
-            "snapshot_id": served.snapshot_id,
-            "metadata_location": served.metadata_location,
-            "io_properties": dict(served.io_properties),
-            "row_filter": served.row_filter,
-            "columns": list(served.columns) if served.columns is not None else None,
-            "plans": [p.to_dict() for p in served.plans],
-            "assigned": assigned,
-        }
-
-    def _act_cached(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
-        data = parse_json(body, "cached")
-        with self._ready:
-            was_ready = self.registry.ready
-            self.registry.cached(
-                field_name(data, "node_id"),
-                field_int(data, "slice_id"),
-                field_int(data, "num_rows"),
-                field_int(data, "nbytes"),
-            )
-            now_ready = self.registry.ready
-            self._ready.notify_all()
-            rows = sum(n or 0 for n in self.registry.row_counts)
-        if now_ready and not was_ready:
-            log.info("feeder ready: %d slices, %d rows cached", len(self.served.plans), rows)
-            if self.metrics is not None:
-                self.metrics.ready.set(1)
-        return {}
-
-    def _act_node_heartbeat(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
-        data = parse_json(body, "node_heartbeat")
-        node_id = field_name(data, "node_id")
-        stats = data.get("stats") or {}
-        if not isinstance(stats, dict):
-            raise SpecError("stats: must be a JSON object")
-        with self._ready:
-            node = self.registry.nodes.get(node_id)
-            if self._stopping or node is None or not node.alive:
-                return {"stop": True, "assign": []}
-            assign = self.registry.heartbeat(node_id, stats)
-            self._heartbeats[node_id] = self._heartbeats.get(node_id, 0) + 1
-            self._ready.notify_all()
-        if self.metrics is not None:
-            self.metrics.node_stats(node_id, node.stats)
-        return {"stop": False, "assign": assign}
-
-    def _publish_nodes(self) -> None:
-        if self.metrics is not None:
-            with self._lock:
-                alive = len(self.registry.alive())
-            self.metrics.nodes_alive.set(alive)

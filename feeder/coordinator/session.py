@@ -1,6 +1,7 @@
 """Start a feeder: pin a snapshot, plan slices, run the coordinator and the data nodes.
 
-``serve(table, ...)`` validates everything the user gave *before* any node
+``serve(table_or_config, **settings)`` builds one
+:class:`~feeder.coordinator.config.FeederConfig`, validates everything *before* any node
 starts (unknown table or column, unparsable filter, missing snapshot →
 SpecError) and returns a :class:`Feeder`. ``python -m feeder serve TABLE ...``
 (and ``icefeed feeder serve``, both in :mod:`feeder.cli`) run one in the
@@ -10,19 +11,11 @@ foreground until SIGTERM/SIGINT — the entry point of the feeder's SparkApplica
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
-
-from feeder.coordinator.config import (
-    DEFAULT_LEASE_SECONDS,
-    DEFAULT_SLICE_BYTES,
-    FeederConfig,
-)
-from feeder.protocol.config import DEFAULT_HEARTBEAT_SECONDS, TLSConfig, load_token
+from feeder.coordinator.config import FeederConfig
+from feeder.protocol.config import TLSConfig, load_token
 from jobs.errors import FeederError, SpecError
 
 if TYPE_CHECKING:
@@ -32,7 +25,8 @@ if TYPE_CHECKING:
 
     from feeder.coordinator.launcher import NodeLauncher
     from feeder.coordinator.metrics import FeederMetrics
-    from feeder.coordinator.service import Coordinator, ServedSnapshot
+    from feeder.coordinator.served import ServedSnapshot
+    from feeder.coordinator.service import Coordinator
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +48,24 @@ def _load_table(catalog: Catalog | str | None, name: str) -> Table:
 def resolve(config: FeederConfig, catalog: Catalog | str | None) -> ServedSnapshot:
     """Pin the snapshot and plan the slices of ``config.table``; nothing is started.
 
-    Raises SpecError for an unknown table or column, an unparsable filter (or one
-    naming an unknown column) and a snapshot that does not exist.
+    Args:
+        config: the session's settings (``table``, ``snapshot_id``, ``columns``,
+            ``row_filter`` and ``slice_bytes`` matter here).
+        catalog: a pyiceberg ``Catalog``, a catalog name, or None (configured or embedded).
+
+    Returns:
+        The pinned snapshot with its schema and slice plans.
+
+    Raises:
+        SpecError: an unknown table or column, an unparsable filter (or one
+            naming an unknown column), or a snapshot that does not exist.
     """
     from pyiceberg.expressions import AlwaysTrue
     from pyiceberg.expressions.parser import parse
     from pyiceberg.expressions.visitors import bind
 
     from feeder.coordinator.planning import plan_slices
-    from feeder.coordinator.service import ServedSnapshot
+    from feeder.coordinator.served import ServedSnapshot
     from feeder.node.materialize import SliceSource
 
     table = _load_table(catalog, config.table)
@@ -125,7 +128,18 @@ def resolve(config: FeederConfig, catalog: Catalog | str | None) -> ServedSnapsh
 
 @dataclass
 class Feeder:
-    """A running feeder session: coordinator in this process, data nodes as Spark jobs."""
+    """A running feeder session: coordinator in this process, data nodes as Spark jobs.
+
+    Returned by :func:`serve`; a context manager that stops the feeder on exit.
+
+    Attributes:
+        config: the session's settings.
+        spark: the SparkSession the data nodes run on.
+        catalog: the catalog the table is loaded from (``refresh`` reloads it there).
+        coordinator: the coordinator's Flight server.
+        launcher: runs and replaces the data nodes' Spark jobs.
+        metrics: the Prometheus metrics, if ``config.metrics_port`` is set.
+    """
 
     config: FeederConfig
     spark: SparkSession
@@ -133,7 +147,6 @@ class Feeder:
     coordinator: Coordinator
     launcher: NodeLauncher
     metrics: FeederMetrics | None
-    batch_rows: int | None = None
 
     @property
     def endpoint(self) -> str:
@@ -146,11 +159,21 @@ class Feeder:
         return self.coordinator.served.snapshot_id
 
     def status(self) -> dict[str, Any]:
-        """The JSON-able status document (PROTOCOL.md)."""
+        """Return the JSON-able status document (PROTOCOL.md, *Status document*)."""
         return self.coordinator.status()
 
     def wait_ready(self, timeout: float = DEFAULT_READY_TIMEOUT) -> Feeder:
-        """Block until every slice is cached; raises FeederError after ``timeout`` seconds."""
+        """Block until every slice is cached on some data node.
+
+        Args:
+            timeout: seconds to wait at most.
+
+        Returns:
+            This feeder, so ``serve(...).wait_ready()`` chains.
+
+        Raises:
+            FeederError: not ready after ``timeout`` seconds (with the node failures).
+        """
         if not self.coordinator.wait_ready(timeout):
             status = self.status()
             raise FeederError(
@@ -165,11 +188,16 @@ class Feeder:
 
         A no-op if the snapshot did not change. Otherwise the nodes stop, a new
         coordinator session starts on the same port (consumers start their next
-        epoch against it) and new nodes cache the new snapshot.
+        epoch against it) and new nodes cache the new snapshot. ``config`` keeps
+        the snapshot the feeder was started with (None: the current one then).
+
+        Returns:
+            The snapshot id served from now on (None for a table without snapshots).
+
+        Raises:
+            SpecError: the table, a column or the filter no longer resolves.
         """
-        served = resolve(
-            FeederConfig(**{**self.config.__dict__, "snapshot_id": None}), self.catalog
-        )
+        served = resolve(replace(self.config, snapshot_id=None), self.catalog)
         if served.snapshot_id == self.snapshot_id:
             return self.snapshot_id
         port = self.coordinator.port
@@ -180,7 +208,6 @@ class Feeder:
             self.spark,
             port=port,
             metrics=self.metrics,
-            batch_rows=self.batch_rows,
         )
         log.info("feeder refreshed to snapshot %s", served.snapshot_id)
         return served.snapshot_id
@@ -191,7 +218,7 @@ class Feeder:
         self.coordinator.close()
 
     def stop(self) -> None:
-        """Stop the nodes (their caches are deleted) and the coordinator."""
+        """Stop the nodes (their caches are deleted), the coordinator and the metrics server."""
         self._stop_session()
         if self.metrics is not None:
             self.metrics.close()
@@ -211,7 +238,6 @@ def _start_session(
     *,
     port: int,
     metrics: FeederMetrics | None,
-    batch_rows: int | None = None,
 ) -> tuple[Coordinator, NodeLauncher]:
     from feeder.coordinator.launcher import NodeLauncher, NodeTaskSpec
     from feeder.coordinator.service import Coordinator
@@ -235,13 +261,7 @@ def _start_session(
     spec = NodeTaskSpec(
         coordinator_endpoint=_reachable(coordinator.endpoint, config.tls),
         ticket_key=key,
-        token=config.token,
-        tls=config.tls,
-        cache_dir=str(config.cache_dir) if config.cache_dir is not None else None,
-        host=config.host,
-        heartbeat_seconds=config.heartbeat_seconds,
-        batch_rows=batch_rows,
-        row_copy=config.row_copy,
+        settings=config.node_settings(),
     )
     launcher = NodeLauncher(sc, spec, nodes=nodes, on_node_lost=coordinator.node_lost)
     try:
@@ -274,58 +294,36 @@ def _reachable(endpoint: str, tls: TLSConfig | None) -> str:
 
 
 def serve(
-    table: str,
+    table_or_config: str | FeederConfig,
     *,
     spark: SparkSession | None = None,
     catalog: Catalog | str | None = None,
-    columns: Sequence[str] | None = None,
-    row_filter: str | None = None,
-    snapshot_id: int | None = None,
-    nodes: int | None = None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    token: str | SecretStr | None = None,
-    tls: TLSConfig | None = None,
-    cache_dir: Path | str | None = None,
-    slice_bytes: int = DEFAULT_SLICE_BYTES,
-    lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
-    metrics_port: int | None = None,
-    batch_rows: int | None = None,
-    row_copy: bool = True,
+    **settings: Any,
 ) -> Feeder:
-    """Start a feeder for ``table`` and return it (nodes cache in the background).
+    """Start a feeder and return it (its data nodes cache in the background).
 
-    ``token=None`` reads ``ICEFEED_TOKEN`` / ``ICEFEED_TOKEN_FILE`` (no token: an
-    open feeder). ``batch_rows`` caps the rows per Arrow batch a node sends
-    (default: the node's, 128 Ki rows). ``row_copy=False`` makes nodes cache no
-    row-major copy of fixed-width columns: about half the disk for such tables, at
-    the cost of slower shuffled reads (docs/concepts.md, The cache). Raises SpecError
-    for bad input, before any node starts.
+    ``serve("ns.t", columns=["a"], nodes=2)`` and ``serve(FeederConfig(table="ns.t",
+    ...))`` are the same; keywords given with a config replace its fields. A
+    ``token`` of None reads ``ICEFEED_TOKEN`` / ``ICEFEED_TOKEN_FILE`` (no token:
+    an open feeder). Everything is validated before any node starts.
+
+    Args:
+        table_or_config: the table identifier (``"ns.name"``) or a whole FeederConfig.
+        spark: the SparkSession the data nodes run on (None: the active one or a new one).
+        catalog: a pyiceberg ``Catalog`` or a catalog name (None: ``config.catalog``,
+            else the configured or embedded one).
+        **settings: any FeederConfig field but ``table`` and ``catalog``
+            (``columns``, ``row_filter``, ``nodes``, ``batch_rows``, ...).
+
+    Returns:
+        The running Feeder (a context manager: leaving it stops the feeder).
+
+    Raises:
+        SpecError: an unknown keyword, a bad setting, an unknown table or column,
+            an unparsable filter or a missing snapshot.
     """
-    if batch_rows is not None and (not isinstance(batch_rows, int) or batch_rows < 1):
-        raise SpecError(f"batch_rows: {batch_rows!r} must be an integer >= 1")
-    if isinstance(columns, str):
-        raise SpecError("columns: give a list of column names, not one string")
-    config = FeederConfig(
-        table=table,
-        columns=tuple(columns) if columns is not None else None,
-        row_filter=row_filter,
-        snapshot_id=snapshot_id,
-        nodes=nodes,
-        host=host,
-        port=port,
-        token=load_token(token),
-        tls=tls,
-        cache_dir=Path(cache_dir) if cache_dir is not None else None,
-        slice_bytes=slice_bytes,
-        lease_seconds=lease_seconds,
-        heartbeat_seconds=heartbeat_seconds,
-        metrics_port=metrics_port,
-        catalog=catalog if isinstance(catalog, str) else None,
-        row_copy=row_copy,
-    )
-    served = resolve(config, catalog)
+    config = _config(table_or_config, catalog, settings)
+    served = resolve(config, catalog if catalog is not None else config.catalog)
     if spark is None:
         from jobs.spark import get_spark
 
@@ -335,15 +333,31 @@ def serve(
         from feeder.coordinator.metrics import FeederMetrics
 
         metrics = FeederMetrics(port=config.metrics_port, host=config.host)
-    coordinator, launcher = _start_session(
-        served, config, spark, port=config.port, metrics=metrics, batch_rows=batch_rows
-    )
+    coordinator, launcher = _start_session(served, config, spark, port=config.port, metrics=metrics)
     return Feeder(
         config=config,
         spark=spark,
-        catalog=catalog,
+        catalog=catalog if catalog is not None else config.catalog,
         coordinator=coordinator,
         launcher=launcher,
         metrics=metrics,
-        batch_rows=batch_rows,
     )
+
+
+def _config(
+    table_or_config: str | FeederConfig, catalog: Catalog | str | None, settings: dict[str, Any]
+) -> FeederConfig:
+    """The session's FeederConfig: ``serve``'s arguments validated, the token resolved."""
+    valid = [name for name in FeederConfig.field_names() if name not in ("table", "catalog")]
+    unknown = sorted(set(settings) - set(valid))
+    if unknown:
+        raise SpecError(f"serve: unknown setting(s) {unknown}; valid: {', '.join(valid)}")
+    if isinstance(catalog, str):
+        settings = {**settings, "catalog": catalog}
+    if isinstance(table_or_config, FeederConfig):
+        config = replace(table_or_config, **settings) if settings else table_or_config
+    else:
+        config = FeederConfig(table=table_or_config, **settings)
+    if config.token is None:
+        config = replace(config, token=load_token(None))
+    return config

@@ -37,12 +37,12 @@ import numpy as np
 import pyarrow as pa
 
 from feeder.node.rowstore import RowLayout, gather, map_rows, row_columns, worth_it, write_rows
+from feeder.node.settings import DEFAULT_BATCH_ROWS
 from feeder.protocol.chunking import Chunking
 from jobs.errors import FeederError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_ROWS = 128 * 1024
 #: rows per ``take`` when shuffled: smaller than sequential batches, because gathered
 #: batches are the node's private memory (``take_threads + 1`` in flight per stream)
 DEFAULT_TAKE_ROWS = 32 * 1024

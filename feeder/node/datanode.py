@@ -17,7 +17,6 @@ carries a fresh proof of the session key (:mod:`feeder.protocol.node_auth`).
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import queue
@@ -36,7 +35,6 @@ import pyarrow.flight as flight
 from pydantic import SecretStr
 
 from feeder.node.cache import (
-    DEFAULT_BATCH_ROWS,
     DEFAULT_TAKE_ROWS,
     CachedSlice,
     SliceCache,
@@ -44,6 +42,7 @@ from feeder.node.cache import (
     cut,
 )
 from feeder.node.materialize import SliceSource
+from feeder.node.settings import DEFAULT_BATCH_ROWS, NodeSettings
 from feeder.protocol.auth import (
     call_options,
     caller_chunking,
@@ -53,8 +52,16 @@ from feeder.protocol.auth import (
     server_middleware,
 )
 from feeder.protocol.auth import server_tls_kwargs as _server_tls_kwargs
-from feeder.protocol.config import DEFAULT_HEARTBEAT_SECONDS, TLSConfig
+from feeder.protocol.config import TLSConfig
 from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallSigner
+from feeder.protocol.node_messages import (
+    CachedReport,
+    NodeHeartbeat,
+    NodeHeartbeatAnswer,
+    NodeRequest,
+    RegisterAnswer,
+    RegisterRequest,
+)
 from feeder.protocol.shuffle import compact_row_permutation
 from feeder.protocol.slice_plan import SlicePlan
 from feeder.protocol.tickets import TicketClaims, TicketSigner
@@ -121,7 +128,11 @@ class DataNode(flight.FlightServerBase):
         self._slice_locks: dict[int, threading.Lock] = {}
 
     def configure(
-        self, *, snapshot_id: int, source: SliceSource | None, plans: Mapping[int, SlicePlan]
+        self,
+        *,
+        snapshot_id: int | None,
+        source: SliceSource | None,
+        plans: Mapping[int, SlicePlan],
     ) -> None:
         """Pin the snapshot and the slice plans this node serves (from ``register``)."""
         with self._lock:
@@ -245,16 +256,16 @@ class _CoordinatorLink:
     timeout: float
     prover: NodeCallSigner
 
-    def action(self, name: str, body: Any) -> Any:
-        """Send one node-only action with a fresh proof; return its JSON answer."""
-        payload = json.dumps(body).encode()
+    def call(self, request: NodeRequest) -> bytes:
+        """Send one node-only action with a fresh proof; return its answer's JSON bytes."""
+        payload = request.to_json()
         options = call_options(
-            self.token, None, self.timeout, node_proof=self.prover.proof(name, payload)
+            self.token, None, self.timeout, node_proof=self.prover.proof(request.ACTION, payload)
         )
-        results = list(self.client.do_action(flight.Action(name, payload), options))
+        results = list(self.client.do_action(flight.Action(request.ACTION, payload), options))
         if not results:
-            return {}
-        return json.loads(results[0].body.to_pybytes() or b"{}")
+            return b"{}"
+        return results[0].body.to_pybytes() or b"{}"
 
 
 def default_cache_root(cache_dir: Path | str | None) -> Path:
@@ -288,43 +299,50 @@ def run_data_node(
     coordinator_endpoint: str,
     *,
     ticket_key: bytes,
-    token: str | SecretStr | None = None,
-    tls: TLSConfig | None = None,
-    cache_dir: Path | str | None = None,
-    host: str = "127.0.0.1",
+    settings: NodeSettings | None = None,
     advertise_host: str | None = None,
-    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
     timeout: float = 30.0,
-    batch_rows: int = DEFAULT_BATCH_ROWS,
-    row_copy: bool = True,
 ) -> dict[str, Any]:
     """Run one data node until the coordinator says stop (the body of one Spark task).
 
-    The node stops by itself when the coordinator stays unreachable for
-    ``timeout`` seconds. Returns the node's final stats. Raises FeederError if
-    it cannot register, and lets a failed materialisation propagate (so the
-    node's Spark job fails and the coordinator replaces the node). The cache
-    directory is deleted on the way out. ``row_copy=False``: no row-major copies of
-    cached slices (see :class:`feeder.node.cache.SliceCache`).
+    The cache directory is deleted on the way out.
+
+    Args:
+        node_id: this node's id, unique in the session.
+        coordinator_endpoint: where the coordinator listens.
+        ticket_key: the session's ticket key (verifies tickets, proves node calls).
+        settings: the session's node settings (None: the defaults).
+        advertise_host: the address consumers dial (None: ``settings.host``).
+        timeout: per-call timeout; the node also stops by itself when the
+            coordinator stays unreachable this long.
+
+    Returns:
+        The node's final stats (``NodeStats`` as a dict).
+
+    Raises:
+        FeederError: the node could not register. A failed materialisation
+            propagates too, so the node's Spark job fails and the coordinator
+            replaces the node.
     """
-    root = default_cache_root(cache_dir) / f"icefeed-node-{node_id}-{os.getpid()}"
-    cache = SliceCache(root, row_copy=row_copy)
+    settings = settings if settings is not None else NodeSettings()
+    tls = settings.tls
+    root = default_cache_root(settings.cache_dir) / f"icefeed-node-{node_id}-{os.getpid()}"
+    cache = SliceCache(root, row_copy=settings.row_copy)
     client = connect(coordinator_endpoint, tls=tls)
     signer = TicketSigner(ticket_key)
-    link = _CoordinatorLink(client, token, timeout, NodeCallSigner(signer.derived_key(KEY_PURPOSE)))
+    link = _CoordinatorLink(
+        client, settings.token, timeout, NodeCallSigner(signer.derived_key(KEY_PURPOSE))
+    )
     work: queue.Queue[int] = queue.Queue()
     stop = threading.Event()
 
     def report_cached(entry: CachedSlice) -> None:
-        body = {
-            "node_id": node_id,
-            "slice_id": entry.slice_id,
-            "num_rows": entry.num_rows,
-            "nbytes": entry.nbytes,
-        }
+        report = CachedReport(
+            node_id=node_id, slice_id=entry.slice_id, num_rows=entry.num_rows, nbytes=entry.nbytes
+        )
         for attempt in range(3):
             try:
-                link.action("cached", body)
+                link.call(report)
                 return
             except flight.FlightError as exc:
                 log.warning(
@@ -333,22 +351,22 @@ def run_data_node(
                 stop.wait(0.5 * (attempt + 1))
 
     node = DataNode(
-        location_uri(host, data_port(os.environ), tls),
+        location_uri(settings.host, data_port(os.environ), tls),
         signer=signer,
         cache=cache,
-        token=token,
+        token=settings.token,
         tls=tls,
-        batch_rows=batch_rows,
+        batch_rows=settings.batch_rows,
         on_cached=report_cached,
     )
-    location = location_uri(advertise_host or host, node.port, tls)
+    location = location_uri(advertise_host or settings.host, node.port, tls)
     try:
         assigned = _register(link, node, node_id, location, root, coordinator_endpoint)
         for slice_id in assigned:
             work.put(slice_id)
         beat = threading.Thread(
             target=_heartbeat_loop,
-            args=(link, node, node_id, work, stop, heartbeat_seconds, timeout),
+            args=(link, node, node_id, work, stop, settings.heartbeat_seconds, timeout),
             name=f"node-{node_id}-heartbeat",
             daemon=True,
         )
@@ -379,30 +397,30 @@ def _register(
     endpoint: str,
 ) -> list[int]:
     """``register`` with the coordinator, configure ``node``; return the assigned slice ids."""
-    body = {
-        "node_id": node_id,
-        "location": location,
-        "pid": os.getpid(),
-        "cache_dir": str(root),
-        "capacity_bytes": _free_bytes(root),
-    }
+    request = RegisterRequest(
+        node_id=node_id,
+        location=location,
+        pid=os.getpid(),
+        cache_dir=str(root),
+        capacity_bytes=_free_bytes(root),
+    )
     try:
-        answer = link.action("register", body)
+        answer = RegisterAnswer.from_json(link.call(request))
         source = SliceSource.from_metadata(
-            answer["metadata_location"],
-            io_properties=answer.get("io_properties") or {},
-            snapshot_id=answer["snapshot_id"],
-            row_filter=answer.get("row_filter"),
-            columns=answer.get("columns"),
+            answer.metadata_location,
+            io_properties=answer.io_properties,
+            snapshot_id=answer.snapshot_id,
+            row_filter=answer.row_filter,
+            columns=answer.columns,
         )
-        plans = [SlicePlan.from_dict(p) for p in answer.get("plans", [])]
-        assigned = [int(s) for s in answer.get("assigned", [])]
-    except (flight.FlightError, KeyError, TypeError, ValueError) as exc:
+    except (flight.FlightError, SpecError, KeyError, TypeError, ValueError) as exc:
         raise FeederError(
             f"data node {node_id} could not register with the coordinator at {endpoint}: {exc}"
         ) from exc
+    plans = answer.plans
+    assigned = list(answer.assigned)
     node.configure(
-        snapshot_id=answer["snapshot_id"], source=source, plans={p.slice_id: p for p in plans}
+        snapshot_id=answer.snapshot_id, source=source, plans={p.slice_id: p for p in plans}
     )
     log.info(
         "data node %s serving at %s: %d slices planned, %d assigned",
@@ -432,7 +450,7 @@ def _heartbeat_loop(
     try:
         while not stop.is_set():
             try:
-                answer = link.action("node_heartbeat", {"node_id": node_id, "stats": node.stats()})
+                raw = link.call(NodeHeartbeat(node_id=node_id, stats=node.stats()))
             except flight.FlightError as exc:
                 if time.monotonic() - last_ok > grace:
                     log.error(
@@ -441,9 +459,10 @@ def _heartbeat_loop(
                     return
             else:
                 last_ok = time.monotonic()
-                for slice_id in answer.get("assign") or []:
-                    work.put(int(slice_id))
-                if answer.get("stop"):
+                answer = NodeHeartbeatAnswer.from_json(raw)
+                for slice_id in answer.assign:
+                    work.put(slice_id)
+                if answer.stop:
                     log.info("coordinator asked data node %s to stop", node_id)
                     return
             stop.wait(interval)

@@ -33,9 +33,18 @@ import threading
 import time
 from collections.abc import Callable
 
+from feeder.protocol.actions import NODE_ACTIONS
 from jobs.errors import AuthError
 
-NODE_ACTIONS = frozenset({"register", "cached", "node_heartbeat"})
+__all__ = [
+    "DEFAULT_WINDOW_SECONDS",
+    "KEY_PURPOSE",
+    "MAX_NONCES",
+    "NODE_ACTIONS",
+    "NodeCallSigner",
+    "NodeCallVerifier",
+]
+
 KEY_PURPOSE = "node-call"
 DEFAULT_WINDOW_SECONDS = 60.0
 MAX_NONCES = 1_000_000  # only proofs with a valid MAC are remembered: real nodes' calls

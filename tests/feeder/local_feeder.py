@@ -22,6 +22,7 @@ from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.service import Coordinator
 from feeder.coordinator.session import resolve
 from feeder.node.datanode import run_data_node
+from feeder.node.settings import NodeSettings
 from feeder.protocol.config import TLSConfig
 from feeder.protocol.tickets import TicketSigner, new_key
 
@@ -88,12 +89,14 @@ def local_feeder(
             args=(f"t{i}", coordinator.endpoint),
             kwargs={
                 "ticket_key": key,
-                "token": config.token,
-                "tls": tls,
-                "cache_dir": cache_dir,
-                "heartbeat_seconds": 0.2,
+                "settings": NodeSettings(
+                    token=config.token,
+                    tls=tls,
+                    cache_dir=cache_dir,
+                    heartbeat_seconds=0.2,
+                    batch_rows=batch_rows,
+                ),
                 "timeout": 10.0,
-                "batch_rows": batch_rows,
             },
             name=f"fake-spark-task-t{i}",
             daemon=True,

@@ -12,6 +12,7 @@ import logging
 import sys
 
 from feeder.node.datanode import run_data_node
+from feeder.node.settings import NodeSettings
 
 
 def main() -> None:
@@ -22,10 +23,10 @@ def main() -> None:
         spec["node_id"],
         spec["endpoint"],
         ticket_key=bytes.fromhex(spec["key"]),
-        cache_dir=spec["cache_dir"],
-        heartbeat_seconds=0.2,
+        settings=NodeSettings(
+            cache_dir=spec["cache_dir"], heartbeat_seconds=0.2, batch_rows=spec["batch_rows"]
+        ),
         timeout=10.0,
-        batch_rows=spec["batch_rows"],
     )
 
 

@@ -33,22 +33,30 @@ def test_serve_refuses_an_unknown_table_before_starting_anything(catalog, capsys
 
 
 def test_serve_no_row_copy_flag_reaches_serve(monkeypatch, capsys):
-    """Argument plumbing only (serve itself runs for real in test_serve.py): a stand-in
-    for ``serve`` records its keywords and refuses, as a bad table would."""
+    """Argument plumbing only (serve itself runs for real in test_session.py): a stand-in
+    for ``serve`` records the FeederConfig it gets and refuses, as a bad table would."""
     import feeder.coordinator.session as serve_module
+    from feeder.coordinator.config import FeederConfig
     from jobs.errors import SpecError
 
-    seen: list[dict[str, object]] = []
+    seen: list[FeederConfig] = []
 
-    def refuse(table: str, **kwargs: object) -> None:
-        seen.append(kwargs)
-        raise SpecError(f"table {table} not found")
+    def refuse(config: FeederConfig, **kwargs: object) -> None:
+        seen.append(config)
+        raise SpecError(f"table {config.table} not found")
 
     monkeypatch.setattr(serve_module, "serve", refuse)
     assert feeder_main(["serve", "test.t", "--no-row-copy"]) == 2
-    assert feeder_main(["serve", "test.t"]) == 2
-    assert [kw["row_copy"] for kw in seen] == [False, True]
+    assert feeder_main(["serve", "test.t", "--port", "8815", "--columns", "a, b"]) == 2
+    assert [c.row_copy for c in seen] == [False, True]
+    assert seen[1] == FeederConfig(table="test.t", port=8815, columns=("a", "b"))
+    assert seen[0] == FeederConfig(table="test.t", row_copy=False)  # the rest: defaults
     assert "not found" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_bad_option_value_before_starting_anything(capsys):
+    assert feeder_main(["serve", "test.t", "--port", "70000"]) == 2
+    assert "port: 70000" in capsys.readouterr().err
 
 
 def test_python_dash_m_feeder_serve_refuses_an_unknown_table(catalog):

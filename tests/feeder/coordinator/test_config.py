@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr
 
 from feeder.coordinator.config import FeederConfig
+from feeder.node.settings import NodeSettings
 from feeder.protocol.config import TLSConfig, load_token
 from jobs.errors import SpecError
 
@@ -96,3 +100,54 @@ def test_tls_config_checks_files(tmp_path):
         TLSConfig()
     with pytest.raises(SpecError, match="server"):
         TLSConfig(ca_file=cert).server_certificates()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"batch_rows": 0}, "batch_rows"),
+        ({"batch_rows": None}, "batch_rows"),
+        ({"batch_rows": 2.5}, "batch_rows"),
+        ({"heartbeat_seconds": 0}, "heartbeat_seconds"),
+        ({"columns": "abc"}, "not one string"),
+    ],
+)
+def test_node_settings_are_validated_by_the_feeder_config(kwargs, field):
+    with pytest.raises(SpecError, match=field):
+        FeederConfig(**{"table": "ns.t", **kwargs})
+
+
+def test_nodes_get_every_node_setting_of_the_config_and_nothing_else():
+    tls_free = FeederConfig(
+        table="ns.t",
+        host="0.0.0.0",
+        token="tok-123",
+        cache_dir="/tmp/c",
+        heartbeat_seconds=0.5,
+        batch_rows=250,
+        row_copy=False,
+        slice_bytes=7,
+    )
+    settings = tls_free.node_settings()
+    assert type(settings) is NodeSettings
+    assert settings == NodeSettings(
+        host="0.0.0.0",
+        token=SecretStr("tok-123"),
+        cache_dir=Path("/tmp/c"),
+        heartbeat_seconds=0.5,
+        batch_rows=250,
+        row_copy=False,
+    )
+    assert {f.name for f in fields(NodeSettings)} < set(FeederConfig.field_names())
+    assert "tok-123" not in repr(settings)
+
+
+def test_serve_takes_feeder_config_fields_and_names_the_valid_ones():
+    import feeder
+
+    with pytest.raises(SpecError, match=r"unknown setting\(s\) \['colums'\].*columns"):
+        feeder.serve("ns.t", colums=["a"])
+    with pytest.raises(SpecError, match="batch_rows"):
+        feeder.serve("ns.t", batch_rows=0)
+    with pytest.raises(SpecError, match="unknown setting"):
+        feeder.serve(FeederConfig(table="ns.t"), spark_conf={})

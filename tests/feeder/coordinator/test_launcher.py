@@ -18,6 +18,7 @@ import pytest
 import feeder
 from feeder.client.client import FeederClient
 from feeder.coordinator.launcher import NodeTaskSpec, node_partition
+from feeder.node.settings import NodeSettings
 from tests.feeder.tables import make_table
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -123,7 +124,9 @@ def test_node_task_spec_never_shows_its_key_or_token():
     from pydantic import SecretStr
 
     spec = NodeTaskSpec(
-        coordinator_endpoint="grpc://127.0.0.1:1", ticket_key=b"k" * 32, token=SecretStr("tok")
+        coordinator_endpoint="grpc://127.0.0.1:1",
+        ticket_key=b"k" * 32,
+        settings=NodeSettings(token=SecretStr("tok")),
     )
     assert "kkkk" not in repr(spec) and "tok'" not in repr(spec)
     assert callable(node_partition("n0", spec))

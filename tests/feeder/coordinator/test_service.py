@@ -19,6 +19,7 @@ import pyarrow.flight as flight
 import pytest
 
 from feeder.client.client import FeederClient
+from feeder.protocol.actions import ACTIONS
 from feeder.protocol.auth import call_options
 from feeder.protocol.config import TLSConfig
 from feeder.protocol.messages import StaticRequest
@@ -358,7 +359,26 @@ def test_unknown_action_and_do_get_on_the_coordinator_are_refused(feed):
         list(raw.do_action(flight.Action("drop_tables", b"")))
     with pytest.raises(pa.ArrowInvalid, match="serves no data"):
         raw.do_get(flight.Ticket(b"x")).read_all()
-    assert {a.type for a in raw.list_actions()} >= {"status", "lease", "register"}
+    assert [a.type for a in raw.list_actions()] == list(ACTIONS)  # the protocol's one table
+
+
+def test_a_malformed_node_message_with_a_valid_proof_names_the_field(feed):
+    raw = flight.FlightClient(feed.endpoint)
+    signer = NodeCallSigner(TicketSigner(feed.key).derived_key(KEY_PURPOSE))
+    reg = feed.coordinator.registry
+    before = ({n["node_id"] for n in feed.coordinator.status()["nodes"]}, list(reg.row_counts))
+    bodies = {
+        "register": ({"node_id": "n", "location": "grpc://h:1", "slot": "0"}, "slot"),
+        "cached": ({"node_id": "n", "slice_id": -1, "num_rows": 1, "nbytes": 1}, "slice_id"),
+        "node_heartbeat": ({"node_id": "", "stats": {}}, "node_id"),
+    }
+    for name, (body, field) in bodies.items():
+        sent = json.dumps(body).encode()
+        options = call_options(None, None, 10, node_proof=signer.proof(name, sent))
+        with pytest.raises(pa.ArrowInvalid, match=f"{name}: {field}"):
+            list(raw.do_action(flight.Action(name, sent), options))
+    after = ({n["node_id"] for n in feed.coordinator.status()["nodes"]}, list(reg.row_counts))
+    assert after == before
 
 
 # --- sessions of their own -----------------------------------------------------------------

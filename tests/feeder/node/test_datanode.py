@@ -15,6 +15,7 @@ from feeder.coordinator.planning import plan_slices
 from feeder.node.cache import SliceCache
 from feeder.node.datanode import DataNode, run_data_node
 from feeder.node.materialize import SliceSource
+from feeder.node.settings import NodeSettings
 from feeder.protocol.auth import (
     call_options,
     caller_node_proof,
@@ -319,8 +320,7 @@ def test_run_data_node_registers_caches_serves_and_stops(catalog, tmp_path):
             "n0",
             f"grpc://127.0.0.1:{fake.port}",
             ticket_key=KEY,
-            cache_dir=cache_dir,
-            heartbeat_seconds=0.05,
+            settings=NodeSettings(cache_dir=cache_dir, heartbeat_seconds=0.05),
             timeout=10,
         )
 
@@ -452,8 +452,7 @@ def test_node_stops_by_itself_when_the_coordinator_dies(catalog, tmp_path):
             "lonely",
             f"grpc://127.0.0.1:{fake.port}",
             ticket_key=KEY,
-            cache_dir=tmp_path / "local",
-            heartbeat_seconds=0.05,
+            settings=NodeSettings(cache_dir=tmp_path / "local", heartbeat_seconds=0.05),
             timeout=1.0,
         )
 
@@ -471,7 +470,13 @@ def test_registering_with_no_coordinator_is_a_feeder_error(tmp_path):
     from jobs.errors import FeederError
 
     with pytest.raises(FeederError, match="could not register"):
-        run_data_node("n9", "grpc://127.0.0.1:9", ticket_key=KEY, cache_dir=tmp_path, timeout=5.0)
+        run_data_node(
+            "n9",
+            "grpc://127.0.0.1:9",
+            ticket_key=KEY,
+            settings=NodeSettings(cache_dir=tmp_path),
+            timeout=5.0,
+        )
     assert list(tmp_path.iterdir()) == []
 
 

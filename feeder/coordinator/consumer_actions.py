@@ -1,0 +1,318 @@
+"""The coordinator's consumer side: static plans, dynamic-mode leases and failover resume.
+
+Static mode: ``get_flight_info`` answers a consumer's share of an epoch as one
+signed ticket per slice range, every live node as a location. Dynamic mode:
+``lease`` / ``heartbeat`` / ``done`` over one :class:`~feeder.coordinator.leases.LeaseBook`
+per job and epoch. Failover: ``resume`` re-signs the rest of a ticket after a
+broken stream with the current live locations. Every handler raises SpecError
+(bad request) or a Flight error; the coordinator's guard turns them into Flight
+errors and keeps serving. Wire forms: PROTOCOL.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pyarrow.flight as flight
+
+from feeder.coordinator.leases import LeaseBook
+from feeder.coordinator.metrics import FeederMetrics
+from feeder.coordinator.registry import NodeRegistry
+from feeder.coordinator.served import ServedSnapshot
+from feeder.protocol.auth import caller_job
+from feeder.protocol.messages import (
+    EpochParams,
+    LeaseRequest,
+    StaticRequest,
+    field_int,
+    field_name,
+    parse_json,
+)
+from feeder.protocol.shuffle import SliceRange, epoch_stream, rank_ranges, skip_rows, split_ranges
+from feeder.protocol.tickets import TicketClaims, TicketSigner
+from jobs.errors import SpecError
+
+log = logging.getLogger(__name__)
+
+NO_SNAPSHOT = -1  # ticket snapshot id of a table without snapshots (no ticket is ever issued)
+
+
+@dataclass
+class _JobState:
+    epochs: set[int] = field(default_factory=set)
+    consumers: set[str] = field(default_factory=set)
+    modes: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Book:
+    params: EpochParams
+    book: LeaseBook
+    announced_end: bool = False
+
+
+class ConsumerActions:
+    """The consumer handlers of one coordinator session; they share the coordinator's lock."""
+
+    def __init__(
+        self,
+        served: ServedSnapshot,
+        *,
+        signer: TicketSigner,
+        registry: NodeRegistry,
+        lock: threading.Condition,
+        lease_seconds: float,
+        metrics: FeederMetrics | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.served = served
+        self.signer = signer
+        self.registry = registry
+        self.lease_seconds = lease_seconds
+        self.metrics = metrics
+        self._lock = lock
+        self._clock = clock
+        self._jobs: dict[str, _JobState] = {}
+        self._books: dict[tuple[str, int], _Book] = {}
+
+    def handlers(
+        self,
+    ) -> dict[str, Callable[[flight.ServerCallContext, bytes], dict[str, Any]]]:
+        """Return the consumer actions this side answers (``status`` is the coordinator's)."""
+        return {
+            "lease": self.lease,
+            "heartbeat": self.heartbeat,
+            "done": self.done,
+            "resume": self.resume,
+        }
+
+    def jobs_status(self) -> dict[str, Any]:
+        """Return the status document's ``jobs`` entry (the caller holds the lock)."""
+        return {
+            job: {
+                "epochs": sorted(state.epochs),
+                "consumers": len(state.consumers),
+                "modes": sorted(state.modes),
+            }
+            for job, state in self._jobs.items()
+        }
+
+    # --- shared ----------------------------------------------------------------------------
+
+    def _row_counts(self) -> list[int]:
+        """Exact row counts (caller holds the lock); Unavailable until ready."""
+        reg = self.registry
+        if not reg.ready:
+            cached = sum(1 for n in reg.row_counts if n is not None)
+            raise flight.FlightUnavailableError(
+                f"feeder is not ready: {cached} of {reg.num_slices} slices cached; retry"
+            )
+        return reg.exact_row_counts()
+
+    def _ticket(self, params: EpochParams, unit: SliceRange) -> str:
+        claims = TicketClaims(
+            job=params.job,
+            snapshot_id=self._snapshot(),
+            slice_id=unit.slice_id,
+            start=unit.start,
+            stop=unit.stop,
+            epoch=params.epoch,
+            seed=params.seed,
+            shuffle=params.shuffle,
+            columns=params.columns,
+        )
+        return self.signer.sign(claims).decode("ascii")
+
+    def _snapshot(self) -> int:
+        sid = self.served.snapshot_id
+        return NO_SNAPSHOT if sid is None else sid
+
+    def _note_consumer(self, params: EpochParams, consumer: str, mode: str) -> None:
+        state = self._jobs.setdefault(params.job, _JobState())
+        new_epoch = params.epoch not in state.epochs
+        state.epochs.add(params.epoch)
+        state.consumers.add(consumer)
+        state.modes.add(mode)
+        if new_epoch:
+            log.info("job %s started epoch %d (%s mode)", params.job, params.epoch, mode)
+        if self.metrics is not None:
+            self.metrics.consumers.labels(job=params.job).set(len(state.consumers))
+
+    # --- static mode ------------------------------------------------------------------------
+
+    def flight_info(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
+        """Return the caller's share of an epoch as signed tickets, in delivery order.
+
+        Raises:
+            SpecError: not a command descriptor, or an invalid request.
+            flight.FlightUnavailableError: the feeder is not ready yet.
+        """
+        if descriptor.descriptor_type != flight.DescriptorType.CMD:
+            raise SpecError("only command descriptors are served (FlightDescriptor.for_command)")
+        request = StaticRequest.from_command(bytes(descriptor.command or b""))
+        schema = self.served.project(request.columns)
+        with self._lock:
+            counts = self._row_counts()
+            ranges = rank_ranges(
+                counts,
+                seed=request.seed,
+                epoch=request.epoch,
+                shuffle=request.shuffle,
+                rank=request.rank,
+                world_size=request.world_size,
+                drop_last=request.drop_last,
+            )
+            ranges = split_ranges(
+                ranges, part=request.worker, parts=request.num_workers, unit=request.unit
+            )
+            ranges = skip_rows(ranges, request.skip_rows)
+            endpoints = [
+                flight.FlightEndpoint(
+                    self._ticket(request, r),
+                    [flight.Location(uri) for uri in self.registry.locations(r.slice_id)],
+                )
+                for r in ranges
+            ]
+            self._note_consumer(request, f"static:{request.rank}/{request.worker}", "static")
+        if self.metrics is not None:
+            self.metrics.plans.labels(job=request.job).inc()
+        total = sum(r.num_rows for r in ranges)
+        return flight.FlightInfo(schema, descriptor, endpoints, total, -1)
+
+    # --- dynamic mode -----------------------------------------------------------------------
+
+    def _book(self, params: EpochParams, counts: list[int]) -> _Book:
+        key = (params.job, params.epoch)
+        entry = self._books.get(key)
+        if entry is None:
+            units = epoch_stream(
+                counts, seed=params.seed, epoch=params.epoch, shuffle=params.shuffle
+            )
+            entry = _Book(
+                params, LeaseBook(units, lease_seconds=self.lease_seconds, clock=self._clock)
+            )
+            self._books[key] = entry
+        elif (entry.params.seed, entry.params.shuffle, entry.params.columns) != (
+            params.seed,
+            params.shuffle,
+            params.columns,
+        ):
+            raise SpecError(
+                f"job {params.job!r} epoch {params.epoch} is leased with seed="
+                f"{entry.params.seed}, shuffle={entry.params.shuffle}, columns="
+                f"{entry.params.columns}; every consumer of a job must use the same"
+            )
+        return entry
+
+    def _expire_book(self, entry: _Book) -> None:
+        expired = entry.book.expire()
+        if expired:
+            log.warning(
+                "job %s epoch %d: %d lease(s) expired, their rest is leased again",
+                entry.params.job,
+                entry.params.epoch,
+                len(expired),
+            )
+            if self.metrics is not None:
+                self.metrics.lease_expiries.labels(job=entry.params.job).inc(len(expired))
+
+    def _announce_end(self, entry: _Book) -> None:
+        if entry.book.finished and not entry.announced_end:
+            entry.announced_end = True
+            log.info(
+                "job %s epoch %d done: %d rows delivered",
+                entry.params.job,
+                entry.params.epoch,
+                entry.book.total_rows,
+            )
+
+    def lease(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
+        """``lease``: the next unit of the job's epoch, or none (``epoch_done`` / retry)."""
+        request = LeaseRequest.from_body(body)
+        self.served.project(request.columns)
+        with self._lock:
+            counts = self._row_counts()
+            entry = self._book(request, counts)
+            self._expire_book(entry)
+            lease = entry.book.lease(request.consumer)
+            self._note_consumer(request, f"dynamic:{request.consumer}", "dynamic")
+            if lease is None:
+                self._announce_end(entry)
+                return {
+                    "unit": None,
+                    "epoch_done": entry.book.finished,
+                    "retry_after": min(1.0, self.lease_seconds / 4),
+                }
+            unit = lease.unit
+            locations = self.registry.locations(unit.slice_id)
+        if self.metrics is not None:
+            self.metrics.leases.labels(job=request.job).inc()
+        return {
+            "lease": lease.lease_id,
+            "unit": {"slice_id": unit.slice_id, "start": unit.start, "stop": unit.stop},
+            "ticket": self._ticket(request, unit),
+            "locations": locations,
+            "lease_seconds": self.lease_seconds,
+        }
+
+    def _lease_call(self, body: bytes, what: str) -> tuple[dict[str, Any], _Book, str]:
+        data = parse_json(body, what)
+        job, epoch = field_name(data, "job"), field_int(data, "epoch", 0, 2**32 - 1)
+        consumer = field_name(data, "consumer")
+        entry = self._books.get((job, epoch))
+        if entry is None:
+            raise SpecError(f"job {job!r} has no dynamic epoch {epoch}: lease first")
+        return data, entry, consumer
+
+    def heartbeat(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
+        """``heartbeat``: extend a consumer's leases; answer the ones it no longer holds."""
+        with self._lock:
+            data, entry, consumer = self._lease_call(body, "heartbeat")
+            progress = data.get("progress", {})
+            if not isinstance(progress, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                for k, v in progress.items()
+            ):
+                raise SpecError("progress: must map lease ids to rows delivered")
+            self._expire_book(entry)
+            lost = entry.book.heartbeat(consumer, progress)
+        return {"lost": lost}
+
+    def done(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
+        """``done``: acknowledge a leased unit."""
+        with self._lock:
+            data, entry, consumer = self._lease_call(body, "done")
+            acknowledged = entry.book.done(consumer, field_name(data, "lease"))
+            self._announce_end(entry)
+        return {"acknowledged": acknowledged}
+
+    # --- failover ---------------------------------------------------------------------------
+
+    def resume(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
+        """``resume``: re-sign the rest of the caller's ticket, with the live locations."""
+        data = parse_json(body, "resume")
+        raw = data.get("ticket")
+        if not isinstance(raw, str):
+            raise SpecError("ticket: must be the ticket string")
+        claims = self.signer.verify(raw.encode("utf-8", "replace"))
+        job = caller_job(context)
+        if job != claims.job:
+            raise flight.FlightUnauthorizedError(
+                f"ticket was issued to job {claims.job!r}, not to the caller's job {job!r}"
+            )
+        delivered = field_int(data, "delivered")
+        start = min(claims.start + delivered, claims.stop)
+        with self._lock:
+            if claims.snapshot_id != self._snapshot():
+                raise flight.FlightUnauthorizedError("ticket is for another snapshot")
+            locations = self.registry.locations(claims.slice_id)
+        if not locations:
+            raise flight.FlightUnavailableError("no live data node right now; retry")
+        ticket = self.signer.sign(replace(claims, start=start)).decode("ascii")
+        return {"ticket": ticket, "locations": locations}

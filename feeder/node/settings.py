@@ -1,0 +1,62 @@
+"""What every data node of a feeder session runs with: one :class:`NodeSettings`.
+
+The coordinator's :class:`~feeder.coordinator.config.FeederConfig` extends it
+(so a node setting is declared and validated once, here) and hands its nodes
+``config.node_settings()``, pickled into the Spark task closure. Light on
+purpose (no pyarrow): the CLI imports it to build its options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from feeder.protocol.config import DEFAULT_HEARTBEAT_SECONDS, TLSConfig, load_token
+from jobs.errors import SpecError
+
+DEFAULT_BATCH_ROWS = 128 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeSettings:
+    """A data node's runtime settings, validated at construction.
+
+    ``host`` is the bind address (a wildcard bind advertises this host's
+    address); ``cache_dir=None`` uses the executor's local dirs
+    (``SPARK_LOCAL_DIRS``); ``batch_rows`` caps the rows per Arrow batch a node
+    sends; ``row_copy=False`` caches no row-major copy of fixed-width columns
+    (about half the disk for such tables, slower shuffled reads). The token is a
+    ``SecretStr`` and never shows in a ``repr``.
+
+    Raises:
+        SpecError: a bad value, naming the field and what would be valid.
+    """
+
+    host: str = "127.0.0.1"
+    token: SecretStr | None = field(default=None, repr=False)
+    tls: TLSConfig | None = None
+    cache_dir: Path | None = None
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    row_copy: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str):
+            raise SpecError(f"host: {self.host!r} must be a host name or address")
+        hb = self.heartbeat_seconds
+        if isinstance(hb, bool) or not isinstance(hb, int | float) or hb <= 0:
+            raise SpecError(f"heartbeat_seconds: {hb!r} must be a positive number of seconds")
+        if isinstance(self.batch_rows, bool) or not isinstance(self.batch_rows, int):
+            raise SpecError(f"batch_rows: {self.batch_rows!r} must be an integer >= 1")
+        if self.batch_rows < 1:
+            raise SpecError(f"batch_rows: {self.batch_rows!r} must be an integer >= 1")
+        if not isinstance(self.row_copy, bool):
+            raise SpecError(f"row_copy: {self.row_copy!r} must be true or false")
+        if self.tls is not None and not isinstance(self.tls, TLSConfig):
+            raise SpecError("tls: must be a TLSConfig or None")
+        if self.token is not None and not isinstance(self.token, SecretStr):
+            object.__setattr__(self, "token", load_token(self.token))
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir))

@@ -1,0 +1,331 @@
+"""Messages between a data node and its coordinator: the node-only actions and their answers.
+
+The data node builds the requests (``register``, ``cached``, ``node_heartbeat``)
+and parses the answers; the coordinator parses the requests and builds the
+answers. Pure: frozen dataclasses, validated at construction, so a malformed
+message fails on whichever side reads it with a SpecError naming the field (the
+coordinator turns it into an invalid-argument Flight error and keeps serving).
+Unknown fields are ignored, so either side may add optional ones. Wire forms:
+PROTOCOL.md, *Coordinator actions*.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from feeder.protocol.messages import parse_json
+from feeder.protocol.slice_plan import SlicePlan
+from jobs.errors import FeederError, SpecError
+
+_MAX_COUNT = 2**62
+_MAX_NAME = 256
+
+_M = TypeVar("_M", bound="NodeMessage")
+
+
+def _name(what: str, value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > _MAX_NAME:
+        raise SpecError(
+            f"{what}: {value!r} must be a non-empty string of at most {_MAX_NAME} characters"
+        )
+    return value
+
+
+def _text(what: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"{what}: must be a non-empty string")
+    return value
+
+
+def _count(what: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_COUNT:
+        raise SpecError(f"{what}: {value!r} must be an integer in [0, {_MAX_COUNT})")
+    return value
+
+
+def _optional_count(what: str, value: object) -> int | None:
+    return None if value is None else _count(what, value)
+
+
+def _optional_text(what: str, value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise SpecError(f"{what}: {value!r} must be a string or null")
+    return value
+
+
+def _counts(what: str, value: object) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple):
+        raise SpecError(f"{what}: must be a list of slice ids")
+    return tuple(_count(f"{what}[{i}]", v) for i, v in enumerate(value))
+
+
+def _str_map(what: str, value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise SpecError(f"{what}: must be a JSON object of strings")
+    return dict(value)
+
+
+class NodeMessage:
+    """What every node message does: JSON bytes out (``to_json``), JSON bytes in (``from_json``)."""
+
+    WHAT: ClassVar[str]  # how parse errors name the message
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able wire form."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls: type[_M], data: Mapping[str, Any]) -> _M:
+        """Parse the wire form; raises SpecError naming the bad field."""
+        raise NotImplementedError
+
+    def to_json(self) -> bytes:
+        """Return the wire form as compact JSON bytes."""
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls: type[_M], raw: bytes) -> _M:
+        """Parse JSON bytes; raises SpecError if they are not this message."""
+        return cls.from_dict(parse_json(raw, cls.WHAT))
+
+
+class NodeRequest(NodeMessage):
+    """A node-only action's request: ``ACTION`` is its name in the protocol's action table."""
+
+    ACTION: ClassVar[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterRequest(NodeRequest):
+    """``register``: a data node joins the feeder at ``location``.
+
+    ``slot=None`` lets the coordinator pick the lowest slot without a live node.
+    ``pid``, ``cache_dir`` and ``capacity_bytes`` are informational (status
+    document, logs). Raises SpecError for an invalid field.
+    """
+
+    ACTION: ClassVar[str] = "register"
+    WHAT: ClassVar[str] = ACTION
+
+    node_id: str
+    location: str
+    pid: int | None = None
+    cache_dir: str | None = None
+    capacity_bytes: int | None = None
+    slot: int | None = None
+
+    def __post_init__(self) -> None:
+        _name("node_id", self.node_id)
+        _name("location", self.location)
+        _optional_count("pid", self.pid)
+        _optional_text("cache_dir", self.cache_dir)
+        _optional_count("capacity_bytes", self.capacity_bytes)
+        _optional_count("slot", self.slot)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able wire form (``slot`` only when set)."""
+        data: dict[str, Any] = {
+            "node_id": self.node_id,
+            "location": self.location,
+            "pid": self.pid,
+            "cache_dir": self.cache_dir,
+            "capacity_bytes": self.capacity_bytes,
+        }
+        if self.slot is not None:
+            data["slot"] = self.slot
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RegisterRequest:
+        """Parse the wire form; raises SpecError naming the bad field."""
+        return cls(
+            node_id=_name("node_id", data.get("node_id")),
+            location=_name("location", data.get("location")),
+            pid=data.get("pid"),
+            cache_dir=data.get("cache_dir"),
+            capacity_bytes=data.get("capacity_bytes"),
+            slot=data.get("slot"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterAnswer(NodeMessage):
+    """The answer to ``register``: what to serve, every slice plan, the slices to cache now.
+
+    ``io_properties`` (FileIO settings, possibly object-store credentials) are
+    left out of the ``repr``. Raises SpecError for an invalid field.
+    """
+
+    WHAT: ClassVar[str] = "register answer"
+
+    snapshot_id: int | None
+    metadata_location: str
+    io_properties: Mapping[str, str] = field(default_factory=dict, repr=False)
+    row_filter: str | None = None
+    columns: tuple[str, ...] | None = None
+    plans: tuple[SlicePlan, ...] = ()
+    assigned: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.snapshot_id is not None and (
+            isinstance(self.snapshot_id, bool) or not isinstance(self.snapshot_id, int)
+        ):
+            raise SpecError(f"snapshot_id: {self.snapshot_id!r} must be an integer or null")
+        _text("metadata_location", self.metadata_location)
+        object.__setattr__(self, "io_properties", _str_map("io_properties", self.io_properties))
+        _optional_text("row_filter", self.row_filter)
+        if self.columns is not None:
+            if not isinstance(self.columns, list | tuple) or not all(
+                isinstance(c, str) and c for c in self.columns
+            ):
+                raise SpecError(f"columns: {self.columns!r} must be null or a list of names")
+            object.__setattr__(self, "columns", tuple(self.columns))
+        if not isinstance(self.plans, list | tuple) or not all(
+            isinstance(p, SlicePlan) for p in self.plans
+        ):
+            raise SpecError("plans: must be a list of slice plans")
+        object.__setattr__(self, "plans", tuple(self.plans))
+        object.__setattr__(self, "assigned", _counts("assigned", self.assigned))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able wire form."""
+        return {
+            "snapshot_id": self.snapshot_id,
+            "metadata_location": self.metadata_location,
+            "io_properties": dict(self.io_properties),
+            "row_filter": self.row_filter,
+            "columns": list(self.columns) if self.columns is not None else None,
+            "plans": [p.to_dict() for p in self.plans],
+            "assigned": list(self.assigned),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RegisterAnswer:
+        """Parse the wire form; raises SpecError naming the bad field."""
+        raw_plans = data.get("plans") or []
+        if not isinstance(raw_plans, list):
+            raise SpecError("plans: must be a list of slice plans")
+        plans = []
+        for i, raw in enumerate(raw_plans):
+            try:
+                plans.append(SlicePlan.from_dict(raw))
+            except FeederError as exc:
+                raise SpecError(f"plans[{i}]: {exc}") from exc
+        return cls(
+            snapshot_id=data.get("snapshot_id"),
+            metadata_location=_text("metadata_location", data.get("metadata_location")),
+            io_properties=data.get("io_properties") or {},
+            row_filter=data.get("row_filter"),
+            columns=data.get("columns"),
+            plans=tuple(plans),
+            assigned=data.get("assigned") or (),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CachedReport(NodeRequest):
+    """``cached``: node ``node_id`` cached slice ``slice_id`` with exactly ``num_rows`` rows.
+
+    The answer is an empty object. Raises SpecError for an invalid field.
+    """
+
+    ACTION: ClassVar[str] = "cached"
+    WHAT: ClassVar[str] = ACTION
+
+    node_id: str
+    slice_id: int
+    num_rows: int
+    nbytes: int
+
+    def __post_init__(self) -> None:
+        _name("node_id", self.node_id)
+        for name in ("slice_id", "num_rows", "nbytes"):
+            _count(name, getattr(self, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able wire form."""
+        return {
+            "node_id": self.node_id,
+            "slice_id": self.slice_id,
+            "num_rows": self.num_rows,
+            "nbytes": self.nbytes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CachedReport:
+        """Parse the wire form; raises SpecError naming the bad field."""
+        return cls(
+            node_id=_name("node_id", data.get("node_id")),
+            slice_id=_count("slice_id", data.get("slice_id")),
+            num_rows=_count("num_rows", data.get("num_rows")),
+            nbytes=_count("nbytes", data.get("nbytes")),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeHeartbeat(NodeRequest):
+    """``node_heartbeat``: node ``node_id`` is alive; ``stats`` are its counters (name → count).
+
+    Raises SpecError for an invalid field.
+    """
+
+    ACTION: ClassVar[str] = "node_heartbeat"
+    WHAT: ClassVar[str] = ACTION
+
+    node_id: str
+    stats: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _name("node_id", self.node_id)
+        if not isinstance(self.stats, Mapping):
+            raise SpecError("stats: must be a JSON object")
+        for key, value in self.stats.items():
+            if not isinstance(key, str):
+                raise SpecError(f"stats: key {key!r} must be a string")
+            _count(f"stats.{key[:64]}", value)
+        object.__setattr__(self, "stats", dict(self.stats))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able wire form."""
+        return {"node_id": self.node_id, "stats": dict(self.stats)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NodeHeartbeat:
+        """Parse the wire form (missing or null ``stats``: none); raises SpecError."""
+        return cls(
+            node_id=_name("node_id", data.get("node_id")),
+            stats=data.get("stats") or {},
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeHeartbeatAnswer(NodeMessage):
+    """The answer to ``node_heartbeat``: slices to cache now, or ``stop``.
+
+    ``stop`` is true when the feeder stops or the node was declared dead.
+    Raises SpecError for an invalid field.
+    """
+
+    WHAT: ClassVar[str] = "node_heartbeat answer"
+
+    stop: bool = False
+    assign: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stop, bool):
+            raise SpecError(f"stop: {self.stop!r} must be true or false")
+        object.__setattr__(self, "assign", _counts("assign", self.assign))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able wire form."""
+        return {"stop": self.stop, "assign": list(self.assign)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NodeHeartbeatAnswer:
+        """Parse the wire form (missing ``assign``: none); raises SpecError naming the field."""
+        return cls(stop=data.get("stop", False), assign=data.get("assign") or ())

@@ -45,7 +45,9 @@ def test_two_process_ddp_sees_disjoint_rows_and_syncs_gradients(spark, catalog, 
             "127.0.0.1",
             "--master-port",
             str(_free_port()),
-            str(REPO / "tests" / "feeder" / "ddp_train.py"),
+            # a script's folder comes first on sys.path: in tests/feeder/ the test package
+            # tests/feeder/torch/ would shadow the real torch
+            str(REPO / "tests" / "feeder" / "torch" / "ddp_train.py"),
             "--endpoint",
             feeder.endpoint,
             "--out",

@@ -1,6 +1,6 @@
 """Tiny DDP training run fed by a FeederDataset; started by ``torchrun --nproc-per-node 2``.
 
-Used by ``tests/feeder/test_ddp.py``. Each rank trains a linear model on
+Used by ``tests/feeder/torch/test_ddp.py``. Each rank trains a linear model on
 ``x -> id`` for ``--epochs`` epochs (gloo, CPU), then writes
 ``<out>/rank<r>.json`` with the ids it saw per epoch, its batch count per
 epoch, and its final parameters (equal on both ranks iff gradients synced).

@@ -37,6 +37,7 @@ from feeder.protocol.auth import (
     server_tls_kwargs,
 )
 from feeder.protocol.config import TLSConfig
+from feeder.protocol.fork_guard import TrackedFlightServer
 from feeder.protocol.messages import (
     EpochParams,
     LeaseRequest,
@@ -115,7 +116,7 @@ class _Refused(Exception):
         self.kind = kind
 
 
-class Coordinator(flight.FlightServerBase):
+class Coordinator(TrackedFlightServer):
     """Flight server of one feeder session (consumers and data nodes talk to it)."""
 
     def __init__(

@@ -25,6 +25,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from feeder.client.client import FeederClient  # at import: not on the first batch's path
 from feeder.client.request import ReadRequest
+from feeder.protocol import fork_guard
 from feeder.protocol.config import TLSConfig
 from feeder.protocol.modes import Mode
 from feeder.torch.batching import rebatch as rebatch  # re-exported: it lived here before
@@ -33,7 +34,7 @@ from feeder.torch.prefetch import Prefetcher
 from feeder.torch.resume import ResumeState
 from feeder.torch.tensors import Batch, TensorOptions
 from feeder.torch.world import World, resolve_world
-from jobs.errors import SpecError
+from jobs.errors import FeederError, SpecError
 
 __all__ = ["FeederDataset", "Prefetcher", "World", "rebatch", "resolve_world"]
 
@@ -240,7 +241,11 @@ class FeederDataset(IterableDataset[Batch]):
 
         Raises:
             SpecError: a pending resume state does not fit this rank's shape.
+            FeederError: this process (a DataLoader worker) was forked from a process
+                that runs a Flight server or holds an open Flight client: gRPC would
+                hang here.
         """
+        _refuse_unsafe_fork()
         world = self._world()
         epoch, skip = self._epoch, 0
         if self._pending is not None:
@@ -339,8 +344,15 @@ class FeederDataset(IterableDataset[Batch]):
             self._ahead = ((world, epoch), prefetcher)
 
     def close(self) -> None:
-        """Stop any read-ahead of the next epoch (iterators clean up after themselves)."""
+        """Stop any read-ahead of the next epoch and close this process's connections.
+
+        Iterators clean up after themselves; the next iteration connects again. Call
+        it before a DataLoader forks workers from a process that iterated the dataset.
+        """
         self._take_ahead(None)
+        cached, self._client_cache = self._client_cache, None
+        if cached is not None and cached[0] == os.getpid():
+            cached[1].close()
 
     def _produce(self, world: World, epoch: int, skip: int) -> Generator[_Group, None, None]:
         client = self._client()
@@ -391,6 +403,22 @@ class FeederDataset(IterableDataset[Batch]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._ahead_lock = threading.Lock()
+
+
+def _refuse_unsafe_fork() -> None:
+    """Raise FeederError in a process forked from one with live gRPC users (it would hang)."""
+    parent = fork_guard.inherited()
+    if not parent:
+        return
+    info = get_worker_info()
+    who = "this process" if info is None else f"DataLoader worker {info.id}"
+    raise FeederError(
+        f"{who} was forked from a process that runs gRPC ({'; '.join(parent)}); gRPC is not "
+        "fork-safe and the feeder's connections would hang here. Pass "
+        'multiprocessing_context="forkserver" (or "spawn") to the DataLoader, or close '
+        "those before the workers start (FeederDataset.close(), FeederClient.close(), "
+        "stop the feeder)"
+    )
 
 
 def _refuse_removed(removed: Mapping[str, Any]) -> None:

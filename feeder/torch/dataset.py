@@ -2,13 +2,14 @@
 
 Use it with ``DataLoader(ds, batch_size=None, num_workers=k)``: the dataset makes
 the batches itself (exactly ``batch_size`` rows; the last one may be short unless
-``drop_last``). Never imports pyspark (import-linter contract); see ``docs/torch.md``.
+``drop_last``), and ``len(ds)`` says how many (static mode). Never imports pyspark
+(import-linter contract); see ``docs/torch.md``.
 
 Who reads what (static mode): the epoch's row stream is cut into ``world_size``
 equal parts (PROTOCOL.md); a rank's DataLoader workers cut the rank's part again
 into contiguous parts of whole batches (``feeder.protocol.shuffle.split_ranges`` with
-``unit=batch_size``), so each rank yields ``floor(L / batch_size)`` batches
-(``ceil`` without ``drop_last``) whatever its number of workers, the same on
+``unit=batch_size``), so each rank yields ``ceil(L / batch_size)`` batches
+(``floor`` with ``drop_last``) whatever its number of workers, the same on
 every rank: DDP never waits on a missing last step.
 """
 
@@ -68,8 +69,11 @@ class FeederDataset(IterableDataset[Batch]):
         seed: the shuffle seed, in ``[0, 2**64)``.
         rank: this process's rank; None: torch.distributed, else env ``RANK``, else 0.
         world_size: the number of ranks; None: as ``rank`` (env ``WORLD_SIZE``, else 1).
-        drop_last: drop the last short batch (and the rows that do not divide
-            among the ranks).
+        drop_last: False (the default, as torch's ``DistributedSampler``): ranks get
+            equal rows by repeating the epoch's first rows, and a consumer's short last
+            batch is kept; True: the last ``N % world_size`` rows and short last
+            batches are dropped. Either way every rank yields the same number of
+            batches (:meth:`__len__`).
         token: the bearer token; None reads ``ICEFEED_TOKEN`` / ``ICEFEED_TOKEN_FILE``.
         tls: TLS settings for ``grpc+tls://``.
         prefetch: batches read and converted ahead in a background thread (0: none).
@@ -96,7 +100,7 @@ class FeederDataset(IterableDataset[Batch]):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
-        drop_last: bool = True,
+        drop_last: bool = False,
         token: str | SecretStr | None = None,
         tls: TLSConfig | None = None,
         prefetch: int = 2,
@@ -144,6 +148,7 @@ class FeederDataset(IterableDataset[Batch]):
         self._position: tuple[World, int] | None = None
         self._rows_consumed = 0
         self._client_cache: tuple[int, FeederClient] | None = None
+        self._len_cache: tuple[tuple[World, int, int], int] | None = None  # (read, batches)
         # static mode, no DataLoader worker: the next epoch's stream, opened ahead as soon
         # as the producer of the current iteration's stream (``_current``) is done
         self._ahead: tuple[tuple[World, int], Prefetcher[_Group]] | None = None
@@ -246,17 +251,65 @@ class FeederDataset(IterableDataset[Batch]):
                 hang here.
         """
         _refuse_unsafe_fork()
-        world = self._world()
-        epoch, skip = self._epoch, 0
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.check_compatible(self._state(world, epoch=pending.epoch, rows_consumed=0))
-            epoch = pending.epoch
-            skip = pending.rows_consumed if self.mode is Mode.STATIC else 0
+        try:
+            world, epoch, skip = self._next_read()
+        finally:
+            self._pending = None  # a resume state is used (or refused) once
         self._position = (world, epoch)
         self._rows_consumed = skip
         ahead = self._take_ahead((world, epoch) if skip == 0 else None)
         return self._iterate(world, epoch, skip, ahead)
+
+    def _next_read(self) -> tuple[World, int, int]:
+        """Return (world, epoch, rows to skip) of the next iteration in this process.
+
+        Raises SpecError if a pending resume state does not fit this world's shape.
+        """
+        world = self._world()
+        pending = self._pending
+        if pending is None:
+            return world, self._epoch, 0
+        pending.check_compatible(self._state(world, epoch=pending.epoch, rows_consumed=0))
+        return world, pending.epoch, pending.rows_consumed if self.mode is Mode.STATIC else 0
+
+    def __len__(self) -> int:
+        """Return how many batches the next iteration yields in this process (static mode).
+
+        In the main process that is this rank's count for the epoch (whatever the
+        number of DataLoader workers: their pieces are whole batches); in a DataLoader
+        worker, that worker's count; after :meth:`load_state_dict`, what is left of the
+        epoch. Equal on every rank. Asks the coordinator for the plan (once per epoch
+        and shape) on a connection closed before returning, so a DataLoader may still
+        fork its workers afterwards.
+
+        Returns:
+            ``ceil(rows / batch_size)`` of this consumer's rows (``floor`` with
+            ``drop_last``).
+
+        Raises:
+            TypeError: in dynamic mode, where consumers lease units as they go and a
+                rank's count is known only at the end of the epoch (``len()`` of an
+                unsized iterable is a TypeError, as in torch).
+            SpecError: a pending resume state does not fit this rank's shape.
+            FeederError: the coordinator could not be reached within ``timeout``, or
+                this process was forked from one with live gRPC users (see ``__iter__``).
+        """
+        if self.mode is not Mode.STATIC:
+            raise TypeError(
+                "len() of a FeederDataset in dynamic mode is unknown: consumers lease units "
+                "as they go, so how many batches a rank yields is known only at the end of "
+                "the epoch; use mode='static' for a fixed count"
+            )
+        _refuse_unsafe_fork()
+        world, epoch, skip = self._next_read()
+        key = (world, epoch, skip)
+        if self._len_cache is None or self._len_cache[0] != key:
+            with self._new_client() as client:
+                info = client.plan(request=self._request(world, epoch, skip))
+            rows = int(info.total_records)
+            batches = rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
+            self._len_cache = (key, batches)
+        return self._len_cache[1]
 
     def _take_ahead(self, key: tuple[World, int] | None) -> Prefetcher[_Group] | None:
         """Return the read-ahead stream if it is for ``key`` (else close it)."""
@@ -356,7 +409,21 @@ class FeederDataset(IterableDataset[Batch]):
 
     def _produce(self, world: World, epoch: int, skip: int) -> Generator[_Group, None, None]:
         client = self._client()
-        request = ReadRequest(
+        stream = client.stream(request=self._request(world, epoch, skip))
+        try:
+            for group in tensor_batches(
+                stream, self.batch_size, drop_last=self.drop_last, options=self.tensor_options
+            ):
+                if self.transform is not None:
+                    group = [(rows, self.transform(batch)) for rows, batch in group]
+                yield group
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def _request(self, world: World, epoch: int, skip: int) -> ReadRequest:
+        return ReadRequest(
             epoch=epoch,
             mode=self.mode,
             seed=self.seed,
@@ -370,27 +437,17 @@ class FeederDataset(IterableDataset[Batch]):
             unit=self.batch_size,
             skip_rows=skip,
         )
-        stream = client.stream(request=request)
-        try:
-            for group in tensor_batches(
-                stream, self.batch_size, drop_last=self.drop_last, options=self.tensor_options
-            ):
-                if self.transform is not None:
-                    group = [(rows, self.transform(batch)) for rows, batch in group]
-                yield group
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+
+    def _new_client(self) -> FeederClient:
+        return FeederClient(
+            self.endpoint, job=self.job, token=self.token, tls=self.tls, timeout=self.timeout
+        )
 
     def _client(self) -> FeederClient:
         """This process's client (connections are reused across epochs, never pickled)."""
         pid = os.getpid()
         if self._client_cache is None or self._client_cache[0] != pid:
-            client = FeederClient(
-                self.endpoint, job=self.job, token=self.token, tls=self.tls, timeout=self.timeout
-            )
-            self._client_cache = (pid, client)
+            self._client_cache = (pid, self._new_client())
         return self._client_cache[1]
 
     def __getstate__(self) -> dict[str, Any]:

@@ -241,16 +241,121 @@ def test_static_ranks_yield_equal_batch_counts_with_drop_last(served):
     counts, seen = [], []
     for rank in range(3):
         ds = FeederDataset(
-            served.endpoint, batch_size=100, columns=["id"], rank=rank, world_size=3, seed=2
+            served.endpoint,
+            batch_size=100,
+            columns=["id"],
+            rank=rank,
+            world_size=3,
+            seed=2,
+            drop_last=True,
         )
         batches = _ids(
             DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=FORK_SAFE)
         )
         counts.append(len(batches))
+        assert len(ds) == len(batches)
         assert all(len(b) == 100 for b in batches)
         seen.extend(_flat(batches))
     assert counts == [20, 20, 20]
     assert len(seen) == len(set(seen)) == 6000
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_without_drop_last_ranks_yield_equal_batch_counts_for_rows_that_do_not_divide(served):
+    from torch.utils.data import DataLoader
+
+    world = 7  # 6000 rows: 857.1 per rank, so ranks are padded to 858 (6 rows twice)
+    per_rank = -(-ROWS // world)
+    counts, seen = [], []
+    for rank in range(world):
+        ds = FeederDataset(
+            served.endpoint, batch_size=100, columns=["id"], rank=rank, world_size=world, seed=2
+        )
+        assert ds.drop_last is False  # the default, as torch's DistributedSampler
+        workers = 2 if rank in (0, world - 1) else 0
+        context = FORK_SAFE if workers else None
+        loader = DataLoader(
+            ds, batch_size=None, num_workers=workers, multiprocessing_context=context
+        )
+        assert len(loader) == len(ds) == -(-per_rank // 100)
+        batches = _ids(loader)
+        counts.append(len(batches))
+        assert sum(map(len, batches)) == per_rank
+        # one short batch per rank (the last of its last worker): workers get whole batches
+        assert sorted(map(len, batches)) == [per_rank % 100] + [100] * (len(batches) - 1)
+        if not workers:
+            assert len(batches[-1]) == per_rank % 100
+        seen.extend(_flat(batches))
+    assert counts == [9] * world
+    assert set(seen) == set(range(ROWS)) and len(seen) == world * per_rank
+
+
+class _LenInWorker(torch.utils.data.IterableDataset):
+    """Yields, from each DataLoader worker, ``len(ds)`` there and then the ids it reads."""
+
+    def __init__(self, ds: FeederDataset) -> None:
+        self.ds = ds
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info().id
+        yield {"worker": worker, "len": len(self.ds)}
+        for batch in self.ds:
+            yield {"worker": worker, "ids": batch["id"]}
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.parametrize(("world_size", "drop_last"), [(1, False), (3, True), (4, False)])
+def test_len_is_what_the_iteration_yields_per_rank_and_per_worker(served, world_size, drop_last):
+    from torch.utils.data import DataLoader
+
+    rank = world_size - 1
+    ds = FeederDataset(
+        served.endpoint,
+        batch_size=64,
+        columns=["id"],
+        rank=rank,
+        world_size=world_size,
+        drop_last=drop_last,
+        seed=3,
+    )
+    main = _ids(ds)
+    assert len(ds) == len(main) > 0
+    loader = DataLoader(
+        _LenInWorker(ds), batch_size=None, num_workers=2, multiprocessing_context=FORK_SAFE
+    )
+    lengths, yielded = {}, {0: 0, 1: 0}
+    for item in loader:
+        if "len" in item:
+            lengths[item["worker"]] = item["len"]
+        else:
+            yielded[item["worker"]] += 1
+    assert lengths == yielded, "a worker's len() is not what it yields"
+    assert sum(yielded.values()) == len(main)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_len_after_a_mid_epoch_resume_is_what_is_left(served):
+    ds = FeederDataset(served.endpoint, batch_size=64, columns=["id"], seed=4, prefetch=0)
+    total = len(ds)
+    it = iter(ds)
+    for _ in range(5):
+        next(it)
+    state = ds.state_dict()
+    it.close()
+    resumed = FeederDataset(served.endpoint, batch_size=64, columns=["id"], seed=4, prefetch=0)
+    resumed.load_state_dict(state)
+    assert len(resumed) == total - 5
+    assert len(_ids(resumed)) == total - 5
+    assert len(resumed) == total  # the next iteration is a whole epoch again
+
+
+def test_len_in_dynamic_mode_is_a_type_error_as_for_unsized_iterables():
+    ds = FeederDataset("grpc://127.0.0.1:1", batch_size=8, mode="dynamic")
+    with pytest.raises(TypeError, match="len\\(\\) of a FeederDataset in dynamic mode is unknown"):
+        len(ds)
 
 
 @pytest.mark.spark

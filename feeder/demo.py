@@ -246,7 +246,9 @@ def _epochs(
 
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    dataset = FeederDataset(endpoint, batch_size=config.batch_size, job="train", seed=config.seed)
+    dataset = FeederDataset(
+        endpoint, batch_size=config.batch_size, job="train", seed=config.seed, drop_last=True
+    )  # whole batches: a short last one could hold only held-out rows (an empty loss)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None)
     steps = rows // config.batch_size
     results: list[EpochResult] = []

@@ -33,6 +33,7 @@ from feeder.protocol.actions import ACTIONS, Audience
 from feeder.protocol.auth import caller_node_proof, location_uri, server_middleware
 from feeder.protocol.auth import server_tls_kwargs as _server_tls_kwargs
 from feeder.protocol.config import TLSConfig
+from feeder.protocol.fork_guard import TrackedFlightServer
 from feeder.protocol.messages import StaticRequest
 from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallVerifier
 from feeder.protocol.tickets import TicketSigner
@@ -47,7 +48,7 @@ STATUS_VERSION = 1
 Handler = Callable[[flight.ServerCallContext, bytes], dict[str, Any]]
 
 
-class Coordinator(flight.FlightServerBase):
+class Coordinator(TrackedFlightServer):
     """Flight server of one feeder session (consumers and data nodes talk to it).
 
     Starts serving at construction; a monitor thread declares nodes dead that

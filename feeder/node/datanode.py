@@ -53,6 +53,7 @@ from feeder.protocol.auth import (
 )
 from feeder.protocol.auth import server_tls_kwargs as _server_tls_kwargs
 from feeder.protocol.config import TLSConfig
+from feeder.protocol.fork_guard import TrackedFlightServer
 from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallSigner
 from feeder.protocol.node_messages import (
     CachedReport,
@@ -100,7 +101,7 @@ def _cached_permutation(num_rows: int, seed: int, epoch: int, slice_id: int) -> 
     return perm
 
 
-class DataNode(flight.FlightServerBase):
+class DataNode(TrackedFlightServer):
     """Flight server for one node's slice cache (``do_get`` only)."""
 
     def __init__(

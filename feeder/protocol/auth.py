@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow.flight as flight
 from pydantic import SecretStr
 
+from feeder.protocol import fork_guard
 from feeder.protocol.chunking import CHUNKS_HEADER, Chunking, parse_chunking
 from feeder.protocol.config import TLSConfig
 
@@ -155,11 +156,17 @@ def server_tls_kwargs(tls: TLSConfig | None) -> dict[str, Any]:
 
 
 def connect(location: str, *, tls: TLSConfig | None = None) -> flight.FlightClient:
-    """Open a ``FlightClient`` to ``location``, trusting ``tls``'s roots for ``grpc+tls``."""
+    """Open a ``FlightClient`` to ``location``, trusting ``tls``'s roots for ``grpc+tls``.
+
+    The client counts as a live gRPC user (:mod:`feeder.protocol.fork_guard`) until it
+    is dropped.
+    """
     kwargs: dict[str, Any] = {}
     if location.startswith("grpc+tls://"):
         if tls is None:
             log.info("connecting to %s with the system trust store", location)
         else:
             kwargs["tls_root_certs"] = tls.root_certs()
-    return flight.FlightClient(location, **kwargs)
+    client = flight.FlightClient(location, **kwargs)
+    fork_guard.register(client, f"Flight client of {location}")
+    return client

@@ -2,13 +2,14 @@
 
 Use it with ``DataLoader(ds, batch_size=None, num_workers=k)``: the dataset makes
 the batches itself (exactly ``batch_size`` rows; the last one may be short unless
-``drop_last``). Never imports pyspark (import-linter contract); see ``docs/torch.md``.
+``drop_last``), and ``len(ds)`` says how many (static mode). Never imports pyspark
+(import-linter contract); see ``docs/torch.md``.
 
 Who reads what (static mode): the epoch's row stream is cut into ``world_size``
 equal parts (PROTOCOL.md); a rank's DataLoader workers cut the rank's part again
 into contiguous parts of whole batches (``feeder.protocol.shuffle.split_ranges`` with
-``unit=batch_size``), so each rank yields ``floor(L / batch_size)`` batches
-(``ceil`` without ``drop_last``) whatever its number of workers, the same on
+``unit=batch_size``), so each rank yields ``ceil(L / batch_size)`` batches
+(``floor`` with ``drop_last``) whatever its number of workers, the same on
 every rank: DDP never waits on a missing last step.
 """
 
@@ -17,212 +18,34 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-import torch
 from pydantic import SecretStr
 from torch.utils.data import IterableDataset, get_worker_info
 
 from feeder.client.client import FeederClient  # at import: not on the first batch's path
+from feeder.client.request import ReadRequest
+from feeder.protocol import fork_guard
 from feeder.protocol.config import TLSConfig
 from feeder.protocol.modes import Mode
 from feeder.torch.batching import rebatch as rebatch  # re-exported: it lived here before
 from feeder.torch.batching import tensor_batches
+from feeder.torch.prefetch import Prefetcher
 from feeder.torch.resume import ResumeState
 from feeder.torch.tensors import Batch, TensorOptions
+from feeder.torch.world import World, resolve_world
 from jobs.errors import FeederError, SpecError
 
-log = logging.getLogger(__name__)
+__all__ = ["FeederDataset", "Prefetcher", "World", "rebatch", "resolve_world"]
 
-_T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 #: Seconds an unused read-ahead of the next epoch waits before giving up.
 READ_AHEAD_IDLE = 60.0
 
-
-@dataclass(frozen=True)
-class World:
-    """Who this iterator is: rank of world_size, worker of num_workers."""
-
-    rank: int
-    world_size: int
-    worker: int = 0
-    num_workers: int = 1
-
-
-def resolve_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """Return (rank, world_size): explicit values, else torch.distributed, else env, else 0/1.
-
-    Raises SpecError unless ``0 <= rank < world_size``.
-    """
-    if rank is None or world_size is None:
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            auto_rank, auto_world = dist.get_rank(), dist.get_world_size()
-        else:
-            auto_rank = int(os.environ.get("RANK", "0"))
-            auto_world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = auto_rank if rank is None else rank
-        world_size = auto_world if world_size is None else world_size
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise SpecError(f"rank {rank} must be in [0, world_size={world_size})")
-    return rank, world_size
-
-
-class _End:
-    pass
-
-
-@dataclass(frozen=True)
-class _Failure:
-    error: BaseException
-
-
-class Prefetcher(Generic[_T]):
-    """Run ``source`` in a background thread, ``depth`` items ahead of the consumer.
-
-    Exceptions raised by ``source`` are re-raised in the consumer; :meth:`close`
-    (or leaving a ``with`` block) stops the thread and closes the source within
-    ``join_timeout`` seconds. With ``max_idle``, a prefetcher whose queue stays full
-    that long gives up by itself (:attr:`expired`): for speculative read-ahead.
-    With ``weight``, ``depth`` bounds the summed weight of the queued items instead
-    of their number (an item always enters an empty queue). ``on_end(self)`` runs in
-    the thread when ``source`` is exhausted, before the consumer sees the end.
-    """
-
-    def __init__(
-        self,
-        source: Iterator[_T],
-        depth: int,
-        *,
-        join_timeout: float = 10.0,
-        max_idle: float | None = None,
-        weight: Callable[[_T], int] | None = None,
-        on_end: Callable[[Prefetcher[_T]], None] | None = None,
-    ) -> None:
-        if depth < 1:
-            raise SpecError(f"prefetch depth {depth} must be >= 1")
-        self._depth = depth
-        self._max_idle = max_idle
-        self._weight = weight
-        self._on_end = on_end
-        self.expired = False
-        self._source = source
-        self._items: deque[tuple[Any, int]] = deque()
-        self._spent: deque[object] = deque()  # consumed items the thread frees (retire)
-        self._queued = 0  # summed weight of self._items
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._join_timeout = join_timeout
-        self._done = False
-        self._thread = threading.Thread(target=self._run, name="feeder-prefetch", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: object, weight: int = 1) -> bool:
-        self._free_spent()
-        with self._cond:
-            full_since: float | None = None
-            while self._queued >= self._depth and not self._stop.is_set():
-                self._cond.wait(0.1)
-                self._free_spent()
-                if self._max_idle is None or self._queued < self._depth:
-                    continue
-                now = time.monotonic()
-                full_since = now if full_since is None else full_since
-                if now - full_since >= self._max_idle:
-                    self.expired = True
-                    self._stop.set()
-            if self._stop.is_set():
-                return False
-            self._items.append((item, weight))
-            self._queued += weight
-            self._cond.notify_all()
-            return True
-
-    def _run(self) -> None:
-        try:
-            for item in self._source:
-                if not self._put(item, self._weight(item) if self._weight else 1):
-                    return
-            if self._on_end is not None and not self._stop.is_set():
-                self._on_end(self)
-            self._put(_End())
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            self._put(_Failure(exc))
-        finally:
-            close = getattr(self._source, "close", None)
-            if close is not None:
-                close()
-
-    def retire(self, item: object) -> None:
-        """Hand back an item the consumer is done with, so that this thread, not the
-        consumer, frees it (dropping a group of tensors costs ~0.1 ms of the consumer's
-        time between steps). The most recently retired item is kept until the next one
-        arrives: the consumer may still hold its last batch."""
-        self._spent.append(item)
-
-    def _free_spent(self) -> None:
-        while len(self._spent) > 1:
-            self._spent.popleft()
-
-    def claim(self) -> bool:
-        """Keep this read-ahead for a consumer: it no longer gives up when idle.
-
-        Returns False if it already gave up (:attr:`expired`).
-        """
-        with self._cond:
-            if self.expired:
-                return False
-            self._max_idle = None
-            return True
-
-    def __iter__(self) -> Prefetcher[_T]:
-        return self
-
-    def __next__(self) -> _T:
-        if self._done:
-            raise StopIteration
-        with self._cond:
-            while not self._items:
-                if not self._thread.is_alive() and not self._items:
-                    self._done = True
-                    raise FeederError("prefetch thread ended without a result")
-                self._cond.wait(0.5)
-            item, weight = self._items.popleft()
-            self._queued -= weight
-            self._cond.notify_all()
-        if isinstance(item, _End):
-            self._done = True
-            raise StopIteration
-        if isinstance(item, _Failure):
-            self._done = True
-            raise item.error
-        return item  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        """Stop the thread, drop prefetched items, close the source."""
-        self._done = True
-        with self._cond:
-            self._stop.set()
-            self._items.clear()
-            self._spent.clear()
-            self._queued = 0
-            self._cond.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join(self._join_timeout)
-            if self._thread.is_alive():
-                log.warning("prefetch thread still running %.0fs after close", self._join_timeout)
-
-    def __enter__(self) -> Prefetcher[_T]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
+#: The tensor keywords FeederDataset took before ``tensors=TensorOptions(...)``.
+_TENSOR_FIELDS = ("nulls", "fill_value", "lists", "pad_value", "strings", "pin_memory", "device")
 
 #: What the producer hands over: the (rows, batch) pairs one incoming record batch completes.
 _Group = list[tuple[int, Batch]]
@@ -231,15 +54,38 @@ _Group = list[tuple[int, Batch]]
 class FeederDataset(IterableDataset[Batch]):
     """Batches of ``batch_size`` rows from a feeder, as ``dict[str, torch.Tensor]``.
 
-    ``rank``/``world_size`` default to torch.distributed, else env ``RANK``/
-    ``WORLD_SIZE``, else 0/1. Call :meth:`set_epoch` before each epoch (like
-    ``DistributedSampler``). ``state_dict``/``load_state_dict`` resume mid-epoch
-    (also through torchdata's ``StatefulDataLoader``, per worker). Tensor options
-    (``nulls``, ``fill_value``, ``lists``, ``pad_value``, ``strings``,
-    ``pin_memory``, ``device``) are those of :class:`feeder.torch.tensors.TensorOptions`;
-    ``transform`` is applied to each converted batch in the prefetch thread.
-    Raises SpecError for invalid arguments; iteration raises FeederError when the
-    feeder cannot serve (a lost coordinator: within ``timeout`` seconds).
+    Call :meth:`set_epoch` before each epoch (like ``DistributedSampler``).
+    ``state_dict``/``load_state_dict`` resume mid-epoch (also through torchdata's
+    ``StatefulDataLoader``, per worker). Iteration raises FeederError when the feeder
+    cannot serve (a lost coordinator: within ``timeout`` seconds). See ``docs/torch.md``.
+
+    Args:
+        endpoint: the coordinator, ``grpc://host:port`` or ``grpc+tls://...``.
+        batch_size: rows per batch.
+        columns: the projection; None for every served column.
+        job: this training job's name (its own epoch state on the feeder).
+        mode: ``"static"`` (DDP: fixed equal shares) or ``"dynamic"`` (leases).
+        shuffle: shuffle each epoch (deterministically, from ``seed`` and the epoch).
+        seed: the shuffle seed, in ``[0, 2**64)``.
+        rank: this process's rank; None: torch.distributed, else env ``RANK``, else 0.
+        world_size: the number of ranks; None: as ``rank`` (env ``WORLD_SIZE``, else 1).
+        drop_last: False (the default, as torch's ``DistributedSampler``): ranks get
+            equal rows by repeating the epoch's first rows, and a consumer's short last
+            batch is kept; True: the last ``N % world_size`` rows and short last
+            batches are dropped. Either way every rank yields the same number of
+            batches (:meth:`__len__`).
+        token: the bearer token; None reads ``ICEFEED_TOKEN`` / ``ICEFEED_TOKEN_FILE``.
+        tls: TLS settings for ``grpc+tls://``.
+        prefetch: batches read and converted ahead in a background thread (0: none).
+        transform: applied to each converted batch, in the prefetch thread.
+        timeout: seconds; bounds every coordinator call.
+        tensors: how columns become tensors (nulls, lists, strings, pinning,
+            device); None for the :class:`~feeder.torch.tensors.TensorOptions` defaults.
+
+    Raises:
+        SpecError: an argument is invalid.
+        TypeError: a keyword is unknown, or is one of the tensor options that
+            ``tensors=TensorOptions(...)`` now takes.
     """
 
     def __init__(
@@ -254,21 +100,17 @@ class FeederDataset(IterableDataset[Batch]):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
-        drop_last: bool = True,
+        drop_last: bool = False,
         token: str | SecretStr | None = None,
         tls: TLSConfig | None = None,
         prefetch: int = 2,
         transform: Callable[[Batch], Batch] | None = None,
         timeout: float = 30.0,
-        nulls: str = "error",
-        fill_value: float = 0,
-        lists: str = "pad",
-        pad_value: float = 0,
-        strings: str = "list",
-        pin_memory: bool = False,
-        device: str | torch.device | None = None,
+        tensors: TensorOptions | None = None,
+        **removed: Any,
     ) -> None:
         super().__init__()
+        _refuse_removed(removed)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise SpecError(f"batch_size: {batch_size!r} must be an integer >= 1")
         if prefetch < 0:
@@ -277,6 +119,8 @@ class FeederDataset(IterableDataset[Batch]):
             raise SpecError(f"seed: {seed!r} must be in [0, 2**64)")
         if timeout <= 0:
             raise SpecError(f"timeout: {timeout!r} must be > 0 seconds")
+        if tensors is not None and not isinstance(tensors, TensorOptions):
+            raise SpecError(f"tensors: {tensors!r} must be a TensorOptions or None")
         try:
             self.mode = Mode(mode)
         except ValueError:
@@ -297,21 +141,14 @@ class FeederDataset(IterableDataset[Batch]):
         self.prefetch = prefetch
         self.transform = transform
         self.timeout = timeout
-        self.tensor_options = TensorOptions(
-            nulls=nulls,  # type: ignore[arg-type]  # validated by TensorOptions
-            fill_value=fill_value,
-            lists=lists,  # type: ignore[arg-type]
-            pad_value=pad_value,
-            strings=strings,  # type: ignore[arg-type]
-            pin_memory=pin_memory,
-            device=device,
-        )
+        self.tensor_options = tensors if tensors is not None else TensorOptions()
         self._epoch = 0
         self._pending: ResumeState | None = None
         # where the current iteration is: (world, epoch), rows yielded so far
         self._position: tuple[World, int] | None = None
         self._rows_consumed = 0
         self._client_cache: tuple[int, FeederClient] | None = None
+        self._len_cache: tuple[tuple[World, int, int], int] | None = None  # (read, batches)
         # static mode, no DataLoader worker: the next epoch's stream, opened ahead as soon
         # as the producer of the current iteration's stream (``_current``) is done
         self._ahead: tuple[tuple[World, int], Prefetcher[_Group]] | None = None
@@ -321,7 +158,14 @@ class FeederDataset(IterableDataset[Batch]):
     # --- epochs and resume -------------------------------------------------------
 
     def set_epoch(self, epoch: int) -> None:
-        """Read epoch ``epoch`` on the next iteration (its order depends on seed and epoch)."""
+        """Read epoch ``epoch`` on the next iteration (its order depends on seed and epoch).
+
+        Args:
+            epoch: the epoch, an integer >= 0.
+
+        Raises:
+            SpecError: ``epoch`` is not an integer >= 0.
+        """
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise SpecError(f"epoch: {epoch!r} must be an integer >= 0")
         self._epoch = epoch
@@ -359,6 +203,9 @@ class FeederDataset(IterableDataset[Batch]):
 
         Counts rows of batches already *yielded*, not prefetched. Called in a
         DataLoader worker (as StatefulDataLoader does) it describes that worker.
+
+        Returns:
+            A small JSON-able dict (``version``, ``epoch``, ``rows_consumed``, the shape).
         """
         if self._position is not None:
             world, epoch = self._position
@@ -370,8 +217,13 @@ class FeederDataset(IterableDataset[Batch]):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from ``state`` on the next iteration: its epoch, skipping consumed rows.
 
-        Raises SpecError for a malformed or foreign state, and (at the next iteration,
-        once the DataLoader worker is known) for a mid-epoch state of another shape.
+        Args:
+            state: what :meth:`state_dict` returned.
+
+        Raises:
+            SpecError: a malformed or foreign state (another job or mode), and (at the
+                next iteration, once the DataLoader worker is known) a mid-epoch state
+                of another shape.
         """
         resumed = ResumeState.from_dict(state)
         for name, now in (("job", self.job), ("mode", self.mode)):
@@ -387,17 +239,77 @@ class FeederDataset(IterableDataset[Batch]):
     # --- iteration ---------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Batch]:
-        world = self._world()
-        epoch, skip = self._epoch, 0
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.check_compatible(self._state(world, epoch=pending.epoch, rows_consumed=0))
-            epoch = pending.epoch
-            skip = pending.rows_consumed if self.mode is Mode.STATIC else 0
+        """Return an iterator over this rank's (or DataLoader worker's) batches of the epoch.
+
+        Returns:
+            An iterator of ``dict[str, torch.Tensor]`` batches (lists for string columns).
+
+        Raises:
+            SpecError: a pending resume state does not fit this rank's shape.
+            FeederError: this process (a DataLoader worker) was forked from a process
+                that runs a Flight server or holds an open Flight client: gRPC would
+                hang here.
+        """
+        _refuse_unsafe_fork()
+        try:
+            world, epoch, skip = self._next_read()
+        finally:
+            self._pending = None  # a resume state is used (or refused) once
         self._position = (world, epoch)
         self._rows_consumed = skip
         ahead = self._take_ahead((world, epoch) if skip == 0 else None)
         return self._iterate(world, epoch, skip, ahead)
+
+    def _next_read(self) -> tuple[World, int, int]:
+        """Return (world, epoch, rows to skip) of the next iteration in this process.
+
+        Raises SpecError if a pending resume state does not fit this world's shape.
+        """
+        world = self._world()
+        pending = self._pending
+        if pending is None:
+            return world, self._epoch, 0
+        pending.check_compatible(self._state(world, epoch=pending.epoch, rows_consumed=0))
+        return world, pending.epoch, pending.rows_consumed if self.mode is Mode.STATIC else 0
+
+    def __len__(self) -> int:
+        """Return how many batches the next iteration yields in this process (static mode).
+
+        In the main process that is this rank's count for the epoch (whatever the
+        number of DataLoader workers: their pieces are whole batches); in a DataLoader
+        worker, that worker's count; after :meth:`load_state_dict`, what is left of the
+        epoch. Equal on every rank. Asks the coordinator for the plan (once per epoch
+        and shape) on a connection closed before returning, so a DataLoader may still
+        fork its workers afterwards.
+
+        Returns:
+            ``ceil(rows / batch_size)`` of this consumer's rows (``floor`` with
+            ``drop_last``).
+
+        Raises:
+            TypeError: in dynamic mode, where consumers lease units as they go and a
+                rank's count is known only at the end of the epoch (``len()`` of an
+                unsized iterable is a TypeError, as in torch).
+            SpecError: a pending resume state does not fit this rank's shape.
+            FeederError: the coordinator could not be reached within ``timeout``, or
+                this process was forked from one with live gRPC users (see ``__iter__``).
+        """
+        if self.mode is not Mode.STATIC:
+            raise TypeError(
+                "len() of a FeederDataset in dynamic mode is unknown: consumers lease units "
+                "as they go, so how many batches a rank yields is known only at the end of "
+                "the epoch; use mode='static' for a fixed count"
+            )
+        _refuse_unsafe_fork()
+        world, epoch, skip = self._next_read()
+        key = (world, epoch, skip)
+        if self._len_cache is None or self._len_cache[0] != key:
+            with self._new_client() as client:
+                info = client.plan(request=self._request(world, epoch, skip))
+            rows = int(info.total_records)
+            batches = rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
+            self._len_cache = (key, batches)
+        return self._len_cache[1]
 
     def _take_ahead(self, key: tuple[World, int] | None) -> Prefetcher[_Group] | None:
         """Return the read-ahead stream if it is for ``key`` (else close it)."""
@@ -485,25 +397,19 @@ class FeederDataset(IterableDataset[Batch]):
             self._ahead = ((world, epoch), prefetcher)
 
     def close(self) -> None:
-        """Stop any read-ahead of the next epoch (iterators clean up after themselves)."""
+        """Stop any read-ahead of the next epoch and close this process's connections.
+
+        Iterators clean up after themselves; the next iteration connects again. Call
+        it before a DataLoader forks workers from a process that iterated the dataset.
+        """
         self._take_ahead(None)
+        cached, self._client_cache = self._client_cache, None
+        if cached is not None and cached[0] == os.getpid():
+            cached[1].close()
 
     def _produce(self, world: World, epoch: int, skip: int) -> Generator[_Group, None, None]:
         client = self._client()
-        stream = client.stream(
-            epoch,
-            rank=world.rank,
-            world_size=world.world_size,
-            mode=self.mode,
-            seed=self.seed,
-            shuffle=self.shuffle,
-            drop_last=self.drop_last,
-            columns=self.columns,
-            worker=world.worker,
-            num_workers=world.num_workers,
-            unit=self.batch_size,
-            skip_rows=skip,
-        )
+        stream = client.stream(request=self._request(world, epoch, skip))
         try:
             for group in tensor_batches(
                 stream, self.batch_size, drop_last=self.drop_last, options=self.tensor_options
@@ -516,14 +422,32 @@ class FeederDataset(IterableDataset[Batch]):
             if close is not None:
                 close()
 
+    def _request(self, world: World, epoch: int, skip: int) -> ReadRequest:
+        return ReadRequest(
+            epoch=epoch,
+            mode=self.mode,
+            seed=self.seed,
+            shuffle=self.shuffle,
+            columns=tuple(self.columns) if self.columns is not None else None,
+            rank=world.rank,
+            world_size=world.world_size,
+            drop_last=self.drop_last,
+            worker=world.worker,
+            num_workers=world.num_workers,
+            unit=self.batch_size,
+            skip_rows=skip,
+        )
+
+    def _new_client(self) -> FeederClient:
+        return FeederClient(
+            self.endpoint, job=self.job, token=self.token, tls=self.tls, timeout=self.timeout
+        )
+
     def _client(self) -> FeederClient:
         """This process's client (connections are reused across epochs, never pickled)."""
         pid = os.getpid()
         if self._client_cache is None or self._client_cache[0] != pid:
-            client = FeederClient(
-                self.endpoint, job=self.job, token=self.token, tls=self.tls, timeout=self.timeout
-            )
-            self._client_cache = (pid, client)
+            self._client_cache = (pid, self._new_client())
         return self._client_cache[1]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -536,3 +460,33 @@ class FeederDataset(IterableDataset[Batch]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._ahead_lock = threading.Lock()
+
+
+def _refuse_unsafe_fork() -> None:
+    """Raise FeederError in a process forked from one with live gRPC users (it would hang)."""
+    parent = fork_guard.inherited()
+    if not parent:
+        return
+    info = get_worker_info()
+    who = "this process" if info is None else f"DataLoader worker {info.id}"
+    raise FeederError(
+        f"{who} was forked from a process that runs gRPC ({'; '.join(parent)}); gRPC is not "
+        "fork-safe and the feeder's connections would hang here. Pass "
+        'multiprocessing_context="forkserver" (or "spawn") to the DataLoader, or close '
+        "those before the workers start (FeederDataset.close(), FeederClient.close(), "
+        "stop the feeder)"
+    )
+
+
+def _refuse_removed(removed: Mapping[str, Any]) -> None:
+    """Raise TypeError for keywords FeederDataset does not take, naming any replacement."""
+    if not removed:
+        return
+    moved = [name for name in removed if name in _TENSOR_FIELDS]
+    if moved:
+        given = ", ".join(f"{name}={removed[name]!r}" for name in moved)
+        raise TypeError(
+            f"FeederDataset no longer takes {', '.join(moved)}: pass "
+            f"tensors=TensorOptions({given}) (from feeder.torch import TensorOptions)"
+        )
+    raise TypeError(f"FeederDataset got unexpected keyword argument(s) {sorted(removed)}")

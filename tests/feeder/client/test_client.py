@@ -82,7 +82,7 @@ def _failovers(caplog) -> list[tuple[str, int, str]]:
     found = []
     for record in caplog.records:
         match = FAILED.fullmatch(record.getMessage())
-        if record.name == "feeder.client.client" and match:
+        if record.name == "feeder.client.failover" and match:
             found.append((match[1], int(match[2]), match[3]))
     return found
 
@@ -93,7 +93,7 @@ def test_stall_seconds_must_be_positive():
 
 
 def test_a_hung_node_is_failed_over_after_stall_seconds_every_row_once(catalog, tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="feeder.client.client")
+    caplog.set_level(logging.WARNING, logger="feeder.client.failover")
     _wide_table(catalog)
     served = resolve(FeederConfig(table="test.wide", slice_bytes=8_000_000), catalog)
     assert len(served.plans) >= 4

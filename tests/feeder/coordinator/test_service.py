@@ -228,15 +228,15 @@ def test_resume_re_signs_the_rest_of_a_ticket_and_refuses_forgeries(feed):
     client = FeederClient(feed.endpoint, job="res")
     info = client.plan(0, seed=2)
     ticket = info.endpoints[0].ticket.ticket.decode()
-    full = ids_of(client._read(ticket, [info.endpoints[0].locations[0].uri.decode()]))
-    answer = client._action("resume", {"ticket": ticket, "delivered": 10})
-    assert ids_of(client._read(answer["ticket"], answer["locations"])) == full[10:]
+    full = ids_of(client._nodes.read(ticket, [info.endpoints[0].locations[0].uri.decode()]))
+    answer = client._coordinator.action("resume", {"ticket": ticket, "delivered": 10})
+    assert ids_of(client._nodes.read(answer["ticket"], answer["locations"])) == full[10:]
     forged = ticket[:-3] + ("AAA" if not ticket.endswith("AAA") else "BBB")
     with pytest.raises(AuthError):
-        client._action("resume", {"ticket": forged, "delivered": 0})
+        client._coordinator.action("resume", {"ticket": forged, "delivered": 0})
     other_job = FeederClient(feed.endpoint, job="someone-else")
     with pytest.raises(AuthError):
-        other_job._action("resume", {"ticket": ticket, "delivered": 0})
+        other_job._coordinator.action("resume", {"ticket": ticket, "delivered": 0})
 
 
 def _mutate(data: bytes, rng: random.Random) -> bytes:

@@ -1,11 +1,10 @@
-"""FeederDataset: pure pieces (prefetch, world resolution, arguments, state) and the feeder."""
+"""FeederDataset: pure pieces (arguments, state) and reading through a real feeder."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import numpy as np
@@ -13,133 +12,13 @@ import pyarrow as pa
 import pytest
 import torch
 
-from feeder.torch.dataset import FeederDataset, Prefetcher, resolve_world
+from feeder.torch import TensorOptions
+from feeder.torch.dataset import FeederDataset
 from jobs.errors import FeederError, SpecError
 
 # The feeder's coordinator (a gRPC server) runs in this process, and gRPC is not
 # fork-safe: DataLoader workers must not be forked from it (docs/torch.md).
 FORK_SAFE = "forkserver"
-
-
-def test_prefetcher_yields_everything_in_order():
-    with Prefetcher(iter(range(100)), 3) as items:
-        assert list(items) == list(range(100))
-
-
-def test_prefetcher_reraises_the_source_error():
-    def source():
-        yield 1
-        raise FeederError("coordinator at grpc://x unreachable")
-
-    items = Prefetcher(source(), 2)
-    assert next(items) == 1
-    with pytest.raises(FeederError, match="unreachable"):
-        next(items)
-    with pytest.raises(StopIteration):
-        next(items)
-
-
-def test_prefetcher_close_stops_the_thread_and_closes_the_source():
-    closed = threading.Event()
-
-    def endless():
-        try:
-            n = 0
-            while True:
-                yield n
-                n += 1
-        finally:
-            closed.set()
-
-    items = Prefetcher(endless(), 2)
-    assert next(items) == 0
-    items.close()
-    assert closed.wait(5)
-    assert not items._thread.is_alive()
-
-
-def test_prefetcher_weight_bounds_the_queued_batches():
-    groups = [[i] * (1 + i % 3) for i in range(40)]  # groups of 1..3 "batches"
-    items = Prefetcher(iter(groups), 4, weight=len)
-    got = []
-    for group in items:
-        assert items._queued <= 4 - 1 + 3  # an item enters only below the bound
-        got.append(group)
-    assert got == groups
-
-
-def test_prefetcher_on_end_runs_in_the_thread_before_the_end_is_seen():
-    seen: list[tuple[str, int]] = []
-    consumed: list[int] = []
-    items = Prefetcher(
-        iter(range(5)),
-        2,
-        on_end=lambda p: seen.append((threading.current_thread().name, len(consumed))),
-    )
-    for item in items:
-        consumed.append(item)
-    assert consumed == list(range(5))
-    assert len(seen) == 1 and seen[0][0] == "feeder-prefetch"
-
-
-class _Tracked:
-    """Records which thread frees it."""
-
-    def __init__(self, name: str, freed_by: dict[str, str]) -> None:
-        self.name = name
-        self._freed_by = freed_by
-
-    def __del__(self) -> None:
-        self._freed_by[self.name] = threading.current_thread().name
-
-
-def test_prefetcher_frees_retired_items_in_its_thread_keeping_the_latest():
-    freed_by: dict[str, str] = {}
-    release = [threading.Event() for _ in range(3)]
-
-    def source():
-        for i, gate in enumerate(release):
-            assert gate.wait(10)
-            yield _Tracked(f"item{i}", freed_by)
-
-    items = Prefetcher(source(), 1)
-    release[0].set()
-    items.retire(next(items))  # item0: kept, the consumer may still hold its last batch
-    release[1].set()
-    items.retire(next(items))  # item1 retired: item0 is now freed by the thread...
-    release[2].set()
-    last = next(items)  # ...before item2 is handed over
-    assert freed_by == {"item0": "feeder-prefetch"}
-    items.retire(last)
-    items.close()  # close drops whatever is left
-    del last
-    assert set(freed_by) == {"item0", "item1", "item2"}
-
-
-def test_a_claimed_read_ahead_does_not_give_up_when_idle():
-    idle = Prefetcher(iter(range(10)), 1, max_idle=0.2)
-    deadline = time.monotonic() + 10
-    while not idle.expired and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert idle.expired and not idle.claim()
-    idle.close()
-
-    kept = Prefetcher(iter(range(10)), 1, max_idle=0.2)
-    assert kept.claim()
-    time.sleep(0.6)  # three times max_idle with a full queue: would have given up
-    assert list(kept) == list(range(10)) and not kept.expired
-
-
-def test_resolve_world_prefers_explicit_then_env(monkeypatch):
-    monkeypatch.setenv("RANK", "3")
-    monkeypatch.setenv("WORLD_SIZE", "4")
-    assert resolve_world(None, None) == (3, 4)
-    assert resolve_world(1, 2) == (1, 2)
-    monkeypatch.delenv("RANK")
-    monkeypatch.delenv("WORLD_SIZE")
-    assert resolve_world(None, None) == (0, 1)
-    with pytest.raises(SpecError, match=r"rank 2 must be in \[0, world_size=2\)"):
-        resolve_world(2, 2)
 
 
 @pytest.mark.parametrize(
@@ -148,7 +27,6 @@ def test_resolve_world_prefers_explicit_then_env(monkeypatch):
         ({"batch_size": 0}, "batch_size"),
         ({"batch_size": 8, "mode": "elastic"}, "mode: 'elastic'"),
         ({"batch_size": 8, "prefetch": -1}, "prefetch"),
-        ({"batch_size": 8, "nulls": "zero"}, "nulls: 'zero'"),
         ({"batch_size": 8, "rank": 4, "world_size": 2}, "rank 4"),
         ({"batch_size": 8, "timeout": 0}, "timeout"),
     ],
@@ -156,6 +34,24 @@ def test_resolve_world_prefers_explicit_then_env(monkeypatch):
 def test_bad_arguments_fail_at_construction(kwargs, message):
     with pytest.raises(SpecError, match=message):
         FeederDataset("grpc://127.0.0.1:1", **kwargs)
+
+
+def test_tensor_options_come_in_one_object():
+    options = TensorOptions(nulls="fill", fill_value=-1)
+    ds = FeederDataset("grpc://127.0.0.1:1", batch_size=8, tensors=options)
+    assert ds.tensor_options is options
+    assert FeederDataset("grpc://127.0.0.1:1", batch_size=8).tensor_options == TensorOptions()
+    with pytest.raises(SpecError, match="nulls: 'zero'"):
+        FeederDataset("grpc://127.0.0.1:1", batch_size=8, tensors=TensorOptions(nulls="zero"))
+    with pytest.raises(SpecError, match="tensors: "):
+        FeederDataset("grpc://127.0.0.1:1", batch_size=8, tensors={"nulls": "fill"})
+
+
+def test_a_removed_tensor_keyword_names_its_replacement():
+    with pytest.raises(TypeError, match=r"tensors=TensorOptions\(nulls='fill', fill_value=-1\)"):
+        FeederDataset("grpc://127.0.0.1:1", batch_size=8, nulls="fill", fill_value=-1)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['bogus'\]"):
+        FeederDataset("grpc://127.0.0.1:1", batch_size=8, bogus=1)
 
 
 def test_state_before_iteration_and_load_state_dict_validation():
@@ -345,16 +241,121 @@ def test_static_ranks_yield_equal_batch_counts_with_drop_last(served):
     counts, seen = [], []
     for rank in range(3):
         ds = FeederDataset(
-            served.endpoint, batch_size=100, columns=["id"], rank=rank, world_size=3, seed=2
+            served.endpoint,
+            batch_size=100,
+            columns=["id"],
+            rank=rank,
+            world_size=3,
+            seed=2,
+            drop_last=True,
         )
         batches = _ids(
             DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=FORK_SAFE)
         )
         counts.append(len(batches))
+        assert len(ds) == len(batches)
         assert all(len(b) == 100 for b in batches)
         seen.extend(_flat(batches))
     assert counts == [20, 20, 20]
     assert len(seen) == len(set(seen)) == 6000
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_without_drop_last_ranks_yield_equal_batch_counts_for_rows_that_do_not_divide(served):
+    from torch.utils.data import DataLoader
+
+    world = 7  # 6000 rows: 857.1 per rank, so ranks are padded to 858 (6 rows twice)
+    per_rank = -(-ROWS // world)
+    counts, seen = [], []
+    for rank in range(world):
+        ds = FeederDataset(
+            served.endpoint, batch_size=100, columns=["id"], rank=rank, world_size=world, seed=2
+        )
+        assert ds.drop_last is False  # the default, as torch's DistributedSampler
+        workers = 2 if rank in (0, world - 1) else 0
+        context = FORK_SAFE if workers else None
+        loader = DataLoader(
+            ds, batch_size=None, num_workers=workers, multiprocessing_context=context
+        )
+        assert len(loader) == len(ds) == -(-per_rank // 100)
+        batches = _ids(loader)
+        counts.append(len(batches))
+        assert sum(map(len, batches)) == per_rank
+        # one short batch per rank (the last of its last worker): workers get whole batches
+        assert sorted(map(len, batches)) == [per_rank % 100] + [100] * (len(batches) - 1)
+        if not workers:
+            assert len(batches[-1]) == per_rank % 100
+        seen.extend(_flat(batches))
+    assert counts == [9] * world
+    assert set(seen) == set(range(ROWS)) and len(seen) == world * per_rank
+
+
+class _LenInWorker(torch.utils.data.IterableDataset):
+    """Yields, from each DataLoader worker, ``len(ds)`` there and then the ids it reads."""
+
+    def __init__(self, ds: FeederDataset) -> None:
+        self.ds = ds
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info().id
+        yield {"worker": worker, "len": len(self.ds)}
+        for batch in self.ds:
+            yield {"worker": worker, "ids": batch["id"]}
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.parametrize(("world_size", "drop_last"), [(1, False), (3, True), (4, False)])
+def test_len_is_what_the_iteration_yields_per_rank_and_per_worker(served, world_size, drop_last):
+    from torch.utils.data import DataLoader
+
+    rank = world_size - 1
+    ds = FeederDataset(
+        served.endpoint,
+        batch_size=64,
+        columns=["id"],
+        rank=rank,
+        world_size=world_size,
+        drop_last=drop_last,
+        seed=3,
+    )
+    main = _ids(ds)
+    assert len(ds) == len(main) > 0
+    loader = DataLoader(
+        _LenInWorker(ds), batch_size=None, num_workers=2, multiprocessing_context=FORK_SAFE
+    )
+    lengths, yielded = {}, {0: 0, 1: 0}
+    for item in loader:
+        if "len" in item:
+            lengths[item["worker"]] = item["len"]
+        else:
+            yielded[item["worker"]] += 1
+    assert lengths == yielded, "a worker's len() is not what it yields"
+    assert sum(yielded.values()) == len(main)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_len_after_a_mid_epoch_resume_is_what_is_left(served):
+    ds = FeederDataset(served.endpoint, batch_size=64, columns=["id"], seed=4, prefetch=0)
+    total = len(ds)
+    it = iter(ds)
+    for _ in range(5):
+        next(it)
+    state = ds.state_dict()
+    it.close()
+    resumed = FeederDataset(served.endpoint, batch_size=64, columns=["id"], seed=4, prefetch=0)
+    resumed.load_state_dict(state)
+    assert len(resumed) == total - 5
+    assert len(_ids(resumed)) == total - 5
+    assert len(resumed) == total  # the next iteration is a whole epoch again
+
+
+def test_len_in_dynamic_mode_is_a_type_error_as_for_unsized_iterables():
+    ds = FeederDataset("grpc://127.0.0.1:1", batch_size=8, mode="dynamic")
+    with pytest.raises(TypeError, match="len\\(\\) of a FeederDataset in dynamic mode is unknown"):
+        len(ds)
 
 
 @pytest.mark.spark
@@ -474,7 +475,12 @@ def test_unreachable_coordinator_is_a_clear_error_not_a_hang():
 @pytest.mark.spark
 @pytest.mark.slow
 def test_dtypes_through_the_feeder(served):
-    ds = FeederDataset(served.endpoint, batch_size=100, shuffle=False, nulls="fill", fill_value=-1)
+    ds = FeederDataset(
+        served.endpoint,
+        batch_size=100,
+        shuffle=False,
+        tensors=TensorOptions(nulls="fill", fill_value=-1),
+    )
     batch = next(iter(ds))
     ids = batch["id"]
     assert ids.dtype == torch.int64 and ids.shape == (100,)

@@ -1,6 +1,6 @@
 """Tiny DDP training run fed by a FeederDataset; started by ``torchrun --nproc-per-node 2``.
 
-Used by ``tests/feeder/test_ddp.py``. Each rank trains a linear model on
+Used by ``tests/feeder/torch/test_ddp.py``. Each rank trains a linear model on
 ``x -> id`` for ``--epochs`` epochs (gloo, CPU), then writes
 ``<out>/rank<r>.json`` with the ids it saw per epoch, its batch count per
 epoch, and its final parameters (equal on both ranks iff gradients synced).
@@ -42,8 +42,10 @@ def main() -> None:
     loader = DataLoader(ds, batch_size=None, num_workers=args.workers)
     seen: list[list[int]] = []
     batches: list[int] = []
+    lengths: list[int] = []  # len(loader) before each epoch, in the main process
     for epoch in range(args.epochs):
         ds.set_epoch(epoch)
+        lengths.append(len(loader))  # then the DataLoader forks its workers
         ids: list[int] = []
         n = 0
         for batch in loader:
@@ -68,6 +70,7 @@ def main() -> None:
                 "env_rank": os.environ.get("RANK"),
                 "ids": seen,
                 "batches": batches,
+                "lengths": lengths,
                 "params": params,
             }
         )

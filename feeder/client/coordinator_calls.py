@@ -1,0 +1,140 @@
+"""Calls to the coordinator, retried while it is unreachable or still caching.
+
+One connection per client, reopened after a transport error. A refused token
+raises AuthError, a bad request SpecError, a server-side failure FeederError;
+transport errors are retried for ``timeout`` seconds, and the coordinator's
+"alive, but not ready" answer for ``ready_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.flight as flight
+from pydantic import SecretStr
+
+from feeder.client.flight_errors import REFUSED, RETRIABLE, RETRY_MARK, clean
+from feeder.protocol.auth import call_options, connect
+from feeder.protocol.chunking import Chunking
+from feeder.protocol.config import TLSConfig
+from jobs.errors import AuthError, FeederError, SpecError
+
+T = TypeVar("T")
+
+
+class CoordinatorCalls:
+    """Runs one job's calls against the coordinator at ``endpoint``.
+
+    Args:
+        endpoint: ``grpc://host:port`` or ``grpc+tls://host:port``.
+        job: the job name sent with every call.
+        token: the bearer token (None: no token).
+        tls: TLS settings for ``grpc+tls://``.
+        timeout: bounds each call and how long an unreachable coordinator is retried.
+        ready_timeout: how long a coordinator that is still caching is waited for.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        job: str,
+        token: SecretStr | None,
+        tls: TLSConfig | None,
+        timeout: float,
+        ready_timeout: float,
+    ) -> None:
+        self.endpoint = endpoint
+        self.job = job
+        self.timeout = timeout
+        self.ready_timeout = ready_timeout
+        self._token = token
+        self._tls = tls
+        self._lock = threading.Lock()
+        self._client: flight.FlightClient | None = None
+
+    def options(
+        self, timeout: float | None, chunks: Chunking | None = None
+    ) -> flight.FlightCallOptions:
+        """Return the call options (token, job, optional chunking hint) for one call."""
+        return call_options(self._token, self.job, timeout, chunks=chunks)
+
+    def close(self) -> None:
+        """Close the connection (the next call opens a new one)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _connection(self) -> flight.FlightClient:
+        with self._lock:
+            if self._client is None:
+                self._client = connect(self.endpoint, tls=self._tls)
+            return self._client
+
+    def call(self, what: str, fn: Callable[[flight.FlightClient, Any], T]) -> T:
+        """Run ``fn(client, options)``, retrying while the coordinator is unreachable or not ready.
+
+        Args:
+            what: the call's name, for error messages.
+            fn: the call itself.
+
+        Returns:
+            What ``fn`` returns.
+
+        Raises:
+            AuthError: the token was refused.
+            SpecError: the coordinator rejected the request as invalid.
+            FeederError: the call failed on the server, the coordinator was unreachable
+                for ``timeout`` seconds, or not ready for ``ready_timeout`` seconds.
+        """
+        start = time.monotonic()
+        delay = 0.05
+        while True:
+            try:
+                return fn(self._connection(), self.options(self.timeout))
+            except REFUSED as exc:
+                raise AuthError(f"feeder at {self.endpoint} refused {what}: {clean(exc)}") from exc
+            except pa.ArrowInvalid as exc:
+                raise SpecError(clean(exc)) from exc
+            except (flight.FlightServerError, pa.ArrowKeyError, pa.ArrowNotImplementedError) as exc:
+                raise FeederError(
+                    f"feeder at {self.endpoint}: {what} failed: {clean(exc)}"
+                ) from exc
+            except RETRIABLE as exc:
+                waited = time.monotonic() - start
+                alive = RETRY_MARK in str(exc)
+                if alive and waited > self.ready_timeout:
+                    raise FeederError(
+                        f"feeder at {self.endpoint} still not ready after {waited:.0f}s: "
+                        f"{clean(exc)}"
+                    ) from exc
+                if not alive and waited > self.timeout:
+                    raise FeederError(
+                        f"coordinator at {self.endpoint} unreachable for {waited:.0f}s "
+                        f"({what}): {clean(exc)}; is the feeder running?"
+                    ) from exc
+                if not alive:
+                    with self._lock:
+                        self._client = None
+            time.sleep(delay)  # retry backoff, not synchronisation
+            delay = min(delay * 2, 1.0)
+
+    def action(self, name: str, body: Any = None) -> Any:
+        """Run the ``name`` action with a JSON ``body``; return its decoded JSON answer.
+
+        Raises:
+            AuthError, SpecError, FeederError: as :meth:`call`.
+        """
+        payload = json.dumps(body if body is not None else {}).encode()
+
+        def run(client: flight.FlightClient, options: Any) -> Any:
+            results = list(client.do_action(flight.Action(name, payload), options))
+            return json.loads(results[0].body.to_pybytes()) if results else {}
+
+        return self.call(name, run)

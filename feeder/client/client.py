@@ -21,6 +21,7 @@ request (unknown column, ``rank >= world_size``) → :class:`SpecError`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -37,11 +38,14 @@ import pyarrow.flight as flight
 from pydantic import SecretStr
 
 from feeder.client.allocator import tune_for_streaming
+from feeder.client.windows import is_mixed, read_static_windows, read_window
 from feeder.protocol.auth import call_options, connect
 from feeder.protocol.chunking import MAX_UNIT, Chunking
 from feeder.protocol.config import TLSConfig, load_token
 from feeder.protocol.messages import LeaseRequest, StaticRequest
+from feeder.protocol.mix import MixParams
 from feeder.protocol.modes import Mode
+from feeder.protocol.shuffle_kind import Shuffle, parse_shuffle
 from jobs.errors import AuthError, FeederError, SpecError
 
 log = logging.getLogger(__name__)
@@ -242,13 +246,14 @@ class FeederClient:
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
-        shuffle: bool = True,
+        shuffle: bool | str | Shuffle = True,
         drop_last: bool = True,
         columns: Sequence[str] | None = None,
         worker: int = 0,
         num_workers: int = 1,
         unit: int = 1,
         skip_rows: int = 0,
+        mix: MixParams | None = None,
     ) -> flight.FlightInfo:
         """Static mode: this consumer's share of ``epoch`` (schema, row count, endpoints).
 
@@ -258,8 +263,9 @@ class FeederClient:
             job=self.job,
             epoch=epoch,
             seed=seed,
-            shuffle=shuffle,
+            shuffle=parse_shuffle(shuffle),
             columns=_cols(columns),
+            mix=mix or MixParams(),
             rank=rank,
             world_size=world_size,
             drop_last=drop_last,
@@ -280,19 +286,22 @@ class FeederClient:
         world_size: int = 1,
         mode: Mode | str = Mode.STATIC,
         seed: int = 0,
-        shuffle: bool = True,
+        shuffle: bool | str | Shuffle = True,
         drop_last: bool = True,
         columns: Sequence[str] | None = None,
         worker: int = 0,
         num_workers: int = 1,
         unit: int = 1,
         skip_rows: int = 0,
+        mix: MixParams | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Yield this consumer's batches of ``epoch``; see the module docstring.
 
         Static mode: rank ``rank`` of ``world_size`` gets its equal part, worker
         ``worker`` of ``num_workers`` its piece in whole ``unit``-row units, the
-        first ``skip_rows`` rows left out (resume). Dynamic mode: every call is a
+        first ``skip_rows`` rows left out (resume). ``shuffle``: True (MIX, whose
+        batches represent the whole table; ``mix`` sets its knobs), ``"slice"``
+        (slices, then rows inside a slice) or False (table order). Dynamic mode: every call is a
         consumer leasing units until the epoch is done (``drop_last``, ``unit``
         and the split do not apply; ``skip_rows`` must be 0). Errors are raised
         when the iterator is first advanced.
@@ -314,6 +323,7 @@ class FeederClient:
                 num_workers=num_workers,
                 unit=unit,
                 skip_rows=skip_rows,
+                mix=mix,
             )
         if skip_rows:
             raise SpecError("skip_rows: dynamic mode cannot skip rows (leases track progress)")
@@ -323,8 +333,9 @@ class FeederClient:
             job=self.job,
             epoch=epoch,
             seed=seed,
-            shuffle=shuffle,
+            shuffle=parse_shuffle(shuffle),
             columns=_cols(columns),
+            mix=mix or MixParams(),
             consumer=f"{os.uname().nodename}-{os.getpid()}-r{rank}w{worker}-{uuid.uuid4().hex[:8]}",
         )
         return self._dynamic(request, unit)
@@ -333,6 +344,12 @@ class FeederClient:
 
     def _static(self, epoch: int, **kwargs: Any) -> Iterator[pa.RecordBatch]:
         info = self.plan(epoch, **kwargs)
+        if is_mixed(info.endpoints):
+            read = functools.partial(self._read, unit=1)
+            yield from read_static_windows(
+                info.endpoints, seed=int(kwargs.get("seed", 0)), epoch=epoch, read=read
+            )
+            return
         ranges = [
             (e.ticket.ticket.decode("ascii"), [loc.uri.decode() for loc in e.locations])
             for e in info.endpoints
@@ -432,8 +449,7 @@ class FeederClient:
                 lease_id = answer["lease"]
                 beat.track(lease_id, float(answer.get("lease_seconds", 30.0)))
                 completed = True
-                ticket, locations = answer["ticket"], answer["locations"]
-                for batch in self._read(ticket, locations, position=position, unit=unit):
+                for batch in self._unit_batches(answer, request, position, unit):
                     if beat.is_lost(lease_id):
                         completed = False
                         log.warning("lease %s expired mid-unit; moving on", lease_id)
@@ -454,6 +470,23 @@ class FeederClient:
                 beat.untrack(lease_id)
         finally:
             beat.stop()
+
+    def _unit_batches(
+        self, answer: dict[str, Any], request: LeaseRequest, position: int, unit: int
+    ) -> Iterator[pa.RecordBatch]:
+        """The batches of one leased unit: a slice range, or a MIX window's kept rows."""
+        if "pieces" not in answer:
+            yield from self._read(
+                answer["ticket"], answer["locations"], position=position, unit=unit
+            )
+            return
+        pieces = [(p["ticket"], list(p["locations"])) for p in answer["pieces"]]
+        read = functools.partial(self._read, unit=1)
+        mixed = read_window(
+            answer["window"], pieces, seed=request.seed, epoch=request.epoch, read=read
+        )
+        if mixed is not None:
+            yield mixed
 
     # --- reading one slice range, with failover ---------------------------------------------
 

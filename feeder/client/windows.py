@@ -11,10 +11,13 @@ column, inside a buffer of ``window_rows`` rows); other columns with Arrow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.flight as flight
 
 from feeder.protocol.mix import window_permutation
 from jobs.errors import FeederError
@@ -70,3 +73,63 @@ def mix_window(
         for i, field in enumerate(schema)
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+#: reads one signed slice range (with failover): ``read(ticket, locations)``
+ReadRange = Callable[[str, list[str]], Iterator[pa.RecordBatch]]
+
+
+def read_window(
+    window: Mapping[str, Any],
+    pieces: Sequence[tuple[str, list[str]]],
+    *,
+    seed: int,
+    epoch: int,
+    read: ReadRange,
+) -> pa.RecordBatch | None:
+    """Read every piece of one window read (``window`` as in PROTOCOL.md: ``window``,
+    ``rows``, ``keep``) and return its kept rows, permuted; None if it keeps none."""
+    batches = [batch for ticket, locations in pieces for batch in read(ticket, locations)]
+    keep_start, keep_stop = (int(x) for x in window["keep"])
+    if keep_stop <= keep_start or not batches:
+        return None
+    return mix_window(
+        batches,
+        batches[0].schema,
+        rows=int(window["rows"]),
+        keep_start=keep_start,
+        keep_stop=keep_stop,
+        seed=seed,
+        epoch=epoch,
+        window=int(window["window"]),
+    )
+
+
+def read_static_windows(
+    endpoints: Sequence[flight.FlightEndpoint], *, seed: int, epoch: int, read: ReadRange
+) -> Iterator[pa.RecordBatch]:
+    """Yield a static-mode MIX share: endpoints grouped by the window read named in their
+    ``app_metadata``, each group read and permuted in order."""
+    group: list[tuple[str, list[str]]] = []
+    meta: dict[str, Any] | None = None
+    for endpoint in [*endpoints, None]:
+        current = json.loads(endpoint.app_metadata) if endpoint is not None else None
+        if meta is not None and (current is None or current["read"] != meta["read"]):
+            out = read_window(meta, group, seed=seed, epoch=epoch, read=read)
+            if out is not None:
+                yield out
+            group = []
+        if endpoint is None or current is None:
+            break
+        meta = current
+        group.append(
+            (
+                endpoint.ticket.ticket.decode("ascii"),
+                [loc.uri.decode() for loc in endpoint.locations],
+            )
+        )
+
+
+def is_mixed(endpoints: Sequence[flight.FlightEndpoint]) -> bool:
+    """Whether a static share is MIX window reads (endpoints carry window metadata)."""
+    return bool(endpoints) and bool(endpoints[0].app_metadata)

@@ -30,6 +30,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from feeder.client.client import FeederClient  # at import: not on the first batch's path
 from feeder.protocol.config import TLSConfig
 from feeder.protocol.modes import Mode
+from feeder.protocol.shuffle_kind import Shuffle, parse_shuffle
 from feeder.torch.batching import rebatch as rebatch  # re-exported: it lived here before
 from feeder.torch.batching import tensor_batches
 from feeder.torch.resume import ResumeState
@@ -237,6 +238,8 @@ class FeederDataset(IterableDataset[Batch]):
     (also through torchdata's ``StatefulDataLoader``, per worker). Tensor options
     (``nulls``, ``fill_value``, ``lists``, ``pad_value``, ``strings``,
     ``pin_memory``, ``device``) are those of :class:`feeder.torch.tensors.TensorOptions`;
+    ``shuffle``: True (MIX: every batch represents the whole table), ``"slice"``
+    (slices permuted, rows inside a slice: batches hold one slice's rows) or False;
     ``transform`` is applied to each converted batch in the prefetch thread.
     Raises SpecError for invalid arguments; iteration raises FeederError when the
     feeder cannot serve (a lost coordinator: within ``timeout`` seconds).
@@ -250,7 +253,7 @@ class FeederDataset(IterableDataset[Batch]):
         columns: Sequence[str] | None = None,
         job: str = "default",
         mode: Mode | str = Mode.STATIC,
-        shuffle: bool = True,
+        shuffle: bool | str | Shuffle = True,
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
@@ -288,6 +291,7 @@ class FeederDataset(IterableDataset[Batch]):
         self.columns = list(columns) if columns is not None else None
         self.job = job
         self.shuffle = shuffle
+        self._shuffle = parse_shuffle(shuffle)  # SpecError now, not at the first batch
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
@@ -344,7 +348,7 @@ class FeederDataset(IterableDataset[Batch]):
             epoch=epoch,
             rows_consumed=rows_consumed,
             seed=self.seed,
-            shuffle=self.shuffle,
+            shuffle=self._shuffle.value,
             world_size=world.world_size,
             rank=world.rank,
             num_workers=world.num_workers,
@@ -496,7 +500,7 @@ class FeederDataset(IterableDataset[Batch]):
             world_size=world.world_size,
             mode=self.mode,
             seed=self.seed,
-            shuffle=self.shuffle,
+            shuffle=self._shuffle,
             drop_last=self.drop_last,
             columns=self.columns,
             worker=world.worker,

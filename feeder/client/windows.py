@@ -12,7 +12,9 @@ column, inside a buffer of ``window_rows`` rows); other columns with Arrow
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -75,21 +77,18 @@ def mix_window(
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+#: pieces read at once (one more than the one being received)
+_PIECE_READERS = 2
+#: window reads whose pieces stream in while the current window is permuted
+_WINDOWS_AHEAD = 1
+
 #: reads one signed slice range (with failover): ``read(ticket, locations)``
 ReadRange = Callable[[str, list[str]], Iterator[pa.RecordBatch]]
 
 
-def read_window(
-    window: Mapping[str, Any],
-    pieces: Sequence[tuple[str, list[str]]],
-    *,
-    seed: int,
-    epoch: int,
-    read: ReadRange,
+def _window_rows(
+    window: Mapping[str, Any], batches: Sequence[pa.RecordBatch], *, seed: int, epoch: int
 ) -> pa.RecordBatch | None:
-    """Read every piece of one window read (``window`` as in PROTOCOL.md: ``window``,
-    ``rows``, ``keep``) and return its kept rows, permuted; None if it keeps none."""
-    batches = [batch for ticket, locations in pieces for batch in read(ticket, locations)]
     keep_start, keep_stop = (int(x) for x in window["keep"])
     if keep_stop <= keep_start or not batches:
         return None
@@ -105,29 +104,77 @@ def read_window(
     )
 
 
+def read_window(
+    window: Mapping[str, Any],
+    pieces: Sequence[tuple[str, list[str]]],
+    *,
+    seed: int,
+    epoch: int,
+    read: ReadRange,
+) -> pa.RecordBatch | None:
+    """Read every piece of one window read (``window`` as in PROTOCOL.md: ``window``,
+    ``rows``, ``keep``) and return its kept rows, permuted; None if it keeps none."""
+    if len(pieces) > 1:  # the next piece's node gathers while this one is received
+        with ThreadPoolExecutor(_PIECE_READERS, thread_name_prefix="icefeed-piece") as pool:
+            parts = list(pool.map(lambda piece: list(read(*piece)), pieces))
+    else:
+        parts = [list(read(*piece)) for piece in pieces]
+    batches = [batch for part in parts for batch in part]
+    return _window_rows(window, batches, seed=seed, epoch=epoch)
+
+
+def _reads(
+    endpoints: Sequence[flight.FlightEndpoint],
+) -> Iterator[tuple[dict[str, Any], list[tuple[str, list[str]]]]]:
+    """Endpoints grouped by the window read their ``app_metadata`` names, in order."""
+    meta: dict[str, Any] | None = None
+    group: list[tuple[str, list[str]]] = []
+    for endpoint in endpoints:
+        current = json.loads(endpoint.app_metadata)
+        if meta is not None and current["read"] != meta["read"]:
+            yield meta, group
+            group = []
+        meta = current
+        locations = [loc.uri.decode() for loc in endpoint.locations]
+        group.append((endpoint.ticket.ticket.decode("ascii"), locations))
+    if meta is not None:
+        yield meta, group
+
+
 def read_static_windows(
     endpoints: Sequence[flight.FlightEndpoint], *, seed: int, epoch: int, read: ReadRange
 ) -> Iterator[pa.RecordBatch]:
-    """Yield a static-mode MIX share: endpoints grouped by the window read named in their
-    ``app_metadata``, each group read and permuted in order."""
-    group: list[tuple[str, list[str]]] = []
-    meta: dict[str, Any] | None = None
-    for endpoint in [*endpoints, None]:
-        current = json.loads(endpoint.app_metadata) if endpoint is not None else None
-        if meta is not None and (current is None or current["read"] != meta["read"]):
-            out = read_window(meta, group, seed=seed, epoch=epoch, read=read)
+    """Yield a static-mode MIX share, window read by window read, in order.
+
+    The pieces of the next ``_WINDOWS_AHEAD`` reads stream in on a small pool while
+    the current window is permuted (nodes gather and the network moves bytes while
+    this thread permutes). Errors of a piece surface in order.
+    """
+    pool = ThreadPoolExecutor(_PIECE_READERS, thread_name_prefix="icefeed-piece")
+    pending: deque[tuple[dict[str, Any], list[Future[list[pa.RecordBatch]]]]] = deque()
+    reads = _reads(endpoints)
+
+    def fetch(piece: tuple[str, list[str]]) -> list[pa.RecordBatch]:
+        return list(read(*piece))
+
+    def submit() -> None:
+        nxt = next(reads, None)
+        if nxt is not None:
+            meta, pieces = nxt
+            pending.append((meta, [pool.submit(fetch, piece) for piece in pieces]))
+
+    try:
+        for _ in range(1 + _WINDOWS_AHEAD):
+            submit()
+        while pending:
+            meta, futures = pending.popleft()
+            batches = [batch for future in futures for batch in future.result()]
+            submit()
+            out = _window_rows(meta, batches, seed=seed, epoch=epoch)
             if out is not None:
                 yield out
-            group = []
-        if endpoint is None or current is None:
-            break
-        meta = current
-        group.append(
-            (
-                endpoint.ticket.ticket.decode("ascii"),
-                [loc.uri.decode() for loc in endpoint.locations],
-            )
-        )
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def is_mixed(endpoints: Sequence[flight.FlightEndpoint]) -> bool:

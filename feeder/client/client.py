@@ -22,6 +22,7 @@ column, ``rank >= world_size``) → :class:`SpecError`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from feeder.client.heartbeat import LeaseHeartbeater
 from feeder.client.read_ahead import read_ahead
 from feeder.client.request import ReadRequest, column_names
 from feeder.client.stall_watch import DEFAULT_STALL_SECONDS
+from feeder.client.windows import is_mixed, read_static_windows, read_window
 from feeder.protocol.config import TLSConfig, load_token
 from feeder.protocol.messages import LeaseRequest, StaticRequest
 from feeder.protocol.modes import Mode
@@ -230,6 +232,12 @@ class FeederClient:
 
     def _static(self, request: StaticRequest) -> Iterator[pa.RecordBatch]:
         info = self._plan(request)
+        if is_mixed(info.endpoints):
+            read = functools.partial(self._nodes.read, unit=1)
+            yield from read_static_windows(
+                info.endpoints, seed=request.seed, epoch=request.epoch, read=read
+            )
+            return
         ranges = [
             (e.ticket.ticket.decode("ascii"), [loc.uri.decode() for loc in e.locations])
             for e in info.endpoints
@@ -264,8 +272,7 @@ class FeederClient:
                 lease_id = answer["lease"]
                 beat.track(lease_id, float(answer.get("lease_seconds", 30.0)))
                 completed = True
-                ticket, locations = answer["ticket"], answer["locations"]
-                for batch in self._nodes.read(ticket, locations, position=position, unit=unit):
+                for batch in self._unit_batches(answer, request, position, unit):
                     if beat.is_lost(lease_id):
                         completed = False
                         log.warning("lease %s expired mid-unit; moving on", lease_id)
@@ -279,3 +286,20 @@ class FeederClient:
                 beat.untrack(lease_id)
         finally:
             beat.stop()
+
+    def _unit_batches(
+        self, answer: dict[str, Any], request: LeaseRequest, position: int, unit: int
+    ) -> Iterator[pa.RecordBatch]:
+        """The batches of one leased unit: a slice range, or a MIX window's kept rows."""
+        if "pieces" not in answer:
+            yield from self._nodes.read(
+                answer["ticket"], answer["locations"], position=position, unit=unit
+            )
+            return
+        pieces = [(p["ticket"], list(p["locations"])) for p in answer["pieces"]]
+        read = functools.partial(self._nodes.read, unit=1)
+        mixed = read_window(
+            answer["window"], pieces, seed=request.seed, epoch=request.epoch, read=read
+        )
+        if mixed is not None:
+            yield mixed

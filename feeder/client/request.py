@@ -133,5 +133,6 @@ class ReadRequest(StaticRequest):
             seed=self.seed,
             shuffle=self.shuffle,
             columns=self.columns,
+            mix=self.mix,
             consumer=consumer,
         )

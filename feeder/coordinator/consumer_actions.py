@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow.flight as flight
 
+from feeder.coordinator import mixplan
 from feeder.coordinator.leases import LeaseBook
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.registry import NodeRegistry
@@ -33,6 +34,7 @@ from feeder.protocol.messages import (
     parse_json,
 )
 from feeder.protocol.shuffle import SliceRange, epoch_stream, rank_ranges, skip_rows, split_ranges
+from feeder.protocol.shuffle_kind import Shuffle
 from feeder.protocol.tickets import TicketClaims, TicketSigner
 from jobs.errors import SpecError
 
@@ -124,6 +126,7 @@ class ConsumerActions:
             seed=params.seed,
             shuffle=params.shuffle,
             columns=params.columns,
+            block_rows=params.mix.block_rows if params.shuffle is Shuffle.MIX else 0,
         )
         return self.signer.sign(claims).decode("ascii")
 
@@ -159,11 +162,19 @@ class ConsumerActions:
         schema = self.served.project(request.columns)
         with self._lock:
             counts = self._row_counts()
+            if request.shuffle is Shuffle.MIX:
+                endpoints, total = mixplan.static_endpoints(
+                    request, counts, self._ticket, self.registry.locations
+                )
+                self._note_consumer(request, f"static:{request.rank}/{request.worker}", "static")
+                if self.metrics is not None:
+                    self.metrics.plans.labels(job=request.job).inc()
+                return flight.FlightInfo(schema, descriptor, endpoints, total, -1)
             ranges = rank_ranges(
                 counts,
                 seed=request.seed,
                 epoch=request.epoch,
-                shuffle=request.shuffle,
+                shuffle=request.shuffle.shuffled,
                 rank=request.rank,
                 world_size=request.world_size,
                 drop_last=request.drop_last,
@@ -191,21 +202,25 @@ class ConsumerActions:
         key = (params.job, params.epoch)
         entry = self._books.get(key)
         if entry is None:
-            units = epoch_stream(
-                counts, seed=params.seed, epoch=params.epoch, shuffle=params.shuffle
-            )
+            if params.shuffle is Shuffle.MIX:
+                units = mixplan.lease_units(params, counts)
+            else:
+                units = epoch_stream(
+                    counts, seed=params.seed, epoch=params.epoch, shuffle=params.shuffle.shuffled
+                )
             entry = _Book(
                 params, LeaseBook(units, lease_seconds=self.lease_seconds, clock=self._clock)
             )
             self._books[key] = entry
-        elif (entry.params.seed, entry.params.shuffle, entry.params.columns) != (
+        elif (entry.params.seed, entry.params.shuffle, entry.params.columns, entry.params.mix) != (
             params.seed,
             params.shuffle,
             params.columns,
+            params.mix,
         ):
             raise SpecError(
                 f"job {params.job!r} epoch {params.epoch} is leased with seed="
-                f"{entry.params.seed}, shuffle={entry.params.shuffle}, columns="
+                f"{entry.params.seed}, shuffle={entry.params.shuffle.value}, columns="
                 f"{entry.params.columns}; every consumer of a job must use the same"
             )
         return entry
@@ -250,9 +265,22 @@ class ConsumerActions:
                     "retry_after": min(1.0, self.lease_seconds / 4),
                 }
             unit = lease.unit
-            locations = self.registry.locations(unit.slice_id)
+            mixed = entry.params.shuffle is Shuffle.MIX
+            if mixed:
+                window = mixplan.lease_window(
+                    entry.params, counts, unit, self._ticket, self.registry.locations
+                )
+            else:
+                locations = self.registry.locations(unit.slice_id)
         if self.metrics is not None:
             self.metrics.leases.labels(job=request.job).inc()
+        if mixed:
+            return {
+                "lease": lease.lease_id,
+                "unit": {"slice_id": unit.slice_id, "start": unit.start, "stop": unit.stop},
+                **window,
+                "lease_seconds": self.lease_seconds,
+            }
         return {
             "lease": lease.lease_id,
             "unit": {"slice_id": unit.slice_id, "start": unit.start, "stop": unit.stop},

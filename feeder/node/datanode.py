@@ -4,7 +4,8 @@
 checks the caller's job header and the snapshot, materialises the slice from
 table storage if this node has not cached it (failover), and streams rows
 ``[start, stop)`` of the slice in the epoch's order — memory-mapped and
-zero-copy in table order, gathered with ``take`` when shuffled. Every bad
+zero-copy in table order, gathered with ``take`` when shuffled, as runs of
+contiguous rows for a MIX block stream (:mod:`feeder.node.blocks`). Every bad
 ticket gets a Flight error; the server keeps serving.
 
 :func:`run_data_node` is what one Spark task runs (see PROTOCOL.md): start a
@@ -34,6 +35,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 from pydantic import SecretStr
 
+from feeder.node.blocks import read_block_stream
 from feeder.node.cache import (
     DEFAULT_TAKE_ROWS,
     CachedSlice,
@@ -64,6 +66,7 @@ from feeder.protocol.node_messages import (
     RegisterRequest,
 )
 from feeder.protocol.shuffle import compact_row_permutation
+from feeder.protocol.shuffle_kind import Shuffle
 from feeder.protocol.slice_plan import SlicePlan
 from feeder.protocol.tickets import TicketClaims, TicketSigner
 from jobs.errors import AuthError, FeederError, SpecError
@@ -220,11 +223,23 @@ class DataNode(TrackedFlightServer):
         entry = self.ensure_cached(claims.slice_id)
         check_range(claims.slice_id, entry.num_rows, claims.start, claims.stop)
         table = self.cache.select(self.cache.open(claims.slice_id), claims.columns)
-        if not claims.shuffle:
+        if claims.shuffle is Shuffle.OFF:
             part = table.slice(claims.start, claims.stop - claims.start)
             batches = list(cut(part, chunking.sizes(part.num_rows, self.batch_rows)))
             self._count(rows_served=part.num_rows, bytes_served=part.nbytes)
             return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=table.schema))
+        if claims.shuffle is Shuffle.MIX:
+            blocks = read_block_stream(
+                table,
+                slice_id=claims.slice_id,
+                start=claims.start,
+                stop=claims.stop,
+                block_rows=claims.block_rows,
+                seed=claims.seed,
+                epoch=claims.epoch,
+                sizes=chunking.sizes(claims.stop - claims.start, self.batch_rows),
+            )
+            return flight.GeneratorStream(table.schema, self._counted(blocks))
         perm = _permutation(entry.num_rows, claims.seed, claims.epoch, claims.slice_id)
         batches_iter = self.cache.read(
             claims.slice_id,

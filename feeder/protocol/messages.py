@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from feeder.protocol.mix import DEFAULT_BLOCK_ROWS, DEFAULT_WINDOW_ROWS, MixParams
+from feeder.protocol.shuffle_kind import DEFAULT_SHUFFLE, Shuffle, parse_shuffle
 from jobs.errors import SpecError
 
 VERSION = 1
@@ -70,22 +72,44 @@ def parse_json(raw: bytes, what: str) -> dict[str, Any]:
     return data
 
 
+def _mix(data: Mapping[str, Any]) -> MixParams:
+    block = _int(data, "block_rows", 1, 2**31, DEFAULT_BLOCK_ROWS)
+    window = _int(data, "window_rows", 1, 2**31, DEFAULT_WINDOW_ROWS)
+    try:
+        return MixParams(block_rows=block, window_rows=window)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+
+
 @dataclass(frozen=True, kw_only=True)
 class EpochParams:
-    """What fixes a job's epoch order: seed, shuffle and projection."""
+    """What fixes a job's epoch order: seed, shuffle (and MIX's knobs) and projection.
+
+    ``shuffle`` accepts what :func:`feeder.protocol.shuffle_kind.parse_shuffle` does
+    (``True`` is MIX) and holds a :class:`Shuffle`.
+    """
 
     job: str = "default"
     epoch: int = 0
     seed: int = 0
-    shuffle: bool = True
+    shuffle: Shuffle = DEFAULT_SHUFFLE
     columns: tuple[str, ...] | None = None
+    mix: MixParams = field(default_factory=MixParams)
 
     def __post_init__(self) -> None:
         _name({"job": self.job}, "job")
         _int({"epoch": self.epoch}, "epoch", 0, _U32)
         _int({"seed": self.seed}, "seed", 0, _MAX_SEED)
-        _bool({"shuffle": self.shuffle}, "shuffle", True)
+        object.__setattr__(self, "shuffle", parse_shuffle(self.shuffle))
+        if not isinstance(self.mix, MixParams):
+            raise SpecError(f"mix: {self.mix!r} must be a MixParams")
         _columns({"columns": self.columns})
+
+    def _order_fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"shuffle": self.shuffle.value}
+        if self.shuffle is Shuffle.MIX:
+            out.update(block_rows=self.mix.block_rows, window_rows=self.mix.window_rows)
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,7 +152,7 @@ class StaticRequest(EpochParams):
                 "job": self.job,
                 "epoch": self.epoch,
                 "seed": self.seed,
-                "shuffle": self.shuffle,
+                **self._order_fields(),
                 "columns": list(self.columns) if self.columns is not None else None,
                 "rank": self.rank,
                 "world_size": self.world_size,
@@ -151,6 +175,8 @@ class StaticRequest(EpochParams):
             "epoch",
             "seed",
             "shuffle",
+            "block_rows",
+            "window_rows",
             "columns",
             "rank",
             "world_size",
@@ -169,8 +195,9 @@ class StaticRequest(EpochParams):
             job=_name(data, "job", "default"),
             epoch=_int(data, "epoch", 0, _U32, 0),
             seed=_int(data, "seed", 0, _MAX_SEED, 0),
-            shuffle=_bool(data, "shuffle", True),
+            shuffle=parse_shuffle(data.get("shuffle", True)),
             columns=_columns(data),
+            mix=_mix(data),
             rank=_int(data, "rank", 0, _MAX_COUNT, 0),
             world_size=_int(data, "world_size", 1, _MAX_COUNT, 1),
             drop_last=_bool(data, "drop_last", True),
@@ -194,7 +221,7 @@ class LeaseRequest(EpochParams):
                 "job": self.job,
                 "epoch": self.epoch,
                 "seed": self.seed,
-                "shuffle": self.shuffle,
+                **self._order_fields(),
                 "columns": list(self.columns) if self.columns is not None else None,
                 "consumer": self.consumer,
             },
@@ -209,8 +236,9 @@ class LeaseRequest(EpochParams):
             job=_name(data, "job", "default"),
             epoch=_int(data, "epoch", 0, _U32, 0),
             seed=_int(data, "seed", 0, _MAX_SEED, 0),
-            shuffle=_bool(data, "shuffle", True),
+            shuffle=parse_shuffle(data.get("shuffle", True)),
             columns=_columns(data),
+            mix=_mix(data),
             consumer=_name(data, "consumer"),
         )
 

@@ -3,8 +3,12 @@
 Wire form: ``base64url(payload) "." base64url(hmac_sha256(key, payload))``
 (no padding), the payload a compact JSON object::
 
-    {"v":1,"job":..,"snap":..,"slice":..,"start":..,"stop":..,
-     "epoch":..,"seed":..,"shuffle":..,"cols":null|[..]}
+    {"v":2,"job":..,"snap":..,"slice":..,"start":..,"stop":..,
+     "epoch":..,"seed":..,"shuffle":"off"|"slice"|"mix","block":..,"cols":null|[..]}
+
+``shuffle`` says which stream of the slice ``[start, stop)`` indexes: table order,
+the slice's row permutation, or (``"mix"``) its block stream of ``block`` rows a
+block (:mod:`feeder.protocol.mix`; ``block`` is 0 otherwise).
 
 The key is random per feeder session and shared only between the coordinator
 and its data nodes. A ticket never carries a path: a data node looks the slice
@@ -23,13 +27,15 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from feeder.protocol.shuffle_kind import Shuffle
 from jobs.errors import AuthError
 
-VERSION = 1
+VERSION = 2
 MAX_TICKET_BYTES = 64 * 1024
 _KEYS = frozenset(
-    {"v", "job", "snap", "slice", "start", "stop", "epoch", "seed", "shuffle", "cols"}
+    {"v", "job", "snap", "slice", "start", "stop", "epoch", "seed", "shuffle", "block", "cols"}
 )
+_SHUFFLES = frozenset(k.value for k in Shuffle)
 _B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
 _INT64 = 2**63
 
@@ -45,8 +51,16 @@ class TicketClaims:
     stop: int
     epoch: int
     seed: int
-    shuffle: bool
+    shuffle: Shuffle
     columns: tuple[str, ...] | None = None
+    block_rows: int = 0
+
+    def __post_init__(self) -> None:
+        # a boolean means what it meant in protocol 1: rows permuted inside the slice
+        if isinstance(self.shuffle, bool):
+            object.__setattr__(self, "shuffle", Shuffle.SLICE if self.shuffle else Shuffle.OFF)
+        if (self.shuffle is Shuffle.MIX) != (self.block_rows > 0):
+            raise ValueError("block_rows must be > 0 exactly for a mix ticket")
 
 
 def new_key() -> bytes:
@@ -105,7 +119,8 @@ class TicketSigner:
             "stop": claims.stop,
             "epoch": claims.epoch,
             "seed": claims.seed,
-            "shuffle": claims.shuffle,
+            "shuffle": claims.shuffle.value,
+            "block": claims.block_rows,
             "cols": list(claims.columns) if claims.columns is not None else None,
         }
         raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
@@ -147,8 +162,12 @@ def _claims(payload: Any) -> TicketClaims:
     job = payload["job"]
     if not isinstance(job, str) or not job:
         raise AuthError("invalid ticket: job must be a non-empty string")
-    if not isinstance(payload["shuffle"], bool):
-        raise AuthError("invalid ticket: shuffle must be a boolean")
+    if not isinstance(payload["shuffle"], str) or payload["shuffle"] not in _SHUFFLES:
+        raise AuthError("invalid ticket: shuffle must be one of 'off', 'slice', 'mix'")
+    shuffle = Shuffle(payload["shuffle"])
+    block = _int(payload, "block", 0, 2**31)
+    if (shuffle is Shuffle.MIX) != (block > 0):
+        raise AuthError("invalid ticket: block must be > 0 exactly for a mix ticket")
     cols = payload["cols"]
     if cols is not None and (
         not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c for c in cols)
@@ -166,11 +185,14 @@ def _claims(payload: Any) -> TicketClaims:
         stop=stop,
         epoch=_int(payload, "epoch", 0, 2**32 - 1),
         seed=_int(payload, "seed", 0, 2**64),
-        shuffle=payload["shuffle"],
+        shuffle=shuffle,
         columns=tuple(cols) if cols is not None else None,
+        block_rows=block,
     )
 
 
 def claims_dict(claims: TicketClaims) -> dict[str, Any]:
     """Return ``claims`` as a plain dict (for logs and status; holds no secret)."""
-    return asdict(claims)
+    out = asdict(claims)
+    out["shuffle"] = claims.shuffle.value
+    return out

@@ -29,6 +29,7 @@ from feeder.client.request import ReadRequest
 from feeder.protocol import fork_guard
 from feeder.protocol.config import TLSConfig
 from feeder.protocol.modes import Mode
+from feeder.protocol.shuffle_kind import Shuffle, parse_shuffle
 from feeder.torch.batching import rebatch as rebatch  # re-exported: it lived here before
 from feeder.torch.batching import tensor_batches
 from feeder.torch.prefetch import Prefetcher
@@ -65,7 +66,9 @@ class FeederDataset(IterableDataset[Batch]):
         columns: the projection; None for every served column.
         job: this training job's name (its own epoch state on the feeder).
         mode: ``"static"`` (DDP: fixed equal shares) or ``"dynamic"`` (leases).
-        shuffle: shuffle each epoch (deterministically, from ``seed`` and the epoch).
+        shuffle: True (MIX, the default: every batch represents the whole table),
+            ``"slice"`` (slices permuted, then rows inside a slice: a batch holds one
+            slice's rows) or False (table order); deterministic from ``seed`` and the epoch.
         seed: the shuffle seed, in ``[0, 2**64)``.
         rank: this process's rank; None: torch.distributed, else env ``RANK``, else 0.
         world_size: the number of ranks; None: as ``rank`` (env ``WORLD_SIZE``, else 1).
@@ -96,7 +99,7 @@ class FeederDataset(IterableDataset[Batch]):
         columns: Sequence[str] | None = None,
         job: str = "default",
         mode: Mode | str = Mode.STATIC,
-        shuffle: bool = True,
+        shuffle: bool | str | Shuffle = True,
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
@@ -132,6 +135,7 @@ class FeederDataset(IterableDataset[Batch]):
         self.columns = list(columns) if columns is not None else None
         self.job = job
         self.shuffle = shuffle
+        self._shuffle = parse_shuffle(shuffle)  # SpecError now, not at the first batch
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
@@ -188,7 +192,7 @@ class FeederDataset(IterableDataset[Batch]):
             epoch=epoch,
             rows_consumed=rows_consumed,
             seed=self.seed,
-            shuffle=self.shuffle,
+            shuffle=self._shuffle.value,
             world_size=world.world_size,
             rank=world.rank,
             num_workers=world.num_workers,
@@ -427,7 +431,7 @@ class FeederDataset(IterableDataset[Batch]):
             epoch=epoch,
             mode=self.mode,
             seed=self.seed,
-            shuffle=self.shuffle,
+            shuffle=self._shuffle,
             columns=tuple(self.columns) if self.columns is not None else None,
             rank=world.rank,
             world_size=world.world_size,

@@ -11,7 +11,8 @@ Version 1 fields:
 ``epoch``           epoch being read
 ``rows_consumed``   rows of this worker's share already yielded in ``epoch``
 ``seed``            shuffle seed
-``shuffle``         whether the epoch order is shuffled
+``shuffle``         the epoch order: ``"off"``, ``"slice"`` or ``"mix"`` (states
+                    written before MIX hold a bool: true was ``"slice"``)
 ``world_size``      number of ranks (static mode)
 ``rank``            this consumer's rank
 ``num_workers``     DataLoader workers of the rank (1 without workers)
@@ -63,7 +64,7 @@ class ResumeState:
     epoch: int
     rows_consumed: int
     seed: int
-    shuffle: bool
+    shuffle: str
     world_size: int
     rank: int
     num_workers: int
@@ -88,9 +89,14 @@ class ResumeState:
                 ) from None
         if not isinstance(self.job, str) or not self.job:
             raise SpecError(f"resume state job: {self.job!r} must be a non-empty string")
-        for name in ("shuffle", "drop_last"):
-            if not isinstance(getattr(self, name), bool):
-                raise SpecError(f"resume state {name}: {getattr(self, name)!r} is not a bool")
+        if isinstance(self.shuffle, bool):  # a state written before MIX existed
+            object.__setattr__(self, "shuffle", "slice" if self.shuffle else "off")
+        if self.shuffle not in ("off", "slice", "mix"):
+            raise SpecError(
+                f"resume state shuffle: {self.shuffle!r} is not one of 'off', 'slice', 'mix'"
+            )
+        if not isinstance(self.drop_last, bool):
+            raise SpecError(f"resume state drop_last: {self.drop_last!r} is not a bool")
         minimum = {
             "epoch": 0,
             "rows_consumed": 0,

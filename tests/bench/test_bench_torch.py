@@ -302,8 +302,8 @@ def test_bench_headline_paths_interleaved(bench_env, raw_flight):
 
 @pytest.mark.parametrize(
     ("shuffle", "consumers"),
-    [(False, 2), (True, 1), (True, 2)],
-    ids=["seq-2c", "shuffle-1c", "shuffle-2c"],
+    [(False, 2), (True, 1), (True, 2), ("slice", 1)],
+    ids=["seq-2c", "shuffle-1c", "shuffle-2c", "slice-1c"],
 )
 def test_bench_feeder_dataset(bench_env, shuffle, consumers):
     """``consumers`` ranks (one thread each, world_size=consumers) read one epoch together."""
@@ -337,7 +337,8 @@ def test_bench_feeder_dataset(bench_env, shuffle, consumers):
 
     rows, nbytes, s = _best(run)
     assert rows == ROWS
-    case = f"feeder_dataset_{'shuffle' if shuffle else 'seq'}_{consumers}c"
+    kind = {False: "seq", True: "shuffle", "slice": "slice"}[shuffle]  # True: MIX
+    case = f"feeder_dataset_{kind}_{consumers}c"
     extra: dict[str, Any] = {"consumers": consumers, "shuffle": shuffle}
     if "raw_flight" in RESULTS:
         extra["ratio_vs_raw_flight"] = round(rows / s / RESULTS["raw_flight"], 3)

@@ -9,6 +9,7 @@ import pytest
 from feeder.client.request import ReadRequest
 from feeder.protocol.messages import StaticRequest
 from feeder.protocol.modes import Mode
+from feeder.protocol.shuffle_kind import Shuffle
 from jobs.errors import SpecError
 
 
@@ -23,7 +24,7 @@ def test_epoch_and_keywords_override_a_given_request():
     base = ReadRequest(epoch=1, seed=4, columns=["a", "b"])
     assert base.columns == ("a", "b")
     again = ReadRequest.build(2, base, {"shuffle": False})
-    assert (again.epoch, again.seed, again.shuffle, again.columns) == (2, 4, False, ("a", "b"))
+    assert (again.epoch, again.seed, again.shuffle, again.columns) == (2, 4, Shuffle.OFF, ("a", "b"))
     assert ReadRequest.build(None, base, {}) is base
 
 

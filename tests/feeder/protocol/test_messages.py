@@ -91,3 +91,34 @@ def test_random_json_only_ever_raises_spec_error(body):
     for parse in (StaticRequest.from_command, LeaseRequest.from_body):
         with contextlib.suppress(SpecError):
             parse(raw)
+
+
+@pytest.mark.parametrize("shuffle", [True, False, "slice", "mix", "off"])
+def test_shuffle_round_trips_as_an_enum_with_the_mix_knobs(shuffle):
+    from feeder.protocol.mix import MixParams
+    from feeder.protocol.shuffle_kind import Shuffle, parse_shuffle
+
+    mix = MixParams(block_rows=64, window_rows=4096)
+    static = StaticRequest(shuffle=shuffle, mix=mix)
+    lease = LeaseRequest(shuffle=shuffle, mix=mix, consumer="c")
+    assert static.shuffle is parse_shuffle(shuffle)
+    again = StaticRequest.from_command(static.to_command())
+    assert again.shuffle is static.shuffle
+    assert LeaseRequest.from_body(lease.to_body()).shuffle is static.shuffle
+    if static.shuffle is Shuffle.MIX:  # the knobs only travel (and only matter) with MIX
+        assert again == static
+        assert LeaseRequest.from_body(lease.to_body()) == lease
+
+
+def test_old_boolean_commands_still_parse_and_bad_knobs_are_refused():
+    from feeder.protocol.shuffle_kind import Shuffle
+
+    assert StaticRequest.from_command(b'{"shuffle": true}').shuffle is Shuffle.MIX
+    assert StaticRequest.from_command(b'{"shuffle": false}').shuffle is Shuffle.OFF
+    for bad in (
+        b'{"shuffle": "random"}',
+        b'{"block_rows": 0}',
+        b'{"block_rows": 9, "window_rows": 8}',
+    ):
+        with pytest.raises(SpecError):
+            StaticRequest.from_command(bad)

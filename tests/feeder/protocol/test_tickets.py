@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from feeder.protocol.shuffle_kind import Shuffle
 from feeder.protocol.tickets import TicketClaims, TicketSigner, new_key
 from jobs.errors import AuthError
 
@@ -26,6 +27,7 @@ claims_st = st.builds(
         seed=seed,
         shuffle=shuffle,
         columns=cols,
+        block_rows=256 if shuffle is Shuffle.MIX else 0,
     ),
     st.text(min_size=1, max_size=20),
     st.integers(-(2**63), 2**63 - 1),
@@ -34,7 +36,7 @@ claims_st = st.builds(
     st.integers(0, 2**40),
     st.integers(0, 2**32 - 2),
     st.integers(0, 2**64 - 1),
-    st.booleans(),
+    st.sampled_from([True, False, *Shuffle]),
     st.none() | st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=4).map(tuple),
 )
 
@@ -107,7 +109,7 @@ def test_not_bytes_is_refused():
 
 KEY = b"k" * 32
 VALID = {
-    "v": 1,
+    "v": 2,
     "job": "j",
     "snap": 1,
     "slice": 0,
@@ -115,7 +117,8 @@ VALID = {
     "stop": 5,
     "epoch": 0,
     "seed": 0,
-    "shuffle": False,
+    "shuffle": "off",
+    "block": 0,
     "cols": None,
 }
 
@@ -123,8 +126,8 @@ VALID = {
 @pytest.mark.parametrize(
     "change",
     [
-        {"v": 2},
-        {"v": 1.0},
+        {"v": 1},
+        {"v": 2.0},
         {"v": True},
         {"job": ""},
         {"job": 3},
@@ -136,6 +139,13 @@ VALID = {
         {"epoch": -1},
         {"seed": -5},
         {"shuffle": 1},
+        {"shuffle": False},
+        {"shuffle": "random"},
+        {"shuffle": ["mix"]},
+        {"shuffle": "mix"},
+        {"block": 5},
+        {"shuffle": "mix", "block": -1},
+        {"block": True},
         {"cols": []},
         {"cols": [1]},
         {"cols": "a"},

@@ -130,7 +130,15 @@ def test_lost_coordinator_mid_epoch_is_a_clear_error(spark, catalog):
     feeder = serve("test.coordloss", spark=spark, catalog=catalog, nodes=1)
     try:
         feeder.wait_ready(180)
-        ds = FeederDataset(feeder.endpoint, batch_size=10, columns=["id"], timeout=5, prefetch=1)
+        # slice order: ranges stream batch by batch (this table is one MIX window, read whole)
+        ds = FeederDataset(
+            feeder.endpoint,
+            batch_size=10,
+            columns=["id"],
+            timeout=5,
+            prefetch=1,
+            shuffle="slice",
+        )
         it = iter(ds)
         assert len(next(it)["id"]) == 10
     finally:
@@ -431,7 +439,8 @@ def test_breaking_out_stops_the_prefetch_thread(served):
         return sum(t.name == "feeder-prefetch" and t.is_alive() for t in threading.enumerate())
 
     before = prefetchers()  # read-ahead threads of earlier tests can only end meanwhile
-    ds = FeederDataset(served.endpoint, batch_size=10, columns=["id"], prefetch=4)
+    # slice order: the stream is still running at close (this table is one MIX window)
+    ds = FeederDataset(served.endpoint, batch_size=10, columns=["id"], prefetch=4, shuffle="slice")
     it = iter(ds)
     assert len(next(it)["id"]) == 10
     assert prefetchers() >= 1

@@ -73,7 +73,7 @@ def test_mode_accepts_its_string_value():
         ({"worker": 2}, "worker 2 must be < num_workers 2"),
         ({"batch_size": 0}, "batch_size: 0"),
         ({"mode": "elastic"}, "mode: 'elastic'"),
-        ({"shuffle": "yes"}, "shuffle: 'yes' is not a bool"),
+        ({"shuffle": "yes"}, "shuffle: 'yes' is not one of 'off', 'slice', 'mix'"),
         ({"job": ""}, "job"),
     ],
 )
@@ -110,3 +110,13 @@ def test_epoch_boundary_resume_allows_a_new_shape():
     saved.check_compatible(_state(world_size=8, rank=5, num_workers=1, worker=0, batch_size=3))
     with pytest.raises(SpecError, match="job"):
         saved.check_compatible(_state(job="other"))
+
+
+def test_a_boolean_shuffle_of_an_older_state_means_what_it_meant_then():
+    """Before MIX, shuffle=True was the slice-local order: such a state resumes only
+    a slice-ordered dataset mid-epoch."""
+    assert _state(shuffle=True).shuffle == "slice"
+    assert _state(shuffle=False).shuffle == "off"
+    with pytest.raises(SpecError, match="shuffle"):
+        _state(shuffle=True).check_compatible(_state(shuffle="mix"))
+    _state(shuffle=True).check_compatible(_state(shuffle="slice"))

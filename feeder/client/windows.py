@@ -1,0 +1,182 @@
+"""The consumer's half of the MIX shuffle: permute one window's rows (PROTOCOL.md).
+
+A MIX window arrives as one piece per slice (each read from a data node with
+failover, like any slice range); :func:`mix_window` concatenates the pieces in
+slice order and applies the window's seeded permutation, keeping the output
+rows ``[keep_start, keep_stop)`` the consumer delivers. Fixed-width columns
+without nulls are permuted with ``numpy.take`` (one random read per row and
+column, inside a buffer of ``window_rows`` rows); other columns with Arrow
+``take``. Pure pyarrow and numpy: no torch, no pyspark.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from feeder.protocol.mix import window_permutation
+from jobs.errors import FeederError
+
+
+def _item(width: int) -> np.dtype:
+    """An item type of ``width`` bytes: unsigned integers where numpy has one (fast take)."""
+    return np.dtype({1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}.get(width, f"V{width}"))
+
+
+def _permute_column(chunks: Sequence[pa.Array], kind: pa.DataType, idx: np.ndarray) -> pa.Array:
+    plain = (
+        pa.types.is_primitive(kind)
+        and kind.bit_width % 8 == 0
+        and not any(c.null_count for c in chunks)
+    )
+    if not plain:
+        return pa.concat_arrays(list(chunks)).take(pa.array(idx))
+    item = _item(kind.bit_width // 8)
+    parts = [
+        np.frombuffer(c.buffers()[1], dtype=item, count=c.offset + len(c))[c.offset :]
+        for c in chunks
+    ]
+    values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    out = np.empty(len(idx), dtype=item)
+    np.take(values, idx, out=out, mode="clip")  # "clip": no buffered copy of ``out``
+    return pa.Array.from_buffers(kind, len(out), [None, pa.py_buffer(out)])
+
+
+def mix_window(
+    batches: Sequence[pa.RecordBatch],
+    schema: pa.Schema,
+    *,
+    rows: int,
+    keep_start: int,
+    keep_stop: int,
+    seed: int,
+    epoch: int,
+    window: int,
+) -> pa.RecordBatch:
+    """Return output rows ``[keep_start, keep_stop)`` of window ``window`` whose pieces,
+    concatenated in slice order, are ``batches`` (``rows`` rows in all).
+
+    Raises FeederError if the pieces do not hold ``rows`` rows.
+    """
+    got = sum(b.num_rows for b in batches)
+    if got != rows:
+        raise FeederError(f"window {window}: pieces hold {got} rows, the plan says {rows}")
+    perm = window_permutation(rows, seed=seed, epoch=epoch, window=window)
+    idx = perm[keep_start:keep_stop].astype(np.intp)
+    arrays = [
+        _permute_column([b.column(i) for b in batches], field.type, idx)
+        for i, field in enumerate(schema)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+#: pieces read at once (one more than the one being received)
+_PIECE_READERS = 2
+#: window reads whose pieces stream in while the current window is permuted
+_WINDOWS_AHEAD = 1
+
+#: reads one signed slice range (with failover): ``read(ticket, locations)``
+ReadRange = Callable[[str, list[str]], Iterator[pa.RecordBatch]]
+
+
+def _window_rows(
+    window: Mapping[str, Any], batches: Sequence[pa.RecordBatch], *, seed: int, epoch: int
+) -> pa.RecordBatch | None:
+    keep_start, keep_stop = (int(x) for x in window["keep"])
+    if keep_stop <= keep_start or not batches:
+        return None
+    return mix_window(
+        batches,
+        batches[0].schema,
+        rows=int(window["rows"]),
+        keep_start=keep_start,
+        keep_stop=keep_stop,
+        seed=seed,
+        epoch=epoch,
+        window=int(window["window"]),
+    )
+
+
+def read_window(
+    window: Mapping[str, Any],
+    pieces: Sequence[tuple[str, list[str]]],
+    *,
+    seed: int,
+    epoch: int,
+    read: ReadRange,
+) -> pa.RecordBatch | None:
+    """Read every piece of one window read (``window`` as in PROTOCOL.md: ``window``,
+    ``rows``, ``keep``) and return its kept rows, permuted; None if it keeps none."""
+    if len(pieces) > 1:  # the next piece's node gathers while this one is received
+        with ThreadPoolExecutor(_PIECE_READERS, thread_name_prefix="icefeed-piece") as pool:
+            parts = list(pool.map(lambda piece: list(read(*piece)), pieces))
+    else:
+        parts = [list(read(*piece)) for piece in pieces]
+    batches = [batch for part in parts for batch in part]
+    return _window_rows(window, batches, seed=seed, epoch=epoch)
+
+
+def _reads(
+    endpoints: Sequence[flight.FlightEndpoint],
+) -> Iterator[tuple[dict[str, Any], list[tuple[str, list[str]]]]]:
+    """Endpoints grouped by the window read their ``app_metadata`` names, in order."""
+    meta: dict[str, Any] | None = None
+    group: list[tuple[str, list[str]]] = []
+    for endpoint in endpoints:
+        current = json.loads(endpoint.app_metadata)
+        if meta is not None and current["read"] != meta["read"]:
+            yield meta, group
+            group = []
+        meta = current
+        locations = [loc.uri.decode() for loc in endpoint.locations]
+        group.append((endpoint.ticket.ticket.decode("ascii"), locations))
+    if meta is not None:
+        yield meta, group
+
+
+def read_static_windows(
+    endpoints: Sequence[flight.FlightEndpoint], *, seed: int, epoch: int, read: ReadRange
+) -> Iterator[pa.RecordBatch]:
+    """Yield a static-mode MIX share, window read by window read, in order.
+
+    The pieces of the next ``_WINDOWS_AHEAD`` reads stream in on a small pool while
+    the current window is permuted (nodes gather and the network moves bytes while
+    this thread permutes). Errors of a piece surface in order.
+    """
+    pool = ThreadPoolExecutor(_PIECE_READERS, thread_name_prefix="icefeed-piece")
+    pending: deque[tuple[dict[str, Any], list[Future[list[pa.RecordBatch]]]]] = deque()
+    reads = _reads(endpoints)
+
+    def fetch(piece: tuple[str, list[str]]) -> list[pa.RecordBatch]:
+        return list(read(*piece))
+
+    def submit() -> None:
+        nxt = next(reads, None)
+        if nxt is not None:
+            meta, pieces = nxt
+            pending.append((meta, [pool.submit(fetch, piece) for piece in pieces]))
+
+    try:
+        for _ in range(1 + _WINDOWS_AHEAD):
+            submit()
+        while pending:
+            meta, futures = pending.popleft()
+            batches = [batch for future in futures for batch in future.result()]
+            submit()
+            out = _window_rows(meta, batches, seed=seed, epoch=epoch)
+            if out is not None:
+                yield out
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def is_mixed(endpoints: Sequence[flight.FlightEndpoint]) -> bool:
+    """Whether a static share is MIX window reads (endpoints carry window metadata)."""
+    return bool(endpoints) and bool(endpoints[0].app_metadata)

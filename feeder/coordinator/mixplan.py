@@ -1,0 +1,92 @@
+"""The coordinator's half of the MIX shuffle: windows as tickets (PROTOCOL.md, *Epoch order*).
+
+Static mode: a consumer's share of the epoch order is a list of window reads
+(:func:`feeder.protocol.mix.consumer_reads`); each becomes one Flight endpoint per
+piece (a range of one slice's block stream, signed like any slice range), and
+every endpoint carries the read it belongs to in its ``app_metadata``:
+``{"read": i, "window": w, "rows": R, "keep": [a, b], "pieces": k}``.
+
+Dynamic mode: the lease units of an epoch are its windows, as
+``SliceRange(window, start, stop)`` over positions of the window's permuted
+order, so :class:`feeder.coordinator.leases.LeaseBook` tracks them unchanged
+(an expired lease's rest is the window from the rows delivered on); a lease
+answer carries the window's pieces as tickets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pyarrow.flight as flight
+
+from feeder.protocol.messages import EpochParams, StaticRequest
+from feeder.protocol.mix import WindowRead, consumer_reads, consumer_spans, window_layout
+from feeder.protocol.shuffle import SliceRange
+
+Sign = Callable[[EpochParams, SliceRange], str]
+Locate = Callable[[int], list[str]]
+
+
+def read_metadata(read: WindowRead, index: int) -> dict[str, Any]:
+    """The JSON a consumer needs to put a window read's pieces back together."""
+    return {
+        "read": index,
+        "window": read.window,
+        "rows": read.rows,
+        "keep": [read.keep_start, read.keep_stop],
+        "pieces": len(read.pieces),
+    }
+
+
+def static_endpoints(
+    request: StaticRequest, counts: Sequence[int], sign: Sign, locate: Locate
+) -> tuple[list[flight.FlightEndpoint], int]:
+    """Return one consumer's MIX endpoints (in read order) and the rows it delivers."""
+    spans = consumer_spans(
+        sum(counts),
+        rank=request.rank,
+        world_size=request.world_size,
+        drop_last=request.drop_last,
+        worker=request.worker,
+        num_workers=request.num_workers,
+        unit=request.unit,
+        skip=request.skip_rows,
+    )
+    endpoints: list[flight.FlightEndpoint] = []
+    total = 0
+    for index, read in enumerate(consumer_reads(counts, spans, request.mix)):
+        meta = json.dumps(read_metadata(read, index), separators=(",", ":")).encode()
+        total += read.num_rows
+        endpoints.extend(
+            flight.FlightEndpoint(
+                sign(request, piece),
+                [flight.Location(uri) for uri in locate(piece.slice_id)],
+                app_metadata=meta,
+            )
+            for piece in read.pieces
+        )
+    return endpoints, total
+
+
+def lease_units(params: EpochParams, counts: Sequence[int]) -> list[SliceRange]:
+    """Return an epoch's dynamic-mode units: one per window, ``SliceRange(w, 0, rows)``."""
+    layout = window_layout(counts, params.mix)
+    return [SliceRange(w, 0, int(n)) for w, n in enumerate(layout.sizes.tolist()) if n > 0]
+
+
+def lease_window(
+    params: EpochParams, counts: Sequence[int], unit: SliceRange, sign: Sign, locate: Locate
+) -> dict[str, Any]:
+    """Return the ``window`` and ``pieces`` fields of a MIX lease answer for ``unit``."""
+    layout = window_layout(counts, params.mix)
+    w = unit.slice_id
+    read = WindowRead(w, int(layout.sizes[w]), unit.start, unit.stop, tuple(layout.pieces(w)))
+    return {
+        "window": read_metadata(read, 0),
+        "pieces": [
+            {"ticket": sign(params, piece), "locations": locate(piece.slice_id)}
+            for piece in read.pieces
+        ],
+    }

@@ -10,5 +10,6 @@ repository root with ``python -m examples.flights_demo``.
 - :mod:`~examples.flights_demo.model`: features, the held-out split, AUC, the MLP;
 - :mod:`~examples.flights_demo.train`: training and scoring from a feeder;
 - :mod:`~examples.flights_demo.report`: ``report.json``, ``loss.png``, ``README.md``;
+- :mod:`~examples.flights_demo.stages`: seconds per stage;
 - :mod:`~examples.flights_demo.cli`: the command line.
 """

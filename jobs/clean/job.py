@@ -2,8 +2,8 @@
 
 The order of events is what makes a run safe:
 
-1. *Preflight*, before Spark starts: export a bundled dataset if needed; a
-   local source that matches nothing is a SpecError.
+1. *Preflight*, before Spark starts: a local source that matches nothing is
+   a SpecError.
 2. If this run id already committed to both tables, return the stored report
    (counts are kept in the snapshot summary): a re-run never duplicates data.
 3. Read the source once, tag each row with its first failing rule, persist the
@@ -41,14 +41,10 @@ log = logging.getLogger(__name__)
 
 
 def preflight(spec: CleanSpec) -> None:
-    """Checks that need no Spark: export a bundled dataset, make sure the source exists.
+    """Checks that need no Spark: make sure the source exists.
 
     Raises SpecError if a local source path matches nothing.
     """
-    if spec.source.bundled is not None:
-        from jobs.datasets import export_dataset
-
-        export_dataset(spec.source.bundled, spec.source.path.removeprefix("file://"))
     check_source_exists(spec.source)
 
 

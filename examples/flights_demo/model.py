@@ -2,8 +2,8 @@
 
 Pure functions of tensors and arrays (no feeder, no Spark): ``encode`` turns one
 ``FeederDataset`` batch of the flights table into model inputs; ``is_holdout``
-picks the validation days; ``roc_auc`` scores a ranking. Used by
-:mod:`feeder.demo`.
+picks the validation days; ``roc_auc`` scores a ranking; ``build_model`` is the
+MLP. Used by :mod:`examples.flights_demo.train`.
 """
 
 from __future__ import annotations

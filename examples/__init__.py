@@ -1,0 +1,1 @@
+"""Examples built on icefeed; not part of the installed package."""

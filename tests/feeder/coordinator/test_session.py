@@ -10,6 +10,7 @@ import pytest
 
 import feeder
 from feeder.client.client import FeederClient
+from feeder.coordinator.session import serve
 from jobs.errors import SpecError
 from tests.feeder.local_feeder import ids_of
 from tests.feeder.tables import make_table, sample_arrow
@@ -38,22 +39,10 @@ def module_catalog(home):
     return cat
 
 
-def wait_fresh(f) -> dict:
-    """Wait until each live node heartbeats once more (its stats are then current)."""
-    before = {n["node_id"]: n["heartbeats"] for n in f.status()["nodes"]}
-    assert f.coordinator.wait_for(
-        lambda s: all(
-            n["heartbeats"] > before.get(n["node_id"], 0) for n in s["nodes"] if n["alive"]
-        ),
-        30,
-    )
-    return f.status()
-
-
 def test_serve_exactly_once_static_and_dynamic_storage_once_and_snapshot_isolation(
     spark, module_catalog, home
 ):
-    with feeder.coordinator.session(
+    with serve(
         "test.feed",
         spark=spark,
         catalog=module_catalog,
@@ -77,11 +66,15 @@ def test_serve_exactly_once_static_and_dynamic_storage_once_and_snapshot_isolati
         assert sorted(dynamic) == list(range(ROWS)) and dynamic != parts[0] + parts[1]
 
         # storage is read once: a further epoch and another job read only the cache
-        read = wait_fresh(f)["storage_bytes_read"]
+        # node counters travel with heartbeats: fresh_status waits for one from each node
+        heartbeats = {n["node_id"]: n["heartbeats"] for n in f.status()["nodes"]}
+        fresh = f.fresh_status()
+        assert all(n["heartbeats"] > heartbeats[n["node_id"]] for n in fresh["nodes"])
+        read = fresh["storage_bytes_read"]
         assert read > 0
         other = FeederClient(f.endpoint, token=TOKEN, job="eval")
         assert len(ids_of(other.stream(2, columns=["id"], shuffle=False))) == ROWS
-        assert wait_fresh(f)["storage_bytes_read"] == read
+        assert f.fresh_status()["storage_bytes_read"] == read
 
         # snapshot isolation: a commit while serving changes nothing served
         pinned = f.snapshot_id
@@ -102,7 +95,7 @@ def test_serve_exactly_once_static_and_dynamic_storage_once_and_snapshot_isolati
 
 def test_serve_without_row_copies_caches_only_ipc_files(spark, module_catalog, home):
     cache_dir = home / "cache-no-row-copy"
-    with feeder.coordinator.session(
+    with serve(
         "test.feed",
         spark=spark,
         catalog=module_catalog,
@@ -135,13 +128,13 @@ def test_serve_without_row_copies_caches_only_ipc_files(spark, module_catalog, h
 def test_bad_input_is_a_clear_error_before_any_node_starts(spark, module_catalog, kwargs, match):
     args = {"table": "test.feed", **kwargs}
     with pytest.raises(SpecError, match=match):
-        feeder.coordinator.session(args.pop("table"), spark=spark, catalog=module_catalog, **args)
+        serve(args.pop("table"), spark=spark, catalog=module_catalog, **args)
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
 
 
 def test_empty_table_serves_an_empty_epoch(spark, module_catalog, home):
     module_catalog.create_table("test.empty", schema=sample_arrow(1).schema)
-    with feeder.coordinator.session(
+    with serve(
         "test.empty", spark=spark, catalog=module_catalog, nodes=1, cache_dir=home / "e"
     ) as f:
         f.wait_ready(60)

@@ -16,7 +16,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-import jobs.commit as commit_module
 import jobs.writer as writer_module
 from jobs.datafiles import DataFileInfo, TaskPlan
 from jobs.errors import CommitError, SpecError
@@ -459,10 +458,10 @@ def test_a_catalog_failure_at_commit_is_a_commit_error_and_abort_cleans_up(
     table = catalog.load_table("test.cat_fail")
     before = table.current_snapshot().snapshot_id
 
-    def broken(tbl, staged, properties):  # fake: the catalog's database went away
+    def broken(*args, **kwargs):  # the catalog's database went away at the commit
         raise OSError("catalog database unreachable")
 
-    monkeypatch.setattr(commit_module, "_commit_once", broken)
+    monkeypatch.setattr(catalog, "commit_table", broken)
     with pytest.raises(CommitError, match="OSError: catalog database unreachable"):
         write_iceberg(_ids(spark, 3, start=10), "test.cat_fail", catalog=catalog)
     table.refresh()

@@ -1,4 +1,5 @@
-"""``feeder.serve`` end to end: the session Spark (local[2]) runs the data nodes as Spark jobs.
+"""``feeder.serve`` (``feeder.coordinator.session.serve``) end to end: the session Spark
+(local[2]) runs the data nodes as Spark jobs.
 
 A feeder with 2 nodes takes both task slots of the shared SparkSession; each
 test stops its feeder before the next one starts.
@@ -152,7 +153,9 @@ def test_feeder_serve_is_the_session_function():
 
 
 def test_cli_serve_runs_in_the_foreground_until_sigterm(spark, catalog, tmp_path):
-    """``python -m feeder serve`` in-process (it reuses the session's SparkSession)."""
+    """``feeder.cli.main(["serve", ...])``, what ``python -m feeder serve`` runs, called
+    in-process (it reuses the session's SparkSession); tests/feeder/test_cli.py runs the
+    real ``python -m feeder serve`` process."""
     import os
     import signal
     import threading

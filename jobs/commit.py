@@ -4,8 +4,12 @@
 staged) as **one** snapshot whose summary carries ``icefeed.run-id``; a commit
 that loses an optimistic-concurrency race is refreshed and retried with backoff.
 A run id that already committed makes it a no-op (idempotency, see
-:func:`find_run`). :func:`abort_staged` deletes what a failed write staged,
-never a file a snapshot references.
+:func:`find_run`). The retry is icefeed's own: pyiceberg's commit retry
+(``commit.retry.num-retries``) is turned off for these commits, because it
+rebuilds a losing append on top of the winner without looking at the run id,
+so two writers of one run id would both land. Every conflict comes back here,
+and the run id is checked again before the next attempt. :func:`abort_staged`
+deletes what a failed write staged, never a file a snapshot references.
 """
 
 from __future__ import annotations
@@ -167,7 +171,27 @@ def _drop_unreferenced(tbl: Table, staged: StagedWrite, snapshot: Snapshot) -> N
         delete_quietly(tbl.io, doomed)
 
 
-def _commit_once(tbl: Table, staged: StagedWrite, properties: dict[str, str]) -> None:
+def _without_commit_retry(tbl: Table) -> Table:
+    """A view of ``tbl`` whose commits pyiceberg does not retry (icefeed retries them).
+
+    pyiceberg reads ``commit.retry.num-retries`` from the metadata of the table the
+    transaction starts from; the catalog applies the commit to the metadata it
+    loads itself, so the override is never written to the table.
+    """
+    from pyiceberg.table import Table, TableProperties
+
+    properties = {**tbl.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
+    metadata = tbl.metadata.model_copy(update={"properties": properties})
+    return Table(tbl.name(), metadata, tbl.metadata_location, tbl.io, tbl.catalog, tbl.config)
+
+
+def _commit_once(tbl: Table, staged: StagedWrite, properties: dict[str, str]) -> Table:
+    """Try one commit of ``staged`` on top of ``tbl``; return the table as committed.
+
+    Raises CommitFailedException (pyiceberg's, not retried) if the table changed
+    since ``tbl`` was loaded.
+    """
+    tbl = _without_commit_retry(tbl)
     spec_id = tbl.metadata.default_spec_id
     version = tbl.metadata.format_version
     files = [i.to_data_file(spec_id=spec_id, format_version=version) for i in staged.data_files]
@@ -184,6 +208,7 @@ def _commit_once(tbl: Table, staged: StagedWrite, properties: dict[str, str]) ->
                         overwrite.delete_data_file(task.file)
                 for data_file in files:
                     overwrite.append_data_file(data_file)
+    return tbl
 
 
 def commit_staged(
@@ -215,7 +240,7 @@ def commit_staged(
             log.info("run %s already committed to %s", staged.run_id, staged.table)
             return run_result(staged.table, staged.run_id, previous, already=True)
         try:
-            _commit_once(tbl, staged, properties)
+            committed = _commit_once(tbl, staged, properties)
         except CommitFailedException as exc:
             wait = COMMIT_BACKOFF_SECONDS * 2**attempt * (1 + uuid.uuid4().int % 100 / 100)
             log.warning(
@@ -237,8 +262,8 @@ def commit_staged(
                 ) from exc
             log.warning("commit of run %s reported %s but landed", staged.run_id, exc)
             return run_result(staged.table, staged.run_id, landed, already=False)
-        snapshot = run_snapshot(tbl, staged.run_id)
-        if snapshot is None:  # the transaction refreshed tbl; not finding it is a bug
+        snapshot = run_snapshot(committed, staged.run_id)
+        if snapshot is None:  # the commit returned the new metadata; not finding it is a bug
             raise CommitError(f"commit of run {staged.run_id} to {staged.table} is not visible")
         log.info(
             "committed run %s to %s: snapshot %d", staged.run_id, staged.table, snapshot.snapshot_id

@@ -12,9 +12,10 @@
   deduplicated by path); if the job fails or is cancelled every file is deleted.
 * **commit** — the driver commits **one** snapshot (fast append, or overwrite of
   every current data file) whose summary carries ``icefeed.run-id``. A commit that
-  loses an optimistic-concurrency race is refreshed and retried with backoff (up
-  to :data:`jobs.commit.MAX_COMMIT_ATTEMPTS`), so concurrent writers all land and no
-  row is lost. The commit, the run lookup and the abort live in :mod:`jobs.commit`.
+  loses an optimistic-concurrency race is refreshed, its run id checked again, and
+  retried with backoff (up to :data:`jobs.commit.MAX_COMMIT_ATTEMPTS`), so concurrent
+  writers of different run ids all land, writers of one run id land once, and no row
+  is lost. The commit, the run lookup and the abort live in :mod:`jobs.commit`.
 
 **Idempotency** — a run id that already committed to a table (a snapshot among the
 current snapshot's ancestors carries it) makes :func:`stage_write` a no-op (no

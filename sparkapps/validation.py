@@ -88,7 +88,7 @@ def validate(manifest: Mapping[str, Any]) -> list[Problem]:
             ]
         return validate_core_object(manifest)
     kind = Kind.parse(kind_name)
-    problems = list(_document_problems(manifest))
+    problems = list(document_problems(manifest))
     crd = load_crd(kind)
     problems += schema_problems(manifest, crd.schema)
     problems += unknown_field_problems(manifest, crd.schema)
@@ -108,7 +108,15 @@ def _application_spec(manifest: Mapping[str, Any], kind: Kind) -> Any:
     return spec
 
 
-def _document_problems(manifest: Mapping[str, Any]) -> Iterator[Problem]:
+def document_problems(manifest: Mapping[str, Any]) -> Iterator[Problem]:
+    """Yield the problems of ``apiVersion`` and ``metadata.name`` (needs no CRD).
+
+    Args:
+        manifest: A SparkApplication or ScheduledSparkApplication.
+
+    Returns:
+        An iterator of problems (empty when both are valid).
+    """
     if manifest.get("apiVersion") != API_VERSION:
         yield Problem(
             path="apiVersion",

@@ -162,6 +162,36 @@ class Feeder:
         """Return the JSON-able status document (PROTOCOL.md, *Status document*)."""
         return self.coordinator.status()
 
+    def fresh_status(self, timeout: float = 30.0) -> dict[str, Any]:
+        """The status once every live node has sent a heartbeat after this call.
+
+        Node counters (``storage_bytes_read``, ``rows_served``, ...) reach the
+        coordinator only with heartbeats, so a plain :meth:`status` may be a
+        heartbeat behind; this one includes everything the nodes did before the call.
+
+        Args:
+            timeout: Seconds to wait for the heartbeats.
+
+        Returns:
+            The status document (PROTOCOL.md).
+
+        Raises:
+            FeederError: If a live node sent no heartbeat within ``timeout``.
+        """
+        before = {n["node_id"]: n["heartbeats"] for n in self.status()["nodes"]}
+
+        def fresh(status: dict[str, Any]) -> bool:
+            return all(
+                n["heartbeats"] > before.get(n["node_id"], 0) for n in status["nodes"] if n["alive"]
+            )
+
+        if not self.coordinator.wait_for(fresh, timeout):
+            raise FeederError(
+                f"no fresh heartbeat from every live node within {timeout:.0f}s; "
+                "check the nodes' logs (feeder.status()['nodes'])"
+            )
+        return self.status()
+
     def wait_ready(self, timeout: float = DEFAULT_READY_TIMEOUT) -> Feeder:
         """Block until every slice is cached on some data node.
 

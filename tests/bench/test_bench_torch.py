@@ -455,16 +455,34 @@ def _au_consumer(
     return {"in_step": in_step, "wall": time.perf_counter() - t0, "rows": rows}
 
 
-def _au(endpoint: str | None, shuffle: bool = False, prefetch: int = 0) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def raw_ceiling(raw_flight) -> float:
+    """Rows/s of the raw Flight ceiling: the headline case's figure of this run, or (when
+    that case was not selected) measured here, best of 3 epochs."""
+    if "raw_flight" in RESULTS:
+        return RESULTS["raw_flight"]
+    best = 0.0
+    for epoch in range(3):
+        t0 = time.perf_counter()
+        rows, _ = raw_flight(epoch)
+        best = max(best, rows / (time.perf_counter() - t0))
+    assert best > 0
+    return best
+
+
+#: rows every AU run must consume: each consumer's equal share, whole batches, every epoch
+AU_ROWS = AU_CONSUMERS * AU_EPOCHS * (ROWS // AU_CONSUMERS // BATCH) * BATCH
+
+
+def _au(
+    endpoint: str | None, ceiling: float, shuffle: bool = False, prefetch: int = 0
+) -> dict[str, Any]:
     """Run AU_CONSUMERS simulated trainers at once, each step sized so that together they
-    need half the raw ceiling; return the fields of their record (AU, rows, wall time,
-    step, consumers, epochs)."""
+    need half the raw ``ceiling`` (rows/s); return the fields of their record (AU, rows,
+    wall time, step, consumers, epochs)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    ceiling = RESULTS.get("raw_flight")
-    if ceiling is None:
-        pytest.skip("needs the raw_flight case of this run")
     step = BATCH / (0.5 * ceiling / AU_CONSUMERS)  # seconds per batch per consumer
     # forkserver: this process runs the feeder's gRPC server, which is not fork-safe
     context = multiprocessing.get_context("forkserver")
@@ -486,13 +504,14 @@ def _au(endpoint: str | None, shuffle: bool = False, prefetch: int = 0) -> dict[
 
 @pytest.mark.parametrize("prefetch", [4, 16], ids=["prefetch4", "prefetch16"])
 @pytest.mark.parametrize("shuffle", [False, True], ids=["shuffle_off", "shuffle_on"])
-def test_bench_accelerator_utilisation(bench_env, shuffle, prefetch):
+def test_bench_accelerator_utilisation(bench_env, raw_ceiling, shuffle, prefetch):
     """MLPerf-Storage style: 2 consumer processes, a sleep per batch sized to need half the
     raw Flight ceiling in total; AU = time in steps / wall time.
 
     ``prefetch=4`` is the original case (its name unchanged); ``prefetch=16`` (~6 MB of
     batches here) shows what a deeper queue buys against scheduling jitter on 2 cores."""
-    run = _au(bench_env["feeder"].endpoint, shuffle, prefetch)
+    run = _au(bench_env["feeder"].endpoint, raw_ceiling, shuffle, prefetch)
+    assert run["rows"] == AU_ROWS  # the AU is of a run that consumed every row
     suffix = "" if prefetch == 4 else f"_prefetch{prefetch}"
     case = f"accelerator_utilisation_{'shuffle' if shuffle else 'seq'}{suffix}"
     record(GROUP, case, **run, prefetch=prefetch, target=">= 0.95")
@@ -502,14 +521,14 @@ def test_bench_accelerator_utilisation(bench_env, shuffle, prefetch):
     )
 
 
-def test_bench_accelerator_utilisation_harness_ceiling(bench_env):
+def test_bench_accelerator_utilisation_harness_ceiling(bench_env, raw_ceiling):
     """The AU harness with a loader that costs nothing (batches from a list in memory),
     same step, same processes: what the sleep-based simulation itself loses here."""
-    run = _au(None)
+    run = _au(None, raw_ceiling)
     note = "harness ceiling: no loader at all"
     record(GROUP, "accelerator_utilisation_null_loader", **run, note=note)
     print(f"{GROUP}/accelerator_utilisation harness ceiling: AU {run['au']:.1%}")
-    assert run["rows"] == AU_CONSUMERS * AU_EPOCHS * (ROWS // AU_CONSUMERS // BATCH) * BATCH
+    assert run["rows"] == AU_ROWS
 
 
 def test_bench_epoch_two_reads_no_storage(bench_env):
@@ -517,9 +536,11 @@ def test_bench_epoch_two_reads_no_storage(bench_env):
     feeder = bench_env["feeder"]
     ds = _dataset(feeder.endpoint, "bench-e2")
     ds.set_epoch(1)
-    before = feeder.status()["storage_bytes_read"]
+    # node counters travel with heartbeats: read them after a fresh one, both times
+    before = feeder.fresh_status()["storage_bytes_read"]
     rows, _ = _count_tensors(ds)
-    after = feeder.status()["storage_bytes_read"]
+    after = feeder.fresh_status()["storage_bytes_read"]
+    assert rows == ROWS // BATCH * BATCH  # the epoch read the whole table
     record(GROUP, "epoch2_storage_bytes_read", rows=rows, storage_bytes=after - before)
     print(f"{GROUP}/epoch2_storage_bytes_read: {after - before}")
     assert after - before == 0

@@ -95,9 +95,14 @@ def _spark_parquet(df, tmp_path: Path) -> Callable[[], int]:
     return run
 
 
-def _ours(df, table: str, catalog, engine: str = "arrow") -> Callable[[], int]:
+def _ours(df, table: str, catalog, rows: int, engine: str = "arrow") -> Callable[[], int]:
+    """A timed write that must commit all ``rows`` (a writer that dropped some would
+    otherwise just look faster)."""
+
     def run() -> int:
-        return write_iceberg(df, table, catalog=catalog, engine=engine).bytes
+        result = write_iceberg(df, table, catalog=catalog, engine=engine)
+        assert result.rows == rows and not result.already_committed, (table, result.rows)
+        return result.bytes
 
     return run
 
@@ -118,11 +123,15 @@ def test_bench_writer_vs_spark_parquet(spark, catalog, tmp_path: Path) -> None:
     )
     cases = [
         ("spark_df_write_parquet", _spark_parquet(df, tmp_path), {"baseline": True}),
-        ("write_iceberg", _ours(df, "test.bench_default", catalog), {"codec": "zstd"}),
-        ("write_iceberg_snappy", _ours(df, "test.bench_snappy", catalog), {"codec": "snappy"}),
+        ("write_iceberg", _ours(df, "test.bench_default", catalog, ROWS), {"codec": "zstd"}),
+        (
+            "write_iceberg_snappy",
+            _ours(df, "test.bench_snappy", catalog, ROWS),
+            {"codec": "snappy"},
+        ),
         (
             "write_iceberg_engine_spark",
-            _ours(df, "test.bench_engine_spark", catalog, engine="spark"),
+            _ours(df, "test.bench_engine_spark", catalog, ROWS, engine="spark"),
             {"codec": "zstd", "engine": "spark (opt-in)"},
         ),
         (
@@ -170,10 +179,10 @@ def test_bench_writer_cleaning_pipeline(spark, catalog, tmp_path: Path) -> None:
     rows = df.count()
     cases = [
         ("spark_df_write_parquet", _spark_parquet(df, tmp_path), {"baseline": True}),
-        ("write_iceberg", _ours(df, "test.bench_pipeline", catalog), {"codec": "zstd"}),
+        ("write_iceberg", _ours(df, "test.bench_pipeline", catalog, rows), {"codec": "zstd"}),
         (
             "write_iceberg_engine_spark",
-            _ours(df, "test.bench_pipeline_engine_spark", catalog, engine="spark"),
+            _ours(df, "test.bench_pipeline_engine_spark", catalog, rows, engine="spark"),
             {"codec": "zstd", "engine": "spark (opt-in)"},
         ),
     ]

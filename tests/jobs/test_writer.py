@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-import jobs.commit as commit_module
 import jobs.engines as engines_module
-from jobs.datafiles import DataFileInfo, TaskPlan, write_task
+import jobs.writer as writer_module
+from jobs.datafiles import DataFileInfo, TaskPlan
 from jobs.errors import CommitError, SpecError
 from jobs.spark import ARROW_BYTE_BOUND_OFF, ARROW_MAX_BYTES_CONF
-from jobs.staging import remove_uncommitted
+from jobs.staging import write_prefix
 from jobs.writer import (
     RUN_ID_PROPERTY,
     StagedWrite,
@@ -322,92 +321,49 @@ def test_a_failed_job_leaves_the_table_and_the_disk_unchanged(
     assert disk_files(table) == snapshot_files(table)
 
 
-def test_a_retried_task_is_committed_once_and_its_orphans_deleted(
+def test_the_write_job_keeps_a_retried_tasks_files_once_and_deletes_the_lost_attempts(
     spark, catalog, disk_files, snapshot_files
 ) -> None:
-    """Fake of a Spark task retry (the shared local[2] session never retries):
-    the same task function runs twice on the same rows, the first attempt's
-    output is lost; the driver-side collection keeps only reported files."""
+    """The state a Spark task retry leaves, made by real Spark write tasks and handed to
+    the driver's production path (``_run_write_job``): the first attempt's files are on
+    disk but never reported, the retried attempt's report arrives twice. (The shared
+    local[2] session cannot retry a task: local mode's task.maxFailures is fixed at 1.)"""
     write_iceberg(_ids(spark, 1), "test.retry", catalog=catalog)
     table = catalog.load_table("test.retry")
-    prefix = f"{table.metadata.location}/data/_icefeed_runs/r/w"
     plan = TaskPlan(
-        prefix=prefix,
+        prefix=write_prefix(table.metadata.location, "r", "w"),
         io_properties=dict(table.io.properties),
         schema_json=table.schema().model_dump_json(),
         spec_json=table.spec().model_dump_json(),
         target_file_bytes=1 << 30,
         parquet_options={"compression": "snappy"},
     )
-    batch = _ids(spark, 100, start=10, parts=1).toArrow().combine_chunks().to_batches()[0]
-    list(write_task(plan, iter([batch])))  # attempt 1: its report never reaches the driver
-    reported = [row for out in write_task(plan, iter([batch])) for row in out.column(0).to_pylist()]
-    infos = {i.path: i for i in map(DataFileInfo.from_json, reported + reported)}  # dup report
-    remove_uncommitted(table.io, prefix, keep=set(infos))
+    df = _ids(spark, 100, start=10, parts=2)
+    lost: list[DataFileInfo] = []
+
+    def retried_job() -> list[DataFileInfo]:
+        lost.extend(writer_module._arrow_files(df, plan))  # attempt 1: report lost
+        reported = writer_module._arrow_files(df, plan)  # attempt 2
+        return reported + reported  # ... reported twice
+
+    infos = writer_module._run_write_job(df, plan, "test: a retried task", retried_job)
+
+    assert len(lost) == len(infos) == 2
+    assert not {i.path for i in lost} & {i.path for i in infos}
+    assert len({i.path for i in infos}) == len(infos)  # each reported file once
     staged = StagedWrite(
         table="test.retry",
         run_id="r",
         mode=WriteMode.APPEND,
-        data_files=tuple(infos.values()),
-        rows=100,
-        bytes=sum(i.size for i in infos.values()),
-        prefix=prefix,
+        data_files=tuple(infos),
+        rows=sum(i.record_count for i in infos),
+        bytes=sum(i.size for i in infos),
+        prefix=plan.prefix,
     )
     commit_staged(staged, catalog=catalog)
     table.refresh()
-    assert table.scan().to_arrow().num_rows == 101
-    assert disk_files(table) == snapshot_files(table)
-
-
-def test_concurrent_writers_both_land(spark, catalog) -> None:
-    write_iceberg(_ids(spark, 10, start=1_000_000), "test.conc", catalog=catalog)
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(2, timeout=60)
-
-    def write(start: int) -> None:
-        try:
-            staged = stage_write(_ids(spark, 500, start=start), "test.conc", catalog=catalog)
-            barrier.wait()
-            commit_staged(staged, catalog=catalog)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write, args=(s,)) for s in (0, 500)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not errors
-    table = catalog.load_table("test.conc")
-    ids = table.scan().to_arrow().column("id").to_pylist()
-    assert sorted(ids) == [*range(1000), *range(1_000_000, 1_000_010)]
-    assert len(table.snapshots()) == 3
-
-
-def test_a_commit_that_loses_the_race_is_retried(spark, catalog, monkeypatch) -> None:
-    """Deterministic interleaving: the other writer commits between our table load
-    and our commit, so our first commit sees a stale table."""
-    write_iceberg(_ids(spark, 1, start=10_000), "test.lost", catalog=catalog)
-    other = stage_write(_ids(spark, 5, start=100), "test.lost", catalog=catalog, run_id="other")
-    ours = stage_write(_ids(spark, 7, start=200), "test.lost", catalog=catalog, run_id="ours")
-    real_commit_once = commit_module._commit_once
-    from pyiceberg.exceptions import CommitFailedException
-
-    calls: list[str] = []
-
-    def interleaved(tbl, staged, properties):
-        calls.append(staged.run_id)
-        if staged.run_id == "ours" and calls.count("ours") == 1:
-            commit_staged(other, catalog=catalog)
-            raise CommitFailedException("fake: the other writer won this round")
-        return real_commit_once(tbl, staged, properties)
-
-    monkeypatch.setattr(commit_module, "_commit_once", interleaved)
-    result = commit_staged(ours, catalog=catalog)
-    assert calls.count("ours") == 2
-    assert not result.already_committed and result.rows == 7
-    table = catalog.load_table("test.lost")
-    assert table.scan().to_arrow().num_rows == 13
+    assert sorted(table.scan().to_arrow().column("id").to_pylist()) == [0, *range(10, 110)]
+    assert disk_files(table) == snapshot_files(table)  # the lost attempt's files are deleted
 
 
 def test_schema_mismatch_is_refused_naming_the_columns(spark, catalog) -> None:
@@ -503,10 +459,10 @@ def test_a_catalog_failure_at_commit_is_a_commit_error_and_abort_cleans_up(
     table = catalog.load_table("test.cat_fail")
     before = table.current_snapshot().snapshot_id
 
-    def broken(tbl, staged, properties):  # fake: the catalog's database went away
+    def broken(*args, **kwargs):  # the catalog's database went away at the commit
         raise OSError("catalog database unreachable")
 
-    monkeypatch.setattr(commit_module, "_commit_once", broken)
+    monkeypatch.setattr(catalog, "commit_table", broken)
     with pytest.raises(CommitError, match="OSError: catalog database unreachable"):
         write_iceberg(_ids(spark, 3, start=10), "test.cat_fail", catalog=catalog)
     table.refresh()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sparkapps.manifests import load_manifest
 from sparkapps.paths import chart_dir, repo_root
 from sparkapps.rendering import chart_defaults
 from sparkapps.validation import validate, validate_core_object
@@ -91,7 +92,15 @@ def test_the_values_example_passes_the_chart_schema() -> None:
     jsonschema.Draft7Validator(schema).validate(merged)
 
 
-def test_spark_manifests_in_the_doc_validate(crds: None) -> None:
-    for block in yaml_blocks():
-        if isinstance(block, dict) and block.get("apiVersion", "").startswith("sparkoperator"):
-            assert validate(block) == []
+def test_the_spark_manifests_the_doc_shows_or_names_validate(crds: None) -> None:
+    """SparkApplications inline in the doc, and the shipped ones it names by path."""
+    inline = [
+        b
+        for b in yaml_blocks()
+        if isinstance(b, dict) and str(b.get("apiVersion", "")).startswith("sparkoperator")
+    ]
+    named = sorted(set(re.findall(r"sparkapps/[\w.-]+\.yaml", DOC.read_text())))
+    manifests = inline + [load_manifest(repo_root() / path) for path in named]
+    assert len(named) >= 2, named  # the clean job and its schedule, at least
+    for manifest in manifests:
+        assert validate(manifest) == [], manifest["metadata"]["name"]

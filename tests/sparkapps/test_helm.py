@@ -102,11 +102,15 @@ def test_the_chart_renders_the_same_feeder_as_the_shipped_manifest(helm: str) ->
     assert rendered["metadata"]["name"] == shipped["metadata"]["name"]
 
 
-def test_row_copy_off_reaches_the_feeder_arguments(helm: str, crds: None) -> None:
+def test_row_copy_off_reaches_the_feeder_arguments(helm: str) -> None:
     (default,) = by_kind(template(helm), "SparkApplication")
     (off,) = by_kind(template(helm, "--set", "feeder.rowCopy=false"), "SparkApplication")
     assert "--no-row-copy" not in default["spec"]["arguments"]
     assert "--no-row-copy" in off["spec"]["arguments"]
+
+
+def test_the_feeder_with_row_copy_off_validates(helm: str, crds: None) -> None:
+    (off,) = by_kind(template(helm, "--set", "feeder.rowCopy=false"), "SparkApplication")
     assert validate(off) == []
 
 

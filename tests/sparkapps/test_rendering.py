@@ -32,16 +32,18 @@ def test_the_chart_defaults_are_what_the_shipped_manifests_use() -> None:
     assert clean["spec"]["driver"]["serviceAccount"] == values["serviceAccount"]["name"]
 
 
-def test_values_set_image_namespace_account_and_secret_names(crds: None) -> None:
-    values: dict[str, Any] = {
-        "image": {"repository": "registry.example.com/icefeed", "tag": "9.9.9"},
-        "namespace": "ml",
-        "serviceAccount": {"name": "spark-ml"},
-        "catalog": {"existingSecret": "prod-catalog"},
-        "feeder": {"token": {"existingSecret": "prod-token"}},
-        "set": {"spec.executor.instances": 6},
-    }
-    feeder = render("feeder", values)
+FEEDER_VALUES: dict[str, Any] = {
+    "image": {"repository": "registry.example.com/icefeed", "tag": "9.9.9"},
+    "namespace": "ml",
+    "serviceAccount": {"name": "spark-ml"},
+    "catalog": {"existingSecret": "prod-catalog"},
+    "feeder": {"token": {"existingSecret": "prod-token"}},
+    "set": {"spec.executor.instances": 6},
+}
+
+
+def test_values_set_image_namespace_account_and_secret_names() -> None:
+    feeder = render("feeder", FEEDER_VALUES)
     spec = feeder["spec"]
     assert spec["image"] == "registry.example.com/icefeed:9.9.9"
     assert feeder["metadata"]["namespace"] == "ml"
@@ -54,7 +56,10 @@ def test_values_set_image_namespace_account_and_secret_names(crds: None) -> None
             {"secretRef": {"name": "prod-catalog"}},
             {"secretRef": {"name": "icefeed-s3", "optional": True}},
         ]
-    assert validate(feeder) == []
+
+
+def test_a_feeder_rendered_with_values_validates(crds: None) -> None:
+    assert validate(render("feeder", FEEDER_VALUES)) == []
 
 
 def test_scheduled_applications_get_values_inside_their_template() -> None:

@@ -15,7 +15,14 @@ from sparkapps.crds import Kind, load_crd
 from sparkapps.manifests import load_manifest
 from sparkapps.paths import shipped_manifests
 from sparkapps.problems import Check
-from sparkapps.validation import FORBIDDEN_SPARK_CONF, unknown_field_problems, validate
+from sparkapps.validation import (
+    FORBIDDEN_SPARK_CONF,
+    document_problems,
+    pod_template_problems,
+    unknown_field_problems,
+    validate,
+    webhook_problems,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -36,7 +43,9 @@ def test_there_are_three_shipped_manifests() -> None:
     assert names == {"clean-flights.yaml", "clean-flights-nightly.yaml", "feeder.yaml"}
 
 
-def test_a_misspelt_field_passes_the_schema_but_not_the_field_check(clean_app: dict) -> None:
+def test_a_misspelt_field_passes_the_schema_but_not_the_field_check(
+    crds: None, clean_app: dict
+) -> None:
     clean_app["spec"]["executor"]["port"] = [{"name": "flight", "containerPort": 8816}]
     problems = validate(clean_app)
     unknown = [p for p in problems if p.check is Check.UNKNOWN_FIELD]
@@ -45,7 +54,7 @@ def test_a_misspelt_field_passes_the_schema_but_not_the_field_check(clean_app: d
     assert not [p for p in problems if p.check is Check.SCHEMA]
 
 
-def test_schema_errors_carry_the_path_and_the_valid_values(clean_app: dict) -> None:
+def test_schema_errors_carry_the_path_and_the_valid_values(crds: None, clean_app: dict) -> None:
     clean_app["spec"]["type"] = "Pyhton"
     del clean_app["spec"]["mainApplicationFile"]
     clean_app["spec"]["executor"]["instances"] = "two"
@@ -56,7 +65,7 @@ def test_schema_errors_carry_the_path_and_the_valid_values(clean_app: dict) -> N
     assert "spec.executor.instances" in by_path
 
 
-def test_maps_are_open_but_their_values_are_typed(clean_app: dict) -> None:
+def test_maps_are_open_but_their_values_are_typed(crds: None, clean_app: dict) -> None:
     clean_app["spec"]["sparkConf"]["spark.any.key.at.all"] = "fine"
     assert validate(clean_app) == []
     clean_app["spec"]["sparkConf"]["spark.executor.cores"] = 2
@@ -66,7 +75,7 @@ def test_maps_are_open_but_their_values_are_typed(clean_app: dict) -> None:
 @pytest.mark.parametrize("key", sorted(FORBIDDEN_SPARK_CONF))
 def test_the_webhook_refuses_reserved_spark_conf_keys(clean_app: dict, key: str) -> None:
     clean_app["spec"]["sparkConf"][key] = "x"
-    problems = validate(clean_app)
+    problems = webhook_problems(clean_app["spec"], namespace=None)
     assert paths_of(problems) == [f"spec.sparkConf[{key}]"]
     assert problems[0].check is Check.WEBHOOK and problems[0].hint
 
@@ -74,36 +83,35 @@ def test_the_webhook_refuses_reserved_spark_conf_keys(clean_app: dict, key: str)
 def test_the_webhook_refuses_oauth_tokens_without_echoing_them(clean_app: dict) -> None:
     key = "spark.kubernetes.authenticate.submission.oauthToken"
     clean_app["spec"]["sparkConf"][key] = "very-secret-token-value"
-    problems = validate(clean_app)
+    problems = webhook_problems(clean_app["spec"], namespace=None)
     assert paths_of(problems, Check.WEBHOOK) == [f"spec.sparkConf[{key}]"]
     assert "very-secret-token-value" not in str(problems[0])
 
 
 def test_spark_namespace_must_match_the_application_namespace(clean_app: dict) -> None:
-    clean_app["metadata"]["namespace"] = "ml"
     clean_app["spec"]["sparkConf"]["spark.kubernetes.namespace"] = "ml"
-    assert validate(clean_app) == []
+    assert webhook_problems(clean_app["spec"], namespace="ml") == []
     clean_app["spec"]["sparkConf"]["spark.kubernetes.namespace"] = "other"
-    assert paths_of(validate(clean_app), Check.WEBHOOK) == [
+    assert paths_of(webhook_problems(clean_app["spec"], namespace="ml"), Check.WEBHOOK) == [
         "spec.sparkConf[spark.kubernetes.namespace]"
     ]
 
 
-def test_pod_templates_are_checked_against_the_kubernetes_pod_schema(crds: None) -> None:
+def test_pod_templates_are_checked_against_the_kubernetes_pod_schema() -> None:
     feeder = load_manifest(Path("sparkapps/feeder.yaml").resolve())
     container = feeder["spec"]["executor"]["template"]["spec"]["containers"][0]
     container["volumeMount"] = container.pop("volumeMounts")  # typo inside the template
-    problems = validate(feeder)
+    problems = pod_template_problems(feeder["spec"])
     assert [p.check for p in problems] == [Check.KUBERNETES]
     assert problems[0].path.startswith("spec.executor.template.spec.containers")
     assert "volumeMount" in problems[0].message
 
 
-def test_a_pod_template_with_a_wrong_type_is_reported(crds: None) -> None:
+def test_a_pod_template_with_a_wrong_type_is_reported() -> None:
     feeder = load_manifest(Path("sparkapps/feeder.yaml").resolve())
     ports = feeder["spec"]["driver"]["template"]["spec"]["containers"][0]["ports"]
     ports[0]["containerPort"] = "flight"
-    problems = validate(feeder)
+    problems = pod_template_problems(feeder["spec"])
     assert problems and problems[0].path.startswith("spec.driver.template.spec.containers")
 
 
@@ -121,7 +129,7 @@ def test_scheduled_applications_are_checked_inside_their_template(crds: None) ->
 def test_names_and_api_version_are_checked(clean_app: dict) -> None:
     clean_app["metadata"]["name"] = "Clean_Flights"
     clean_app["apiVersion"] = "sparkoperator.k8s.io/v1beta1"
-    found = paths_of(validate(clean_app), Check.MANIFEST)
+    found = paths_of(list(document_problems(clean_app)), Check.MANIFEST)
     assert "metadata.name" in found and "apiVersion" in found
 
 
@@ -160,7 +168,7 @@ _field_names = st.from_regex(r"[a-z][a-zA-Z]{2,12}", fullmatch=True)
 )
 @given(where=st.sampled_from(_SPEC_OBJECTS), key=_field_names)
 def test_any_field_name_not_in_the_schema_is_reported_exactly_there(
-    clean_app: dict, where: str, key: str
+    crds: None, clean_app: dict, where: str, key: str
 ) -> None:
     schema = load_crd(Kind.SPARK_APPLICATION).schema
     node_schema = schema

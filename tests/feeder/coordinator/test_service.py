@@ -401,7 +401,7 @@ def test_token_is_required_on_coordinator_and_nodes(module_catalog, tmp_path):
 
 
 def test_tls_with_a_self_signed_certificate(module_catalog, tmp_path):
-    from tests.feeder.protocol.test_auth import make_self_signed
+    from tests.feeder.protocol.test_auth import make_self_signed, unrelated_ca
 
     server_tls = make_self_signed(tmp_path)
     with local_feeder(
@@ -410,6 +410,9 @@ def test_tls_with_a_self_signed_certificate(module_catalog, tmp_path):
         assert f.endpoint.startswith("grpc+tls://")
         client = FeederClient(f.endpoint, token="t0k", tls=TLSConfig(ca_file=server_tls.cert_file))
         assert sorted(ids_of(client.stream(0, mode="dynamic"))) == list(range(ROWS))
+        stranger = FeederClient(f.endpoint, token="t0k", tls=unrelated_ca(tmp_path), timeout=2)
+        with pytest.raises(FeederError):
+            stranger.status()
         plain = FeederClient(f.endpoint.replace("grpc+tls", "grpc"), token="t0k", timeout=2)
         with pytest.raises(FeederError):
             plain.status()

@@ -1,4 +1,5 @@
-"""``feeder.serve`` end to end: the session Spark (local[2]) runs the data nodes as Spark jobs.
+"""``feeder.serve`` (``feeder.coordinator.session.serve``) end to end: the session Spark
+(local[2]) runs the data nodes as Spark jobs.
 
 A feeder with 2 nodes takes both task slots of the shared SparkSession; each
 test stops its feeder before the next one starts.
@@ -10,6 +11,7 @@ import pytest
 
 import feeder
 from feeder.client.client import FeederClient
+from feeder.coordinator.session import serve
 from jobs.errors import SpecError
 from tests.feeder.local_feeder import ids_of
 from tests.feeder.tables import make_table, sample_arrow
@@ -38,22 +40,10 @@ def module_catalog(home):
     return cat
 
 
-def wait_fresh(f) -> dict:
-    """Wait until each live node heartbeats once more (its stats are then current)."""
-    before = {n["node_id"]: n["heartbeats"] for n in f.status()["nodes"]}
-    assert f.coordinator.wait_for(
-        lambda s: all(
-            n["heartbeats"] > before.get(n["node_id"], 0) for n in s["nodes"] if n["alive"]
-        ),
-        30,
-    )
-    return f.status()
-
-
 def test_serve_exactly_once_static_and_dynamic_storage_once_and_snapshot_isolation(
     spark, module_catalog, home
 ):
-    with feeder.serve(
+    with serve(
         "test.feed",
         spark=spark,
         catalog=module_catalog,
@@ -77,11 +67,15 @@ def test_serve_exactly_once_static_and_dynamic_storage_once_and_snapshot_isolati
         assert sorted(dynamic) == list(range(ROWS)) and dynamic != parts[0] + parts[1]
 
         # storage is read once: a further epoch and another job read only the cache
-        read = wait_fresh(f)["storage_bytes_read"]
+        # node counters travel with heartbeats: fresh_status waits for one from each node
+        heartbeats = {n["node_id"]: n["heartbeats"] for n in f.status()["nodes"]}
+        fresh = f.fresh_status()
+        assert all(n["heartbeats"] > heartbeats[n["node_id"]] for n in fresh["nodes"])
+        read = fresh["storage_bytes_read"]
         assert read > 0
         other = FeederClient(f.endpoint, token=TOKEN, job="eval")
         assert len(ids_of(other.stream(2, columns=["id"], shuffle=False))) == ROWS
-        assert wait_fresh(f)["storage_bytes_read"] == read
+        assert f.fresh_status()["storage_bytes_read"] == read
 
         # snapshot isolation: a commit while serving changes nothing served
         pinned = f.snapshot_id
@@ -102,7 +96,7 @@ def test_serve_exactly_once_static_and_dynamic_storage_once_and_snapshot_isolati
 
 def test_serve_without_row_copies_caches_only_ipc_files(spark, module_catalog, home):
     cache_dir = home / "cache-no-row-copy"
-    with feeder.serve(
+    with serve(
         "test.feed",
         spark=spark,
         catalog=module_catalog,
@@ -135,13 +129,13 @@ def test_serve_without_row_copies_caches_only_ipc_files(spark, module_catalog, h
 def test_bad_input_is_a_clear_error_before_any_node_starts(spark, module_catalog, kwargs, match):
     args = {"table": "test.feed", **kwargs}
     with pytest.raises(SpecError, match=match):
-        feeder.serve(args.pop("table"), spark=spark, catalog=module_catalog, **args)
+        serve(args.pop("table"), spark=spark, catalog=module_catalog, **args)
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
 
 
 def test_empty_table_serves_an_empty_epoch(spark, module_catalog, home):
     module_catalog.create_table("test.empty", schema=sample_arrow(1).schema)
-    with feeder.serve(
+    with serve(
         "test.empty", spark=spark, catalog=module_catalog, nodes=1, cache_dir=home / "e"
     ) as f:
         f.wait_ready(60)
@@ -159,7 +153,9 @@ def test_feeder_serve_is_the_session_function():
 
 
 def test_cli_serve_runs_in_the_foreground_until_sigterm(spark, catalog, tmp_path):
-    """``python -m feeder serve`` in-process (it reuses the session's SparkSession)."""
+    """``feeder.cli.main(["serve", ...])``, what ``python -m feeder serve`` runs, called
+    in-process (it reuses the session's SparkSession); tests/feeder/test_cli.py runs the
+    real ``python -m feeder serve`` process."""
     import os
     import signal
     import threading

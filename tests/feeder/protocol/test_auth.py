@@ -77,6 +77,8 @@ def make_self_signed(tmp_path: Path) -> TLSConfig:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -109,6 +111,13 @@ def make_self_signed(tmp_path: Path) -> TLSConfig:
     return TLSConfig(cert_file, key_file)
 
 
+def unrelated_ca(tmp_path: Path) -> TLSConfig:
+    """A client config trusting only a CA that signed nothing the servers use
+    (same subject and names as :func:`make_self_signed`, another key)."""
+    other = make_self_signed(tmp_path / "unrelated-ca")
+    return TLSConfig(ca_file=other.cert_file)
+
+
 def test_tls_with_self_signed_certificate(tmp_path):
     tls = make_self_signed(tmp_path)
     location = location_uri("127.0.0.1", 0, tls)
@@ -118,6 +127,11 @@ def test_tls_with_self_signed_certificate(tmp_path):
         client = connect(location_uri("127.0.0.1", server.port, tls), tls=tls)
         assert echo(client, call_options("t", "tls-job", 10)) == "tls-job"
         client.close()
+        # a client that trusts an unrelated CA must refuse the server's certificate
+        stranger = connect(location_uri("127.0.0.1", server.port, tls), tls=unrelated_ca(tmp_path))
+        with pytest.raises(flight.FlightError):
+            echo(stranger, call_options("t", "x", 3))
+        stranger.close()
         # a plaintext client cannot talk to the TLS server
         plain = connect(location_uri("127.0.0.1", server.port, None))
         with pytest.raises(flight.FlightError):

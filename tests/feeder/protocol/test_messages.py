@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import pytest
@@ -10,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeder.protocol.messages import LeaseRequest, StaticRequest
+from feeder.protocol.shuffle_kind import parse_shuffle
 from jobs.errors import SpecError
 
 
@@ -63,12 +63,74 @@ def test_rank_out_of_range_fails_at_construction():
         StaticRequest(rank=3, world_size=2)
 
 
+# An oracle written from PROTOCOL.md, independent of the parser: which bodies are valid.
+_INT_RANGES = {
+    "epoch": (0, 2**32 - 1),
+    "seed": (0, 2**64),
+    "rank": (0, 2**31),
+    "world_size": (1, 2**31),
+    "unit": (1, 2**31),
+}
+_LEASE_FIELDS = {"job", "epoch", "seed", "shuffle", "columns", "consumer"}
+
+
+def _field_ok(key: str, value: object) -> bool:
+    if key in ("job", "consumer"):
+        return isinstance(value, str) and 0 < len(value) <= 256
+    if key == "shuffle":
+        return isinstance(value, bool) or value in ("off", "slice", "mix")
+    if key == "columns":
+        return value is None or (
+            isinstance(value, list)
+            and bool(value)
+            and all(isinstance(c, str) and c for c in value)
+            and len(set(value)) == len(value)
+        )
+    lo, hi = _INT_RANGES[key]
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value < hi
+
+
+def _static_ok(body: dict) -> bool:
+    if "consumer" in body or not all(_field_ok(k, v) for k, v in body.items()):
+        return False
+    return body.get("rank", 0) < body.get("world_size", 1)
+
+
+def _lease_ok(body: dict) -> bool:
+    # a lease ignores the static-only fields
+    return "consumer" in body and all(
+        _field_ok(k, v) for k, v in body.items() if k in _LEASE_FIELDS
+    )
+
+
+def _check(raw: bytes, body: object) -> None:
+    """Each parser accepts exactly the bodies the oracle calls valid, keeping their values."""
+    for parse, ok in (
+        (StaticRequest.from_command, _static_ok),
+        (LeaseRequest.from_body, _lease_ok),
+    ):
+        if not isinstance(body, dict) or not ok(body):
+            with pytest.raises(SpecError):
+                parse(raw)
+            continue
+        request = parse(raw)
+        for key, value in body.items():
+            if key in _LEASE_FIELDS or isinstance(request, StaticRequest):
+                got = getattr(request, key)
+                if key == "shuffle":  # the wire's true/false/name, held as a Shuffle
+                    assert got is parse_shuffle(value)
+                    continue
+                assert (list(got) if key == "columns" and got is not None else got) == value
+
+
 @settings(deadline=None)
 @given(st.binary(max_size=200))
-def test_random_bytes_only_ever_raise_spec_error(raw):
-    for parse in (StaticRequest.from_command, LeaseRequest.from_body):
-        with contextlib.suppress(SpecError):
-            parse(raw)
+def test_random_bytes_are_refused_unless_a_valid_json_object(raw):
+    try:
+        body = json.loads(raw)
+    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError)
+        body = None
+    _check(raw, body)
 
 
 @settings(deadline=None)
@@ -86,11 +148,18 @@ def test_random_bytes_only_ever_raise_spec_error(raw):
         ),
     )
 )
-def test_random_json_only_ever_raises_spec_error(body):
-    raw = json.dumps(body).encode()
-    for parse in (StaticRequest.from_command, LeaseRequest.from_body):
-        with contextlib.suppress(SpecError):
-            parse(raw)
+def test_random_json_is_accepted_exactly_when_valid(body):
+    _check(json.dumps(body).encode(), body)
+
+
+def test_the_oracle_accepts_and_refuses_both_ways():
+    """The fuzzers above see both outcomes (guards against an oracle that refuses all)."""
+    _check(
+        b'{"job":"j","epoch":1,"rank":1,"world_size":2}',
+        {"job": "j", "epoch": 1, "rank": 1, "world_size": 2},
+    )
+    assert _static_ok({"rank": 1, "world_size": 2}) and not _static_ok({"rank": 2, "world_size": 2})
+    assert _lease_ok({"consumer": "c", "rank": 9}) and not _lease_ok({"consumer": ""})
 
 
 @pytest.mark.parametrize("shuffle", [True, False, "slice", "mix", "off"])

@@ -122,8 +122,9 @@ def test_row_order_of_a_slice_differs_from_slice_order_stream():
     assert perm is not None and not np.array_equal(order, perm)
 
 
-def test_order_does_not_depend_on_node_count_only_on_row_counts():
-    # the stream is a function of (row_counts, seed, epoch): nothing about nodes enters it
+def test_the_epoch_stream_is_a_function_of_row_counts_seed_and_epoch_only():
+    # epoch_stream takes no node argument, so the node count cannot enter the order; this
+    # checks that empty slices are skipped and the stream is deterministic
     counts = [5, 0, 7, 3]
     a = epoch_stream(counts, seed=1, epoch=2, shuffle=True)
     assert all(r.slice_id != 1 for r in a)

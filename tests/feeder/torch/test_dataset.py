@@ -174,7 +174,7 @@ def _rich_table(start: int, n: int) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def served(spark, tmp_path_factory):
-    """A feeder with one data node over ``test.torch`` (ROWS rows, unique ``id``)."""
+    """A feeder with one data node over ``test.torch`` (ROWS rows, unique ``id``, 12 slices)."""
     from feeder.coordinator.session import serve
     from jobs.catalog import load_catalog
 
@@ -191,7 +191,12 @@ def served(spark, tmp_path_factory):
         for f in range(2):
             table.append(_rich_table(f * 3000, 3000))
         feeder = serve(
-            "test.torch", spark=spark, catalog=catalog, nodes=1, cache_dir=home / "cache"
+            "test.torch",
+            spark=spark,
+            catalog=catalog,
+            nodes=1,
+            cache_dir=home / "cache",
+            slice_bytes=1,  # one slice per row group: 12 leases to share in dynamic mode
         )
         try:
             feeder.wait_ready(180)
@@ -212,10 +217,12 @@ def _flat(batches: list[list[int]]) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["static", "dynamic"])
 def test_each_row_once_per_epoch_across_ranks_and_workers(served, mode):
+    """Both ranks (2 DataLoader workers each) read the epoch at the same time: batches
+    are taken from the two loaders in turn, so neither can drain the queue first."""
     from torch.utils.data import DataLoader
 
     run = uuid.uuid4().hex[:8]  # a fresh job: dynamic mode consumes (job, epoch) once
-    per_rank = []
+    loaders = []
     for rank in range(2):
         ds = FeederDataset(
             served.endpoint,
@@ -229,12 +236,23 @@ def test_each_row_once_per_epoch_across_ranks_and_workers(served, mode):
             seed=11,
         )
         loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=FORK_SAFE)
-        per_rank.append(_ids(loader))
+        loaders.append(iter(loader))
+    per_rank: list[list[list[int]]] = [[], []]
+    live = {0, 1}
+    while live:  # one batch from each live rank in turn
+        for rank in sorted(live):
+            batch = next(loaders[rank], None)
+            if batch is None:
+                live.discard(rank)
+            else:
+                per_rank[rank].append(batch["id"].tolist())
     all_ids = _flat(per_rank[0]) + _flat(per_rank[1])
     assert sorted(all_ids) == list(range(ROWS))
     for batches in per_rank:
         # at most one short batch per consumer (DataLoader worker)
         assert sum(len(b) != 64 for b in batches) <= 2
+        # both ranks took part: a rank served nothing would leave the other all the rows
+        assert len(_flat(batches)) >= ROWS // 4
     if mode == "static":
         # 3000 rows per rank; workers get 23 whole batches + (23 batches + 56 rows)
         assert [len(b) for b in per_rank[0]].count(64) == 46

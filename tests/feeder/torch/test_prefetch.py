@@ -116,5 +116,11 @@ def test_a_claimed_read_ahead_does_not_give_up_when_idle():
 
     kept = Prefetcher(iter(range(10)), 1, max_idle=0.2)
     assert kept.claim()
-    time.sleep(0.6)  # three times max_idle with a full queue: would have given up
+    # an unclaimed twin started after it gives up: kept's queue was full as long
+    twin = Prefetcher(iter(range(10)), 1, max_idle=0.2)
+    deadline = time.monotonic() + 10
+    while not twin.expired and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert twin.expired
+    twin.close()
     assert list(kept) == list(range(10)) and not kept.expired

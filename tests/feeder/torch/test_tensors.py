@@ -204,11 +204,16 @@ def test_options_are_validated_at_construction():
     assert options_from({"lists": "nested"}).lists is ListPolicy.NESTED
 
 
-def test_device_and_pin_memory_on_cpu():
+def test_pin_memory_pins_exactly_when_an_accelerator_can_use_it():
+    """On a machine without CUDA (as in CI) pinning is skipped, the tensor stays usable
+    on the CPU; with CUDA the tensor comes back pinned."""
     batch = pa.record_batch({"x": pa.array([1, 2])})
     out = batch_to_tensors(batch, TensorOptions(device="cpu", pin_memory=True))
     assert out["x"].device == torch.device("cpu")
     assert out["x"].tolist() == [1, 2]
+    assert out["x"].is_pinned() == torch.cuda.is_available()
+    unpinned = batch_to_tensors(batch, TensorOptions(device="cpu", pin_memory=False))
+    assert not unpinned["x"].is_pinned()
 
 
 @settings(deadline=None)

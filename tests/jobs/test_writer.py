@@ -342,8 +342,8 @@ def test_the_write_job_keeps_a_retried_tasks_files_once_and_deletes_the_lost_att
     lost: list[DataFileInfo] = []
 
     def retried_job() -> list[DataFileInfo]:
-        lost.extend(writer_module._arrow_files(df, plan))  # attempt 1: report lost
-        reported = writer_module._arrow_files(df, plan)  # attempt 2
+        lost.extend(engines_module.ArrowWriter().write(df, plan))  # attempt 1: report lost
+        reported = engines_module.ArrowWriter().write(df, plan)  # attempt 2
         return reported + reported  # ... reported twice
 
     infos = writer_module._run_write_job(df, plan, "test: a retried task", retried_job)

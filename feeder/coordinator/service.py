@@ -25,6 +25,7 @@ import pyarrow.flight as flight
 from pydantic import SecretStr
 
 from feeder.coordinator.consumer_actions import NO_SNAPSHOT, ConsumerActions
+from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.node_actions import NodeActions
 from feeder.coordinator.registry import NodeRegistry
@@ -64,6 +65,7 @@ class Coordinator(flight.FlightServerBase):
         lease_seconds: dynamic-mode lease time.
         heartbeat_seconds: the nodes' heartbeat period.
         metrics: Prometheus metrics to update (None: none).
+        limits: bounds on per-job state (None: the defaults of CoordinatorLimits).
         clock: monotonic clock (injectable for tests).
     """
 
@@ -80,6 +82,7 @@ class Coordinator(flight.FlightServerBase):
         lease_seconds: float = 30.0,
         heartbeat_seconds: float = 2.0,
         metrics: FeederMetrics | None = None,
+        limits: CoordinatorLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
@@ -110,6 +113,7 @@ class Coordinator(flight.FlightServerBase):
             lease_seconds=lease_seconds,
             metrics=metrics,
             clock=clock,
+            limits=limits,
         )
         self._nodes = NodeActions(
             served, registry=self.registry, ready=self._ready, metrics=metrics

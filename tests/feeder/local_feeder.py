@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from feeder.coordinator.config import FeederConfig
+from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.service import Coordinator
 from feeder.coordinator.session import resolve
@@ -56,6 +57,7 @@ def local_feeder(
     metrics: FeederMetrics | None = None,
     batch_rows: int = 128 * 1024,
     io_properties: Mapping[str, str] | None = None,
+    limits: CoordinatorLimits | None = None,
 ) -> Iterator[LocalFeeder]:
     """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready.
 
@@ -82,6 +84,7 @@ def local_feeder(
         lease_seconds=lease_seconds,
         heartbeat_seconds=0.2,
         metrics=metrics,
+        limits=limits,
     )
     threads = [
         threading.Thread(

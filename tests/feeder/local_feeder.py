@@ -9,7 +9,8 @@ tested in ``test_serve.py`` / ``test_launcher.py``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,6 +59,7 @@ def local_feeder(
     batch_rows: int = 128 * 1024,
     io_properties: Mapping[str, str] | None = None,
     limits: CoordinatorLimits | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[LocalFeeder]:
     """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready.
 
@@ -85,6 +87,7 @@ def local_feeder(
         heartbeat_seconds=0.2,
         metrics=metrics,
         limits=limits,
+        clock=clock,
     )
     threads = [
         threading.Thread(

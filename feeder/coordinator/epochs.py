@@ -21,7 +21,7 @@ from feeder.coordinator.leases import LeaseBook
 from feeder.coordinator.limits import RETIRED_EPOCHS_KEPT, CoordinatorLimits
 from feeder.protocol.messages import EpochParams
 from feeder.protocol.shuffle import SliceRange
-from jobs.errors import SpecError
+from jobs.errors import LimitError, SpecError
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class EpochBooks:
         if state is None:
             self.sweep()
             if len(self._jobs) >= self.limits.max_jobs:
-                raise SpecError(
+                raise LimitError(
                     f"job {job!r}: this feeder already serves {len(self._jobs)} live jobs "
                     f"(limit max_jobs={self.limits.max_jobs}); finish a job, wait "
                     f"{self.limits.idle_seconds:g} s for an idle one to be forgotten, or "
@@ -201,7 +201,7 @@ class EpochBooks:
         mine = [e for (j, _), e in self._books.items() if j == job]
         open_epochs = [e for e in mine if not e.book.finished]
         if len(open_epochs) >= self.limits.max_open_epochs:
-            raise SpecError(
+            raise LimitError(
                 f"job {job!r} has {len(open_epochs)} unfinished epochs "
                 f"(limit max_open_epochs={self.limits.max_open_epochs}): finish one, or let "
                 f"it be dropped after {self.limits.idle_seconds:g} s without calls"

@@ -35,7 +35,7 @@ from feeder.protocol.messages import (
     parse_json,
 )
 from feeder.protocol.shuffle import SliceRange, epoch_stream, rank_ranges, skip_rows, split_ranges
-from feeder.protocol.tickets import TicketClaims, TicketSigner
+from feeder.protocol.tickets import TicketClaims, TicketSigner, check_session
 from jobs.errors import SpecError
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,10 @@ class ConsumerActions:
         self._lock = lock
         self._clock = clock
         self.books = EpochBooks(
-            limits or CoordinatorLimits(), lease_seconds=lease_seconds, clock=clock
+            limits or CoordinatorLimits(),
+            lease_seconds=lease_seconds,
+            clock=clock,
+            session_id=signer.session_id,
         )
 
     def handlers(
@@ -226,11 +229,13 @@ class ConsumerActions:
             "ticket": self._ticket(request, unit),
             "locations": locations,
             "lease_seconds": self.lease_seconds,
+            "session": self.signer.session_id,
         }
 
     def _lease_call(self, body: bytes, what: str) -> tuple[dict[str, Any], EpochBook | None, str]:
         """Parse a heartbeat/done body; its book, or None for a finished and dropped epoch."""
         data = parse_json(body, what)
+        self._check_session(data)
         job, epoch = field_job(data), field_int(data, "epoch", 0, 2**32 - 1)
         consumer = field_name(data, "consumer")
         gone = self.books.retired(job, epoch)
@@ -240,6 +245,18 @@ class ConsumerActions:
         if entry is None:
             raise SpecError(f"job {job!r} has no dynamic epoch {epoch}: lease first")
         return data, entry, consumer
+
+    def _check_session(self, data: dict[str, Any]) -> None:
+        """RestartedError for a body naming another session (its ``session`` or lease ids)."""
+        mine = self.signer.session_id
+        check_session(data.get("session"), mine, "call")
+        progress = data.get("progress")
+        leases = [*progress] if isinstance(progress, dict) else []
+        if isinstance(data.get("lease"), str):
+            leases.append(data["lease"])
+        for lease_id in leases:
+            if isinstance(lease_id, str) and "." in lease_id:
+                check_session(lease_id.split(".", 1)[0], mine, "lease")
 
     def heartbeat(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
         """``heartbeat``: extend a consumer's leases; answer the ones it no longer holds."""
@@ -296,4 +313,4 @@ class ConsumerActions:
         if not locations:
             raise flight.FlightUnavailableError("no live data node right now; retry")
         ticket = self.signer.sign(replace(claims, start=start)).decode("ascii")
-        return {"ticket": ticket, "locations": locations}
+        return {"ticket": ticket, "locations": locations, "session": self.signer.session_id}

@@ -65,6 +65,7 @@ class EpochBooks:
         limits: the bounds to keep.
         lease_seconds: lease time of every book.
         clock: monotonic clock (the coordinator's).
+        session_id: the feeder session's id; every lease id starts with it and a dot.
     """
 
     def __init__(
@@ -73,8 +74,10 @@ class EpochBooks:
         *,
         lease_seconds: float,
         clock: Callable[[], float],
+        session_id: str = "",
     ) -> None:
         self.limits = limits
+        self.session_id = session_id
         self.lease_seconds = lease_seconds
         self._clock = clock
         self._jobs: dict[str, _JobState] = {}
@@ -147,6 +150,7 @@ class EpochBooks:
                 units(),
                 lease_seconds=self.lease_seconds,
                 stall_seconds=self.limits.stall_leases * self.lease_seconds,
+                id_prefix=f"{self.session_id}." if self.session_id else "",
                 clock=self._clock,
             )
             entry = self._books[key] = EpochBook(params, book, last_used=self._clock())

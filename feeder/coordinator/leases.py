@@ -58,6 +58,7 @@ class LeaseBook:
         *,
         lease_seconds: float,
         stall_seconds: float | None = None,
+        id_prefix: str = "",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if lease_seconds <= 0:
@@ -66,6 +67,7 @@ class LeaseBook:
             raise ValueError(f"stall_seconds {stall_seconds} must be >= lease_seconds")
         self.lease_seconds = float(lease_seconds)
         self.stall_seconds = stall_seconds
+        self.id_prefix = id_prefix  # e.g. the feeder session id, so lease ids name it
         self._lost: OrderedDict[str, str] = OrderedDict()  # recent lease id -> why it was lost
         self._clock = clock
         self._queue: deque[SliceRange] = deque(u for u in units if u.num_rows > 0)
@@ -145,7 +147,7 @@ class LeaseBook:
         unit = self._queue.popleft()
         now = self._clock()
         lease = Lease(
-            lease_id=f"L{next(self._ids)}",
+            lease_id=f"{self.id_prefix}L{next(self._ids)}",
             consumer=consumer,
             unit=unit,
             deadline=now + self.lease_seconds,

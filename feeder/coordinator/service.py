@@ -233,6 +233,7 @@ class Coordinator(UnservedCalls, flight.FlightServerBase):
         known = [n for n in reg.row_counts if n is not None]
         return {
             "version": STATUS_VERSION,
+            "session": self.signer.session_id,
             "endpoint": self.endpoint,
             "table": self.served.table,
             "snapshot_id": self.served.snapshot_id,

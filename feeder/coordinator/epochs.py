@@ -240,6 +240,7 @@ class EpochBooks:
         if state is None:
             return
         state.retired[key[1]] = Retired(entry.book.finished, why)
+        state.last_seen = max(state.last_seen, self._clock())  # so a late caller hears why
         while len(state.retired) > RETIRED_EPOCHS_KEPT:
             epoch, _ = state.retired.popitem(last=False)
             state.forgotten_below = max(state.forgotten_below, epoch + 1)

@@ -92,7 +92,7 @@ class EpochBooks:
         """Record that ``consumer`` read ``params``' epoch; return the job's consumer count.
 
         Raises:
-            SpecError: a new job while ``max_jobs`` jobs are live.
+            LimitError: a new job while ``max_jobs`` jobs are live.
         """
         state = self._job(params.job)
         if mode == "static" and params.epoch not in state.static_epochs:
@@ -133,10 +133,10 @@ class EpochBooks:
         """Return the book of ``params``' epoch, creating it from ``units()`` if new.
 
         Raises:
-            SpecError: the epoch was dropped (finished or idle), the job has
-                ``max_open_epochs`` unfinished epochs, too many live jobs, or
-                another consumer leased this epoch with another seed, shuffle or
-                columns.
+            SpecError: the epoch was dropped (finished or idle), or another
+                consumer leased it with another seed, shuffle or columns.
+            LimitError: the job has ``max_open_epochs`` unfinished epochs, or it
+                is new and ``max_jobs`` jobs are live.
         """
         key = (params.job, params.epoch)
         entry = self._books.get(key)

@@ -32,6 +32,14 @@ class AuthError(FeederError):
     """A Flight call was refused for a missing or wrong token or ticket signature."""
 
 
+class RestartedError(AuthError):
+    """A ticket or lease of an earlier session of a feeder that was restarted since."""
+
+
+class LimitError(FeederError):
+    """The feeder refused a request because one of its limits was reached."""
+
+
 class ManifestError(IcefeedError):
     """A SparkApplication manifest or Helm values are invalid or could not be applied."""
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 from pydantic import SecretStr
 
-from feeder.client.flight_errors import REFUSED, RETRIABLE, RETRY_MARK, clean
+from feeder.client.flight_errors import REFUSED, RETRIABLE, RETRY_MARK, clean, final_error
 from feeder.protocol.auth import call_options, connect
 from feeder.protocol.chunking import Chunking
 from feeder.protocol.config import TLSConfig
@@ -97,7 +97,14 @@ class CoordinatorCalls:
         delay = 0.05
         while True:
             try:
-                return fn(self._connection(), self.options(self.timeout))
+                try:
+                    return fn(self._connection(), self.options(self.timeout))
+                except flight.FlightError as exc:
+                    who = f"feeder at {self.endpoint}: {what}"
+                    final = final_error(exc, who, internal_is_final=True)
+                    if final is not None:
+                        raise final from exc
+                    raise
             except REFUSED as exc:
                 raise AuthError(f"feeder at {self.endpoint} refused {what}: {clean(exc)}") from exc
             except pa.ArrowInvalid as exc:

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from feeder.client.flight_errors import REFUSED, RETRIABLE, clean
+from feeder.client.flight_errors import REFUSED, RETRIABLE, clean, final_error
 from feeder.client.stall_watch import StallWatch
 from feeder.protocol.auth import connect
 from feeder.protocol.chunking import Chunking
@@ -124,7 +124,8 @@ class NodeReader:
             for location in self.order(locations):
                 try:
                     chunks = Chunking.at(position + delivered, unit)
-                    for batch in self._node_batches(location, ticket, chunks):
+                    batches = _final_errors(self._node_batches(location, ticket, chunks), location)
+                    for batch in batches:
                         if batch.num_rows == 0:
                             continue
                         delivered += batch.num_rows
@@ -241,3 +242,14 @@ class NodeReader:
         if isinstance(item, BaseException):
             raise item
         return item  # type: ignore[no-any-return]
+
+
+def _final_errors(batches: Iterator[pa.RecordBatch], location: str) -> Iterator[pa.RecordBatch]:
+    """Pass ``batches`` through, raising a node's final coded refusal as an icefeed error."""
+    try:
+        yield from batches
+    except flight.FlightError as exc:
+        final = final_error(exc, f"data node {location}", internal_is_final=False)
+        if final is not None:
+            raise final from exc
+        raise

@@ -9,8 +9,9 @@ line or an error message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
+from feeder.coordinator.limits import CoordinatorLimits
 from feeder.node.settings import NodeSettings
 from jobs.errors import SpecError
 
@@ -33,6 +34,7 @@ class FeederConfig(NodeSettings):
         lease_seconds: dynamic-mode lease time.
         metrics_port: serve Prometheus ``/metrics`` here (None: no metrics).
         catalog: the catalog's name (None: configured or embedded).
+        limits: bounds on the coordinator's per-job state (docs/feeder.md, *Limits*).
         host, token, tls, cache_dir, heartbeat_seconds, batch_rows, row_copy: the
             data nodes' settings (:class:`~feeder.node.settings.NodeSettings`);
             ``host`` is the coordinator's bind address too.
@@ -51,6 +53,7 @@ class FeederConfig(NodeSettings):
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     metrics_port: int | None = None
     catalog: str | None = None
+    limits: CoordinatorLimits = field(default_factory=CoordinatorLimits)
 
     def __post_init__(self) -> None:
         if not isinstance(self.table, str) or not self.table.strip():
@@ -85,6 +88,8 @@ class FeederConfig(NodeSettings):
             raise SpecError(f"lease_seconds: {value!r} must be a positive number of seconds")
         if self.catalog is not None and not isinstance(self.catalog, str):
             raise SpecError(f"catalog: {self.catalog!r} must be a catalog name or None")
+        if not isinstance(self.limits, CoordinatorLimits):
+            raise SpecError("limits: must be a CoordinatorLimits")
         super().__post_init__()
 
     @classmethod

@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pyarrow.flight as flight
 
 from feeder.coordinator import mixplan
-from feeder.coordinator.leases import LeaseBook
+from feeder.coordinator.epochs import EpochBook, EpochBooks
+from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.registry import NodeRegistry
 from feeder.coordinator.served import ServedSnapshot
@@ -30,31 +31,18 @@ from feeder.protocol.messages import (
     LeaseRequest,
     StaticRequest,
     field_int,
+    field_job,
     field_name,
     parse_json,
 )
 from feeder.protocol.shuffle import SliceRange, epoch_stream, rank_ranges, skip_rows, split_ranges
 from feeder.protocol.shuffle_kind import Shuffle
-from feeder.protocol.tickets import TicketClaims, TicketSigner
+from feeder.protocol.tickets import TicketClaims, TicketSigner, check_session
 from jobs.errors import SpecError
 
 log = logging.getLogger(__name__)
 
 NO_SNAPSHOT = -1  # ticket snapshot id of a table without snapshots (no ticket is ever issued)
-
-
-@dataclass
-class _JobState:
-    epochs: set[int] = field(default_factory=set)
-    consumers: set[str] = field(default_factory=set)
-    modes: set[str] = field(default_factory=set)
-
-
-@dataclass
-class _Book:
-    params: EpochParams
-    book: LeaseBook
-    announced_end: bool = False
 
 
 class ConsumerActions:
@@ -70,6 +58,7 @@ class ConsumerActions:
         lease_seconds: float,
         metrics: FeederMetrics | None,
         clock: Callable[[], float],
+        limits: CoordinatorLimits | None = None,
     ) -> None:
         self.served = served
         self.signer = signer
@@ -78,8 +67,12 @@ class ConsumerActions:
         self.metrics = metrics
         self._lock = lock
         self._clock = clock
-        self._jobs: dict[str, _JobState] = {}
-        self._books: dict[tuple[str, int], _Book] = {}
+        self.books = EpochBooks(
+            limits or CoordinatorLimits(),
+            lease_seconds=lease_seconds,
+            clock=clock,
+            session_id=signer.session_id,
+        )
 
     def handlers(
         self,
@@ -94,14 +87,7 @@ class ConsumerActions:
 
     def jobs_status(self) -> dict[str, Any]:
         """Return the status document's ``jobs`` entry (the caller holds the lock)."""
-        return {
-            job: {
-                "epochs": sorted(state.epochs),
-                "consumers": len(state.consumers),
-                "modes": sorted(state.modes),
-            }
-            for job, state in self._jobs.items()
-        }
+        return self.books.status()
 
     # --- shared ----------------------------------------------------------------------------
 
@@ -135,15 +121,9 @@ class ConsumerActions:
         return NO_SNAPSHOT if sid is None else sid
 
     def _note_consumer(self, params: EpochParams, consumer: str, mode: str) -> None:
-        state = self._jobs.setdefault(params.job, _JobState())
-        new_epoch = params.epoch not in state.epochs
-        state.epochs.add(params.epoch)
-        state.consumers.add(consumer)
-        state.modes.add(mode)
-        if new_epoch:
-            log.info("job %s started epoch %d (%s mode)", params.job, params.epoch, mode)
+        consumers = self.books.note_consumer(params, consumer, mode)
         if self.metrics is not None:
-            self.metrics.consumers.labels(job=params.job).set(len(state.consumers))
+            self.metrics.consumers.labels(job=self.metrics.job_label(params.job)).set(consumers)
 
     # --- static mode ------------------------------------------------------------------------
 
@@ -192,40 +172,25 @@ class ConsumerActions:
             ]
             self._note_consumer(request, f"static:{request.rank}/{request.worker}", "static")
         if self.metrics is not None:
-            self.metrics.plans.labels(job=request.job).inc()
+            self.metrics.plans.labels(job=self.metrics.job_label(request.job)).inc()
         total = sum(r.num_rows for r in ranges)
         return flight.FlightInfo(schema, descriptor, endpoints, total, -1)
 
     # --- dynamic mode -----------------------------------------------------------------------
 
-    def _book(self, params: EpochParams, counts: list[int]) -> _Book:
-        key = (params.job, params.epoch)
-        entry = self._books.get(key)
-        if entry is None:
-            if params.shuffle is Shuffle.MIX:
-                units = mixplan.lease_units(params, counts)
-            else:
-                units = epoch_stream(
+    def _book(self, params: EpochParams, counts: list[int]) -> EpochBook:
+        return self.books.open(
+            params,
+            lambda: (
+                mixplan.lease_units(params, counts)
+                if params.shuffle is Shuffle.MIX
+                else epoch_stream(
                     counts, seed=params.seed, epoch=params.epoch, shuffle=params.shuffle.shuffled
                 )
-            entry = _Book(
-                params, LeaseBook(units, lease_seconds=self.lease_seconds, clock=self._clock)
-            )
-            self._books[key] = entry
-        elif (entry.params.seed, entry.params.shuffle, entry.params.columns, entry.params.mix) != (
-            params.seed,
-            params.shuffle,
-            params.columns,
-            params.mix,
-        ):
-            raise SpecError(
-                f"job {params.job!r} epoch {params.epoch} is leased with seed="
-                f"{entry.params.seed}, shuffle={entry.params.shuffle.value}, columns="
-                f"{entry.params.columns}; every consumer of a job must use the same"
-            )
-        return entry
+            ),
+        )
 
-    def _expire_book(self, entry: _Book) -> None:
+    def _expire_book(self, entry: EpochBook) -> None:
         expired = entry.book.expire()
         if expired:
             log.warning(
@@ -235,9 +200,11 @@ class ConsumerActions:
                 len(expired),
             )
             if self.metrics is not None:
-                self.metrics.lease_expiries.labels(job=entry.params.job).inc(len(expired))
+                self.metrics.lease_expiries.labels(
+                    job=self.metrics.job_label(entry.params.job)
+                ).inc(len(expired))
 
-    def _announce_end(self, entry: _Book) -> None:
+    def _announce_end(self, entry: EpochBook) -> None:
         if entry.book.finished and not entry.announced_end:
             entry.announced_end = True
             log.info(
@@ -253,6 +220,9 @@ class ConsumerActions:
         self.served.project(request.columns)
         with self._lock:
             counts = self._row_counts()
+            gone = self.books.retired(request.job, request.epoch)
+            if gone is not None and gone.finished:
+                return {"unit": None, "epoch_done": True, "retry_after": 0.0}
             entry = self._book(request, counts)
             self._expire_book(entry)
             lease = entry.book.lease(request.consumer)
@@ -273,13 +243,14 @@ class ConsumerActions:
             else:
                 locations = self.registry.locations(unit.slice_id)
         if self.metrics is not None:
-            self.metrics.leases.labels(job=request.job).inc()
+            self.metrics.leases.labels(job=self.metrics.job_label(request.job)).inc()
         if mixed:
             return {
                 "lease": lease.lease_id,
                 "unit": {"slice_id": unit.slice_id, "start": unit.start, "stop": unit.stop},
                 **window,
                 "lease_seconds": self.lease_seconds,
+                "session": self.signer.session_id,
             }
         return {
             "lease": lease.lease_id,
@@ -287,16 +258,34 @@ class ConsumerActions:
             "ticket": self._ticket(request, unit),
             "locations": locations,
             "lease_seconds": self.lease_seconds,
+            "session": self.signer.session_id,
         }
 
-    def _lease_call(self, body: bytes, what: str) -> tuple[dict[str, Any], _Book, str]:
+    def _lease_call(self, body: bytes, what: str) -> tuple[dict[str, Any], EpochBook | None, str]:
+        """Parse a heartbeat/done body; its book, or None for a finished and dropped epoch."""
         data = parse_json(body, what)
-        job, epoch = field_name(data, "job"), field_int(data, "epoch", 0, 2**32 - 1)
+        self._check_session(data)
+        job, epoch = field_job(data), field_int(data, "epoch", 0, 2**32 - 1)
         consumer = field_name(data, "consumer")
-        entry = self._books.get((job, epoch))
+        gone = self.books.retired(job, epoch)
+        if gone is not None and gone.finished:
+            return data, None, consumer
+        entry = self.books.get(job, epoch)
         if entry is None:
             raise SpecError(f"job {job!r} has no dynamic epoch {epoch}: lease first")
         return data, entry, consumer
+
+    def _check_session(self, data: dict[str, Any]) -> None:
+        """RestartedError for a body naming another session (its ``session`` or lease ids)."""
+        mine = self.signer.session_id
+        check_session(data.get("session"), mine, "call")
+        progress = data.get("progress")
+        leases = [*progress] if isinstance(progress, dict) else []
+        if isinstance(data.get("lease"), str):
+            leases.append(data["lease"])
+        for lease_id in leases:
+            if isinstance(lease_id, str) and "." in lease_id:
+                check_session(lease_id.split(".", 1)[0], mine, "lease")
 
     def heartbeat(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
         """``heartbeat``: extend a consumer's leases; answer the ones it no longer holds."""
@@ -308,17 +297,27 @@ class ConsumerActions:
                 for k, v in progress.items()
             ):
                 raise SpecError("progress: must map lease ids to rows delivered")
+            if entry is None:  # a finished, dropped epoch holds no lease
+                return {"lost": list(progress)}
             self._expire_book(entry)
             lost = entry.book.heartbeat(consumer, progress)
-        return {"lost": lost}
+            why = {i: w for i in lost if (w := entry.book.why_lost(i)) is not None}
+        return {"lost": lost, "why": why} if why else {"lost": lost}
 
     def done(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
         """``done``: acknowledge a leased unit."""
         with self._lock:
             data, entry, consumer = self._lease_call(body, "done")
-            acknowledged = entry.book.done(consumer, field_name(data, "lease"))
+            lease_id = field_name(data, "lease")
+            if entry is None:
+                return {"acknowledged": False}
+            acknowledged = entry.book.done(consumer, lease_id)
             self._announce_end(entry)
-        return {"acknowledged": acknowledged}
+            why = None if acknowledged else entry.book.why_lost(lease_id)
+        answer: dict[str, Any] = {"acknowledged": acknowledged}
+        if why:
+            answer["why"] = why
+        return answer
 
     # --- failover ---------------------------------------------------------------------------
 
@@ -343,4 +342,4 @@ class ConsumerActions:
         if not locations:
             raise flight.FlightUnavailableError("no live data node right now; retry")
         ticket = self.signer.sign(replace(claims, start=start)).decode("ascii")
-        return {"ticket": ticket, "locations": locations}
+        return {"ticket": ticket, "locations": locations, "session": self.signer.session_id}

@@ -10,18 +10,23 @@ at a time. A consumer reports rows delivered (``heartbeat``) and finally
 its unit — from the last reported offset — goes back to the *front* of the
 queue, so rows reported delivered are never handed out again and rows never
 reported are handed out again (only the rows a dead consumer delivered after
-its last heartbeat can be delivered twice).
+its last heartbeat can be delivered twice). A lease whose delivered rows have
+not moved for ``stall_seconds`` expires the same way even while its heartbeats
+keep coming (a live consumer that stopped consuming); :meth:`LeaseBook.why_lost`
+then says so to the consumer when it wakes.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from feeder.protocol.shuffle import SliceRange
+
+_LOST_KEPT = 1024  # lease ids whose loss reason a book remembers
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,7 @@ class Lease:
     unit: SliceRange
     deadline: float
     delivered: int = 0
+    moved_at: float = 0.0  # when ``delivered`` last grew (or the lease was granted)
 
     @property
     def remaining(self) -> SliceRange | None:
@@ -51,11 +57,18 @@ class LeaseBook:
         units: Iterable[SliceRange],
         *,
         lease_seconds: float,
+        stall_seconds: float | None = None,
+        id_prefix: str = "",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds {lease_seconds} must be > 0")
+        if stall_seconds is not None and stall_seconds < lease_seconds:
+            raise ValueError(f"stall_seconds {stall_seconds} must be >= lease_seconds")
         self.lease_seconds = float(lease_seconds)
+        self.stall_seconds = stall_seconds
+        self.id_prefix = id_prefix  # e.g. the feeder session id, so lease ids name it
+        self._lost: OrderedDict[str, str] = OrderedDict()  # recent lease id -> why it was lost
         self._clock = clock
         self._queue: deque[SliceRange] = deque(u for u in units if u.num_rows > 0)
         self._leases: dict[str, Lease] = {}
@@ -89,8 +102,9 @@ class LeaseBook:
         lease first), so it is the next thing leased.
         """
         now = self._clock()
-        expired = [lease for lease in self._leases.values() if lease.deadline <= now]
+        expired = [lease for lease in self._leases.values() if self._why_expired(lease, now)]
         for lease in reversed(expired):
+            self._note_lost(lease.lease_id, self._why_expired(lease, now) or "expired")
             del self._leases[lease.lease_id]
             rest = lease.remaining
             self.rows_done += lease.delivered
@@ -98,6 +112,27 @@ class LeaseBook:
                 self._queue.appendleft(rest)
         self.expiries += len(expired)
         return expired
+
+    def _why_expired(self, lease: Lease, now: float) -> str | None:
+        if lease.deadline <= now:
+            return f"expired: no heartbeat for {self.lease_seconds:g} s (lease_seconds)"
+        stall = self.stall_seconds
+        if stall is not None and now - lease.moved_at >= stall:
+            return (
+                f"stalled: its delivered rows did not move for {stall:g} s "
+                f"({stall / self.lease_seconds:g} x lease_seconds) although heartbeats came; "
+                "its rows were leased again"
+            )
+        return None
+
+    def _note_lost(self, lease_id: str, why: str) -> None:
+        self._lost[lease_id] = why
+        while len(self._lost) > _LOST_KEPT:
+            self._lost.popitem(last=False)
+
+    def why_lost(self, lease_id: str) -> str | None:
+        """Why lease ``lease_id`` was taken back (None: unknown, or not taken back recently)."""
+        return self._lost.get(lease_id)
 
     def lease(self, consumer: str) -> Lease | None:
         """Lease the next unit to ``consumer``; None when the queue is empty for now.
@@ -110,11 +145,13 @@ class LeaseBook:
         if not self._queue:
             return None
         unit = self._queue.popleft()
+        now = self._clock()
         lease = Lease(
-            lease_id=f"L{next(self._ids)}",
+            lease_id=f"{self.id_prefix}L{next(self._ids)}",
             consumer=consumer,
             unit=unit,
-            deadline=self._clock() + self.lease_seconds,
+            deadline=now + self.lease_seconds,
+            moved_at=now,
         )
         self._leases[lease.lease_id] = lease
         return lease
@@ -128,7 +165,8 @@ class LeaseBook:
         must stop serving them. Raises ValueError for a negative count.
         """
         self.expire()
-        deadline = self._clock() + self.lease_seconds
+        now = self._clock()
+        deadline = now + self.lease_seconds
         lost: list[str] = []
         for lease_id, rows in progress.items():
             if rows < 0:
@@ -138,7 +176,10 @@ class LeaseBook:
                 lost.append(lease_id)
                 continue
             delivered = max(lease.delivered, min(rows, lease.unit.num_rows))
-            self._leases[lease_id] = replace(lease, delivered=delivered, deadline=deadline)
+            moved_at = now if delivered > lease.delivered else lease.moved_at
+            self._leases[lease_id] = replace(
+                lease, delivered=delivered, deadline=deadline, moved_at=moved_at
+            )
         for lease_id, lease in self._leases.items():
             if lease.consumer == consumer and lease_id not in progress:
                 self._leases[lease_id] = replace(lease, deadline=deadline)

@@ -4,18 +4,22 @@ The coordinator owns one :class:`FeederMetrics` on its own registry (so two
 feeders in one process do not collide) and, when a port is given, serves it
 over HTTP. Per-node figures come from the nodes' heartbeats and are exposed
 as gauges labelled by node id; coordinator events (leases, expiries, errors,
-consumers) are counted here directly.
+consumers) are counted here directly. Job labels are bounded: the first
+``metric_jobs`` job names get their own label, later ones share ``job="other"``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 from jobs.extras import require
 
 log = logging.getLogger(__name__)
+
+OTHER_JOBS = "other"  # the job label of every job past the first ``metric_jobs``
 
 NODE_GAUGES = {
     "rows_served": "rows served by a data node",
@@ -30,8 +34,13 @@ NODE_GAUGES = {
 class FeederMetrics:
     """Counters and gauges of one feeder; ``port`` (if not None) serves ``/metrics``."""
 
-    def __init__(self, *, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, *, port: int | None = None, host: str = "127.0.0.1", metric_jobs: int = 32
+    ) -> None:
         prom = require("prometheus_client", "metrics")
+        self.metric_jobs = metric_jobs
+        self._job_labels: set[str] = set()
+        self._labels_lock = threading.Lock()
         self.registry = prom.CollectorRegistry()
         self._node = {
             key: prom.Gauge(f"icefeed_node_{key}", doc, ["node"], registry=self.registry)
@@ -74,6 +83,16 @@ class FeederMetrics:
             self._server = server
             self.port = int(server.server_port)
             log.info("metrics on http://%s:%d/metrics", host, self.port)
+
+    def job_label(self, job: str) -> str:
+        """Return the label to count ``job`` under (its name, or ``"other"`` past the cap)."""
+        with self._labels_lock:
+            if job in self._job_labels:
+                return job
+            if len(self._job_labels) < self.metric_jobs and job != OTHER_JOBS:
+                self._job_labels.add(job)
+                return job
+        return OTHER_JOBS
 
     def node_stats(self, node_id: str, stats: Mapping[str, int]) -> None:
         """Publish one node's heartbeat stats."""

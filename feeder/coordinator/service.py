@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.flight as flight
 from pydantic import SecretStr
 
 from feeder.coordinator.consumer_actions import NO_SNAPSHOT, ConsumerActions
+from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.node_actions import NodeActions
 from feeder.coordinator.registry import NodeRegistry
@@ -37,6 +37,7 @@ from feeder.protocol.fork_guard import TrackedFlightServer
 from feeder.protocol.messages import StaticRequest
 from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallVerifier
 from feeder.protocol.tickets import TicketSigner
+from feeder.protocol.wire_errors import ErrorCode, UnservedCalls, to_wire, wire_error
 from jobs.errors import AuthError, SpecError
 
 __all__ = ["NO_SNAPSHOT", "STATUS_VERSION", "Coordinator", "ServedSnapshot"]
@@ -48,7 +49,7 @@ STATUS_VERSION = 1
 Handler = Callable[[flight.ServerCallContext, bytes], dict[str, Any]]
 
 
-class Coordinator(TrackedFlightServer):
+class Coordinator(UnservedCalls, TrackedFlightServer):
     """Flight server of one feeder session (consumers and data nodes talk to it).
 
     Starts serving at construction; a monitor thread declares nodes dead that
@@ -65,6 +66,7 @@ class Coordinator(TrackedFlightServer):
         lease_seconds: dynamic-mode lease time.
         heartbeat_seconds: the nodes' heartbeat period.
         metrics: Prometheus metrics to update (None: none).
+        limits: bounds on per-job state (None: the defaults of CoordinatorLimits).
         clock: monotonic clock (injectable for tests).
     """
 
@@ -81,6 +83,7 @@ class Coordinator(TrackedFlightServer):
         lease_seconds: float = 30.0,
         heartbeat_seconds: float = 2.0,
         metrics: FeederMetrics | None = None,
+        limits: CoordinatorLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
@@ -111,6 +114,7 @@ class Coordinator(TrackedFlightServer):
             lease_seconds=lease_seconds,
             metrics=metrics,
             clock=clock,
+            limits=limits,
         )
         self._nodes = NodeActions(
             served, registry=self.registry, ready=self._ready, metrics=metrics
@@ -230,6 +234,7 @@ class Coordinator(TrackedFlightServer):
         known = [n for n in reg.row_counts if n is not None]
         return {
             "version": STATUS_VERSION,
+            "session": self.signer.session_id,
             "endpoint": self.endpoint,
             "table": self.served.table,
             "snapshot_id": self.served.snapshot_id,
@@ -283,7 +288,7 @@ class Coordinator(TrackedFlightServer):
             One endpoint per slice range (signed ticket, live node locations).
 
         Raises:
-            pyarrow.ArrowInvalid: a bad request.
+            flight.FlightServerError: a bad request (code ``invalid_argument``).
             flight.FlightUnavailableError: the feeder is not ready yet.
         """
         return self._guard("flight_info", lambda: self._consumers.flight_info(context, descriptor))
@@ -303,7 +308,9 @@ class Coordinator(TrackedFlightServer):
             One result: the answer as a JSON document.
 
         Raises:
-            pyarrow.ArrowInvalid: an unknown action or a bad body.
+            flight.FlightServerError: an unknown action or a bad body (``invalid_argument``),
+                a limit reached (``limit``).
+            flight.FlightInternalError: a failure the server logged under the error id it names.
             flight.FlightUnauthenticatedError: a node action without a valid proof.
             flight.FlightUnavailableError: not now (not ready, stopping, no live node).
             flight.FlightUnauthorizedError: a ticket of another job or snapshot.
@@ -312,7 +319,10 @@ class Coordinator(TrackedFlightServer):
         handler = self._handlers.get(kind)
         if handler is None:
             self._count_error("unknown_action")
-            raise pa.ArrowInvalid(f"unknown action {kind[:64]!r}; known: {sorted(ACTIONS)}")
+            raise wire_error(
+                ErrorCode.INVALID_ARGUMENT,
+                f"unknown action {kind[:64]!r}; known: {sorted(ACTIONS)}",
+            )
         body = action.body.to_pybytes() if action.body is not None else b""
 
         def answer() -> dict[str, Any]:
@@ -344,7 +354,7 @@ class Coordinator(TrackedFlightServer):
             The projected schema.
 
         Raises:
-            pyarrow.ArrowInvalid: a bad request or an unknown column.
+            flight.FlightServerError: a bad request or an unknown column (``invalid_argument``).
         """
 
         def answer() -> flight.SchemaResult:
@@ -359,10 +369,13 @@ class Coordinator(TrackedFlightServer):
         """Refuse: the coordinator serves no rows, tickets go to the data nodes.
 
         Raises:
-            pyarrow.ArrowInvalid: always.
+            flight.FlightServerError: always (code ``invalid_argument``).
         """
         self._count_error("do_get")
-        raise pa.ArrowInvalid("the coordinator serves no data; send tickets to a data node")
+        raise wire_error(
+            ErrorCode.INVALID_ARGUMENT,
+            "the coordinator serves no data; send tickets to a data node",
+        )
 
     # --- guards -------------------------------------------------------------------------------
 
@@ -374,15 +387,13 @@ class Coordinator(TrackedFlightServer):
             self.metrics.errors.labels(kind=kind).inc()
 
     def _guard(self, kind: str, fn: Callable[[], Any]) -> Any:
-        """Run a handler; every refusal becomes a Flight error (counted), never a crash."""
+        """Run a handler; every refusal becomes a coded Flight error (counted), never a crash.
+
+        An unexpected exception is logged with its traceback under an error id;
+        the caller gets the id, never the traceback (:mod:`feeder.protocol.wire_errors`).
+        """
         try:
             return fn()
-        except flight.FlightError:
+        except Exception as exc:
             self._count_error(kind)
-            raise
-        except AuthError as exc:
-            self._count_error(kind)
-            raise flight.FlightUnauthenticatedError(str(exc)) from None
-        except (SpecError, ValueError) as exc:
-            self._count_error(kind)
-            raise pa.ArrowInvalid(f"{kind}: {exc}") from None
+            raise to_wire(exc, kind, log) from None

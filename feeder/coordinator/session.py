@@ -287,6 +287,7 @@ def _start_session(
         lease_seconds=config.lease_seconds,
         heartbeat_seconds=config.heartbeat_seconds,
         metrics=metrics,
+        limits=config.limits,
     )
     spec = NodeTaskSpec(
         coordinator_endpoint=_reachable(coordinator.endpoint, config.tls),
@@ -362,7 +363,9 @@ def serve(
     if config.metrics_port is not None:
         from feeder.coordinator.metrics import FeederMetrics
 
-        metrics = FeederMetrics(port=config.metrics_port, host=config.host)
+        metrics = FeederMetrics(
+            port=config.metrics_port, host=config.host, metric_jobs=config.limits.metric_jobs
+        )
     coordinator, launcher = _start_session(served, config, spark, port=config.port, metrics=metrics)
     return Feeder(
         config=config,

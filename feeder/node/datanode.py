@@ -69,7 +69,8 @@ from feeder.protocol.shuffle import compact_row_permutation
 from feeder.protocol.shuffle_kind import Shuffle
 from feeder.protocol.slice_plan import SlicePlan
 from feeder.protocol.tickets import TicketClaims, TicketSigner
-from jobs.errors import AuthError, FeederError, SpecError
+from feeder.protocol.wire_errors import UnservedCalls, to_wire
+from jobs.errors import FeederError, SpecError
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,13 @@ def _cached_permutation(num_rows: int, seed: int, epoch: int, slice_id: int) -> 
     return perm
 
 
-class DataNode(TrackedFlightServer):
-    """Flight server for one node's slice cache (``do_get`` only)."""
+class DataNode(UnservedCalls, TrackedFlightServer):
+    """Flight server for one node's slice cache (``do_get`` only).
+
+    Every refusal is a coded Flight error (:mod:`feeder.protocol.wire_errors`);
+    an unexpected failure, before or while streaming, is logged with its
+    traceback under an error id and the client gets only the id.
+    """
 
     def __init__(
         self,
@@ -182,26 +188,15 @@ class DataNode(TrackedFlightServer):
         return entry
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> Any:
-        """Stream the rows a signed ticket names; every refusal is a Flight error."""
+        """Stream the rows a signed ticket names; every refusal is a coded Flight error."""
+        what = "do_get"
         try:
             claims = self.signer.verify(ticket.ticket)
-        except AuthError as exc:
-            self._count(errors=1)
-            raise flight.FlightUnauthenticatedError(str(exc)) from None
-        try:
+            what = f"do_get of slice {claims.slice_id}"
             return self._stream(context, claims)
-        except flight.FlightError:
-            self._count(errors=1)
-            raise
-        except FeederError as exc:
-            self._count(errors=1)
-            raise flight.FlightServerError(str(exc)) from None
         except Exception as exc:  # e.g. storage unreachable during a failover materialisation
             self._count(errors=1)
-            log.exception("data node failed to serve slice %d", claims.slice_id)
-            raise flight.FlightInternalError(
-                f"data node failed to serve slice {claims.slice_id}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise to_wire(exc, what, log) from None
 
     def _stream(self, context: flight.ServerCallContext, claims: TicketClaims) -> Any:
         job = caller_job(context)
@@ -239,7 +234,8 @@ class DataNode(TrackedFlightServer):
                 epoch=claims.epoch,
                 sizes=chunking.sizes(claims.stop - claims.start, self.batch_rows),
             )
-            return flight.GeneratorStream(table.schema, self._counted(blocks))
+            what = f"do_get of slice {claims.slice_id}"
+            return flight.GeneratorStream(table.schema, self._counted(blocks, what))
         perm = _permutation(entry.num_rows, claims.seed, claims.epoch, claims.slice_id)
         batches_iter = self.cache.read(
             claims.slice_id,
@@ -250,13 +246,17 @@ class DataNode(TrackedFlightServer):
             batch_rows=min(self.batch_rows, DEFAULT_TAKE_ROWS),
             chunking=chunking,
         )
-        return flight.GeneratorStream(table.schema, self._counted(batches_iter))
+        what = f"do_get of slice {claims.slice_id}"
+        return flight.GeneratorStream(table.schema, self._counted(batches_iter, what))
 
-    def _counted(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def _counted(self, batches: Iterator[pa.RecordBatch], what: str) -> Iterator[pa.RecordBatch]:
         try:
             for batch in batches:
                 self._count(rows_served=batch.num_rows, bytes_served=batch.nbytes)
                 yield batch
+        except Exception as exc:  # mid-stream: a cache file gone or unreadable
+            self._count(errors=1)
+            raise to_wire(exc, what, log) from None
         finally:
             # gathered batches are the node's only sizeable private memory: hand the
             # allocator's cached pages back once a shuffled stream ends

@@ -8,6 +8,7 @@ Flight error. Wire forms are documented in PROTOCOL.md.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,9 @@ MAX_REQUEST_BYTES = 64 * 1024
 _U32 = 2**32 - 1
 _MAX_SEED = 2**64
 _MAX_COUNT = 2**31
+#: A job name: 1 to 128 characters, letters, digits and ``. _ - : / @ + =``, not
+#: starting with punctuation (it is a log field, a metrics label and a header value).
+JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,127}")
 
 
 def _int(data: Mapping[str, Any], key: str, lo: int, hi: int, default: int | None = None) -> int:
@@ -41,6 +45,16 @@ def _name(data: Mapping[str, Any], key: str, default: str | None = None) -> str:
     value = data.get(key, default)
     if not isinstance(value, str) or not value or len(value) > 256:
         raise SpecError(f"{key}: {value!r} must be a non-empty string of at most 256 characters")
+    return value
+
+
+def _job(data: Mapping[str, Any], key: str = "job", default: str | None = None) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str) or not JOB_NAME.fullmatch(value):
+        raise SpecError(
+            f"{key}: {str(value)[:64]!r} is not a job name: 1 to 128 letters, digits or "
+            "'._-:/@+=', starting with a letter or digit"
+        )
     return value
 
 
@@ -97,7 +111,7 @@ class EpochParams:
     mix: MixParams = field(default_factory=MixParams)
 
     def __post_init__(self) -> None:
-        _name({"job": self.job}, "job")
+        _job({"job": self.job})
         _int({"epoch": self.epoch}, "epoch", 0, _U32)
         _int({"seed": self.seed}, "seed", 0, _MAX_SEED)
         object.__setattr__(self, "shuffle", parse_shuffle(self.shuffle))
@@ -192,7 +206,7 @@ class StaticRequest(EpochParams):
         if data.get("v", VERSION) != VERSION:
             raise SpecError(f"command: version {data.get('v')!r} is not {VERSION}")
         return cls(
-            job=_name(data, "job", "default"),
+            job=_job(data, "job", "default"),
             epoch=_int(data, "epoch", 0, _U32, 0),
             seed=_int(data, "seed", 0, _MAX_SEED, 0),
             shuffle=parse_shuffle(data.get("shuffle", True)),
@@ -233,7 +247,7 @@ class LeaseRequest(EpochParams):
         """Parse a ``lease`` body; raises SpecError naming the bad field."""
         data = parse_json(raw, "lease")
         return cls(
-            job=_name(data, "job", "default"),
+            job=_job(data, "job", "default"),
             epoch=_int(data, "epoch", 0, _U32, 0),
             seed=_int(data, "seed", 0, _MAX_SEED, 0),
             shuffle=parse_shuffle(data.get("shuffle", True)),
@@ -246,6 +260,11 @@ class LeaseRequest(EpochParams):
 def field_int(data: Mapping[str, Any], key: str, lo: int = 0, hi: int = 2**62) -> int:
     """Read an integer field of an action body; raises SpecError naming it."""
     return _int(data, key, lo, hi)
+
+
+def field_job(data: Mapping[str, Any], key: str = "job") -> str:
+    """Read a job name field of an action body; raises SpecError naming it."""
+    return _job(data, key)
 
 
 def field_name(data: Mapping[str, Any], key: str) -> str:

@@ -4,7 +4,8 @@ Wire form: ``base64url(payload) "." base64url(hmac_sha256(key, payload))``
 (no padding), the payload a compact JSON object::
 
     {"v":2,"job":..,"snap":..,"slice":..,"start":..,"stop":..,
-     "epoch":..,"seed":..,"shuffle":"off"|"slice"|"mix","block":..,"cols":null|[..]}
+     "epoch":..,"seed":..,"shuffle":"off"|"slice"|"mix","block":..,"cols":null|[..],
+     "sess":..}
 
 ``shuffle`` says which stream of the slice ``[start, stop)`` indexes: table order,
 the slice's row permutation, or (``"mix"``) its block stream of ``block`` rows a
@@ -12,7 +13,11 @@ block (:mod:`feeder.protocol.mix`; ``block`` is 0 otherwise).
 
 The key is random per feeder session and shared only between the coordinator
 and its data nodes. A ticket never carries a path: a data node looks the slice
-up in the plan the coordinator gave it.
+up in the plan the coordinator gave it. ``sess`` is the session id (derived
+from the key, public): a ticket of an earlier session fails its signature
+check, and its ``sess`` lets the refusal say that the feeder was restarted
+(RestartedError) instead of "bad signature". Tickets without ``sess`` are
+still accepted.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from feeder.protocol.shuffle_kind import Shuffle
-from jobs.errors import AuthError
+from jobs.errors import AuthError, RestartedError
 
 VERSION = 2
 MAX_TICKET_BYTES = 64 * 1024
@@ -36,6 +41,8 @@ _KEYS = frozenset(
     {"v", "job", "snap", "slice", "start", "stop", "epoch", "seed", "shuffle", "block", "cols"}
 )
 _SHUFFLES = frozenset(k.value for k in Shuffle)
+_SESSION = "sess"
+_SESSION_ID = re.compile(r"[0-9a-f]{16}")
 _B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
 _INT64 = 2**63
 
@@ -95,6 +102,7 @@ class TicketSigner:
         if not isinstance(key, bytes) or len(key) < 16:
             raise ValueError("a ticket key must be at least 16 random bytes (see new_key())")
         self._key = key
+        self.session_id = self.derived_key("session-id").hex()[:16]
 
     def __repr__(self) -> str:
         return "TicketSigner(key=<hidden>)"
@@ -122,6 +130,7 @@ class TicketSigner:
             "shuffle": claims.shuffle.value,
             "block": claims.block_rows,
             "cols": list(claims.columns) if claims.columns is not None else None,
+            _SESSION: self.session_id,
         }
         raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
         mac = hmac.new(self._key, raw, hashlib.sha256).digest()
@@ -145,6 +154,7 @@ class TicketSigner:
         payload_raw, mac = _b64decode(parts[0]), _b64decode(parts[1])
         expected = hmac.new(self._key, payload_raw, hashlib.sha256).digest()
         if not hmac.compare_digest(mac, expected):
+            check_session(_unverified_session(payload_raw), self.session_id, "ticket")
             raise AuthError("invalid ticket: bad signature (not issued by this feeder session)")
         try:
             payload = json.loads(payload_raw)
@@ -153,8 +163,36 @@ class TicketSigner:
         return _claims(payload)
 
 
+def check_session(sent: object, current: str, what: str) -> None:
+    """Raise RestartedError if ``sent`` is another session id than ``current``.
+
+    Args:
+        sent: the session id a caller sent back (anything else is ignored).
+        current: this feeder session's id.
+        what: what carried it, for the message ("ticket", "lease").
+
+    Raises:
+        RestartedError: ``sent`` is a session id, not this one.
+    """
+    if isinstance(sent, str) and _SESSION_ID.fullmatch(sent) and sent != current:
+        raise RestartedError(
+            f"this {what} is from feeder session {sent}, but the feeder now runs session "
+            f"{current}: the feeder was restarted (or this is another feeder), and the "
+            "tickets and leases of the old session are gone; start the epoch again"
+        )
+
+
+def _unverified_session(payload_raw: bytes) -> object:
+    """The ``sess`` of a payload whose signature failed (only to word the refusal)."""
+    try:
+        payload = json.loads(payload_raw)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return payload.get(_SESSION) if isinstance(payload, dict) else None
+
+
 def _claims(payload: Any) -> TicketClaims:
-    if not isinstance(payload, dict) or set(payload) != _KEYS:
+    if not isinstance(payload, dict) or set(payload) - {_SESSION} != _KEYS:
         raise AuthError("invalid ticket: unexpected fields")
     version = payload["v"]
     if isinstance(version, bool) or not isinstance(version, int) or version != VERSION:

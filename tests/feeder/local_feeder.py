@@ -9,7 +9,8 @@ tested in ``test_serve.py`` / ``test_launcher.py``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from feeder.coordinator.config import FeederConfig
+from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.service import Coordinator
 from feeder.coordinator.session import resolve
@@ -56,6 +58,8 @@ def local_feeder(
     metrics: FeederMetrics | None = None,
     batch_rows: int = 128 * 1024,
     io_properties: Mapping[str, str] | None = None,
+    limits: CoordinatorLimits | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[LocalFeeder]:
     """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready.
 
@@ -82,6 +86,8 @@ def local_feeder(
         lease_seconds=lease_seconds,
         heartbeat_seconds=0.2,
         metrics=metrics,
+        limits=limits,
+        clock=clock,
     )
     threads = [
         threading.Thread(

@@ -146,3 +146,21 @@ def test_bad_arguments_raise():
     assert lease is not None
     with pytest.raises(ValueError):
         book.heartbeat("c", {lease.lease_id: -1})
+
+
+def test_a_lease_stalled_for_stall_seconds_expires_despite_heartbeats():
+    now = [0.0]
+    book = LeaseBook(
+        [SliceRange(0, 0, 100)], lease_seconds=1.0, stall_seconds=3.0, clock=lambda: now[0]
+    )
+    lease = book.lease("a")
+    assert lease is not None
+    assert book.heartbeat("a", {lease.lease_id: 40}) == []
+    for _ in range(5):
+        now[0] += 0.5
+        assert book.heartbeat("a", {lease.lease_id: 40}) == []
+    now[0] += 0.5  # 3 s since the rows last moved
+    assert book.heartbeat("a", {lease.lease_id: 40}) == [lease.lease_id]
+    assert "stalled" in (book.why_lost(lease.lease_id) or "")
+    rest = book.lease("b")
+    assert rest is not None and (rest.unit.start, rest.unit.stop) == (40, 100)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from feeder.protocol.shuffle_kind import Shuffle
 from feeder.protocol.tickets import TicketClaims, TicketSigner, new_key
-from jobs.errors import AuthError
+from jobs.errors import AuthError, RestartedError
 
 claims_st = st.builds(
     lambda job, snap, slice_id, a, b, epoch, seed, shuffle, cols: TicketClaims(
@@ -63,8 +63,24 @@ def test_sign_verify_round_trip(claims):
 
 def test_ticket_from_another_key_is_refused():
     other = TicketSigner(new_key())
-    with pytest.raises(AuthError, match="signature"):
+    with pytest.raises(RestartedError, match="the feeder was restarted") as refused:
         SIGNER.verify(other.sign(good()))
+    assert other.session_id in str(refused.value) and SIGNER.session_id in str(refused.value)
+    assert isinstance(refused.value, AuthError)
+
+
+def test_a_forged_signature_of_this_session_is_a_bad_signature_not_a_restart():
+    payload, _ = SIGNER.sign(good()).split(b".")
+    with pytest.raises(AuthError, match="bad signature") as refused:
+        SIGNER.verify(payload + b"." + b"A" * 43)
+    assert not isinstance(refused.value, RestartedError)
+
+
+def test_session_ids_are_public_derived_and_distinct():
+    key = new_key()
+    assert TicketSigner(key).session_id == TicketSigner(key).session_id
+    assert len({TicketSigner(new_key()).session_id for _ in range(50)}) == 50
+    assert key.hex()[:16] != TicketSigner(key).session_id
 
 
 def test_short_key_is_refused():
@@ -169,3 +185,22 @@ def test_signed_non_object_payloads_are_refused():
     del missing["cols"]
     with pytest.raises(AuthError):
         signer.verify(forge(missing, KEY))
+
+
+def test_a_ticket_without_a_session_claim_is_still_accepted():
+    key = new_key()
+    payload = {
+        "v": 1,
+        "job": "j",
+        "snap": 42,
+        "slice": 3,
+        "start": 0,
+        "stop": 10,
+        "epoch": 1,
+        "seed": 7,
+        "shuffle": True,
+        "cols": None,
+    }
+    assert TicketSigner(key).verify(forge(payload, key)) == good()
+    with pytest.raises(AuthError, match="unexpected fields"):
+        TicketSigner(key).verify(forge({**payload, "extra": 1}, key))

@@ -1,0 +1,262 @@
+"""What the coordinator remembers per job: its dynamic epochs' lease books, bounded.
+
+Pure bookkeeping with an injectable clock (the caller holds the coordinator's
+lock). Bounds (:class:`~feeder.coordinator.limits.CoordinatorLimits`): at most
+``max_jobs`` live jobs, ``max_open_epochs`` unfinished and ``epochs_kept``
+finished lease books per job, a book nobody called for ``idle_seconds`` dropped,
+and ``consumers_kept`` consumer names per job. A dropped epoch is remembered as
+such (up to a fixed number per job), so a late call about it gets a clear answer
+instead of a fresh book that would deliver its rows again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from feeder.coordinator.leases import LeaseBook
+from feeder.coordinator.limits import RETIRED_EPOCHS_KEPT, CoordinatorLimits
+from feeder.protocol.messages import EpochParams
+from feeder.protocol.shuffle import SliceRange
+from jobs.errors import LimitError, SpecError
+
+log = logging.getLogger(__name__)
+
+RECENT_STATIC_EPOCHS = 8  # static epochs a job's status lists
+
+
+@dataclass
+class EpochBook:
+    """One job's dynamic epoch: its parameters, lease book and last use."""
+
+    params: EpochParams
+    book: LeaseBook
+    last_used: float
+    announced_end: bool = False
+
+
+@dataclass(frozen=True)
+class Retired:
+    """A dropped epoch: whether every row of it was delivered, and why it was dropped."""
+
+    finished: bool
+    why: str
+
+
+@dataclass
+class _JobState:
+    last_seen: float
+    epochs_started: int = 0
+    static_epochs: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    consumers: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    consumers_seen: int = 0
+    modes: set[str] = field(default_factory=set)
+    retired: OrderedDict[int, Retired] = field(default_factory=OrderedDict)
+    forgotten_below: int = 0  # epochs below it were dropped and are no longer remembered
+
+
+class EpochBooks:
+    """The lease books and per-job state of one coordinator, within its limits.
+
+    Args:
+        limits: the bounds to keep.
+        lease_seconds: lease time of every book.
+        clock: monotonic clock (the coordinator's).
+        session_id: the feeder session's id; every lease id starts with it and a dot.
+    """
+
+    def __init__(
+        self,
+        limits: CoordinatorLimits,
+        *,
+        lease_seconds: float,
+        clock: Callable[[], float],
+        session_id: str = "",
+    ) -> None:
+        self.limits = limits
+        self.session_id = session_id
+        self.lease_seconds = lease_seconds
+        self._clock = clock
+        self._jobs: dict[str, _JobState] = {}
+        self._books: dict[tuple[str, int], EpochBook] = {}
+
+    def __len__(self) -> int:
+        return len(self._books)
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def note_consumer(self, params: EpochParams, consumer: str, mode: str) -> int:
+        """Record that ``consumer`` read ``params``' epoch; return the job's consumer count.
+
+        Raises:
+            LimitError: a new job while ``max_jobs`` jobs are live.
+        """
+        state = self._job(params.job)
+        if mode == "static" and params.epoch not in state.static_epochs:
+            state.epochs_started += 1
+            state.static_epochs[params.epoch] = None
+            while len(state.static_epochs) > RECENT_STATIC_EPOCHS:
+                state.static_epochs.popitem(last=False)
+            log.info("job %s started epoch %d (static mode)", params.job, params.epoch)
+        if consumer in state.consumers:
+            state.consumers.move_to_end(consumer)
+        else:
+            state.consumers_seen += 1
+            state.consumers[consumer] = None
+            while len(state.consumers) > self.limits.consumers_kept:
+                state.consumers.popitem(last=False)
+        state.modes.add(mode)
+        return state.consumers_seen
+
+    def _job(self, job: str) -> _JobState:
+        now = self._clock()
+        state = self._jobs.get(job)
+        if state is None:
+            self.sweep()
+            if len(self._jobs) >= self.limits.max_jobs:
+                raise LimitError(
+                    f"job {job!r}: this feeder already serves {len(self._jobs)} live jobs "
+                    f"(limit max_jobs={self.limits.max_jobs}); finish a job, wait "
+                    f"{self.limits.idle_seconds:g} s for an idle one to be forgotten, or "
+                    "start the feeder with a higher limit"
+                )
+            state = self._jobs[job] = _JobState(last_seen=now)
+        state.last_seen = now
+        return state
+
+    # --- books -----------------------------------------------------------------------------
+
+    def open(self, params: EpochParams, units: Callable[[], Iterable[SliceRange]]) -> EpochBook:
+        """Return the book of ``params``' epoch, creating it from ``units()`` if new.
+
+        Raises:
+            SpecError: the epoch was dropped (finished or idle), or another
+                consumer leased it with another seed, shuffle or columns.
+            LimitError: the job has ``max_open_epochs`` unfinished epochs, or it
+                is new and ``max_jobs`` jobs are live.
+        """
+        key = (params.job, params.epoch)
+        entry = self._books.get(key)
+        if entry is None:
+            state = self._job(params.job)
+            gone = self.retired(params.job, params.epoch)
+            if gone is not None:
+                raise SpecError(f"job {params.job!r} epoch {params.epoch} {gone.why}")
+            self._make_room(params.job)
+            book = LeaseBook(
+                units(),
+                lease_seconds=self.lease_seconds,
+                stall_seconds=self.limits.stall_leases * self.lease_seconds,
+                id_prefix=f"{self.session_id}." if self.session_id else "",
+                clock=self._clock,
+            )
+            entry = self._books[key] = EpochBook(params, book, last_used=self._clock())
+            state.epochs_started += 1
+            log.info("job %s started epoch %d (dynamic mode)", params.job, params.epoch)
+        elif (entry.params.seed, entry.params.shuffle, entry.params.columns, entry.params.mix) != (
+            params.seed,
+            params.shuffle,
+            params.columns,
+            params.mix,
+        ):
+            raise SpecError(
+                f"job {params.job!r} epoch {params.epoch} is leased with seed="
+                f"{entry.params.seed}, shuffle={entry.params.shuffle.value}, columns="
+                f"{entry.params.columns}; every consumer of a job must use the same"
+            )
+        entry.last_used = self._clock()
+        return entry
+
+    def get(self, job: str, epoch: int) -> EpochBook | None:
+        """Return the book of a job's epoch (None: never leased).
+
+        Raises:
+            SpecError: the epoch was dropped (finished and evicted, or idle).
+        """
+        entry = self._books.get((job, epoch))
+        if entry is None:
+            gone = self.retired(job, epoch)
+            if gone is not None:
+                raise SpecError(f"job {job!r} epoch {epoch} {gone.why}")
+            return None
+        entry.last_used = self._clock()
+        self._jobs[job].last_seen = entry.last_used
+        return entry
+
+    def retired(self, job: str, epoch: int) -> Retired | None:
+        """Return how a job's epoch was dropped (None: it was not, or long ago)."""
+        state = self._jobs.get(job)
+        if state is None:
+            return None
+        gone = state.retired.get(epoch)
+        if gone is None and epoch < state.forgotten_below and (job, epoch) not in self._books:
+            return Retired(
+                False,
+                "is older than the epochs this feeder still remembers "
+                f"(the last {RETIRED_EPOCHS_KEPT} dropped ones); start a later epoch",
+            )
+        return gone
+
+    def _make_room(self, job: str) -> None:
+        """Drop what the limits say before a new epoch of ``job`` opens."""
+        self.sweep()
+        mine = [e for (j, _), e in self._books.items() if j == job]
+        open_epochs = [e for e in mine if not e.book.finished]
+        if len(open_epochs) >= self.limits.max_open_epochs:
+            raise LimitError(
+                f"job {job!r} has {len(open_epochs)} unfinished epochs "
+                f"(limit max_open_epochs={self.limits.max_open_epochs}): finish one, or let "
+                f"it be dropped after {self.limits.idle_seconds:g} s without calls"
+            )
+
+    def sweep(self) -> None:
+        """Drop idle books, finished books beyond ``epochs_kept`` per job, forgotten jobs."""
+        now = self._clock()
+        idle = self.limits.idle_seconds
+        for key, entry in list(self._books.items()):
+            if now - entry.last_used >= idle:
+                what = "finished" if entry.book.finished else "unfinished"
+                self._retire(
+                    key, f"was dropped: {what} and without calls for {idle:g} s (idle_seconds)"
+                )
+        finished: dict[str, list[tuple[float, tuple[str, int]]]] = {}
+        for key, entry in self._books.items():
+            if entry.book.finished:
+                finished.setdefault(key[0], []).append((entry.last_used, key))
+        for keys in finished.values():
+            keys.sort()
+            for _, key in keys[: max(0, len(keys) - self.limits.epochs_kept)]:
+                self._retire(key, "is finished (every row delivered)")
+        live = {job for job, _ in self._books}
+        for job, state in list(self._jobs.items()):
+            if job not in live and now - state.last_seen >= idle:
+                del self._jobs[job]
+
+    def _retire(self, key: tuple[str, int], why: str) -> None:
+        entry = self._books.pop(key)
+        state = self._jobs.get(key[0])
+        if state is None:
+            return
+        state.retired[key[1]] = Retired(entry.book.finished, why)
+        state.last_seen = max(state.last_seen, self._clock())  # so a late caller hears why
+        while len(state.retired) > RETIRED_EPOCHS_KEPT:
+            epoch, _ = state.retired.popitem(last=False)
+            state.forgotten_below = max(state.forgotten_below, epoch + 1)
+
+    # --- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Return the status document's ``jobs`` entry (bounded by the limits)."""
+        out: dict[str, Any] = {}
+        for job, state in self._jobs.items():
+            dynamic = sorted(epoch for j, epoch in self._books if j == job)
+            out[job] = {
+                "epochs": sorted(set(dynamic) | set(state.static_epochs)),
+                "epochs_started": state.epochs_started,
+                "consumers": state.consumers_seen,
+                "modes": sorted(state.modes),
+            }
+        return out

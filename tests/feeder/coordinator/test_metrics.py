@@ -8,7 +8,7 @@ import pytest
 
 from feeder.client.client import FeederClient
 from feeder.coordinator.metrics import FeederMetrics
-from jobs.errors import FeederError, SpecError
+from jobs.errors import SpecError
 from tests.feeder.local_feeder import ids_of, local_feeder
 from tests.feeder.tables import make_table
 
@@ -28,9 +28,8 @@ def test_metrics_count_leases_consumers_nodes_and_errors(catalog, tmp_path):
             # slice order: one lease per slice (a MIX window would hold this small table whole)
             assert len(ids_of(client.stream(0, mode="dynamic", shuffle="slice"))) == 2000
             assert len(ids_of(client.stream(0, rank=0, world_size=2))) == 1000
-            # a bad request is a coded FlightServerError (invalid_argument): FeederError
-            # until the client maps that code to SpecError
-            with pytest.raises((SpecError, FeederError)):
+            # a bad request is a coded FlightServerError (invalid_argument): SpecError
+            with pytest.raises(SpecError):
                 list(client.stream(0, columns=["nope"]))
             f.coordinator.wait_for(lambda s: all(n["rows_served"] > 0 for n in s["nodes"]), 10)
             url = f"http://127.0.0.1:{metrics.port}/metrics"

@@ -32,9 +32,9 @@ from tests.feeder.tables import make_table
 
 ROWS = 12_000
 # A bad request reaches FeederClient as a FlightServerError with code invalid_argument
-# (never ArrowInvalid: pyarrow sends that with the server's traceback); the client
-# raises FeederError for it until it maps the code to SpecError.
-BAD_REQUEST = SpecError  # a coded invalid_argument refusal, mapped by the client
+# (never ArrowInvalid: pyarrow sends that with the server's traceback); the client maps
+# the code back to SpecError.
+BAD_REQUEST = SpecError
 
 
 @pytest.fixture(scope="module")

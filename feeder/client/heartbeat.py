@@ -13,11 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from feeder.protocol.messages import LeaseRequest
-from jobs.errors import FeederError
+from jobs.errors import IcefeedError, RestartedError
 
 log = logging.getLogger(__name__)
 
-#: ``action(name, body) -> answer``: one coordinator action (raises FeederError on failure).
+#: ``action(name, body) -> answer``: one coordinator action (raises an IcefeedError on failure).
 Action = Callable[[str, Any], Any]
 
 
@@ -93,8 +93,16 @@ class LeaseHeartbeater:
             }
             try:
                 answer = self._action("heartbeat", body)
-            except FeederError as exc:
+            except RestartedError as exc:  # the old session's leases are gone: stop reading them
+                log.warning("lease heartbeat: %s", exc)
+                with self._lock:
+                    self._lost.update(progress)
+                continue
+            except IcefeedError as exc:  # any refusal: the thread lives on, the lease may expire
                 log.warning("lease heartbeat failed: %s", exc)
                 continue
+            lost = answer.get("lost", [])
+            if lost and answer.get("why"):
+                log.warning("lease(s) %s lost: %s", ", ".join(map(str, lost)), answer["why"])
             with self._lock:
-                self._lost.update(answer.get("lost", []))
+                self._lost.update(lost)

@@ -135,3 +135,47 @@ def test_a_count_beyond_the_piece_is_a_spec_error():
     progress = Progress(world_size=2, num_workers=1, unit=4, drop_last=False, delivered=(51,))
     with pytest.raises(SpecError, match=r"resume_from.delivered\[0\]: 51 rows exceed the 50"):
         remaining_spans(100, progress)
+
+
+def test_static_request_carries_resume_from_and_stays_compatible():
+    from feeder.protocol.messages import StaticRequest
+
+    plain = StaticRequest(rank=1, world_size=3)
+    assert b"resume_from" not in plain.to_command()  # older coordinators parse it
+    assert StaticRequest.from_command(plain.to_command()) == plain
+    progress = Progress(world_size=2, num_workers=2, unit=4, drop_last=False, delivered=(8, 4))
+    elastic = StaticRequest(rank=1, world_size=3, unit=4, resume_from=progress)
+    assert StaticRequest.from_command(elastic.to_command()) == elastic
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([1], r"resume_from: \[1\] must be null or an object"),
+        ({"world_size": 2}, "resume_from: .* must be null or an object with exactly"),
+        (
+            {"world_size": 2, "num_workers": 1, "unit": 0, "drop_last": False, "delivered": [1]},
+            "resume_from.unit: 0",
+        ),
+        (
+            {"world_size": 2, "num_workers": 1, "unit": 1, "drop_last": False, "delivered": [-1]},
+            "resume_from.delivered",
+        ),
+    ],
+)
+def test_a_bad_resume_from_on_the_wire_names_the_field(value, message):
+    import json
+
+    from feeder.protocol.messages import StaticRequest
+
+    raw = json.dumps({"v": 1, "resume_from": value}).encode()
+    with pytest.raises(SpecError, match=message):
+        StaticRequest.from_command(raw)
+
+
+def test_dynamic_reads_refuse_resume_from():
+    from feeder.client.request import ReadRequest
+
+    progress = Progress(world_size=1, num_workers=1, unit=1, drop_last=False, delivered=(1,))
+    with pytest.raises(SpecError, match="resume_from: elastic resume is for static mode"):
+        ReadRequest(mode="dynamic", resume_from=progress)

@@ -152,3 +152,18 @@ def test_a_state_saved_after_an_elastic_resume_resumes_at_its_own_shape(feed):
     assert set(before) | set(seen) == set(range(ROWS))
     assert not set(before) & set(seen)
     assert len(seen) == 3 * -(-remaining // 3)
+
+
+def test_the_coordinator_refuses_progress_beyond_a_piece_naming_the_field(feed):
+    from feeder.client.client import FeederClient
+    from feeder.client.request import ReadRequest
+    from feeder.protocol.elastic import Progress
+    from jobs.errors import SpecError
+
+    progress = Progress(world_size=2, num_workers=1, unit=64, drop_last=False, delivered=(3001,))
+    with FeederClient(feed.endpoint, job="elastic") as client:
+        with pytest.raises(SpecError, match=r"resume_from.delivered\[0\]: 3001 rows exceed"):
+            client.plan(request=ReadRequest(unit=64, resume_from=progress))
+        done = Progress(world_size=2, num_workers=1, unit=64, drop_last=False, delivered=(3000,))
+        info = client.plan(request=ReadRequest(unit=64, resume_from=done, shuffle="off"))
+        assert info.total_records == 0  # the old shape delivered the whole epoch

@@ -68,6 +68,8 @@ class ReadRequest(StaticRequest):
         EpochParams.__post_init__(self)
         if self.skip_rows:
             raise SpecError("skip_rows: dynamic mode cannot skip rows (leases track progress)")
+        if self.resume_from is not None:
+            raise SpecError("resume_from: elastic resume is for static mode only")
         unit = self.unit
         if isinstance(unit, bool) or not isinstance(unit, int) or not 1 <= unit <= MAX_UNIT:
             raise SpecError(f"unit: {unit!r} must be an integer in [1, {MAX_UNIT}]")

@@ -35,7 +35,14 @@ from feeder.protocol.messages import (
     field_name,
     parse_json,
 )
-from feeder.protocol.shuffle import SliceRange, epoch_stream, rank_ranges, skip_rows, split_ranges
+from feeder.protocol.shuffle import (
+    SliceRange,
+    epoch_stream,
+    position_ranges,
+    rank_ranges,
+    skip_rows,
+    split_ranges,
+)
 from feeder.protocol.shuffle_kind import Shuffle
 from feeder.protocol.tickets import TicketClaims, TicketSigner, check_session
 from jobs.errors import SpecError
@@ -150,19 +157,29 @@ class ConsumerActions:
                 if self.metrics is not None:
                     self.metrics.plans.labels(job=request.job).inc()
                 return flight.FlightInfo(schema, descriptor, endpoints, total, -1)
-            ranges = rank_ranges(
-                counts,
-                seed=request.seed,
-                epoch=request.epoch,
-                shuffle=request.shuffle.shuffled,
-                rank=request.rank,
-                world_size=request.world_size,
-                drop_last=request.drop_last,
-            )
-            ranges = split_ranges(
-                ranges, part=request.worker, parts=request.num_workers, unit=request.unit
-            )
-            ranges = skip_rows(ranges, request.skip_rows)
+            if request.resume_from is None:
+                ranges = rank_ranges(
+                    counts,
+                    seed=request.seed,
+                    epoch=request.epoch,
+                    shuffle=request.shuffle.shuffled,
+                    rank=request.rank,
+                    world_size=request.world_size,
+                    drop_last=request.drop_last,
+                )
+                ranges = split_ranges(
+                    ranges, part=request.worker, parts=request.num_workers, unit=request.unit
+                )
+                ranges = skip_rows(ranges, request.skip_rows)
+            else:  # elastic resume: this consumer's share of what the old shape left
+                stream = epoch_stream(
+                    counts,
+                    seed=request.seed,
+                    epoch=request.epoch,
+                    shuffle=request.shuffle.shuffled,
+                )
+                spans = mixplan.request_spans(request, sum(counts))
+                ranges = position_ranges(stream, spans)
             endpoints = [
                 flight.FlightEndpoint(
                     self._ticket(request, r),

@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow.flight as flight
 
+from feeder.protocol.elastic import elastic_spans
 from feeder.protocol.messages import EpochParams, StaticRequest
 from feeder.protocol.mix import WindowRead, consumer_reads, consumer_spans, window_layout
 from feeder.protocol.shuffle import SliceRange
@@ -40,20 +41,42 @@ def read_metadata(read: WindowRead, index: int) -> dict[str, Any]:
     }
 
 
+def request_spans(request: StaticRequest, total: int) -> list[tuple[int, int]]:
+    """Return the epoch positions a static request delivers, in order (any shuffle).
+
+    With ``resume_from`` (elastic resume) they are the request's share of what that
+    shape had not delivered. Raises SpecError when ``resume_from`` does not fit.
+    """
+    r = request
+    if r.resume_from is None:
+        return consumer_spans(
+            total,
+            rank=r.rank,
+            world_size=r.world_size,
+            drop_last=r.drop_last,
+            worker=r.worker,
+            num_workers=r.num_workers,
+            unit=r.unit,
+            skip=r.skip_rows,
+        )
+    return elastic_spans(
+        total,
+        r.resume_from,
+        rank=r.rank,
+        world_size=r.world_size,
+        drop_last=r.drop_last,
+        worker=r.worker,
+        num_workers=r.num_workers,
+        unit=r.unit,
+        skip=r.skip_rows,
+    )
+
+
 def static_endpoints(
     request: StaticRequest, counts: Sequence[int], sign: Sign, locate: Locate
 ) -> tuple[list[flight.FlightEndpoint], int]:
     """Return one consumer's MIX endpoints (in read order) and the rows it delivers."""
-    spans = consumer_spans(
-        sum(counts),
-        rank=request.rank,
-        world_size=request.world_size,
-        drop_last=request.drop_last,
-        worker=request.worker,
-        num_workers=request.num_workers,
-        unit=request.unit,
-        skip=request.skip_rows,
-    )
+    spans = request_spans(request, sum(counts))
     endpoints: list[flight.FlightEndpoint] = []
     total = 0
     for index, read in enumerate(consumer_reads(counts, spans, request.mix)):

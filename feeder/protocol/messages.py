@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from feeder.protocol.elastic import Progress
 from feeder.protocol.mix import DEFAULT_BLOCK_ROWS, DEFAULT_WINDOW_ROWS, MixParams
 from feeder.protocol.shuffle_kind import DEFAULT_SHUFFLE, Shuffle, parse_shuffle
 from jobs.errors import SpecError
@@ -95,6 +96,18 @@ def _mix(data: Mapping[str, Any]) -> MixParams:
         raise SpecError(str(exc)) from None
 
 
+def _progress(value: Any) -> Progress | None:
+    """Parse the optional ``resume_from`` object of a static request."""
+    if value is None:
+        return None
+    names = {"world_size", "num_workers", "unit", "drop_last", "delivered"}
+    if not isinstance(value, dict) or set(value) != names:
+        raise SpecError(
+            f"resume_from: {value!r} must be null or an object with exactly {sorted(names)}"
+        )
+    return Progress(**value)
+
+
 @dataclass(frozen=True, kw_only=True)
 class EpochParams:
     """What fixes a job's epoch order: seed, shuffle (and MIX's knobs) and projection.
@@ -133,7 +146,9 @@ class StaticRequest(EpochParams):
     Rank ``rank`` of ``world_size`` gets its equal part; DataLoader worker
     ``worker`` of ``num_workers`` gets its contiguous piece of that part in whole
     ``unit``-row units; the first ``skip_rows`` rows of the piece are left out
-    (resume). Raises SpecError for any invalid field, e.g. ``rank >= world_size``.
+    (resume). With ``resume_from`` (elastic resume) the epoch is first reduced to
+    the rows that shape had not delivered, and that remainder is what is cut.
+    Raises SpecError for any invalid field, e.g. ``rank >= world_size``.
     """
 
     rank: int = 0
@@ -143,9 +158,12 @@ class StaticRequest(EpochParams):
     num_workers: int = 1
     unit: int = 1
     skip_rows: int = 0
+    resume_from: Progress | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.resume_from is not None and not isinstance(self.resume_from, Progress):
+            raise SpecError(f"resume_from: {self.resume_from!r} must be a Progress or None")
         world = _int({"world_size": self.world_size}, "world_size", 1, _MAX_COUNT)
         if not isinstance(self.rank, int) or isinstance(self.rank, bool):
             raise SpecError(f"rank: {self.rank!r} must be an integer")
@@ -160,24 +178,31 @@ class StaticRequest(EpochParams):
 
     def to_command(self) -> bytes:
         """The ``FlightDescriptor.for_command`` payload."""
-        return json.dumps(
-            {
-                "v": VERSION,
-                "job": self.job,
-                "epoch": self.epoch,
-                "seed": self.seed,
-                **self._order_fields(),
-                "columns": list(self.columns) if self.columns is not None else None,
-                "rank": self.rank,
-                "world_size": self.world_size,
-                "drop_last": self.drop_last,
-                "worker": self.worker,
-                "num_workers": self.num_workers,
-                "unit": self.unit,
-                "skip_rows": self.skip_rows,
-            },
-            separators=(",", ":"),
-        ).encode()
+        body: dict[str, Any] = {
+            "v": VERSION,
+            "job": self.job,
+            "epoch": self.epoch,
+            "seed": self.seed,
+            **self._order_fields(),
+            "columns": list(self.columns) if self.columns is not None else None,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "drop_last": self.drop_last,
+            "worker": self.worker,
+            "num_workers": self.num_workers,
+            "unit": self.unit,
+            "skip_rows": self.skip_rows,
+        }
+        if self.resume_from is not None:  # only then: older coordinators parse the rest
+            progress = self.resume_from
+            body["resume_from"] = {
+                "world_size": progress.world_size,
+                "num_workers": progress.num_workers,
+                "unit": progress.unit,
+                "drop_last": progress.drop_last,
+                "delivered": list(progress.delivered),
+            }
+        return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
     def from_command(cls, raw: bytes) -> StaticRequest:
@@ -199,6 +224,7 @@ class StaticRequest(EpochParams):
             "num_workers",
             "unit",
             "skip_rows",
+            "resume_from",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -219,6 +245,7 @@ class StaticRequest(EpochParams):
             num_workers=_int(data, "num_workers", 1, _MAX_COUNT, 1),
             unit=_int(data, "unit", 1, _MAX_COUNT, 1),
             skip_rows=_int(data, "skip_rows", 0, 2**62, 0),
+            resume_from=_progress(data.get("resume_from")),
         )
 
 

@@ -213,3 +213,10 @@ def skip_rows(ranges: Sequence[SliceRange], n: int) -> list[SliceRange]:
     if n < 0:
         raise ValueError(f"cannot skip {n} rows")
     return _window(ranges, n, total_rows(ranges))
+
+
+def position_ranges(
+    ranges: Sequence[SliceRange], spans: Sequence[tuple[int, int]]
+) -> list[SliceRange]:
+    """Return the slice ranges of positions ``spans`` (``[start, stop)`` pairs) of ``ranges``."""
+    return [r for a, b in spans for r in _window(ranges, a, b)]

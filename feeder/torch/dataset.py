@@ -28,12 +28,13 @@ from feeder.client.client import FeederClient  # at import: not on the first bat
 from feeder.client.request import ReadRequest
 from feeder.protocol import fork_guard
 from feeder.protocol.config import TLSConfig
+from feeder.protocol.elastic import Progress
 from feeder.protocol.modes import Mode
 from feeder.protocol.shuffle_kind import Shuffle, parse_shuffle
 from feeder.torch.batching import rebatch as rebatch  # re-exported: it lived here before
 from feeder.torch.batching import tensor_batches
 from feeder.torch.prefetch import Prefetcher
-from feeder.torch.resume import ResumeState
+from feeder.torch.resume import ResumeState, merge_worker_states
 from feeder.torch.tensors import Batch, TensorOptions
 from feeder.torch.world import World, resolve_world
 from jobs.errors import FeederError, SpecError
@@ -151,8 +152,10 @@ class FeederDataset(IterableDataset[Batch]):
         # where the current iteration is: (world, epoch), rows yielded so far
         self._position: tuple[World, int] | None = None
         self._rows_consumed = 0
+        self._resume_from: Progress | None = None  # the elastic origin of this iteration
         self._client_cache: tuple[int, FeederClient] | None = None
-        self._len_cache: tuple[tuple[World, int, int], int] | None = None  # (read, batches)
+        # (read, batches)
+        self._len_cache: tuple[tuple[World, int, int, Progress | None], int] | None = None
         # static mode, no DataLoader worker: the next epoch's stream, opened ahead as soon
         # as the producer of the current iteration's stream (``_current``) is done
         self._ahead: tuple[tuple[World, int], Prefetcher[_Group]] | None = None
@@ -186,7 +189,14 @@ class FeederDataset(IterableDataset[Batch]):
             return World(rank, world_size)
         return World(rank, world_size, info.id, info.num_workers)
 
-    def _state(self, world: World, *, epoch: int, rows_consumed: int) -> ResumeState:
+    def _state(
+        self,
+        world: World,
+        *,
+        epoch: int,
+        rows_consumed: int,
+        resume_from: Progress | None = None,
+    ) -> ResumeState:
         return ResumeState(
             job=self.job,
             epoch=epoch,
@@ -200,6 +210,7 @@ class FeederDataset(IterableDataset[Batch]):
             batch_size=self.batch_size,
             drop_last=self.drop_last,
             mode=self.mode,
+            resume_from=resume_from,
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -213,22 +224,33 @@ class FeederDataset(IterableDataset[Batch]):
         """
         if self._position is not None:
             world, epoch = self._position
-            return self._state(world, epoch=epoch, rows_consumed=self._rows_consumed).to_dict()
+            return self._state(
+                world, epoch=epoch, rows_consumed=self._rows_consumed, resume_from=self._resume_from
+            ).to_dict()
         if self._pending is not None:
             return self._pending.to_dict()
         return self._state(self._world(), epoch=self._epoch, rows_consumed=0).to_dict()
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
         """Resume from ``state`` on the next iteration: its epoch, skipping consumed rows.
 
+        The same shape skips what was consumed. Another world size or worker count
+        resumes elastically (static mode): the rest of the epoch is cut for the new
+        shape, every row once (:mod:`feeder.torch.resume`); that needs a rank state:
+        one taken without DataLoader workers, or the states of all of one rank's
+        workers (pass them as a list, or merged by ``merge_worker_states``).
+
         Args:
-            state: what :meth:`state_dict` returned.
+            state: what :meth:`state_dict` returned, or a list of the states of all
+                DataLoader workers of one rank.
 
         Raises:
             SpecError: a malformed or foreign state (another job or mode), and (at the
                 next iteration, once the DataLoader worker is known) a mid-epoch state
-                of another shape.
+                that cannot resume in this shape.
         """
+        if not isinstance(state, Mapping) and isinstance(state, Sequence):
+            state = merge_worker_states(state)
         resumed = ResumeState.from_dict(state)
         for name, now in (("job", self.job), ("mode", self.mode)):
             if getattr(resumed, name) != now:
@@ -256,25 +278,29 @@ class FeederDataset(IterableDataset[Batch]):
         """
         _refuse_unsafe_fork()
         try:
-            world, epoch, skip = self._next_read()
+            world, epoch, skip, origin = self._next_read()
         finally:
             self._pending = None  # a resume state is used (or refused) once
         self._position = (world, epoch)
         self._rows_consumed = skip
-        ahead = self._take_ahead((world, epoch) if skip == 0 else None)
-        return self._iterate(world, epoch, skip, ahead)
+        self._resume_from = origin
+        fresh = skip == 0 and origin is None
+        ahead = self._take_ahead((world, epoch) if fresh else None)
+        return self._iterate(world, epoch, skip, ahead, origin)
 
-    def _next_read(self) -> tuple[World, int, int]:
-        """Return (world, epoch, rows to skip) of the next iteration in this process.
+    def _next_read(self) -> tuple[World, int, int, Progress | None]:
+        """Return (world, epoch, rows to skip, elastic origin) of the next iteration here.
 
         Raises SpecError if a pending resume state does not fit this world's shape.
         """
         world = self._world()
         pending = self._pending
         if pending is None:
-            return world, self._epoch, 0
-        pending.check_compatible(self._state(world, epoch=pending.epoch, rows_consumed=0))
-        return world, pending.epoch, pending.rows_consumed if self.mode is Mode.STATIC else 0
+            return world, self._epoch, 0, None
+        skip, origin = pending.resume_plan(self._state(world, epoch=pending.epoch, rows_consumed=0))
+        if self.mode is not Mode.STATIC:
+            return world, pending.epoch, 0, None
+        return world, pending.epoch, skip, origin
 
     def __len__(self) -> int:
         """Return how many batches the next iteration yields in this process (static mode).
@@ -305,11 +331,11 @@ class FeederDataset(IterableDataset[Batch]):
                 "the epoch; use mode='static' for a fixed count"
             )
         _refuse_unsafe_fork()
-        world, epoch, skip = self._next_read()
-        key = (world, epoch, skip)
+        world, epoch, skip, origin = self._next_read()
+        key = (world, epoch, skip, origin)
         if self._len_cache is None or self._len_cache[0] != key:
             with self._new_client() as client:
-                info = client.plan(request=self._request(world, epoch, skip))
+                info = client.plan(request=self._request(world, epoch, skip, origin))
             rows = int(info.total_records)
             batches = rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
             self._len_cache = (key, batches)
@@ -333,13 +359,14 @@ class FeederDataset(IterableDataset[Batch]):
         epoch: int,
         skip: int,
         ahead: Prefetcher[_Group] | None,
+        origin: Progress | None = None,
     ) -> Iterator[Batch]:
         source = None
         prefetcher = ahead
         if prefetcher is None and self.prefetch > 0:
-            prefetcher = self._prefetcher(world, epoch, skip)
+            prefetcher = self._prefetcher(world, epoch, skip, origin=origin)
         if prefetcher is None:
-            source = self._produce(world, epoch, skip)
+            source = self._produce(world, epoch, skip, origin)
             groups: Iterator[_Group] = source
         else:
             groups = prefetcher
@@ -366,12 +393,18 @@ class FeederDataset(IterableDataset[Batch]):
             self._read_ahead(world, epoch + 1)  # unless the producer already did
 
     def _prefetcher(
-        self, world: World, epoch: int, skip: int, *, max_idle: float | None = None
+        self,
+        world: World,
+        epoch: int,
+        skip: int,
+        *,
+        max_idle: float | None = None,
+        origin: Progress | None = None,
     ) -> Prefetcher[_Group]:
         """A prefetch thread for (world, epoch) from ``skip``; reads the next epoch ahead
         once its stream is exhausted, if it is still the one being iterated."""
         return Prefetcher(
-            self._produce(world, epoch, skip),
+            self._produce(world, epoch, skip, origin),
             self.prefetch,
             max_idle=max_idle,
             weight=len,  # ``prefetch`` counts batches, the queue holds groups of them
@@ -411,9 +444,11 @@ class FeederDataset(IterableDataset[Batch]):
         if cached is not None and cached[0] == os.getpid():
             cached[1].close()
 
-    def _produce(self, world: World, epoch: int, skip: int) -> Generator[_Group, None, None]:
+    def _produce(
+        self, world: World, epoch: int, skip: int, origin: Progress | None = None
+    ) -> Generator[_Group, None, None]:
         client = self._client()
-        stream = client.stream(request=self._request(world, epoch, skip))
+        stream = client.stream(request=self._request(world, epoch, skip, origin))
         try:
             for group in tensor_batches(
                 stream, self.batch_size, drop_last=self.drop_last, options=self.tensor_options
@@ -426,7 +461,9 @@ class FeederDataset(IterableDataset[Batch]):
             if close is not None:
                 close()
 
-    def _request(self, world: World, epoch: int, skip: int) -> ReadRequest:
+    def _request(
+        self, world: World, epoch: int, skip: int, origin: Progress | None = None
+    ) -> ReadRequest:
         return ReadRequest(
             epoch=epoch,
             mode=self.mode,
@@ -440,6 +477,7 @@ class FeederDataset(IterableDataset[Batch]):
             num_workers=world.num_workers,
             unit=self.batch_size,
             skip_rows=skip,
+            resume_from=origin,
         )
 
     def _new_client(self) -> FeederClient:

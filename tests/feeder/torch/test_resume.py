@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from feeder.protocol.elastic import Progress
 from feeder.protocol.modes import Mode
-from feeder.torch.resume import STATE_VERSION, ResumeState
+from feeder.torch.resume import STATE_VERSION, ResumeState, merge_worker_states
 from jobs.errors import SpecError
 
 
@@ -66,7 +67,8 @@ def test_mode_accepts_its_string_value():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"version": 2}, "version 2 is not supported"),
+        ({"version": 3}, "version 3 is not supported"),
+        ({"delivered": (1,)}, r"resume_from.delivered: .* list of 2"),
         ({"rows_consumed": -1}, "rows_consumed: -1 must be an integer >= 0"),
         ({"epoch": 1.5}, "epoch: 1.5"),
         ({"rank": 2}, "rank 2 must be < world_size 2"),
@@ -96,13 +98,70 @@ def test_from_dict_refuses_foreign_dicts():
         ResumeState.from_dict({**_state().to_dict(), "version": 9})
 
 
-def test_mid_epoch_resume_with_another_world_size_is_a_clear_error():
+def test_mid_epoch_resume_with_another_order_or_batch_size_is_a_clear_error():
     saved = _state()
-    with pytest.raises(SpecError, match=r"world_size was 2 .* but is 4 now"):
-        saved.check_compatible(_state(world_size=4, rows_consumed=0))
-    with pytest.raises(SpecError, match="batch_size"):
+    with pytest.raises(SpecError, match=r"batch_size was 64 .* but is 32 now"):
         saved.check_compatible(_state(batch_size=32))
-    saved.check_compatible(_state(rows_consumed=0))
+    with pytest.raises(SpecError, match="seed"):
+        saved.check_compatible(_state(seed=8))
+    assert saved.resume_plan(_state(rows_consumed=0)) == (128, None)
+
+
+def test_a_lone_worker_state_cannot_resume_at_another_shape():
+    with pytest.raises(SpecError, match="merge the states of all 2 workers"):
+        _state().check_compatible(_state(world_size=4, rows_consumed=0))
+
+
+def test_a_rank_state_resumes_elastically_at_any_shape():
+    workers = [_state(worker=w, rows_consumed=c).to_dict() for w, c in ((1, 64), (0, 128))]
+    merged = ResumeState.from_dict(merge_worker_states(workers))
+    assert merged.delivered == (128, 64) and merged.rows_consumed == 192
+    skip, progress = merged.resume_plan(_state(world_size=3, rank=2, num_workers=1, worker=0))
+    assert skip == 0
+    assert progress == Progress(
+        world_size=2, num_workers=2, unit=64, drop_last=True, delivered=(128, 64)
+    )
+    # the same shape too: a merged state is never a plain skip
+    assert merged.resume_plan(_state(worker=1))[1] == progress
+    single = _state(num_workers=1, worker=0, rows_consumed=50)
+    assert single.resume_plan(_state(world_size=1, rank=0, num_workers=3, worker=2))[1] == Progress(
+        world_size=2, num_workers=1, unit=64, drop_last=True, delivered=(50,)
+    )
+
+
+def test_an_elastically_resumed_iteration_resumes_only_at_its_own_shape():
+    origin = Progress(world_size=2, num_workers=1, unit=64, drop_last=True, delivered=(64,))
+    saved = _state(num_workers=1, worker=0, resume_from=origin)
+    again = ResumeState.from_dict(json.loads(json.dumps(saved.to_dict())))
+    assert again == saved
+    assert saved.resume_plan(_state(num_workers=1, worker=0, rows_consumed=0)) == (128, origin)
+    with pytest.raises(SpecError, match="itself resumed elastically"):
+        saved.check_compatible(_state(world_size=3, num_workers=1, worker=0))
+
+
+def test_dynamic_mode_cannot_resume_at_another_shape():
+    with pytest.raises(SpecError, match="dynamic mode"):
+        _state(mode="dynamic", num_workers=1, worker=0).check_compatible(
+            _state(mode="dynamic", world_size=3, num_workers=1, worker=0)
+        )
+
+
+def test_merge_refuses_states_that_are_not_one_rank_s_workers():
+    with pytest.raises(SpecError, match=r"got workers \[0, 0\]"):
+        merge_worker_states([_state().to_dict(), _state().to_dict()])
+    with pytest.raises(SpecError, match="rank differs"):
+        merge_worker_states([_state().to_dict(), _state(worker=1, rank=0).to_dict()])
+    with pytest.raises(SpecError, match="no states"):
+        merge_worker_states([])
+
+
+def test_a_version_1_state_is_still_read():
+    data = _state().to_dict()
+    del data["delivered"], data["resume_from"]
+    data["version"] = 1
+    state = ResumeState.from_dict(data)
+    assert state.version == STATE_VERSION == 2
+    assert state.delivered is None and state.resume_from is None
 
 
 def test_epoch_boundary_resume_allows_a_new_shape():

@@ -34,6 +34,7 @@ from feeder.torch.batching import rebatch as rebatch  # re-exported: it lived he
 from feeder.torch.batching import tensor_batches
 from feeder.torch.prefetch import Prefetcher
 from feeder.torch.resume import ResumeState
+from feeder.torch.shared import to_shared
 from feeder.torch.tensors import Batch, TensorOptions
 from feeder.torch.world import World, resolve_world
 from jobs.errors import FeederError, SpecError
@@ -414,12 +415,18 @@ class FeederDataset(IterableDataset[Batch]):
     def _produce(self, world: World, epoch: int, skip: int) -> Generator[_Group, None, None]:
         client = self._client()
         stream = client.stream(request=self._request(world, epoch, skip))
+        # in a DataLoader worker, batches are built in shared memory: the hand-over to
+        # the main process then passes one handle per batch instead of copying
+        # (feeder.torch.shared); the main process keeps its zero-copy views
+        in_worker = get_worker_info() is not None
         try:
             for group in tensor_batches(
                 stream, self.batch_size, drop_last=self.drop_last, options=self.tensor_options
             ):
                 if self.transform is not None:
                     group = [(rows, self.transform(batch)) for rows, batch in group]
+                if in_worker:
+                    group = [(rows, to_shared(batch)) for rows, batch in group]
                 yield group
         finally:
             close = getattr(stream, "close", None)

@@ -29,12 +29,14 @@ from feeder.client.request import ReadRequest
 from feeder.protocol import fork_guard
 from feeder.protocol.config import TLSConfig
 from feeder.protocol.elastic import Progress
+from feeder.protocol.mix import MixParams
 from feeder.protocol.modes import Mode
 from feeder.protocol.shuffle_kind import Shuffle, parse_shuffle
 from feeder.torch.batching import rebatch as rebatch  # re-exported: it lived here before
 from feeder.torch.batching import tensor_batches
 from feeder.torch.prefetch import Prefetcher
 from feeder.torch.resume import ResumeState, merge_worker_states
+from feeder.torch.shared import to_shared
 from feeder.torch.tensors import Batch, TensorOptions
 from feeder.torch.world import World, resolve_world
 from jobs.errors import FeederError, SpecError
@@ -70,6 +72,8 @@ class FeederDataset(IterableDataset[Batch]):
         shuffle: True (MIX, the default: every batch represents the whole table),
             ``"slice"`` (slices permuted, then rows inside a slice: a batch holds one
             slice's rows) or False (table order); deterministic from ``seed`` and the epoch.
+        mix: MIX's knobs (block and window rows); None for the defaults. Every consumer
+            of a job must use the same. Smaller windows mix less (docs/torch.md, *Shuffle*).
         seed: the shuffle seed, in ``[0, 2**64)``.
         rank: this process's rank; None: torch.distributed, else env ``RANK``, else 0.
         world_size: the number of ranks; None: as ``rank`` (env ``WORLD_SIZE``, else 1).
@@ -111,6 +115,7 @@ class FeederDataset(IterableDataset[Batch]):
         transform: Callable[[Batch], Batch] | None = None,
         timeout: float = 30.0,
         tensors: TensorOptions | None = None,
+        mix: MixParams | None = None,
         **removed: Any,
     ) -> None:
         super().__init__()
@@ -137,6 +142,9 @@ class FeederDataset(IterableDataset[Batch]):
         self.job = job
         self.shuffle = shuffle
         self._shuffle = parse_shuffle(shuffle)  # SpecError now, not at the first batch
+        if mix is not None and not isinstance(mix, MixParams):
+            raise SpecError(f"mix: {mix!r} must be a MixParams (or None for the defaults)")
+        self.mix = mix if mix is not None else MixParams()
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
@@ -449,12 +457,18 @@ class FeederDataset(IterableDataset[Batch]):
     ) -> Generator[_Group, None, None]:
         client = self._client()
         stream = client.stream(request=self._request(world, epoch, skip, origin))
+        # in a DataLoader worker, batches are built in shared memory: the hand-over to
+        # the main process then passes one handle per batch instead of copying
+        # (feeder.torch.shared); the main process keeps its zero-copy views
+        in_worker = get_worker_info() is not None
         try:
             for group in tensor_batches(
                 stream, self.batch_size, drop_last=self.drop_last, options=self.tensor_options
             ):
                 if self.transform is not None:
                     group = [(rows, self.transform(batch)) for rows, batch in group]
+                if in_worker:
+                    group = [(rows, to_shared(batch)) for rows, batch in group]
                 yield group
         finally:
             close = getattr(stream, "close", None)
@@ -469,6 +483,7 @@ class FeederDataset(IterableDataset[Batch]):
             mode=self.mode,
             seed=self.seed,
             shuffle=self._shuffle,
+            mix=self.mix,
             columns=tuple(self.columns) if self.columns is not None else None,
             rank=world.rank,
             world_size=world.world_size,

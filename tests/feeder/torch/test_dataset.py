@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 import torch
 
+from feeder.protocol.mix import MixParams
 from feeder.torch import TensorOptions
 from feeder.torch.dataset import FeederDataset
 from jobs.errors import FeederError, SpecError
@@ -234,6 +235,8 @@ def test_each_row_once_per_epoch_across_ranks_and_workers(served, mode):
             world_size=2,
             drop_last=False,
             seed=11,
+            # MIX windows of 1,024 rows: ~6 units to share (one default window holds it all)
+            mix=MixParams(block_rows=64, window_rows=1024),
         )
         loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=FORK_SAFE)
         loaders.append(iter(loader))
@@ -549,3 +552,74 @@ def test_a_training_process_reads_the_feeder_without_loading_spark_or_iceberg(se
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{ROWS} []", result.stdout
+
+
+class _SharedInWorker(torch.utils.data.IterableDataset):
+    """Yields each batch of ``ds`` with ``"_unshared"``: the tensors that were not in
+    shared memory in the DataLoader worker, just before the worker sent the batch."""
+
+    def __init__(self, ds: FeederDataset) -> None:
+        self.ds = ds
+
+    def __iter__(self):
+        assert torch.utils.data.get_worker_info() is not None
+        for batch in self.ds:
+            unshared = [k for k, v in batch.items() if torch.is_tensor(v) and not v.is_shared()]
+            yield {**batch, "_unshared": unshared}
+
+
+def _by_id(batches: list[dict]) -> dict[str, list]:
+    """Every column of ``batches`` as one list, rows ordered by ``id``."""
+    ids = [i for b in batches for i in b["id"].tolist()]
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    out = {}
+    for key in batches[0]:
+        if key == "_unshared":
+            continue
+        values = [v for b in batches for v in b[key]]
+        out[key] = [values[i].tolist() if torch.is_tensor(values[i]) else values[i] for i in order]
+    return out
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_worker_batches_are_built_in_shared_memory_and_arrive_intact_pinned(served):
+    """In a DataLoader worker every tensor of a batch is in shared memory before it is
+    sent (the hand-over passes a handle, no copy); with ``pin_memory=True`` the batches
+    arrive equal, row for row, to what the main process reads with its zero-copy views."""
+    import warnings
+
+    from torch.utils.data import DataLoader
+
+    def dataset(job: str) -> FeederDataset:
+        return FeederDataset(
+            served.endpoint,
+            batch_size=100,
+            job=job,
+            shuffle=False,
+            tensors=TensorOptions(nulls="fill", fill_value=-1),
+        )
+
+    in_main = list(dataset("shm-main"))
+    assert not any(v.is_shared() for b in in_main for v in b.values() if torch.is_tensor(v))
+    loader = DataLoader(
+        _SharedInWorker(dataset("shm-workers")),
+        batch_size=None,
+        num_workers=2,
+        pin_memory=True,
+        multiprocessing_context=FORK_SAFE,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from_workers = list(loader)
+    assert from_workers and all(b["_unshared"] == [] for b in from_workers)
+    tensors = [v for b in from_workers for v in b.values() if torch.is_tensor(v)]
+    assert {"x", "f32", "flag", "ts", "vec", "vec_lengths", "maybe"} <= set(from_workers[0])
+    if torch.accelerator.is_available():  # the DataLoader's pin thread copied them
+        assert all(t.is_pinned() for t in tensors)
+    else:  # a CPU-only build: torch turns pinning off, and says so
+        assert any("no accelerator" in str(w.message) for w in caught)
+        assert all(t.is_shared() for t in tensors)  # received by handle, not copied
+    got, want = _by_id(from_workers), _by_id(in_main)
+    assert got["id"] == list(range(ROWS))
+    assert got == want

@@ -45,14 +45,11 @@ def node_partition(node_id: str, spec: NodeTaskSpec) -> Callable[[Iterable[Any]]
 
     def run(_rows: Iterable[Any]) -> Iterator[str]:
         import json
-        import socket
 
         from feeder.node.datanode import run_data_node
 
         settings = spec.settings
-        advertise = None
-        if settings.host in ("0.0.0.0", "::", ""):
-            advertise = socket.gethostbyname(socket.gethostname())
+        advertise = settings.advertised_host()
         if not settings.host:
             settings = replace(settings, host="0.0.0.0")
         stats = run_data_node(

@@ -52,7 +52,7 @@ from feeder.protocol.auth import (
     server_middleware,
 )
 from feeder.protocol.auth import server_tls_kwargs as _server_tls_kwargs
-from feeder.protocol.config import TLSConfig
+from feeder.protocol.config import TLSConfig, warn_if_insecure
 from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallSigner
 from feeder.protocol.node_messages import (
     CachedReport,
@@ -312,7 +312,7 @@ def run_data_node(
         coordinator_endpoint: where the coordinator listens.
         ticket_key: the session's ticket key (verifies tickets, proves node calls).
         settings: the session's node settings (None: the defaults).
-        advertise_host: the address consumers dial (None: ``settings.host``).
+        advertise_host: the address consumers dial (None: ``settings.advertised_host()``).
         timeout: per-call timeout; the node also stops by itself when the
             coordinator stays unreachable this long.
 
@@ -359,7 +359,8 @@ def run_data_node(
         batch_rows=settings.batch_rows,
         on_cached=report_cached,
     )
-    location = location_uri(advertise_host or settings.host, node.port, tls)
+    warn_if_insecure(f"data node {node_id}", settings.host, tls)
+    location = location_uri(advertise_host or settings.advertised_host(), node.port, tls)
     try:
         assigned = _register(link, node, node_id, location, root, coordinator_endpoint)
         for slice_id in assigned:

@@ -56,10 +56,14 @@ def local_feeder(
     metrics: FeederMetrics | None = None,
     batch_rows: int = 128 * 1024,
     io_properties: Mapping[str, str] | None = None,
+    advertise_host: str | None = None,
+    node_tls: TLSConfig | None = None,
 ) -> Iterator[LocalFeeder]:
     """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready.
 
-    ``io_properties`` are added to the table's FileIO properties the nodes get.
+    ``io_properties`` are added to the table's FileIO properties the nodes get;
+    ``advertise_host`` is the nodes' advertised name; ``node_tls`` the nodes' TLS
+    settings (None: ``tls``).
     """
     config = FeederConfig(
         table=table,
@@ -91,7 +95,8 @@ def local_feeder(
                 "ticket_key": key,
                 "settings": NodeSettings(
                     token=config.token,
-                    tls=tls,
+                    tls=node_tls if node_tls is not None else tls,
+                    advertise_host=advertise_host,
                     cache_dir=cache_dir,
                     heartbeat_seconds=0.2,
                     batch_rows=batch_rows,

@@ -400,6 +400,28 @@ def test_token_is_required_on_coordinator_and_nodes(module_catalog, tmp_path):
         assert "s3cret" not in repr(client) and "s3cret" not in json.dumps(client.status())
 
 
+def test_nodes_advertise_a_name_their_certificate_carries(module_catalog, tmp_path):
+    from tests.feeder.protocol.test_auth import make_cert
+
+    ca = make_cert(tmp_path, "ca")
+    cert, key = make_cert(tmp_path, "session", dns=("localhost",), issuer=ca)  # no IP SAN
+    server_tls = TLSConfig(cert, key, ca_file=ca[0])
+    # nodes dial the coordinator at 127.0.0.1: they check the name it carries instead
+    node_tls = TLSConfig(cert, key, ca_file=ca[0], server_name="localhost")
+    with local_feeder(
+        module_catalog,
+        cache_dir=tmp_path / "c",
+        nodes=1,
+        tls=server_tls,
+        node_tls=node_tls,
+        advertise_host="localhost",
+    ) as f:
+        endpoint = f.endpoint.replace("127.0.0.1", "localhost")
+        client = FeederClient(endpoint, tls=TLSConfig(ca_file=ca[0]), job="named")
+        assert [n["location"].split(":")[1] for n in client.status()["nodes"]] == ["//localhost"]
+        assert sorted(ids_of(client.stream(0))) == list(range(ROWS))
+
+
 def test_tls_with_a_self_signed_certificate(module_catalog, tmp_path):
     from tests.feeder.protocol.test_auth import make_self_signed
 

@@ -41,6 +41,7 @@ from feeder.node.cache import (
     check_range,
     cut,
 )
+from feeder.node.credentials import node_io_properties
 from feeder.node.materialize import SliceSource
 from feeder.node.settings import DEFAULT_BATCH_ROWS, NodeSettings
 from feeder.protocol.auth import (
@@ -409,7 +410,7 @@ def _register(
         answer = RegisterAnswer.from_json(link.call(request))
         source = SliceSource.from_metadata(
             answer.metadata_location,
-            io_properties=answer.io_properties,
+            io_properties=node_io_properties(answer.io_properties, os.environ),
             snapshot_id=answer.snapshot_id,
             row_filter=answer.row_filter,
             columns=answer.columns,

@@ -9,7 +9,7 @@ tested in ``test_serve.py`` / ``test_launcher.py``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,12 +58,14 @@ def local_feeder(
     io_properties: Mapping[str, str] | None = None,
     advertise_host: str | None = None,
     node_tls: TLSConfig | None = None,
+    node_endpoint: Callable[[str], str] | None = None,
 ) -> Iterator[LocalFeeder]:
     """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready.
 
     ``io_properties`` are added to the table's FileIO properties the nodes get;
     ``advertise_host`` is the nodes' advertised name; ``node_tls`` the nodes' TLS
-    settings (None: ``tls``).
+    settings (None: ``tls``); ``node_endpoint`` maps the coordinator's endpoint
+    to the one nodes dial (e.g. through a recording relay).
     """
     config = FeederConfig(
         table=table,
@@ -87,10 +89,11 @@ def local_feeder(
         heartbeat_seconds=0.2,
         metrics=metrics,
     )
+    dial = node_endpoint(coordinator.endpoint) if node_endpoint else coordinator.endpoint
     threads = [
         threading.Thread(
             target=run_data_node,
-            args=(f"t{i}", coordinator.endpoint),
+            args=(f"t{i}", dial),
             kwargs={
                 "ticket_key": key,
                 "settings": NodeSettings(

@@ -20,7 +20,6 @@ import functools
 import logging
 import os
 import queue
-import shutil
 import tempfile
 import threading
 import time
@@ -38,9 +37,11 @@ from feeder.node.cache import (
     DEFAULT_TAKE_ROWS,
     CachedSlice,
     SliceCache,
+    SliceUnreadable,
     check_range,
     cut,
 )
+from feeder.node.cache_dirs import FOLDER_PREFIX, claim_folder, sweep_dead_folders
 from feeder.node.credentials import node_io_properties
 from feeder.node.materialize import SliceSource
 from feeder.node.settings import DEFAULT_BATCH_ROWS, NodeSettings
@@ -178,6 +179,25 @@ class DataNode(flight.FlightServerBase):
             self.on_cached(entry)
         return entry
 
+    def _open_cached(self, slice_id: int) -> tuple[CachedSlice, pa.Table]:
+        """Return slice ``slice_id``'s entry and mapped table; a slice whose files no longer
+        read back as written is dropped and materialised again (once).
+
+        Raises:
+            SliceUnreadable: the slice is unreadable even freshly materialised.
+            FeederError: the slice is unknown to this node's plan.
+        """
+        for attempt in range(2):
+            entry = self.ensure_cached(slice_id)
+            try:
+                return entry, self.cache.open(slice_id)
+            except SliceUnreadable as exc:
+                if attempt:
+                    raise
+                log.warning("data node: %s; materialising it again", exc)
+                self._count(errors=1)
+        raise AssertionError("unreachable")
+
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> Any:
         """Stream the rows a signed ticket names; every refusal is a Flight error."""
         try:
@@ -217,9 +237,9 @@ class DataNode(flight.FlightServerBase):
             raise flight.FlightUnavailableError(
                 f"slice {claims.slice_id} is unknown to this node; try another location"
             )
-        entry = self.ensure_cached(claims.slice_id)
+        entry, opened = self._open_cached(claims.slice_id)
         check_range(claims.slice_id, entry.num_rows, claims.start, claims.stop)
-        table = self.cache.select(self.cache.open(claims.slice_id), claims.columns)
+        table = self.cache.select(opened, claims.columns)
         if not claims.shuffle:
             part = table.slice(claims.start, claims.stop - claims.start)
             batches = list(cut(part, chunking.sizes(part.num_rows, self.batch_rows)))
@@ -327,7 +347,10 @@ def run_data_node(
     """
     settings = settings if settings is not None else NodeSettings()
     tls = settings.tls
-    root = default_cache_root(settings.cache_dir) / f"icefeed-node-{node_id}-{os.getpid()}"
+    parent = default_cache_root(settings.cache_dir)
+    sweep_dead_folders(parent)  # left by nodes SIGKILLed earlier (a persistent hostPath)
+    claimed = claim_folder(parent, f"{FOLDER_PREFIX}{node_id}-{os.getpid()}")
+    root = claimed.path
     cache = SliceCache(root, row_copy=settings.row_copy)
     client = connect(coordinator_endpoint, tls=tls)
     signer = TicketSigner(ticket_key)
@@ -385,7 +408,7 @@ def run_data_node(
         stop.set()
         node.shutdown()
         cache.close()
-        shutil.rmtree(root, ignore_errors=True)
+        claimed.release()
         client.close()
         log.info("data node %s stopped", node_id)
 

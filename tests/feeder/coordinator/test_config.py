@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import fields
 from pathlib import Path
 
@@ -177,3 +178,13 @@ def test_advertised_host_is_the_override_the_bind_host_or_a_name_for_a_wildcard(
     assert NodeSettings(host="0.0.0.0", tls=tls).advertised_host() == socket.getfqdn()
     plain = NodeSettings(host="0.0.0.0", insecure=True).advertised_host()
     assert plain == socket.gethostbyname(socket.gethostname())
+
+
+def test_insecure_binds_are_warned_about_in_the_log(caplog):
+    from feeder.protocol.config import warn_if_insecure
+
+    with caplog.at_level(logging.WARNING, logger="feeder.protocol.config"):
+        warn_if_insecure("the coordinator", "127.0.0.1", None)
+        assert caplog.records == []
+        warn_if_insecure("the coordinator", "0.0.0.0", None)
+    assert "WITHOUT TLS" in caplog.text and "0.0.0.0" in caplog.text

@@ -41,7 +41,12 @@ from feeder.node.cache import (
     check_range,
     cut,
 )
-from feeder.node.cache_dirs import FOLDER_PREFIX, claim_folder, sweep_dead_folders
+from feeder.node.cache_dirs import (
+    FOLDER_PREFIX,
+    claim_folder,
+    session_tag,
+    sweep_dead_folders,
+)
 from feeder.node.credentials import node_io_properties
 from feeder.node.materialize import SliceSource
 from feeder.node.settings import DEFAULT_BATCH_ROWS, NodeSettings
@@ -326,7 +331,9 @@ def run_data_node(
 ) -> dict[str, Any]:
     """Run one data node until the coordinator says stop (the body of one Spark task).
 
-    The cache directory is deleted on the way out.
+    The node claims its cache folder (:mod:`feeder.node.cache_dirs`), sweeps the
+    folders of dead nodes, adopting the verified slices of a dead node of this
+    session (reported as cached at once), and deletes its folder on the way out.
 
     Args:
         node_id: this node's id, unique in the session.
@@ -348,10 +355,14 @@ def run_data_node(
     settings = settings if settings is not None else NodeSettings()
     tls = settings.tls
     parent = default_cache_root(settings.cache_dir)
-    sweep_dead_folders(parent)  # left by nodes SIGKILLed earlier (a persistent hostPath)
-    claimed = claim_folder(parent, f"{FOLDER_PREFIX}{node_id}-{os.getpid()}")
+    tag = session_tag(ticket_key)
+    claimed = claim_folder(parent, f"{FOLDER_PREFIX}{node_id}-{os.getpid()}", tag)
     root = claimed.path
+    # folders of nodes SIGKILLed earlier (a persistent hostPath): this session's slices
+    # are adopted (checksums verified), everything else deleted
+    sweep_dead_folders(parent, adopt_into=root, tag=tag)
     cache = SliceCache(root, row_copy=settings.row_copy)
+    adopted = cache.adopt_existing()
     client = connect(coordinator_endpoint, tls=tls)
     signer = TicketSigner(ticket_key)
     link = _CoordinatorLink(
@@ -387,6 +398,13 @@ def run_data_node(
     location = location_uri(advertise_host or settings.advertised_host(), node.port, tls)
     try:
         assigned = _register(link, node, node_id, location, root, coordinator_endpoint)
+        for entry in adopted:
+            if entry.slice_id in node.plans:
+                report_cached(entry)
+            else:
+                cache.drop(entry.slice_id)
+        if adopted:
+            log.info("data node %s adopted %d cached slice(s)", node_id, len(adopted))
         for slice_id in assigned:
             work.put(slice_id)
         beat = threading.Thread(

@@ -94,3 +94,60 @@ def test_a_cached_file_truncated_under_a_running_node_is_cached_again_not_a_sigb
         coordinator.request_stop()
         node.wait(30)
         coordinator.close()
+
+
+def test_a_replacement_node_adopts_a_sigkilled_nodes_verified_slices(catalog, tmp_path):
+    import signal
+    import threading
+
+    from feeder.node.datanode import run_data_node
+    from feeder.node.settings import NodeSettings
+
+    make_table(catalog, files=2, rows_per_file=ROWS // 2, row_group_rows=500)
+    served = resolve(FeederConfig(table="test.feed", slice_bytes=40_000), catalog)
+    key = new_key()
+    coordinator = Coordinator(served, signer=TicketSigner(key), slots=1, heartbeat_seconds=0.3)
+    cache_dir = tmp_path / "cache"
+    victim = _start_node(coordinator.endpoint, key, cache_dir)
+    replacement: threading.Thread | None = None
+    try:
+        assert coordinator.wait_ready(120), coordinator.status()
+        (dead_folder,) = cache_dir.glob("icefeed-node-*")
+        ipc = sorted(dead_folder.glob("slice-*.arrow"))
+        assert len(ipc) == len(served.plans)
+        flipped = bytearray(ipc[0].read_bytes())
+        flipped[len(flipped) // 2] ^= 0x01  # this one must not be adopted
+        ipc[0].write_bytes(bytes(flipped))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        assert coordinator.wait_for(lambda s: not any(n["alive"] for n in s["nodes"]), timeout=60)
+        replacement = threading.Thread(
+            target=run_data_node,
+            args=("again", coordinator.endpoint),
+            kwargs={
+                "ticket_key": key,
+                "settings": NodeSettings(cache_dir=cache_dir, heartbeat_seconds=0.2),
+                "timeout": 10.0,
+            },
+            daemon=True,
+        )
+        replacement.start()
+
+        def settled(status: dict) -> bool:
+            live = [n for n in status["nodes"] if n["alive"]]
+            return len(live) == 1 and live[0]["slices_cached"] == len(served.plans)
+
+        assert coordinator.wait_for(settled, timeout=60), coordinator.status()
+        (node,) = [n for n in coordinator.status()["nodes"] if n["alive"]]
+        # only the slice with the flipped bit was read from storage again
+        assert 0 < node["storage_bytes_read"] < sum(p.estimated_bytes for p in served.plans)
+        assert not dead_folder.exists()
+        client = FeederClient(coordinator.endpoint, job="after", timeout=20)
+        assert sorted(ids_of(client.stream(0, shuffle=False))) == list(range(ROWS))
+    finally:
+        coordinator.request_stop()
+        if replacement is not None:
+            replacement.join(30)
+        if victim.poll() is None:
+            victim.kill()
+        coordinator.close()

@@ -124,7 +124,7 @@ class NodeLauncher:
             if self._stopping:
                 return
             self._threads[node_id] = thread
-        thread.start()
+            thread.start()  # under the lock: stop() never joins a thread not yet started
         log.info("launching data node %s (slot %d) as its own Spark job", node_id, slot)
 
     def _run(self, node_id: str, slot: int, generation: int) -> None:

@@ -46,6 +46,9 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--job", default="default", help="job name sent with the call")
     status.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
     status.add_argument("--tls-ca", help="PEM roots to trust for grpc+tls")
+    status.add_argument("--tls-client-cert", help="PEM client certificate (mutual TLS)")
+    status.add_argument("--tls-client-key", help="PEM private key of --tls-client-cert")
+    status.add_argument("--tls-server-name", help="name to check the server certificate against")
     status.set_defaults(func=_status)
 
 
@@ -74,6 +77,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here")
     parser.add_argument("--tls-cert", help="PEM certificate (enables grpc+tls)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-ca", help="PEM roots the session trusts (default: --tls-cert)")
+    parser.add_argument(
+        "--tls-client-ca", help="require client certificates signed by this CA (mutual TLS)"
+    )
+    parser.add_argument("--tls-server-name", help="name to check server certificates against")
+    parser.add_argument(
+        "--advertise-host", help="name data nodes advertise (default: bind host or FQDN)"
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without TLS (clear text: trusted networks only)",
+    )
     parser.add_argument("--ready-timeout", type=float, default=DEFAULT_READY_TIMEOUT)
     parser.add_argument("--endpoint-file", help="write the endpoint here once ready")
 
@@ -105,10 +121,18 @@ def serve_config(args: argparse.Namespace) -> FeederConfig:
         "metrics_port": args.metrics_port,
         "row_copy": False if args.no_row_copy else None,
         "tls": (
-            TLSConfig(cert_file=args.tls_cert, key_file=args.tls_key)
+            TLSConfig(
+                cert_file=args.tls_cert,
+                key_file=args.tls_key,
+                ca_file=args.tls_ca,
+                client_ca_file=args.tls_client_ca,
+                server_name=args.tls_server_name,
+            )
             if args.tls_cert or args.tls_key
             else None
         ),
+        "advertise_host": args.advertise_host,
+        "insecure": True if args.insecure else None,
     }
     return FeederConfig(table=args.table, **{k: v for k, v in given.items() if v is not None})
 
@@ -152,7 +176,16 @@ def _status(args: argparse.Namespace) -> int:
     from feeder.client.client import FeederClient
     from feeder.protocol.config import TLSConfig
 
-    tls = TLSConfig(ca_file=args.tls_ca) if args.tls_ca else None
+    tls = (
+        TLSConfig(
+            ca_file=args.tls_ca,
+            client_cert_file=args.tls_client_cert,
+            client_key_file=args.tls_client_key,
+            server_name=args.tls_server_name,
+        )
+        if args.tls_ca
+        else None
+    )
     with FeederClient(args.endpoint, job=args.job, tls=tls, timeout=args.timeout) as client:
         status = client.status()
     if args.json:

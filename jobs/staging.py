@@ -41,7 +41,9 @@ def list_files(io: FileIO, prefix: str) -> list[str]:
         fs = io.fs_by_scheme(scheme, netloc)
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
         return sorted(
-            _uri(scheme, netloc, info.path) for info in infos if info.type == pafs.FileType.File
+            fs_path_uri(scheme, netloc, info.path)
+            for info in infos
+            if info.type == pafs.FileType.File
         )
     from pyiceberg.io.fsspec import FsspecFileIO
 
@@ -59,8 +61,17 @@ def list_files(io: FileIO, prefix: str) -> list[str]:
     raise TypeError(f"cannot list files with {type(io).__name__}")
 
 
-def _uri(scheme: str, netloc: str, path: str) -> str:
-    """Rebuild a URI from a pyarrow filesystem path (object stores keep the bucket in it)."""
+def fs_path_uri(scheme: str, netloc: str, path: str) -> str:
+    """Return the URI of a pyarrow filesystem ``path`` (object stores keep the bucket in it).
+
+    Args:
+        scheme: the URI scheme, e.g. ``s3`` or ``file``.
+        netloc: the bucket or host ('' for local files).
+        path: the path as pyarrow's filesystem spells it.
+
+    Returns:
+        ``scheme://netloc/path``.
+    """
     if netloc and path.startswith(f"{netloc}/"):
         return f"{scheme}://{path}"
     return f"{scheme}://{netloc}/{path.lstrip('/')}"
@@ -72,8 +83,8 @@ def remove_uncommitted(io: FileIO, prefix: str, keep: set[str]) -> list[str]:
     Used after a successful Spark job (files of failed or speculative task
     attempts) and after an abort (``keep`` empty).
     """
-    normalized_keep = {_normalize(p) for p in keep}
-    doomed = [p for p in list_files(io, prefix) if _normalize(p) not in normalized_keep]
+    normalized_keep = {normalize_path(p) for p in keep}
+    doomed = [p for p in list_files(io, prefix) if normalize_path(p) not in normalized_keep]
     if doomed:
         log.info("deleting %d uncommitted file(s) under %s", len(doomed), prefix)
         delete_quietly(io, doomed)
@@ -100,8 +111,15 @@ def remove_prefix(io: FileIO, prefix: str) -> None:
             log.warning("could not delete folder %s: %s", prefix, exc)
 
 
-def _normalize(path: str) -> str:
-    """Compare ``file:/x``, ``file:///x`` and ``/x`` as the same local file."""
+def normalize_path(path: str) -> str:
+    """Return ``path`` as paths are compared (``file:/x``, ``file:///x`` and ``/x`` are ``/x``).
+
+    Args:
+        path: a URI or local path.
+
+    Returns:
+        The path without a ``file:`` scheme; other URIs unchanged.
+    """
     if path.startswith("file://"):
         path = path[len("file://") :]
     elif path.startswith("file:"):

@@ -81,7 +81,7 @@ from jobs.commit import (
 )
 from jobs.datafiles import DataFileInfo, TaskPlan
 from jobs.engines import WriteEngine, data_file_writer
-from jobs.errors import CommitError, SpecError
+from jobs.errors import CommitError, IcefeedError, SpecError
 from jobs.run_ids import check_run_id, new_run_id
 from jobs.schema_mapping import check_compatible, identity_partition_spec, spark_to_iceberg
 from jobs.staging import remove_prefix, remove_uncommitted, write_prefix
@@ -230,6 +230,7 @@ def stage_write(
             bytes=0,
             previous=run_result(table, run, previous, already=True),
         )
+    _sweep_orphans_quietly(tbl, table)
     schema = tbl.schema()
     check_compatible(schema, df_schema, table=table)
     _check_partitioning(tbl, table, partition_by)
@@ -277,6 +278,19 @@ def stage_write(
         time.perf_counter() - started,
     )
     return staged
+
+
+def _sweep_orphans_quietly(tbl: Table, table: str) -> None:
+    """Sweep files killed writers left (:mod:`jobs.orphans`); never fail the write for it."""
+    from jobs.orphans import sweep_orphans
+
+    try:
+        result = sweep_orphans(tbl)
+    except (IcefeedError, OSError) as exc:
+        log.warning("could not sweep orphaned staged files of %s: %s", table, exc)
+        return
+    if result.deleted:
+        log.info("swept %d orphaned staged file(s) of %s", len(result.deleted), table)
 
 
 def _run_write_job(

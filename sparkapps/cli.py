@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the ``icefeed`` argument parser with every subcommand registered."""
     from feeder.cli import register as register_feeder
     from jobs.clean.cli import register as register_clean
+    from jobs.orphans_cli import register as register_sweep
     from sparkapps.commands import register as register_sparkapp
 
     parser = argparse.ArgumentParser(
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_clean(sub)
     register_feeder(sub)
     register_sparkapp(sub)
+    register_sweep(sub)
     return parser
 
 

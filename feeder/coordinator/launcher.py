@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_RESTARTS = 3
+#: a node that ran this long before failing was healthy: its slot's restart count resets
+DEFAULT_HEALTHY_SECONDS = 600.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,14 +48,11 @@ def node_partition(node_id: str, spec: NodeTaskSpec) -> Callable[[Iterable[Any]]
 
     def run(_rows: Iterable[Any]) -> Iterator[str]:
         import json
-        import socket
 
         from feeder.node.datanode import run_data_node
 
         settings = spec.settings
-        advertise = None
-        if settings.host in ("0.0.0.0", "::", ""):
-            advertise = socket.gethostbyname(socket.gethostname())
+        advertise = settings.advertised_host()
         if not settings.host:
             settings = replace(settings, host="0.0.0.0")
         stats = run_data_node(
@@ -71,7 +71,10 @@ class NodeLauncher:
     """Starts ``nodes`` data nodes on ``sc`` and replaces those whose Spark job ends early.
 
     ``on_node_lost(node_id, reason)`` is called (from the node's driver thread)
-    when a node's job fails or ends while the feeder is not stopping.
+    when a node's job fails or ends while the feeder is not stopping. A slot is
+    restarted at most ``max_restarts`` times in a row: a node that ran at least
+    ``healthy_seconds`` before it failed resets its slot's count, so a feeder that
+    runs for weeks survives one node loss a day.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class NodeLauncher:
         on_node_lost: Callable[[str, str], None],
         max_restarts: int = DEFAULT_MAX_RESTARTS,
         session: str | None = None,
+        healthy_seconds: float = DEFAULT_HEALTHY_SECONDS,
     ) -> None:
         if nodes < 1:
             raise ValueError(f"nodes {nodes} must be >= 1")
@@ -91,6 +95,7 @@ class NodeLauncher:
         self.nodes = nodes
         self._on_node_lost = on_node_lost
         self.max_restarts = max_restarts
+        self.healthy_seconds = healthy_seconds
         self.session = session or uuid.uuid4().hex[:8]
         self._lock = threading.Lock()
         self._stopping = False
@@ -119,12 +124,13 @@ class NodeLauncher:
             if self._stopping:
                 return
             self._threads[node_id] = thread
-        thread.start()
+            thread.start()  # under the lock: stop() never joins a thread not yet started
         log.info("launching data node %s (slot %d) as its own Spark job", node_id, slot)
 
     def _run(self, node_id: str, slot: int, generation: int) -> None:
         sc = self._sc
         sc.setJobGroup(self.group(node_id), f"icefeed data node {node_id}", interruptOnCancel=True)
+        started = time.monotonic()
         try:
             sc.parallelize([node_id], 1).mapPartitions(
                 node_partition(node_id, self._spec)
@@ -139,6 +145,8 @@ class NodeLauncher:
             log.info("data node %s stopped", node_id)
             return
         self.failures.append((node_id, reason))
+        if time.monotonic() - started >= self.healthy_seconds:
+            self._restarts[slot] = 0  # it was healthy: this loss starts a fresh count
         self._on_node_lost(node_id, reason)
         if self._restarts[slot] >= self.max_restarts:
             log.error(

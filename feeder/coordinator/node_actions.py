@@ -50,6 +50,8 @@ class NodeActions:
         self._ready = ready
         self._heartbeats: dict[str, int] = {}
         self._stopping = False
+        #: why the table cannot be cached (a node too small for its share), else None
+        self.capacity_error: str | None = None
 
     def handlers(
         self,
@@ -94,6 +96,7 @@ class NodeActions:
                 live_slots = {n.slot for n in reg.alive()}
                 free = [s for s in range(reg.slots) if s not in live_slots]
                 slot = free[0] if free else len(reg.nodes) % reg.slots
+            self._check_capacity(request, slot)
             assigned = reg.register(
                 request.node_id,
                 slot=slot,
@@ -122,6 +125,33 @@ class NodeActions:
             plans=served.plans,
             assigned=tuple(assigned),
         ).to_dict()
+
+    def _check_capacity(self, request: RegisterRequest, slot: int) -> None:
+        """Refuse a node whose free cache disk cannot hold its slot's slices (caller locks).
+
+        Raises:
+            flight.FlightServerError: the numbers, and what to change.
+        """
+        capacity = request.capacity_bytes
+        if capacity is None:
+            return
+        sizes = {p.slice_id: p.estimated_bytes for p in self.served.plans}
+        mine = self.registry.slot_slices(slot)
+        need = sum(sizes.get(s, 0) for s in mine)
+        if need <= capacity:
+            return
+        total = sum(sizes.values())
+        self.capacity_error = (
+            f"the table cannot fit in the data nodes' caches: node {request.node_id} has "
+            f"{capacity:,} bytes free under {request.cache_dir}, but slot {slot}'s "
+            f"{len(mine)} slices need about {need:,} bytes (the table is about {total:,} "
+            f"bytes over {self.registry.slots} nodes, so each needs about "
+            f"{-(-total // self.registry.slots):,}); give the nodes more cache disk "
+            "(cache_dir, feeder.cache.sizeLimit), run more nodes, or serve fewer columns/rows"
+        )
+        log.error("%s", self.capacity_error)
+        self._ready.notify_all()
+        raise flight.FlightServerError(self.capacity_error)
 
     def cached(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
         """``cached``: record a slice a node cached and its exact row count; answer ``{}``.

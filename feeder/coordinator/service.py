@@ -38,7 +38,7 @@ from feeder.protocol.messages import StaticRequest
 from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallVerifier
 from feeder.protocol.tickets import TicketSigner
 from feeder.protocol.wire_errors import ErrorCode, UnservedCalls, to_wire, wire_error
-from jobs.errors import AuthError, SpecError
+from jobs.errors import AuthError, FeederError, SpecError
 
 __all__ = ["NO_SNAPSHOT", "STATUS_VERSION", "Coordinator", "ServedSnapshot"]
 
@@ -164,9 +164,18 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
 
         Returns:
             Whether the feeder is ready.
+
+        Raises:
+            FeederError: the table cannot fit in the nodes' caches (the message has the numbers).
         """
         with self._ready:
-            return self._ready.wait_for(lambda: self.registry.ready, timeout=timeout)
+            nodes = self._nodes
+            ready = self._ready.wait_for(
+                lambda: self.registry.ready or nodes.capacity_error is not None, timeout=timeout
+            )
+            if nodes.capacity_error is not None and not self.registry.ready:
+                raise FeederError(nodes.capacity_error)
+            return ready
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> bool:
         """Block until ``predicate(status())`` holds (re-checked on every node event).

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from feeder.coordinator.config import FeederConfig
-from feeder.protocol.config import TLSConfig, load_token
+from feeder.protocol.config import TLSConfig, load_token, warn_if_insecure
 from jobs.errors import FeederError, SpecError
 
 if TYPE_CHECKING:
@@ -289,6 +289,7 @@ def _start_session(
         metrics=metrics,
         limits=config.limits,
     )
+    warn_if_insecure("the coordinator", config.host, config.tls)
     spec = NodeTaskSpec(
         coordinator_endpoint=_reachable(coordinator.endpoint, config.tls),
         ticket_key=key,
@@ -320,7 +321,9 @@ def _reachable(endpoint: str, tls: TLSConfig | None) -> str:
     scheme_host, _, port = endpoint.rpartition(":")
     host = scheme_host.split("://", 1)[1].strip("[]")
     if host in ("0.0.0.0", "::"):
-        return location_uri(socket.gethostbyname(socket.gethostname()), int(port), tls)
+        # with TLS, a name the certificate can carry; without, the address
+        name = socket.getfqdn() if tls is not None else socket.gethostbyname(socket.gethostname())
+        return location_uri(name, int(port), tls)
     return endpoint
 
 

@@ -27,6 +27,7 @@ import os
 import shutil
 import threading
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,13 +55,22 @@ ROWS_TOKEN_KEY = b"icefeed.rows"
 
 @dataclass(frozen=True)
 class CachedSlice:
-    """A slice on disk: its IPC file, exact row count and file size (plus its row copy's)."""
+    """A slice on disk: its IPC file, exact row count and file size (plus its row copy's),
+    and the CRC-32 of the IPC file (kept beside it as ``slice-<id>.arrow.crc32``)."""
 
     slice_id: int
     path: Path
     num_rows: int
     nbytes: int
     rows_nbytes: int = 0
+    checksum: int | None = None
+
+
+class SliceUnreadable(FeederError):
+    """A cached slice's files are no longer what was written (truncated, replaced, corrupt).
+
+    The node drops the entry and materialises the slice again.
+    """
 
 
 class SliceCache:
@@ -86,11 +96,16 @@ class SliceCache:
         self._entries: dict[int, CachedSlice] = {}
         self._open: dict[int, pa.Table] = {}
         self._rows: dict[int, tuple[RowLayout, np.ndarray] | None] = {}
+        self._fds: dict[int, list[int]] = {}  # files held open while mapped (see _check_sizes)
         self._pool: ThreadPoolExecutor | None = None
 
     def path(self, slice_id: int) -> Path:
         """Return the file a slice is cached in."""
         return self.root / f"slice-{slice_id:08d}.arrow"
+
+    def checksum_path(self, slice_id: int) -> Path:
+        """Return the file holding the CRC-32 of a slice's IPC file (hex)."""
+        return self.root / f"slice-{slice_id:08d}.arrow.crc32"
 
     def rows_path(self, slice_id: int, token: str) -> Path:
         """Return the file of a slice's row-major copy named by ``token``."""
@@ -124,6 +139,13 @@ class SliceCache:
                     writer.write_batch(batch.replace_schema_metadata(schema.metadata))
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+            checksum = file_checksum(tmp)
+            crc_tmp = tmp.with_suffix(".crc32")
+            try:
+                crc_tmp.write_text(f"{checksum:08x}\n")
+                os.replace(crc_tmp, self.checksum_path(slice_id))
+            finally:
+                crc_tmp.unlink(missing_ok=True)
             os.replace(tmp, final)
         except BaseException:
             if rows_file is not None:
@@ -139,11 +161,11 @@ class SliceCache:
             table.num_rows,
             final.stat().st_size,
             rows_file.stat().st_size if rows_file is not None else 0,
+            checksum,
         )
         with self._lock:
             self._entries[slice_id] = entry
-            self._open.pop(slice_id, None)
-            self._rows.pop(slice_id, None)
+            self._unmap(slice_id)
         log.debug("cached slice %d: %d rows, %d bytes", slice_id, entry.num_rows, entry.nbytes)
         return entry
 
@@ -154,22 +176,32 @@ class SliceCache:
                 path.unlink(missing_ok=True)
 
     def adopt_existing(self) -> list[CachedSlice]:
-        """Register the slice files already under ``root`` (complete by construction: atomic).
+        """Register the slice files already under ``root`` whose checksum still holds.
 
-        For a node that reuses its cache dir; only the footer of each file is read.
-        Row copies that no IPC file names (left by a crash mid-write) are deleted.
+        For a node that reuses a cache dir. Each IPC file is read once to verify its
+        CRC-32 against ``slice-<id>.arrow.crc32``; a file that fails (flipped bits,
+        truncated, or no checksum) is deleted, not adopted. Row copies that no IPC
+        file names (left by a crash mid-write) are deleted.
+
+        Returns:
+            The adopted entries.
         """
         found = []
         named: set[Path | None] = set()  # the row copies the IPC files name
         for path in sorted(self.root.glob("slice-*.arrow")):
             slice_id = int(path.stem.split("-")[1])
-            with pa.memory_map(str(path), "r") as source:
+            checksum = self._verified_checksum(slice_id, path)
+            if checksum is None:
+                self._delete_files(slice_id)
+                continue
+            with pa.OSFile(str(path), "r") as source:
                 reader = pa.ipc.open_file(source)
                 rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
                 token = (reader.schema.metadata or {}).get(ROWS_TOKEN_KEY)
             rows_file = self.rows_path(slice_id, token.decode()) if token else None
             rows_nbytes = rows_file.stat().st_size if rows_file and rows_file.exists() else 0
-            found.append(CachedSlice(slice_id, path, rows, path.stat().st_size, rows_nbytes))
+            size = path.stat().st_size
+            found.append(CachedSlice(slice_id, path, rows, size, rows_nbytes, checksum))
             named.add(rows_file)
         for copy in self.root.glob("slice-*.rows"):  # stale, or of a write that never committed
             if copy not in named:
@@ -178,6 +210,67 @@ class SliceCache:
             for entry in found:
                 self._entries[entry.slice_id] = entry
         return found
+
+    def _verified_checksum(self, slice_id: int, path: Path) -> int | None:
+        """The IPC file's CRC-32 if it matches the recorded one; None (and a warning) if not."""
+        try:
+            recorded = int(self.checksum_path(slice_id).read_text().strip(), 16)
+            actual = file_checksum(path)
+        except (OSError, ValueError) as exc:
+            log.warning("cached slice %d has no readable checksum (%s): dropped", slice_id, exc)
+            return None
+        if actual != recorded:
+            log.warning(
+                "cached slice %d fails its checksum (%08x, recorded %08x): dropped",
+                slice_id,
+                actual,
+                recorded,
+            )
+            return None
+        return actual
+
+    def drop(self, slice_id: int) -> None:
+        """Forget slice ``slice_id`` and delete its files (to materialise it again)."""
+        with self._lock:
+            self._entries.pop(slice_id, None)
+            self._unmap(slice_id)
+        self._delete_files(slice_id)
+
+    def _delete_files(self, slice_id: int) -> None:
+        self.path(slice_id).unlink(missing_ok=True)
+        self.checksum_path(slice_id).unlink(missing_ok=True)
+        self._remove_stale_rows(slice_id, keep=None)
+
+    def _unmap(self, slice_id: int) -> None:
+        """Drop the mapping and held files of ``slice_id`` (caller holds the lock)."""
+        self._open.pop(slice_id, None)
+        self._rows.pop(slice_id, None)
+        for fd in self._fds.pop(slice_id, []):
+            os.close(fd)
+
+    def _forget_unreadable(self, slice_id: int) -> None:
+        """Forget an unreadable slice and delete its files (caller holds the lock), so the
+        next :meth:`get` is None and the node materialises it again."""
+        self._entries.pop(slice_id, None)
+        self._unmap(slice_id)
+        self._delete_files(slice_id)
+
+    def _check_sizes(self, slice_id: int, entry: CachedSlice) -> None:
+        """Raise SliceUnreadable (the slice forgotten) if a held file no longer has its
+        written size (caller holds the lock).
+
+        Touching a mapped page past a truncated file's end is SIGBUS, which kills the
+        process: every read checks the held files first, so a file truncated between
+        reads is dropped and materialised again instead.
+        """
+        expected = [entry.nbytes] + ([entry.rows_nbytes] if entry.rows_nbytes else [])
+        for fd, size in zip(self._fds.get(slice_id, []), expected, strict=False):
+            actual = os.fstat(fd).st_size
+            if actual != size:
+                self._forget_unreadable(slice_id)
+                raise SliceUnreadable(
+                    f"cached slice {slice_id} is {actual} bytes on disk, {size} were written"
+                )
 
     def get(self, slice_id: int) -> CachedSlice | None:
         """Return the entry of a cached slice, or None."""
@@ -201,30 +294,47 @@ class SliceCache:
         Raises FeederError if the slice is not cached.
         """
         with self._lock:
+            entry = self._entries.get(slice_id)
+            if entry is None:
+                raise FeederError(f"slice {slice_id} is not cached on this node")
             table = self._open.get(slice_id)
             if table is not None:
+                self._check_sizes(slice_id, entry)
                 return table
-            if slice_id not in self._entries:
-                raise FeederError(f"slice {slice_id} is not cached on this node")
-            source = pa.memory_map(str(self.path(slice_id)), "r")
-            table = pa.ipc.open_file(source).read_all()
+            try:
+                self._fds[slice_id] = [os.open(self.path(slice_id), os.O_RDONLY)]
+                self._check_sizes(slice_id, entry)  # before mapping
+                source = pa.memory_map(str(self.path(slice_id)), "r")
+                table = pa.ipc.open_file(source).read_all()
+            except (OSError, pa.ArrowException) as exc:
+                self._forget_unreadable(slice_id)
+                raise SliceUnreadable(f"cached slice {slice_id} cannot be read: {exc}") from exc
             metadata = dict(table.schema.metadata or {})
             token = metadata.pop(ROWS_TOKEN_KEY, None)
             table = table.replace_schema_metadata(metadata or None)
             self._open[slice_id] = table
-            self._rows[slice_id] = self._map_rows(slice_id, token, table)
+            self._rows[slice_id] = self._map_rows(slice_id, token, table, entry)
             return table
 
     def _map_rows(
-        self, slice_id: int, token: bytes | None, table: pa.Table
+        self, slice_id: int, token: bytes | None, table: pa.Table, entry: CachedSlice
     ) -> tuple[RowLayout, np.ndarray] | None:
-        if token is None:
+        if token is None or not entry.rows_nbytes:
             return None
         layout = row_columns(table)
         if layout is None:
             return None
-        rows = map_rows(self.rows_path(slice_id, token.decode()), layout, table.num_rows)
-        return None if rows is None else (layout, rows)
+        path = self.rows_path(slice_id, token.decode())
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None  # gather with take instead
+        rows = map_rows(path, layout, table.num_rows)  # None (logged) for a damaged copy
+        if rows is None or os.fstat(fd).st_size != entry.rows_nbytes:
+            os.close(fd)
+            return None
+        self._fds[slice_id].append(fd)
+        return layout, rows
 
     def read(
         self,
@@ -287,6 +397,8 @@ class SliceCache:
         """Stop the gather threads and drop the mappings (files stay on disk)."""
         with self._lock:
             pool, self._pool = self._pool, None
+            for slice_id in list(self._fds):
+                self._unmap(slice_id)
             self._open.clear()
             self._rows.clear()
         if pool is not None:
@@ -351,6 +463,15 @@ def cut(table: pa.Table, sizes: Sequence[int]) -> Iterator[pa.RecordBatch]:
     for size in sizes:
         yield from table.slice(offset, size).to_batches()
         offset += size
+
+
+def file_checksum(path: Path) -> int:
+    """Return the CRC-32 of the file at ``path`` (read in 8 MiB blocks)."""
+    crc = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(8 * 1024 * 1024):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def _fsync_dir(path: Path) -> None:

@@ -21,7 +21,6 @@ import functools
 import logging
 import os
 import queue
-import shutil
 import tempfile
 import threading
 import time
@@ -40,9 +39,17 @@ from feeder.node.cache import (
     DEFAULT_TAKE_ROWS,
     CachedSlice,
     SliceCache,
+    SliceUnreadable,
     check_range,
     cut,
 )
+from feeder.node.cache_dirs import (
+    FOLDER_PREFIX,
+    claim_folder,
+    session_tag,
+    sweep_dead_folders,
+)
+from feeder.node.credentials import node_io_properties
 from feeder.node.materialize import SliceSource
 from feeder.node.settings import DEFAULT_BATCH_ROWS, NodeSettings
 from feeder.protocol.auth import (
@@ -54,7 +61,7 @@ from feeder.protocol.auth import (
     server_middleware,
 )
 from feeder.protocol.auth import server_tls_kwargs as _server_tls_kwargs
-from feeder.protocol.config import TLSConfig
+from feeder.protocol.config import TLSConfig, warn_if_insecure
 from feeder.protocol.fork_guard import TrackedFlightServer
 from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallSigner
 from feeder.protocol.node_messages import (
@@ -187,6 +194,25 @@ class DataNode(UnservedCalls, TrackedFlightServer):
             self.on_cached(entry)
         return entry
 
+    def _open_cached(self, slice_id: int) -> tuple[CachedSlice, pa.Table]:
+        """Return slice ``slice_id``'s entry and mapped table; a slice whose files no longer
+        read back as written is dropped and materialised again (once).
+
+        Raises:
+            SliceUnreadable: the slice is unreadable even freshly materialised.
+            FeederError: the slice is unknown to this node's plan.
+        """
+        for attempt in range(2):
+            entry = self.ensure_cached(slice_id)
+            try:
+                return entry, self.cache.open(slice_id)
+            except SliceUnreadable as exc:
+                if attempt:
+                    raise
+                log.warning("data node: %s; materialising it again", exc)
+                self._count(errors=1)
+        raise AssertionError("unreachable")
+
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> Any:
         """Stream the rows a signed ticket names; every refusal is a coded Flight error."""
         what = "do_get"
@@ -215,9 +241,9 @@ class DataNode(UnservedCalls, TrackedFlightServer):
             raise flight.FlightUnavailableError(
                 f"slice {claims.slice_id} is unknown to this node; try another location"
             )
-        entry = self.ensure_cached(claims.slice_id)
+        entry, opened = self._open_cached(claims.slice_id)
         check_range(claims.slice_id, entry.num_rows, claims.start, claims.stop)
-        table = self.cache.select(self.cache.open(claims.slice_id), claims.columns)
+        table = self.cache.select(opened, claims.columns)
         if claims.shuffle is Shuffle.OFF:
             part = table.slice(claims.start, claims.stop - claims.start)
             batches = list(cut(part, chunking.sizes(part.num_rows, self.batch_rows)))
@@ -321,14 +347,16 @@ def run_data_node(
 ) -> dict[str, Any]:
     """Run one data node until the coordinator says stop (the body of one Spark task).
 
-    The cache directory is deleted on the way out.
+    The node claims its cache folder (:mod:`feeder.node.cache_dirs`), sweeps the
+    folders of dead nodes, adopting the verified slices of a dead node of this
+    session (reported as cached at once), and deletes its folder on the way out.
 
     Args:
         node_id: this node's id, unique in the session.
         coordinator_endpoint: where the coordinator listens.
         ticket_key: the session's ticket key (verifies tickets, proves node calls).
         settings: the session's node settings (None: the defaults).
-        advertise_host: the address consumers dial (None: ``settings.host``).
+        advertise_host: the address consumers dial (None: ``settings.advertised_host()``).
         timeout: per-call timeout; the node also stops by itself when the
             coordinator stays unreachable this long.
 
@@ -342,8 +370,15 @@ def run_data_node(
     """
     settings = settings if settings is not None else NodeSettings()
     tls = settings.tls
-    root = default_cache_root(settings.cache_dir) / f"icefeed-node-{node_id}-{os.getpid()}"
+    parent = default_cache_root(settings.cache_dir)
+    tag = session_tag(ticket_key)
+    claimed = claim_folder(parent, f"{FOLDER_PREFIX}{node_id}-{os.getpid()}", tag)
+    root = claimed.path
+    # folders of nodes SIGKILLed earlier (a persistent hostPath): this session's slices
+    # are adopted (checksums verified), everything else deleted
+    sweep_dead_folders(parent, adopt_into=root, tag=tag)
     cache = SliceCache(root, row_copy=settings.row_copy)
+    adopted = cache.adopt_existing()
     client = connect(coordinator_endpoint, tls=tls)
     signer = TicketSigner(ticket_key)
     link = _CoordinatorLink(
@@ -375,9 +410,17 @@ def run_data_node(
         batch_rows=settings.batch_rows,
         on_cached=report_cached,
     )
-    location = location_uri(advertise_host or settings.host, node.port, tls)
+    warn_if_insecure(f"data node {node_id}", settings.host, tls)
+    location = location_uri(advertise_host or settings.advertised_host(), node.port, tls)
     try:
         assigned = _register(link, node, node_id, location, root, coordinator_endpoint)
+        for entry in adopted:
+            if entry.slice_id in node.plans:
+                report_cached(entry)
+            else:
+                cache.drop(entry.slice_id)
+        if adopted:
+            log.info("data node %s adopted %d cached slice(s)", node_id, len(adopted))
         for slice_id in assigned:
             work.put(slice_id)
         beat = threading.Thread(
@@ -399,7 +442,7 @@ def run_data_node(
         stop.set()
         node.shutdown()
         cache.close()
-        shutil.rmtree(root, ignore_errors=True)
+        claimed.release()
         client.close()
         log.info("data node %s stopped", node_id)
 
@@ -424,7 +467,7 @@ def _register(
         answer = RegisterAnswer.from_json(link.call(request))
         source = SliceSource.from_metadata(
             answer.metadata_location,
-            io_properties=answer.io_properties,
+            io_properties=node_io_properties(answer.io_properties, os.environ),
             snapshot_id=answer.snapshot_id,
             row_filter=answer.row_filter,
             columns=answer.columns,

@@ -8,23 +8,29 @@ purpose (no pyarrow): the CLI imports it to build its options.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import SecretStr
 
-from feeder.protocol.config import DEFAULT_HEARTBEAT_SECONDS, TLSConfig, load_token
+from feeder.protocol.config import DEFAULT_HEARTBEAT_SECONDS, TLSConfig, check_bind, load_token
 from jobs.errors import SpecError
 
 DEFAULT_BATCH_ROWS = 128 * 1024
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
 @dataclass(frozen=True, kw_only=True)
 class NodeSettings:
     """A data node's runtime settings, validated at construction.
 
-    ``host`` is the bind address (a wildcard bind advertises this host's
-    address); ``cache_dir=None`` uses the executor's local dirs
+    ``host`` is the bind address; ``advertise_host`` the name consumers dial
+    (None: ``host``, or for a wildcard bind this machine's fully qualified name —
+    on Kubernetes the pod's name under the headless Service, a name a
+    certificate can carry — or its address without TLS). ``insecure=True`` is
+    the operator's consent to bind a non-loopback address without TLS (refused
+    otherwise, warned about when allowed). ``cache_dir=None`` uses the executor's local dirs
     (``SPARK_LOCAL_DIRS``); ``batch_rows`` caps the rows per Arrow batch a node
     sends; ``row_copy=False`` caches no row-major copy of fixed-width columns
     (about half the disk for such tables, slower shuffled reads). The token is a
@@ -35,6 +41,8 @@ class NodeSettings:
     """
 
     host: str = "127.0.0.1"
+    advertise_host: str | None = None
+    insecure: bool = False
     token: SecretStr | None = field(default=None, repr=False)
     tls: TLSConfig | None = None
     cache_dir: Path | None = None
@@ -56,7 +64,30 @@ class NodeSettings:
             raise SpecError(f"row_copy: {self.row_copy!r} must be true or false")
         if self.tls is not None and not isinstance(self.tls, TLSConfig):
             raise SpecError("tls: must be a TLSConfig or None")
+        if not isinstance(self.insecure, bool):
+            raise SpecError(f"insecure: {self.insecure!r} must be true or false")
+        if self.advertise_host is not None and (
+            not isinstance(self.advertise_host, str) or not self.advertise_host.strip()
+        ):
+            raise SpecError(f"advertise_host: {self.advertise_host!r} must be a host name")
+        check_bind(self.host or "0.0.0.0", self.tls, insecure=self.insecure)
         if self.token is not None and not isinstance(self.token, SecretStr):
             object.__setattr__(self, "token", load_token(self.token))
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+
+    def advertised_host(self) -> str:
+        """Return the host name consumers dial to reach a server bound to ``host``.
+
+        Returns:
+            ``advertise_host`` if set; else ``host`` unless it is a wildcard; else
+            ``socket.getfqdn()`` with TLS (a name the certificate can carry) or
+            this host's address without TLS.
+        """
+        if self.advertise_host:
+            return self.advertise_host
+        if self.host not in WILDCARD_HOSTS:
+            return self.host
+        if self.tls is not None:
+            return socket.getfqdn()
+        return socket.gethostbyname(socket.gethostname())

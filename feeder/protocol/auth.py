@@ -152,21 +152,22 @@ def server_tls_kwargs(tls: TLSConfig | None) -> dict[str, Any]:
     """Return the ``FlightServerBase`` keyword arguments for ``tls`` (empty without TLS)."""
     if tls is None:
         return {}
-    return {"tls_certificates": tls.server_certificates()}
+    return tls.server_kwargs()
 
 
 def connect(location: str, *, tls: TLSConfig | None = None) -> flight.FlightClient:
     """Open a ``FlightClient`` to ``location``, trusting ``tls``'s roots for ``grpc+tls``.
 
-    The client counts as a live gRPC user (:mod:`feeder.protocol.fork_guard`) until it
-    is dropped.
+    With mutual TLS it presents its client certificate, and it checks ``server_name``
+    when set. The client counts as a live gRPC user (:mod:`feeder.protocol.fork_guard`)
+    until it is dropped.
     """
     kwargs: dict[str, Any] = {}
     if location.startswith("grpc+tls://"):
         if tls is None:
             log.info("connecting to %s with the system trust store", location)
         else:
-            kwargs["tls_root_certs"] = tls.root_certs()
+            kwargs.update(tls.client_kwargs())
     client = flight.FlightClient(location, **kwargs)
     fork_guard.register(client, f"Flight client of {location}")
     return client

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from feeder.protocol.messages import parse_json
 from feeder.protocol.slice_plan import SlicePlan
+from feeder.protocol.storage import public_io_properties
 from jobs.errors import FeederError, SpecError
 
 _MAX_COUNT = 2**62
@@ -157,8 +158,10 @@ class RegisterRequest(NodeRequest):
 class RegisterAnswer(NodeMessage):
     """The answer to ``register``: what to serve, every slice plan, the slices to cache now.
 
-    ``io_properties`` (FileIO settings, possibly object-store credentials) are
-    left out of the ``repr``. Raises SpecError for an invalid field.
+    ``io_properties`` are the table's non-secret FileIO settings: any credential
+    is dropped at construction (:func:`~feeder.protocol.storage.public_io_properties`),
+    so none ever crosses the wire — a node reads its own (see
+    :mod:`feeder.node.credentials`). Raises SpecError for an invalid field.
     """
 
     WHAT: ClassVar[str] = "register answer"
@@ -177,7 +180,8 @@ class RegisterAnswer(NodeMessage):
         ):
             raise SpecError(f"snapshot_id: {self.snapshot_id!r} must be an integer or null")
         _text("metadata_location", self.metadata_location)
-        object.__setattr__(self, "io_properties", _str_map("io_properties", self.io_properties))
+        props = public_io_properties(_str_map("io_properties", self.io_properties))
+        object.__setattr__(self, "io_properties", props)
         _optional_text("row_filter", self.row_filter)
         if self.columns is not None:
             if not isinstance(self.columns, list | tuple) or not all(

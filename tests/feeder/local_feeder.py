@@ -60,10 +60,16 @@ def local_feeder(
     io_properties: Mapping[str, str] | None = None,
     limits: CoordinatorLimits | None = None,
     clock: Callable[[], float] = time.monotonic,
+    advertise_host: str | None = None,
+    node_tls: TLSConfig | None = None,
+    node_endpoint: Callable[[str], str] | None = None,
 ) -> Iterator[LocalFeeder]:
     """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready.
 
-    ``io_properties`` are added to the table's FileIO properties the nodes get.
+    ``io_properties`` are added to the table's FileIO properties the nodes get;
+    ``advertise_host`` is the nodes' advertised name; ``node_tls`` the nodes' TLS
+    settings (None: ``tls``); ``node_endpoint`` maps the coordinator's endpoint
+    to the one nodes dial (e.g. through a recording relay).
     """
     config = FeederConfig(
         table=table,
@@ -89,15 +95,17 @@ def local_feeder(
         limits=limits,
         clock=clock,
     )
+    dial = node_endpoint(coordinator.endpoint) if node_endpoint else coordinator.endpoint
     threads = [
         threading.Thread(
             target=run_data_node,
-            args=(f"t{i}", coordinator.endpoint),
+            args=(f"t{i}", dial),
             kwargs={
                 "ticket_key": key,
                 "settings": NodeSettings(
                     token=config.token,
-                    tls=tls,
+                    tls=node_tls if node_tls is not None else tls,
+                    advertise_host=advertise_host,
                     cache_dir=cache_dir,
                     heartbeat_seconds=0.2,
                     batch_rows=batch_rows,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from feeder.cli import main as feeder_main
@@ -73,3 +74,15 @@ def test_python_dash_m_feeder_serve_refuses_an_unknown_table(catalog):
     )
     assert result.returncode == 2, result.stderr
     assert "test.nope" in result.stderr and "not found" in result.stderr
+
+
+def test_serve_refuses_a_wildcard_bind_without_tls_unless_insecure(capsys):
+    from feeder.cli import add_serve_arguments, serve_config
+
+    assert feeder_main(["serve", "ns.t", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "without TLS" in err and "--insecure" in err
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    config = serve_config(parser.parse_args(["ns.t", "--host", "0.0.0.0", "--insecure"]))
+    assert config.insecure and config.host == "0.0.0.0"

@@ -467,6 +467,7 @@ def test_tls_mounts_the_certificate_in_driver_and_executors_and_the_feeder_uses_
         assert mount == {"name": volume["name"], "mountPath": "/etc/icefeed/tls", "readOnly": True}
     (off,) = by_kind(template(helm, "--set", "feeder.tls.enabled=false"), "SparkApplication")
     assert feeder_arguments(off).tls_cert is None
+    assert feeder_arguments(off).insecure  # the operator's choice, said out loud
     assert "secret" not in yaml.safe_dump(off["spec"]["executor"]["template"]["spec"]["volumes"])
 
 
@@ -480,6 +481,33 @@ def test_every_shipped_and_rendered_feeder_command_line_is_one_the_feeder_accept
     for app in apps:
         args = feeder_arguments(app)
         assert args.host == "0.0.0.0"
+        assert bool(args.tls_cert) != bool(args.insecure)  # TLS, or --insecure said out loud
+
+
+def test_mutual_tls_and_the_server_name_reach_the_feeder(helm: str) -> None:
+    (app,) = by_kind(
+        template(
+            helm,
+            "--set",
+            "feeder.tls.mutual=true",
+            "--set",
+            "feeder.tls.serverName=icefeed-feeder.ml.svc",
+        ),
+        "SparkApplication",
+    )
+    args = feeder_arguments(app)
+    assert args.tls_client_ca == args.tls_ca == "/etc/icefeed/tls/ca.crt"
+    assert args.tls_server_name == "icefeed-feeder.ml.svc"
+    assert not args.insecure
+    (plain,) = by_kind(template(helm), "SparkApplication")
+    assert feeder_arguments(plain).tls_client_ca is None
+
+
+def test_executors_get_the_storage_credentials_from_the_s3_secret(helm: str) -> None:
+    (app,) = by_kind(template(helm), "SparkApplication")
+    (container,) = app["spec"]["executor"]["template"]["spec"]["containers"]
+    refs = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
+    assert "icefeed-s3" in refs  # AWS_* in the node's own environment, never over Flight
 
 
 def test_tls_without_a_secret_name_fails_with_a_clear_message(helm: str) -> None:

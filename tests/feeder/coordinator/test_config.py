@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import fields
 from pathlib import Path
 
@@ -121,6 +122,7 @@ def test_nodes_get_every_node_setting_of_the_config_and_nothing_else():
     tls_free = FeederConfig(
         table="ns.t",
         host="0.0.0.0",
+        insecure=True,
         token="tok-123",
         cache_dir="/tmp/c",
         heartbeat_seconds=0.5,
@@ -132,6 +134,7 @@ def test_nodes_get_every_node_setting_of_the_config_and_nothing_else():
     assert type(settings) is NodeSettings
     assert settings == NodeSettings(
         host="0.0.0.0",
+        insecure=True,
         token=SecretStr("tok-123"),
         cache_dir=Path("/tmp/c"),
         heartbeat_seconds=0.5,
@@ -151,3 +154,37 @@ def test_serve_takes_feeder_config_fields_and_names_the_valid_ones():
         feeder.serve("ns.t", batch_rows=0)
     with pytest.raises(SpecError, match="unknown setting"):
         feeder.serve(FeederConfig(table="ns.t"), spark_conf={})
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "feeder.example"])
+def test_a_non_loopback_bind_without_tls_is_refused_unless_insecure(host):
+    with pytest.raises(SpecError, match=r"without TLS.*--insecure"):
+        FeederConfig(table="ns.t", host=host)
+    with pytest.raises(SpecError, match="without TLS"):
+        NodeSettings(host=host)
+    assert FeederConfig(table="ns.t", host=host, insecure=True).node_settings().insecure
+    for loopback in ("127.0.0.1", "::1", "localhost"):
+        assert FeederConfig(table="ns.t", host=loopback).host == loopback
+
+
+def test_advertised_host_is_the_override_the_bind_host_or_a_name_for_a_wildcard(tmp_path):
+    import socket
+
+    from tests.feeder.protocol.test_auth import make_self_signed
+
+    assert NodeSettings(host="127.0.0.1").advertised_host() == "127.0.0.1"
+    assert NodeSettings(host="127.0.0.1", advertise_host="n0.x").advertised_host() == "n0.x"
+    tls = make_self_signed(tmp_path)
+    assert NodeSettings(host="0.0.0.0", tls=tls).advertised_host() == socket.getfqdn()
+    plain = NodeSettings(host="0.0.0.0", insecure=True).advertised_host()
+    assert plain == socket.gethostbyname(socket.gethostname())
+
+
+def test_insecure_binds_are_warned_about_in_the_log(caplog):
+    from feeder.protocol.config import warn_if_insecure
+
+    with caplog.at_level(logging.WARNING, logger="feeder.protocol.config"):
+        warn_if_insecure("the coordinator", "127.0.0.1", None)
+        assert caplog.records == []
+        warn_if_insecure("the coordinator", "0.0.0.0", None)
+    assert "WITHOUT TLS" in caplog.text and "0.0.0.0" in caplog.text

@@ -414,6 +414,28 @@ def test_token_is_required_on_coordinator_and_nodes(module_catalog, tmp_path):
         assert "s3cret" not in repr(client) and "s3cret" not in json.dumps(client.status())
 
 
+def test_nodes_advertise_a_name_their_certificate_carries(module_catalog, tmp_path):
+    from tests.feeder.protocol.test_auth import make_cert
+
+    ca = make_cert(tmp_path, "ca")
+    cert, key = make_cert(tmp_path, "session", dns=("localhost",), issuer=ca)  # no IP SAN
+    server_tls = TLSConfig(cert, key, ca_file=ca[0])
+    # nodes dial the coordinator at 127.0.0.1: they check the name it carries instead
+    node_tls = TLSConfig(cert, key, ca_file=ca[0], server_name="localhost")
+    with local_feeder(
+        module_catalog,
+        cache_dir=tmp_path / "c",
+        nodes=1,
+        tls=server_tls,
+        node_tls=node_tls,
+        advertise_host="localhost",
+    ) as f:
+        endpoint = f.endpoint.replace("127.0.0.1", "localhost")
+        client = FeederClient(endpoint, tls=TLSConfig(ca_file=ca[0]), job="named")
+        assert [n["location"].split(":")[1] for n in client.status()["nodes"]] == ["//localhost"]
+        assert sorted(ids_of(client.stream(0))) == list(range(ROWS))
+
+
 def test_tls_with_a_self_signed_certificate(module_catalog, tmp_path):
     from tests.feeder.protocol.test_auth import make_self_signed, unrelated_ca
 
@@ -582,3 +604,41 @@ def test_nodes_cut_batches_on_the_consumers_unit_grid(module_catalog, tmp_path, 
     off_grid = sum(1 for c in cuts if c % 64)
     assert ranges > 4 and len(batches) > 2 * ranges
     assert off_grid <= ranges, (off_grid, ranges, [b.num_rows for b in batches])
+
+
+def test_a_node_too_small_for_its_share_is_refused_and_wait_ready_says_why(module_catalog):
+    from feeder.coordinator.config import FeederConfig
+    from feeder.coordinator.service import Coordinator
+    from feeder.coordinator.session import resolve
+    from feeder.protocol.node_messages import RegisterAnswer, RegisterRequest
+
+    served = resolve(FeederConfig(table="test.feed", slice_bytes=20_000), module_catalog)
+    share = sum(p.estimated_bytes for p in served.plans if p.slice_id % 2 == 0)
+    key = new_key()
+    coordinator = Coordinator(served, signer=TicketSigner(key), slots=2)
+    prover = NodeCallSigner(TicketSigner(key).derived_key(KEY_PURPOSE))
+    raw = flight.FlightClient(coordinator.endpoint)
+
+    def register(node_id: str, capacity: int) -> bytes:
+        body = RegisterRequest(
+            node_id=node_id,
+            location="grpc://127.0.0.1:1",
+            pid=1,
+            cache_dir="/cache",
+            capacity_bytes=capacity,
+        ).to_json()
+        options = call_options(None, None, 10, node_proof=prover.proof("register", body))
+        (result,) = list(raw.do_action(flight.Action("register", body), options))
+        return result.body.to_pybytes()
+
+    try:
+        roomy = RegisterAnswer.from_json(register("roomy", share * 10))
+        assert list(roomy.assigned) == list(range(0, len(served.plans), 2))
+        with pytest.raises(flight.FlightServerError, match=f"{share - 1:,} bytes free") as err:
+            register("small", share - 1)
+        assert "slot 1" in str(err.value) and "cannot fit" in str(err.value)
+        with pytest.raises(FeederError, match=r"cannot fit.*more cache disk"):
+            coordinator.wait_ready(30)
+    finally:
+        raw.close()
+        coordinator.close()

@@ -23,7 +23,7 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
     # the IPC file and the row copy of its fixed-width columns (id, x, cat: 20 B a row)
     (rows_file,) = (tmp_path / "c").glob("slice-00000003.*.rows")
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(
-        [entry.path.name, rows_file.name]
+        [entry.path.name, rows_file.name, cache.checksum_path(3).name]
     )
     assert entry.rows_nbytes == rows_file.stat().st_size == 1000 * 20
     assert cache.total_bytes() == entry.nbytes + entry.rows_nbytes
@@ -72,7 +72,10 @@ def test_without_row_copies_only_the_ipc_file_is_written_and_shuffled_reads_stil
 ):
     cache = SliceCache(tmp_path, row_copy=False)
     entry = cache.write(0, sample_arrow(5000))
-    assert [p.name for p in tmp_path.iterdir()] == [cache.path(0).name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        cache.path(0).name,
+        cache.checksum_path(0).name,
+    ]
     assert entry.rows_nbytes == 0 and cache.total_bytes() == entry.nbytes
     perm = np.random.default_rng(2).permutation(5000)
     got = ids(cache.read(0, permutation=perm, start=10, stop=4000, batch_rows=777))

@@ -18,6 +18,7 @@ from feeder.protocol.auth import (
     server_tls_kwargs,
 )
 from feeder.protocol.config import TLSConfig
+from jobs.errors import SpecError
 
 
 class EchoJobServer(flight.FlightServerBase):
@@ -144,3 +145,120 @@ def test_tls_with_self_signed_certificate(tmp_path):
 def test_location_uri_brackets_ipv6():
     assert location_uri("::1", 5, None) == "grpc://[::1]:5"
     assert location_uri("h", 5, None) == "grpc://h:5"
+
+
+def make_cert(
+    tmp_path: Path,
+    stem: str,
+    *,
+    dns: tuple[str, ...] = (),
+    ips: tuple[str, ...] = (),
+    issuer: tuple[Path, Path] | None = None,
+) -> tuple[Path, Path]:
+    """Write a certificate (a CA when ``issuer`` is None) for ``dns``/``ips``; return its files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, stem)])
+    sign_key, issuer_name = key, name
+    if issuer is not None:
+        issuer_cert = x509.load_pem_x509_certificate(issuer[0].read_bytes())
+        sign_key = serialization.load_pem_private_key(issuer[1].read_bytes(), None)
+        issuer_name = issuer_cert.subject
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(sign_key, hashes.SHA256())
+    cert_file, key_file = tmp_path / f"{stem}.pem", tmp_path / f"{stem}-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_a_certificate_for_a_dns_name_is_checked_against_the_server_name_override(tmp_path):
+    ca = make_cert(tmp_path, "ca")
+    cert, key = make_cert(tmp_path, "node", dns=("node-0.datanodes.icefeed.test",), issuer=ca)
+    server_tls = TLSConfig(cert, key)
+    server = EchoJobServer(
+        location_uri("127.0.0.1", 0, server_tls),
+        middleware=server_middleware(None),
+        **server_tls_kwargs(server_tls),
+    )
+    location = location_uri("127.0.0.1", server.port, server_tls)
+    try:
+        # dialled by address, the name the certificate carries does not match: refused
+        wrong = connect(location, tls=TLSConfig(ca_file=ca[0]))
+        with pytest.raises(flight.FlightUnavailableError):
+            echo(wrong, call_options(None, "x", 5))
+        wrong.close()
+        named = TLSConfig(ca_file=ca[0], server_name="node-0.datanodes.icefeed.test")
+        right = connect(location, tls=named)
+        assert echo(right, call_options(None, "named", 5)) == "named"
+        right.close()
+    finally:
+        server.shutdown()
+
+
+def test_mutual_tls_refuses_clients_without_a_certificate_of_the_client_ca(tmp_path):
+    ca = make_cert(tmp_path, "ca")
+    other_ca = make_cert(tmp_path, "other-ca")
+    server_cert = make_cert(tmp_path, "server", dns=("localhost",), ips=("127.0.0.1",), issuer=ca)
+    good = make_cert(tmp_path, "trainer", issuer=ca)
+    forged = make_cert(tmp_path, "intruder", issuer=other_ca)
+    server_tls = TLSConfig(*server_cert, client_ca_file=ca[0])
+    server = EchoJobServer(
+        location_uri("127.0.0.1", 0, server_tls),
+        middleware=server_middleware(None),
+        **server_tls_kwargs(server_tls),
+    )
+    location = location_uri("127.0.0.1", server.port, server_tls)
+    try:
+        for refused in (
+            TLSConfig(ca_file=ca[0]),
+            TLSConfig(ca_file=ca[0], client_cert_file=forged[0], client_key_file=forged[1]),
+        ):
+            client = connect(location, tls=refused)
+            with pytest.raises(flight.FlightError):
+                echo(client, call_options(None, "x", 5))
+            client.close()
+        trainer = TLSConfig(ca_file=ca[0], client_cert_file=good[0], client_key_file=good[1])
+        client = connect(location, tls=trainer)
+        assert echo(client, call_options(None, "mtls", 5)) == "mtls"
+        client.close()
+        # a session's own certificate doubles as its client identity (nodes -> coordinator)
+        session = connect(location, tls=TLSConfig(*server_cert, ca_file=ca[0]))
+        assert echo(session, call_options(None, "self", 5)) == "self"
+        session.close()
+    finally:
+        server.shutdown()
+
+
+def test_tls_config_pairs_client_files_and_checks_the_server_name(tmp_path):
+    ca = make_cert(tmp_path, "ca")
+    with pytest.raises(SpecError, match="client_cert_file and client_key_file"):
+        TLSConfig(ca_file=ca[0], client_cert_file=ca[0])
+    with pytest.raises(SpecError, match="server_name"):
+        TLSConfig(ca_file=ca[0], server_name=" ")
+    with pytest.raises(SpecError, match="client_ca_file"):
+        TLSConfig(ca_file=ca[0], client_ca_file=tmp_path / "missing.pem")

@@ -278,8 +278,10 @@ class FeederClient:
                         log.warning("lease %s expired mid-unit; moving on", lease_id)
                         break
                     position += batch.num_rows
-                    yield batch
+                    # delivered = handed over: a consumer that holds rows while it stalls
+                    # must not see them leased to another consumer as well
                     beat.delivered(lease_id, batch.num_rows)
+                    yield batch
                 if completed and not beat.is_lost(lease_id):
                     done = {"job": request.job, "epoch": request.epoch, "lease": lease_id}
                     self._coordinator.action("done", {**done, "consumer": request.consumer})

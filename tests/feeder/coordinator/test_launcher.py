@@ -85,10 +85,11 @@ def test_each_row_once_per_epoch_after_node_loss_static(running):
     client = FeederClient(f.endpoint, job="static-loss", retry_seconds=60)
     ids: list[int] = []
     victim = None
-    for batch in client.stream(0, seed=5):
+    # slice order: a node's range arrives in batches (a MIX window arrives whole)
+    for batch in client.stream(0, seed=5, shuffle="slice"):
         ids.extend(batch.column("id").to_pylist())
         if victim is None and len(ids) >= ROWS // 3:
-            victim = _node_serving(f, client, len(ids), epoch=0, seed=5)
+            victim = _node_serving(f, client, len(ids), epoch=0, seed=5, shuffle="slice")
             os.kill(victim["pid"], signal.SIGKILL)
     assert victim is not None
     every = Counter(ids)

@@ -74,7 +74,9 @@ def test_a_stalled_lease_expires_despite_heartbeats_and_its_rest_is_leased_once(
         clock=clock,
     ) as feed:
         client = flight.connect(feed.endpoint)
-        first = _act(client, "lease", LeaseRequest(job=JOB, consumer="a").to_body())
+        first = _act(
+            client, "lease", LeaseRequest(job=JOB, consumer="a", shuffle="slice").to_body()
+        )
         everything = _rows(first)
         delivered = everything[:30]  # consumer a delivers 30 rows, reports them, then stalls
         beat = {"job": JOB, "epoch": 0, "consumer": "a", "progress": {first["lease"]: 30}}
@@ -83,10 +85,15 @@ def test_a_stalled_lease_expires_despite_heartbeats_and_its_rest_is_leased_once(
             clock.advance(LEASE_SECONDS / 3)
             assert _act(client, "heartbeat", beat) == {"lost": []}
             assert (
-                _act(client, "lease", LeaseRequest(job=JOB, consumer="b").to_body())["unit"] is None
+                _act(
+                    client, "lease", LeaseRequest(job=JOB, consumer="b", shuffle="slice").to_body()
+                )["unit"]
+                is None
             )
         clock.advance(LEASE_SECONDS / 3)  # now k x lease_seconds without progress
-        second = _act(client, "lease", LeaseRequest(job=JOB, consumer="b").to_body())
+        second = _act(
+            client, "lease", LeaseRequest(job=JOB, consumer="b", shuffle="slice").to_body()
+        )
         assert second["unit"] == {"slice_id": 0, "start": 30, "stop": len(everything)}
         rest = _rows(second)
         assert sorted(delivered + rest) == sorted(everything)  # every row once
@@ -101,7 +108,9 @@ def test_a_stalled_lease_expires_despite_heartbeats_and_its_rest_is_leased_once(
         assert late["acknowledged"] is False and "stalled" in late["why"]
         done = {"job": JOB, "epoch": 0, "consumer": "b", "lease": second["lease"]}
         assert _act(client, "done", done) == {"acknowledged": True}
-        assert _act(client, "lease", LeaseRequest(job=JOB, consumer="b").to_body())["epoch_done"]
+        assert _act(
+            client, "lease", LeaseRequest(job=JOB, consumer="b", shuffle="slice").to_body()
+        )["epoch_done"]
         client.close()
 
 
@@ -117,7 +126,9 @@ def test_a_lease_whose_rows_move_is_kept_past_k_lease_times(catalog, tmp_path):
         clock=clock,
     ) as feed:
         client = flight.connect(feed.endpoint)
-        lease = _act(client, "lease", LeaseRequest(job=JOB, consumer="a").to_body())
+        lease = _act(
+            client, "lease", LeaseRequest(job=JOB, consumer="a", shuffle="slice").to_body()
+        )
         for rows in range(1, 20):  # 19 heartbeats over 6+ lease times, one more row each
             clock.advance(LEASE_SECONDS / 3)
             beat = {"job": JOB, "epoch": 0, "consumer": "a", "progress": {lease["lease"]: rows}}

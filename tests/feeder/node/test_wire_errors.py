@@ -8,6 +8,7 @@ that id, and the node keeps serving.
 from __future__ import annotations
 
 import logging
+import pathlib
 
 import pyarrow.flight as flight
 import pytest
@@ -41,7 +42,7 @@ def _assert_clean(message: str, *paths: str) -> None:
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_a_cache_file_removed_under_a_node_is_an_internal_error_with_an_id(
+def test_a_slice_whose_cache_and_data_files_vanished_is_an_internal_error_with_an_id(
     catalog, tmp_path, caplog, shuffle
 ):
     cache = tmp_path / "cache"
@@ -52,7 +53,12 @@ def test_a_cache_file_removed_under_a_node_is_an_internal_error_with_an_id(
         (endpoint,) = info.endpoints
         removed = [p for p in cache.rglob("*") if p.is_file()]
         assert removed
-        for path in removed:
+        # the node would cache a vanished slice again from the table: take the table's
+        # data files away too, so that fails inside the node (an unexpected error)
+        location = catalog.load_table("test.feed").location().removeprefix("file://")
+        data_files = list(pathlib.Path(location).rglob("*.parquet"))
+        assert data_files
+        for path in removed + data_files:
             path.unlink()
         node = flight.connect(endpoint.locations[0].uri.decode())
         options = call_options(None, "wire")

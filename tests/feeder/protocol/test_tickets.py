@@ -190,7 +190,7 @@ def test_signed_non_object_payloads_are_refused():
 def test_a_ticket_without_a_session_claim_is_still_accepted():
     key = new_key()
     payload = {
-        "v": 1,
+        "v": 2,
         "job": "j",
         "snap": 42,
         "slice": 3,
@@ -198,7 +198,8 @@ def test_a_ticket_without_a_session_claim_is_still_accepted():
         "stop": 10,
         "epoch": 1,
         "seed": 7,
-        "shuffle": True,
+        "shuffle": "slice",
+        "block": 0,
         "cols": None,
     }
     assert TicketSigner(key).verify(forge(payload, key)) == good()

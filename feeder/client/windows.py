@@ -1,4 +1,4 @@
-"""The consumer's half of the MIX shuffle: permute one window's rows (PROTOCOL.md).
+"""The consumer's half of the MIX shuffle: order one window's rows (PROTOCOL.md).
 
 A MIX window arrives as one piece per slice (each read from a data node with
 failover, like any slice range); :func:`mix_window` concatenates the pieces in

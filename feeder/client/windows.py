@@ -1,12 +1,13 @@
-"""The consumer's half of the MIX shuffle: permute one window's rows (PROTOCOL.md).
+"""The consumer's half of the MIX shuffle: order one window's rows (PROTOCOL.md).
 
 A MIX window arrives as one piece per slice (each read from a data node with
 failover, like any slice range); :func:`mix_window` concatenates the pieces in
-slice order and applies the window's seeded permutation, keeping the output
-rows ``[keep_start, keep_stop)`` the consumer delivers. Fixed-width columns
-without nulls are permuted with ``numpy.take`` (one random read per row and
-column, inside a buffer of ``window_rows`` rows); other columns with Arrow
-``take``. Pure pyarrow and numpy: no torch, no pyspark.
+slice order and applies the window's seeded order of ``UNIT_ROWS``-row units
+(:func:`feeder.protocol.mix.window_units`), keeping the output rows
+``[keep_start, keep_stop)`` the consumer delivers. Fixed-width columns without
+nulls are moved with one ``numpy.take`` of whole units per column (one random read
+per unit, not per row); other columns with Arrow ``take`` of the rows. Pure pyarrow
+and numpy: no torch, no pyspark.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from feeder.protocol.mix import window_permutation
+from feeder.protocol.mix import UNIT_ROWS, window_permutation, window_units
 from jobs.errors import FeederError
 
 
@@ -30,23 +31,38 @@ def _item(width: int) -> np.dtype:
     return np.dtype({1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}.get(width, f"V{width}"))
 
 
-def _permute_column(chunks: Sequence[pa.Array], kind: pa.DataType, idx: np.ndarray) -> pa.Array:
-    plain = (
+def _plain(chunks: Sequence[pa.Array], kind: pa.DataType) -> bool:
+    return (
         pa.types.is_primitive(kind)
         and kind.bit_width % 8 == 0
         and not any(c.null_count for c in chunks)
     )
-    if not plain:
-        return pa.concat_arrays(list(chunks)).take(pa.array(idx))
-    item = _item(kind.bit_width // 8)
+
+
+def _permute_plain(
+    chunks: Sequence[pa.Array], kind: pa.DataType, units: np.ndarray, keep: tuple[int, int]
+) -> pa.Array:
+    """Rows ``keep`` of the window order of a fixed-width column: whole units moved with
+    one ``numpy.take`` of ``UNIT_ROWS``-row items, the tail rows copied in order."""
+    width = kind.bit_width // 8
+    item = _item(width)
     parts = [
         np.frombuffer(c.buffers()[1], dtype=item, count=c.offset + len(c))[c.offset :]
         for c in chunks
     ]
     values = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    out = np.empty(len(idx), dtype=item)
-    np.take(values, idx, out=out, mode="clip")  # "clip": no buffered copy of ``out``
-    return pa.Array.from_buffers(kind, len(out), [None, pa.py_buffer(out)])
+    start, stop = keep
+    head = len(units) * UNIT_ROWS  # output rows from here on are the window's tail rows
+    rows = np.empty(0, dtype=item)
+    if start < head:
+        first, last = start // UNIT_ROWS, -(-min(stop, head) // UNIT_ROWS)
+        blocks = values[:head].view(np.dtype(f"V{width * UNIT_ROWS}"))
+        moved = np.empty(last - first, dtype=blocks.dtype)
+        np.take(blocks, units[first:last], out=moved, mode="clip")  # no buffered copy
+        rows = moved.view(item)[start - first * UNIT_ROWS : min(stop, head) - first * UNIT_ROWS]
+    if stop > head:  # the window's tail rows follow the units in order
+        rows = np.concatenate([rows, values[max(start, head) : stop]])
+    return pa.Array.from_buffers(kind, len(rows), [None, pa.py_buffer(rows)])
 
 
 def mix_window(
@@ -60,20 +76,27 @@ def mix_window(
     epoch: int,
     window: int,
 ) -> pa.RecordBatch:
-    """Return output rows ``[keep_start, keep_stop)`` of window ``window`` whose pieces,
-    concatenated in slice order, are ``batches`` (``rows`` rows in all).
+    """Return output rows ``[keep_start, keep_stop)`` of window ``window``'s order whose
+    pieces, concatenated in slice order, are ``batches`` (``rows`` rows in all).
 
     Raises FeederError if the pieces do not hold ``rows`` rows.
     """
     got = sum(b.num_rows for b in batches)
     if got != rows:
         raise FeederError(f"window {window}: pieces hold {got} rows, the plan says {rows}")
-    perm = window_permutation(rows, seed=seed, epoch=epoch, window=window)
-    idx = perm[keep_start:keep_stop].astype(np.intp)
-    arrays = [
-        _permute_column([b.column(i) for b in batches], field.type, idx)
-        for i, field in enumerate(schema)
-    ]
+    units = window_units(rows, seed=seed, epoch=epoch, window=window).astype(np.intp)
+    keep = (keep_start, keep_stop)
+    row_idx: pa.Array | None = None
+    arrays: list[pa.Array] = []
+    for i, field in enumerate(schema):
+        chunks = [b.column(i) for b in batches]
+        if _plain(chunks, field.type):
+            arrays.append(_permute_plain(chunks, field.type, units, keep))
+            continue
+        if row_idx is None:
+            perm = window_permutation(rows, seed=seed, epoch=epoch, window=window)
+            row_idx = pa.array(perm[keep_start:keep_stop])
+        arrays.append(pa.concat_arrays(chunks).take(row_idx))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 

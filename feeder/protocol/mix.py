@@ -14,15 +14,18 @@ what is cheap on each side (PROTOCOL.md, *Epoch order*):
    positions ``[a_s(w), a_s(w+1))`` of its block stream, with
    ``a_s(w) = min(n_s, B * floor(ceil(n_s / B) * w / M))``: each slice gives a
    window its share of rows (stratified), as whole random blocks.
-3. **Window permutation** (the consumer). The window's pieces, concatenated in
-   slice order, are permuted by a seeded uniform permutation of the window's rows.
+3. **Window order** (the consumer). The window's pieces, concatenated in slice
+   order, are cut into units of ``UNIT_ROWS`` contiguous rows, ordered by a seeded
+   stratified shuffle (:func:`window_units`): every ``WINDOW_STRATA`` output units
+   hold about one unit of each ``1 / WINDOW_STRATA`` stretch of the window.
    The epoch order is the windows in order.
 
-A batch of ``b`` rows is then a uniform sample of its window, and a window is
-about ``W / B`` random blocks drawn from every slice in proportion. Random streams
-(numpy ``PCG64``): block order of slice ``s``: ``SeedSequence(seed,
-spawn_key=(epoch, 0, 1, s))``; window permutations: ``(epoch, 0, 2, rows)`` rotated
-by ``(epoch, 0, 3, w)`` (:func:`window_permutation`; the second word 0 keeps them
+A batch of ``b`` rows then draws from every stretch of its window (every slice in
+proportion), in random units of ``UNIT_ROWS`` rows, and a window is about ``W / B``
+random blocks drawn from every slice in proportion. Random streams (numpy
+``PCG64``): block order of slice ``s``: ``SeedSequence(seed, spawn_key=(epoch, 0,
+1, s))``; window orders: ``(epoch, 0, 2, rows)`` rotated by ``(epoch, 0, 3, w)``
+(:func:`window_units`; the second word 0 keeps them
 apart from the slice order's ``(epoch, s + 1)``).
 """
 
@@ -216,41 +219,75 @@ def window_layout(row_counts: Sequence[int], params: MixParams) -> WindowLayout:
     return WindowLayout(bounds, sizes, offsets)
 
 
-def window_permutation(num_rows: int, *, seed: int, epoch: int, window: int) -> np.ndarray:
-    """Return window ``window``'s row permutation: output ``i`` is row ``perm[i]`` of the
-    window's concatenated pieces (int32 when it fits, else int64).
+#: rows per unit of the window order: the consumer moves runs of this many rows
+UNIT_ROWS = 8
+#: strata of the window order: every run of this many output units holds one unit of
+#: each stratum (a ``1 / WINDOW_STRATA`` stretch of the window's pieces)
+WINDOW_STRATA = 64
 
-    It is the epoch's uniform permutation of ``num_rows`` rows (key ``(epoch, 0, 2,
-    num_rows)``), rotated by a per-window offset (key ``(epoch, 0, 3, window)``):
-    drawing a uniform permutation costs ~20-30 ns a row (Fisher-Yates), several times
-    what the consumer's gather costs, so an epoch draws one per window size (windows
-    differ by at most a few blocks) and each window rotates it. Every window's order is
-    still a uniform permutation of its rows. Raises ValueError for negative arguments.
+
+def window_units(num_rows: int, *, seed: int, epoch: int, window: int) -> np.ndarray:
+    """Return window ``window``'s unit order: output unit ``i`` is unit ``units[i]`` (rows
+    ``[k*UNIT_ROWS, (k+1)*UNIT_ROWS)``) of the window's concatenated pieces; the last
+    ``num_rows % UNIT_ROWS`` rows follow in order (int32 when it fits, else int64).
+
+    The ``U = num_rows // UNIT_ROWS`` units are cut into ``m = min(WINDOW_STRATA, U)``
+    strata of contiguous units (unit ``k`` is in stratum ``k * m // U``); a stratum's
+    units are drawn in a uniform random order and the strata interleaved at random
+    (sort key ``(rank in stratum + jitter) / stratum size``), so every ``m`` output units
+    hold about one unit of each stratum: each slice of the window (its pieces lie in
+    slice order) gives every batch its share. The order is drawn once per window size
+    and epoch (key ``(epoch, 0, 2, num_rows)``) and rotated left per window by ``r_w``
+    drawn from ``[0, U)`` (key ``(epoch, 0, 3, window)``). Moving runs of
+    ``UNIT_ROWS`` rows instead of single rows costs the consumer about a third.
+    Raises ValueError for negative arguments.
     """
     _check(seed, epoch)
     if not 0 <= num_rows < _MAX_WORD or not 0 <= window < _MAX_WORD:
         raise ValueError(f"invalid num_rows {num_rows} or window {window}")
-    if num_rows == 0:
+    units = num_rows // UNIT_ROWS
+    if units == 0:
         return np.empty(0, dtype=np.int32)
-    base = _base_permutation(num_rows, seed, epoch)
-    shift = int(_rng(seed, (epoch, 0, 3, window)).integers(num_rows))
+    base = _base_units(num_rows, seed, epoch)
+    shift = int(_rng(seed, (epoch, 0, 3, window)).integers(units))
     return np.concatenate([base[shift:], base[:shift]])
+
+
+def window_permutation(num_rows: int, *, seed: int, epoch: int, window: int) -> np.ndarray:
+    """Return window ``window``'s row permutation: output ``i`` is row ``perm[i]`` of the
+    window's concatenated pieces (int64): :func:`window_units` expanded to rows.
+
+    Raises ValueError for negative arguments.
+    """
+    units = window_units(num_rows, seed=seed, epoch=epoch, window=window).astype(np.int64)
+    head = len(units) * UNIT_ROWS
+    rows = (units[:, None] * UNIT_ROWS + np.arange(UNIT_ROWS, dtype=np.int64)).ravel()
+    return np.concatenate([rows, np.arange(head, num_rows, dtype=np.int64)])
 
 
 _BASE_LOCK = threading.Lock()
 
 
-def _base_permutation(num_rows: int, seed: int, epoch: int) -> np.ndarray:
+def _base_units(num_rows: int, seed: int, epoch: int) -> np.ndarray:
     with _BASE_LOCK:
         return _cached_base(num_rows, seed, epoch)
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_base(num_rows: int, seed: int, epoch: int) -> np.ndarray:
-    perm = np.arange(num_rows, dtype=np.int32 if num_rows < 2**31 else np.int64)
-    _rng(seed, (epoch, 0, 2, num_rows)).shuffle(perm)
-    perm.setflags(write=False)
-    return perm
+    units = num_rows // UNIT_ROWS
+    strata = min(WINDOW_STRATA, units)
+    rng = _rng(seed, (epoch, 0, 2, num_rows))
+    stratum = np.arange(units, dtype=np.int64) * strata // units
+    sizes = np.bincount(stratum, minlength=strata)
+    firsts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    grouped = np.argsort(stratum + rng.random(units), kind="stable")  # random within stratum
+    rank = np.empty(units, dtype=np.float64)
+    rank[grouped] = np.arange(units) - np.repeat(firsts, sizes)
+    key = (rank + rng.random(units)) / sizes[stratum]
+    order = np.argsort(key, kind="stable").astype(np.int32 if units < 2**31 else np.int64)
+    order.setflags(write=False)
+    return order
 
 
 @dataclass(frozen=True)

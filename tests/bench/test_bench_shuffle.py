@@ -12,7 +12,7 @@ adds to in-order serving, per stage, in rows/s of one thread: the node's gather
 (SLICE: one random row per row from the row-major copy; MIX:
 :func:`feeder.node.blocks.read_block_stream`, runs of ``block_rows`` rows per
 column) and the consumer's (MIX: :func:`feeder.client.windows.mix_window`: the
-window's pieces concatenated and permuted, per column). In-order serving does
+window's pieces concatenated and ordered in 8-row units, per column). In-order serving does
 neither (zero-copy slices); ``sequential_copy`` (one copy of every byte) is the
 reference. Nothing is asserted about speed.
 """

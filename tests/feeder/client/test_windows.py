@@ -30,21 +30,33 @@ def _pieces(n: int) -> list[pa.RecordBatch]:
     ]
 
 
-@pytest.mark.parametrize(("keep_start", "keep_stop"), [(0, 1000), (17, 999), (500, 500)])
-def test_window_rows_come_out_in_the_window_permutation(keep_start, keep_stop):
-    pieces = _pieces(1000)
+@pytest.mark.parametrize(
+    ("rows", "keep_start", "keep_stop"),
+    [
+        (1000, 0, 1000),
+        (1000, 17, 999),
+        (1000, 500, 500),
+        (1000, 3, 5),  # inside one unit
+        (1003, 0, 1003),  # 3 tail rows after the units
+        (1003, 998, 1002),  # across the last unit and the tail
+        (1003, 1001, 1003),  # tail rows only
+        (5, 1, 4),  # no whole unit: tail rows only
+    ],
+)
+def test_window_rows_come_out_in_the_window_permutation(rows, keep_start, keep_stop):
+    pieces = _pieces(rows)
     whole = pa.Table.from_batches(pieces)
     out = mix_window(
         pieces,
         whole.schema,
-        rows=1000,
+        rows=rows,
         keep_start=keep_start,
         keep_stop=keep_stop,
         seed=9,
         epoch=3,
         window=5,
     )
-    perm = window_permutation(1000, seed=9, epoch=3, window=5)[keep_start:keep_stop]
+    perm = window_permutation(rows, seed=9, epoch=3, window=5)[keep_start:keep_stop]
     expected = whole.take(pa.array(perm.astype(np.int64))).combine_chunks()
     assert pa.Table.from_batches([out]).equals(expected)
 

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeder.protocol.mix import (
+    UNIT_ROWS,
+    WINDOW_STRATA,
     MixParams,
     block_order,
     block_runs,
@@ -17,6 +19,7 @@ from feeder.protocol.mix import (
     consumer_spans,
     window_layout,
     window_permutation,
+    window_units,
 )
 from feeder.protocol.orders import consumer_order, epoch_order
 from feeder.protocol.quality import batch_label_tv
@@ -207,3 +210,29 @@ def test_mix_params_are_validated():
         MixParams(block_rows=0)
     with pytest.raises(ValueError):
         MixParams(block_rows=512, window_rows=256)
+
+
+@given(st.integers(0, 3000), seeds, epochs, st.integers(0, 50))
+@settings(max_examples=60, deadline=None)
+def test_window_order_moves_whole_units_then_the_tail(rows, seed, epoch, window):
+    units = window_units(rows, seed=seed, epoch=epoch, window=window)
+    assert sorted(units.tolist()) == list(range(rows // UNIT_ROWS))
+    perm = window_permutation(rows, seed=seed, epoch=epoch, window=window)
+    assert sorted(perm.tolist()) == list(range(rows))
+    head = len(units) * UNIT_ROWS
+    assert np.array_equal(perm[:head:UNIT_ROWS], units.astype(np.int64) * UNIT_ROWS)
+    assert np.array_equal(perm[head:], np.arange(head, rows))
+
+
+def test_every_run_of_the_window_order_draws_from_every_stretch_of_the_window():
+    """Runs of 4 * WINDOW_STRATA output units hold units of (nearly) every stratum."""
+    units = window_units(512 * 1024, seed=1, epoch=2, window=3).astype(np.int64)
+    strata = units * WINDOW_STRATA // len(units)
+    run = 4 * WINDOW_STRATA
+    covered = [len(np.unique(strata[i : i + run])) for i in range(0, len(units) - run, run)]
+    assert min(covered) >= WINDOW_STRATA - 2
+    # a uniform order of the same units covers far fewer in some run
+    uniform = np.random.default_rng(0).permutation(len(units)) * WINDOW_STRATA // len(units)
+    assert min(len(np.unique(uniform[i : i + run])) for i in range(0, len(units) - run, run)) < (
+        WINDOW_STRATA - 2
+    )

@@ -58,8 +58,19 @@ def embedded_catalog_properties(home: Path | None = None) -> dict[str, str]:
 def load_catalog(name: str | None = None) -> Catalog:
     """Return the pyiceberg catalog ``name``, or the embedded default if none is configured.
 
-    Raises CatalogError if a configured catalog cannot be loaded (the message
-    names the catalog, never its credentials).
+    A pyiceberg configuration (``.pyiceberg.yaml`` or ``PYICEBERG_CATALOG__...``
+    variables) always wins; without one, the embedded SQLite catalog under
+    ``$ICEFEED_HOME`` (default ``./.icefeed``) is used.
+
+    Args:
+        name: the catalog's name; None for pyiceberg's default catalog.
+
+    Returns:
+        The loaded catalog.
+
+    Raises:
+        CatalogError: a configured catalog cannot be loaded (the message names the
+            catalog, never its credentials).
     """
     from pyiceberg.catalog import load_catalog as pyiceberg_load_catalog
     from pyiceberg.utils.config import Config

@@ -325,7 +325,18 @@ class CleanSpec(_Model):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> CleanSpec:
-        """Load and validate a YAML spec file; SpecError if unreadable, bad YAML or a bad field."""
+        """Load and validate a YAML spec file.
+
+        Args:
+            path: the spec's YAML file (docs/cleanspec.md has every field).
+
+        Returns:
+            The validated spec.
+
+        Raises:
+            SpecError: the file is unreadable, not YAML, or a field is invalid (the
+                message names the field's path and what would be valid).
+        """
         spec_path = Path(path)
         try:
             text = spec_path.read_text(encoding="utf-8")

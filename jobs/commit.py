@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from jobs.datafiles import DataFileInfo
+from jobs.data_file_info import DataFileInfo
 from jobs.errors import CommitError, SpecError
 from jobs.staging import delete_quietly, remove_prefix, remove_uncommitted
 

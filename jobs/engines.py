@@ -25,7 +25,8 @@ from enum import Enum
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from jobs.datafiles import METADATA_COLUMN, DataFileInfo, TaskPlan, write_task
+from jobs.data_file_info import DataFileInfo
+from jobs.datafiles import METADATA_COLUMN, TaskPlan, write_task
 from jobs.errors import SpecError
 from jobs.spark import ARROW_BYTE_BOUND_OFF, ARROW_MAX_BYTES_CONF
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jobs.datafiles import DataFileInfo
+from jobs.data_file_info import DataFileInfo
 from jobs.schema_mapping import FIELD_ID_KEY
 
 if TYPE_CHECKING:

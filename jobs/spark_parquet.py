@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from pyiceberg.schema import Schema
     from pyspark.sql import DataFrame
 
-    from jobs.datafiles import DataFileInfo
+    from jobs.data_file_info import DataFileInfo
 
 log = logging.getLogger(__name__)
 

@@ -79,7 +79,8 @@ from jobs.commit import (
     run_result,
     run_snapshot,
 )
-from jobs.datafiles import DataFileInfo, TaskPlan
+from jobs.data_file_info import DataFileInfo
+from jobs.datafiles import TaskPlan
 from jobs.engines import WriteEngine, data_file_writer
 from jobs.errors import CommitError, IcefeedError, SpecError
 from jobs.run_ids import check_run_id, new_run_id

@@ -16,7 +16,8 @@ from pyiceberg.schema import Schema
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import DateType, LongType, NestedField, StringType
 
-from jobs.datafiles import DataFileInfo, TaskPlan, dictionary_columns, write_task
+from jobs.data_file_info import DataFileInfo
+from jobs.datafiles import TaskPlan, dictionary_columns, write_task
 
 SCHEMA = Schema(
     NestedField(1, "id", LongType(), required=True),

@@ -7,7 +7,8 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
 from pyiceberg.schema import Schema
 from pyiceberg.types import ListType, LongType, NestedField, StringType
 
-from jobs.datafiles import DataFileInfo, TaskPlan
+from jobs.data_file_info import DataFileInfo
+from jobs.datafiles import TaskPlan
 from jobs.engines import ArrowWriter, DataFileWriter, SparkWriter, WriteEngine, data_file_writer
 from jobs.errors import SpecError
 from jobs.schema_mapping import identity_partition_spec

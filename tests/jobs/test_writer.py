@@ -18,7 +18,8 @@ from pyspark.sql import types as T
 
 import jobs.engines as engines_module
 import jobs.writer as writer_module
-from jobs.datafiles import DataFileInfo, TaskPlan
+from jobs.data_file_info import DataFileInfo
+from jobs.datafiles import TaskPlan
 from jobs.errors import CommitError, SpecError
 from jobs.spark import ARROW_BYTE_BOUND_OFF, ARROW_MAX_BYTES_CONF
 from jobs.staging import write_prefix

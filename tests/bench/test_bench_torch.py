@@ -453,7 +453,7 @@ def _au_consumer(
     Without an ``endpoint`` it iterates a :class:`_NullLoader` with as many batches per
     epoch as the feeder gives this rank: the harness's own ceiling."""
     if endpoint is None:
-        ds: Any = _NullLoader(ROWS // world_size // BATCH)
+        ds: Any = _NullLoader(_ceil(_ceil(ROWS, world_size), BATCH))  # the feeder's count
     else:
         ds = _dataset(
             endpoint,
@@ -491,8 +491,13 @@ def raw_ceiling(raw_flight) -> float:
     return best
 
 
-#: rows every AU run must consume: each consumer's equal share, whole batches, every epoch
-AU_ROWS = AU_CONSUMERS * AU_EPOCHS * (ROWS // AU_CONSUMERS // BATCH) * BATCH
+#: rows every AU run must consume: each consumer's equal share (drop_last=False: the
+#: epoch's first rows repeat to even the shares, a short last batch is kept), every epoch
+AU_ROWS = AU_CONSUMERS * AU_EPOCHS * -(-ROWS // AU_CONSUMERS)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _au(
@@ -549,7 +554,9 @@ def test_bench_accelerator_utilisation_harness_ceiling(bench_env, raw_ceiling):
     note = "harness ceiling: no loader at all"
     record(GROUP, "accelerator_utilisation_null_loader", **run, note=note)
     print(f"{GROUP}/accelerator_utilisation harness ceiling: AU {run['au']:.1%}")
-    assert run["rows"] == AU_ROWS
+    # the feeder's batch count per rank, every batch full (the null loader's batches are)
+    batches = _ceil(_ceil(ROWS, AU_CONSUMERS), BATCH)
+    assert run["rows"] == AU_CONSUMERS * AU_EPOCHS * batches * BATCH
 
 
 def test_bench_epoch_two_reads_no_storage(bench_env):
@@ -561,7 +568,7 @@ def test_bench_epoch_two_reads_no_storage(bench_env):
     before = feeder.fresh_status()["storage_bytes_read"]
     rows, _ = _count_tensors(ds)
     after = feeder.fresh_status()["storage_bytes_read"]
-    assert rows == ROWS // BATCH * BATCH  # the epoch read the whole table
+    assert rows == ROWS  # the epoch read the whole table (drop_last=False)
     record(GROUP, "epoch2_storage_bytes_read", rows=rows, storage_bytes=after - before)
     print(f"{GROUP}/epoch2_storage_bytes_read: {after - before}")
     assert after - before == 0

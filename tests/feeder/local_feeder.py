@@ -135,3 +135,31 @@ def ids_of(batches: Iterator[pa.RecordBatch] | list[pa.RecordBatch]) -> list[int
     for batch in batches:
         out.extend(batch.column("id").to_pylist())
     return out
+
+
+def small_table_catalog(home: Path, name: str) -> Any:
+    """A fresh embedded catalog under ``home`` holding ``test.feed``: 200 rows, 2 row groups."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from jobs.catalog import embedded_catalog_properties
+    from tests.feeder.tables import make_table
+
+    (home / "warehouse").mkdir()
+    cat = SqlCatalog(name, **embedded_catalog_properties(home))
+    cat.create_namespace("test")
+    make_table(cat, files=1, rows_per_file=200, row_group_rows=100)
+    return cat
+
+
+def act(client: Any, name: str, body: dict[str, Any] | bytes, job: str) -> dict[str, Any]:
+    """Run coordinator action ``name`` for ``job`` over a raw Flight client; its JSON answer."""
+    import json
+
+    import pyarrow.flight as flight
+
+    from feeder.protocol.auth import call_options
+
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    (result,) = client.do_action(flight.Action(name, raw), call_options(None, job))
+    answer: dict[str, Any] = json.loads(result.body.to_pybytes())
+    return answer

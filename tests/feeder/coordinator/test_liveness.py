@@ -7,16 +7,13 @@ is real: the coordinator, a data node and the rows it serves.
 
 from __future__ import annotations
 
-import json
-
 import pyarrow.flight as flight
 import pytest
 
 from feeder.coordinator.limits import CoordinatorLimits
 from feeder.protocol.auth import call_options
 from feeder.protocol.messages import LeaseRequest
-from tests.feeder.local_feeder import local_feeder
-from tests.feeder.tables import make_table
+from tests.feeder.local_feeder import act, local_feeder, small_table_catalog
 
 JOB = "stall"
 LEASE_SECONDS = 0.75  # and steps of a third of it: exact in binary floating point
@@ -37,21 +34,11 @@ class ManualClock:
 
 @pytest.fixture
 def catalog(tmp_path):
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    from jobs.catalog import embedded_catalog_properties
-
-    (tmp_path / "warehouse").mkdir()
-    cat = SqlCatalog("live", **embedded_catalog_properties(tmp_path))
-    cat.create_namespace("test")
-    make_table(cat, files=1, rows_per_file=200, row_group_rows=100)
-    return cat
+    return small_table_catalog(tmp_path, "live")
 
 
 def _act(client: flight.FlightClient, name: str, body: dict | bytes) -> dict:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    (result,) = client.do_action(flight.Action(name, raw), call_options(None, JOB))
-    return json.loads(result.body.to_pybytes())
+    return act(client, name, body, JOB)
 
 
 def _rows(lease: dict) -> list[int]:

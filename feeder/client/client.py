@@ -49,6 +49,9 @@ from jobs.errors import SpecError
 
 log = logging.getLogger(__name__)
 
+#: Seconds a client waits, by default, for a feeder that is still caching.
+READY_TIMEOUT = 600.0
+
 
 class FeederClient:
     """Reads one job's epochs from a feeder at ``endpoint`` (``grpc://`` or ``grpc+tls://``).
@@ -87,7 +90,7 @@ class FeederClient:
         tls: TLSConfig | None = None,
         timeout: float = 30.0,
         retry_seconds: float = 120.0,
-        ready_timeout: float = 600.0,
+        ready_timeout: float = READY_TIMEOUT,
         read_ahead: int = 0,
         stall_seconds: float = DEFAULT_STALL_SECONDS,
     ) -> None:

@@ -24,11 +24,13 @@ from typing import Any
 from pydantic import SecretStr
 from torch.utils.data import IterableDataset, get_worker_info
 
-from feeder.client.client import FeederClient  # at import: not on the first batch's path
+# at import: not on the first batch's path
+from feeder.client.client import READY_TIMEOUT, FeederClient
 from feeder.client.request import ReadRequest
 from feeder.protocol import fork_guard
 from feeder.protocol.config import TLSConfig
 from feeder.protocol.elastic import Progress
+from feeder.protocol.forked_call import call_forked, can_fork_clean
 from feeder.protocol.mix import MixParams
 from feeder.protocol.modes import Mode
 from feeder.protocol.shuffle_kind import Shuffle, parse_shuffle
@@ -317,8 +319,8 @@ class FeederDataset(IterableDataset[Batch]):
         number of DataLoader workers: their pieces are whole batches); in a DataLoader
         worker, that worker's count; after :meth:`load_state_dict`, what is left of the
         epoch. Equal on every rank. Asks the coordinator for the plan (once per epoch
-        and shape) on a connection closed before returning, so a DataLoader may still
-        fork its workers afterwards.
+        and shape), from a forked child while this process has never run gRPC, so a
+        DataLoader may still fork its workers afterwards.
 
         Returns:
             ``ceil(rows / batch_size)`` of this consumer's rows (``floor`` with
@@ -342,9 +344,7 @@ class FeederDataset(IterableDataset[Batch]):
         world, epoch, skip, origin = self._next_read()
         key = (world, epoch, skip, origin)
         if self._len_cache is None or self._len_cache[0] != key:
-            with self._new_client() as client:
-                info = client.plan(request=self._request(world, epoch, skip, origin))
-            rows = int(info.total_records)
+            rows = self._planned_rows(self._request(world, epoch, skip, origin))
             batches = rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
             self._len_cache = (key, batches)
         return self._len_cache[1]
@@ -494,6 +494,22 @@ class FeederDataset(IterableDataset[Batch]):
             skip_rows=skip,
             resume_from=origin,
         )
+
+    def _planned_rows(self, request: ReadRequest) -> int:
+        """This consumer's rows for ``request``, asked without making this process unsafe to fork.
+
+        In a process that has never run gRPC (a training script's main process, whose
+        DataLoader forks its workers next) the call runs in a forked child.
+        """
+
+        def ask() -> int:
+            with self._new_client() as client:
+                return int(client.plan(request=request).total_records)
+
+        if get_worker_info() is not None or not can_fork_clean():
+            return ask()
+        deadline = self.timeout + READY_TIMEOUT + 30.0
+        return call_forked(ask, deadline=deadline, what=f"len() of the feeder at {self.endpoint}")
 
     def _new_client(self) -> FeederClient:
         return FeederClient(

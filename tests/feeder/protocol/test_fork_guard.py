@@ -40,6 +40,9 @@ def test_a_child_inherits_the_open_clients_and_running_servers_of_its_parent():
         server.shutdown()
     del client
     assert not [u for u in fork_guard.live() if "127.0.0.1:1" in u or str(server.port) in u]
+    # closed is not enough: gRPC's process-wide threads outlive every client and server,
+    # and a child forked after any gRPC use hangs (the module docstring has the figures)
     seen = _in_child()
-    assert not [u for u in seen["inherited"] if "127.0.0.1:1" in u or str(server.port) in u]
-    assert fork_guard.inherited() == ()  # this process was not forked from a gRPC user
+    assert "Flight client of grpc://127.0.0.1:1 (closed)" in seen["inherited"]
+    assert f"TrackedFlightServer Flight server on port {server.port} (closed)" in seen["inherited"]
+    assert "Flight client of grpc://127.0.0.1:1" in fork_guard.used()

@@ -66,3 +66,90 @@ def test_forked_dataloader_workers_of_a_feeder_process_fail_fast_naming_the_fix(
     assert "Coordinator Flight server on port" in out
     waited = float(out.split("FAILED after ")[1].split("s:")[0])
     assert waited < 60, out  # fails fast: no waiting for a timeout
+
+
+CLEAN_MAIN = textwrap.dedent(
+    """
+    import sys
+
+    from torch.utils.data import DataLoader
+
+    from feeder.protocol import fork_guard
+    from feeder.torch import FeederDataset
+
+    ds = FeederDataset(sys.argv[1], batch_size=64, columns=["id"], shuffle=False)
+    for epoch in range(3):  # one forked DataLoader per epoch, as in a training loop
+        ds.set_epoch(epoch)
+        n = len(ds)  # asks the coordinator: before the fix, the next fork often hung
+        assert fork_guard.used() == [], fork_guard.used()
+        ids = [i for b in DataLoader(ds, batch_size=None, num_workers=2) for i in b["id"].tolist()]
+        print(f"epoch {epoch}: len {n} rows {len(ids)} distinct {len(set(ids))}", flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_len_in_the_main_process_keeps_it_safe_to_fork_dataloader_workers(catalog, tmp_path):
+    """``len(ds)`` asks the coordinator from a forked child, so the forked workers that
+    follow never inherit gRPC (a parent that made one Flight call, even closed, made
+    most such children hang: fork_guard's docstring)."""
+    from tests.feeder.local_feeder import local_feeder
+    from tests.feeder.tables import make_table
+
+    make_table(catalog, rows_per_file=1000)  # 2000 rows
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with local_feeder(catalog, cache_dir=tmp_path / "cache") as feed:
+        proc = subprocess.run(
+            [sys.executable, "-c", CLEAN_MAIN, feed.endpoint],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,  # a hang fails here
+        )
+    assert proc.returncode == 0, (proc.stdout, proc.stderr[-3000:])
+    lines = proc.stdout.splitlines()
+    assert lines == [f"epoch {e}: len 32 rows 2000 distinct 2000" for e in range(3)], lines
+
+
+USED_THEN_FORKED = textwrap.dedent(
+    """
+    import sys
+
+    from torch.utils.data import DataLoader
+
+    from feeder.client.client import FeederClient
+    from feeder.torch import FeederDataset
+    from jobs.errors import FeederError
+
+    with FeederClient(sys.argv[1]) as client:  # any gRPC use, closed at once
+        client.status()
+    ds = FeederDataset(sys.argv[1], batch_size=64, columns=["id"], shuffle=False)
+    try:
+        sum(len(b["id"]) for b in DataLoader(ds, batch_size=None, num_workers=1))
+    except FeederError as exc:
+        print(exc, flush=True)
+        sys.exit(3)
+    """
+)
+
+
+@pytest.mark.slow
+def test_workers_forked_after_a_closed_client_fail_fast_naming_it(catalog, tmp_path):
+    from tests.feeder.local_feeder import local_feeder
+    from tests.feeder.tables import make_table
+
+    make_table(catalog, rows_per_file=1000)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with local_feeder(catalog, cache_dir=tmp_path / "cache") as feed:
+        proc = subprocess.run(
+            [sys.executable, "-c", USED_THEN_FORKED, feed.endpoint],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    assert proc.returncode == 3, (proc.stdout, proc.stderr[-3000:])
+    assert f"Flight client of {feed.endpoint} (closed)" in proc.stdout
+    assert 'multiprocessing_context="forkserver"' in proc.stdout

@@ -35,22 +35,19 @@ import pyarrow.flight as flight
 from pydantic import SecretStr
 
 from feeder.client.allocator import tune_for_streaming
-from feeder.client.coordinator_calls import CoordinatorCalls
+from feeder.client.coordinator_calls import READY_TIMEOUT, CoordinatorCalls
 from feeder.client.failover import NodeReader
 from feeder.client.heartbeat import LeaseHeartbeater
 from feeder.client.read_ahead import read_ahead
 from feeder.client.request import ReadRequest, column_names
 from feeder.client.stall_watch import DEFAULT_STALL_SECONDS
-from feeder.client.windows import is_mixed, read_static_windows, read_window
+from feeder.client.windows import is_mixed, read_static_windows, read_unit
 from feeder.protocol.config import TLSConfig, load_token
 from feeder.protocol.messages import LeaseRequest, StaticRequest
 from feeder.protocol.modes import Mode
 from jobs.errors import SpecError
 
 log = logging.getLogger(__name__)
-
-#: Seconds a client waits, by default, for a feeder that is still caching.
-READY_TIMEOUT = 600.0
 
 
 class FeederClient:
@@ -275,7 +272,15 @@ class FeederClient:
                 lease_id = answer["lease"]
                 beat.track(lease_id, float(answer.get("lease_seconds", 30.0)))
                 completed = True
-                for batch in self._unit_batches(answer, request, position, unit):
+                batches = read_unit(
+                    answer,
+                    self._nodes.read,
+                    seed=request.seed,
+                    epoch=request.epoch,
+                    position=position,
+                    unit=unit,
+                )
+                for batch in batches:
                     if beat.is_lost(lease_id):
                         completed = False
                         log.warning("lease %s expired mid-unit; moving on", lease_id)
@@ -291,20 +296,3 @@ class FeederClient:
                 beat.untrack(lease_id)
         finally:
             beat.stop()
-
-    def _unit_batches(
-        self, answer: dict[str, Any], request: LeaseRequest, position: int, unit: int
-    ) -> Iterator[pa.RecordBatch]:
-        """The batches of one leased unit: a slice range, or a MIX window's kept rows."""
-        if "pieces" not in answer:
-            yield from self._nodes.read(
-                answer["ticket"], answer["locations"], position=position, unit=unit
-            )
-            return
-        pieces = [(p["ticket"], list(p["locations"])) for p in answer["pieces"]]
-        read = functools.partial(self._nodes.read, unit=1)
-        mixed = read_window(
-            answer["window"], pieces, seed=request.seed, epoch=request.epoch, read=read
-        )
-        if mixed is not None:
-            yield mixed

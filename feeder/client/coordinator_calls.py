@@ -27,6 +27,10 @@ from jobs.errors import AuthError, FeederError, SpecError
 T = TypeVar("T")
 
 
+#: Seconds a client waits, by default, for a feeder that is still caching.
+READY_TIMEOUT = 600.0
+
+
 class CoordinatorCalls:
     """Runs one job's calls against the coordinator at ``endpoint``.
 

@@ -12,6 +12,7 @@ and numpy: no torch, no pyspark.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -144,6 +145,38 @@ def read_window(
         parts = [list(read(*piece)) for piece in pieces]
     batches = [batch for part in parts for batch in part]
     return _window_rows(window, batches, seed=seed, epoch=epoch)
+
+
+def read_unit(
+    answer: Mapping[str, Any],
+    read: Callable[..., Iterator[pa.RecordBatch]],
+    *,
+    seed: int,
+    epoch: int,
+    position: int,
+    unit: int,
+) -> Iterator[pa.RecordBatch]:
+    """Yield the batches of one leased unit (a ``lease`` answer): a slice range, or a MIX
+    window's kept rows, permuted.
+
+    Args:
+        answer: the coordinator's ``lease`` answer (``ticket`` and ``locations``, or
+            ``window`` and ``pieces``).
+        read: the node reader, ``read(ticket, locations, position=..., unit=...)``.
+        seed: the job's shuffle seed.
+        epoch: the epoch.
+        position: rows this consumer yielded so far (the chunking hint).
+        unit: rows per unit of the consumer's batches (the chunking hint).
+    """
+    if "pieces" not in answer:
+        yield from read(answer["ticket"], answer["locations"], position=position, unit=unit)
+        return
+    pieces = [(p["ticket"], list(p["locations"])) for p in answer["pieces"]]
+    mixed = read_window(
+        answer["window"], pieces, seed=seed, epoch=epoch, read=functools.partial(read, unit=1)
+    )
+    if mixed is not None:
+        yield mixed
 
 
 def _reads(

@@ -25,7 +25,8 @@ from pydantic import SecretStr
 from torch.utils.data import IterableDataset, get_worker_info
 
 # at import: not on the first batch's path
-from feeder.client.client import READY_TIMEOUT, FeederClient
+from feeder.client.client import FeederClient
+from feeder.client.coordinator_calls import READY_TIMEOUT
 from feeder.client.request import ReadRequest
 from feeder.protocol import fork_guard
 from feeder.protocol.config import TLSConfig

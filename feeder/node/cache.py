@@ -194,7 +194,7 @@ class SliceCache:
             if checksum is None:
                 self._delete_files(slice_id)
                 continue
-            with pa.OSFile(str(path), "r") as source:
+            with pa.memory_map(str(path), "r") as source:  # batches map the file: no copy
                 reader = pa.ipc.open_file(source)
                 rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
                 token = (reader.schema.metadata or {}).get(ROWS_TOKEN_KEY)

@@ -23,6 +23,21 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 
 
+class _SetAction(argparse.Action):
+    """Collects ``--set`` and ``--set-string`` in command-line order as (expression, strings)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        collected = list(getattr(namespace, self.dest, None) or [])
+        collected.append((values, option_string == "--set-string"))
+        setattr(namespace, self.dest, collected)
+
+
 def register(subparsers: Any) -> None:
     """Add ``icefeed sparkapp`` and its subcommands to the ``icefeed`` command."""
     parser = subparsers.add_parser(
@@ -37,7 +52,20 @@ def register(subparsers: Any) -> None:
     render.add_argument("template", help="a manifest file or a shipped name (clean-flights)")
     render.add_argument("-f", "--values", action="append", default=[], help="values YAML file")
     render.add_argument(
-        "--set", action="append", default=[], metavar="PATH=VALUE", help="e.g. image.tag=0.2.0"
+        "--set",
+        dest="set_values",
+        action=_SetAction,
+        default=[],
+        metavar="KEY=VAL[,KEY=VAL]",
+        help="as Helm's --set: image.tag=0.2.0,list[0].a=b,xs={1,2} (ints and booleans typed)",
+    )
+    render.add_argument(
+        "--set-string",
+        dest="set_values",
+        action=_SetAction,
+        default=[],
+        metavar="KEY=VAL[,KEY=VAL]",
+        help="as Helm's --set-string: every value a string",
     )
     render.add_argument(
         "--override",
@@ -155,6 +183,7 @@ def _render(args: argparse.Namespace) -> int:
     from jobs.errors import ManifestError
     from sparkapps.manifests import dump_manifest
     from sparkapps.rendering import deep_merge, render
+    from sparkapps.set_values import apply_set
 
     values: dict[str, Any] = {}
     for file in args.values:
@@ -162,13 +191,9 @@ def _render(args: argparse.Namespace) -> int:
             loaded = yaml.safe_load(fh) or {}
         if not isinstance(loaded, dict):
             raise ManifestError(f"--values {file}: must hold a mapping")
-        values = deep_merge(values, loaded)
-    for dotted, raw in _pairs(args.set, "--set").items():
-        node = values
-        keys = dotted.split(".")
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = yaml.safe_load(raw) if raw else ""
+        values = deep_merge(values, loaded, null_removes=False)
+    for expression, strings in args.set_values:  # in command-line order, as Helm
+        apply_set(values, expression, strings=strings)
     for dotted, raw in _pairs(args.override, "--override").items():
         values.setdefault("set", {})[dotted] = yaml.safe_load(raw) if raw else ""
     if args.namespace:

@@ -43,12 +43,21 @@ def chart_defaults() -> dict[str, Any]:
     return copy.deepcopy(_chart_defaults_cached(str(chart_dir() / "values.yaml")))
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``base`` with ``override`` merged in (mappings merge, anything else replaces)."""
+def deep_merge(
+    base: Mapping[str, Any], override: Mapping[str, Any], *, null_removes: bool = True
+) -> dict[str, Any]:
+    """Return ``base`` with ``override`` merged in (mappings merge, anything else replaces).
+
+    As in Helm, a None (YAML ``null``) in ``override`` removes the key; with
+    ``null_removes=False`` it is kept (to layer user values files before the chart's
+    defaults, where it then removes the default).
+    """
     merged = copy.deepcopy(dict(base))
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
+        if value is None and null_removes:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value, null_removes=null_removes)
         else:
             merged[key] = copy.deepcopy(value)
     return merged

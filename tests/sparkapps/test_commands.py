@@ -62,3 +62,15 @@ def test_validate_accepts_every_shipped_manifest(
     files = sorted(str(p) for p in MANIFEST_DIR.glob("*.yaml"))
     assert main(["sparkapp", "validate", *files]) == 0
     assert capsys.readouterr().out.count(": ok") == len(files)
+
+
+def test_render_set_splits_pairs_on_commas_and_set_string_keeps_strings_as_helm(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--set a=x,b=y`` is two values (it once set the repository to ``"x,image.tag=y"``)."""
+    args = ["sparkapp", "render", "clean-flights", "--set", "image.repository=reg/x,image.tag=7"]
+    assert main([*args, "--override", "spec.executor.instances=2"]) == 0
+    manifest = yaml.safe_load(capsys.readouterr().out)
+    assert manifest["spec"]["image"] == "reg/x:7"
+    assert main([*args, "--set-string", "image.tag=007"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["spec"]["image"] == "reg/x:007"

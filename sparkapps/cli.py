@@ -15,6 +15,22 @@ from collections.abc import Sequence
 
 from jobs.errors import IcefeedError
 
+#: the extra that brings each optional top-level module (pyproject.toml)
+EXTRAS = {
+    "pyiceberg": "lakehouse",
+    "sqlalchemy": "lakehouse",
+    "yaml": "lakehouse",
+    "rich": "lakehouse",
+    "pyspark": "spark",
+    "pandas": "spark",
+    "kubernetes": "k8s",
+    "jsonschema": "k8s",
+    "kubernetes_validate": "k8s",
+    "prometheus_client": "metrics",
+    "psycopg2": "postgres",
+    "torch": "torch",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``icefeed`` argument parser with every subcommand registered."""
@@ -48,6 +64,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except IcefeedError as exc:
         print(f"icefeed {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"icefeed {args.command}: error: this command needs {exc.name!r}, which comes with "
+            f"the {extra!r} extra: pip install 'icefeed[{extra}]' (or 'icefeed[spark,k8s]' for "
+            "every command)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"icefeed {args.command}: interrupted", file=sys.stderr)

@@ -15,6 +15,7 @@ from feeder.cli import main as feeder_main
 from feeder.client.client import FeederClient
 from feeder.coordinator.planning import plan_slices
 from jobs.errors import SpecError
+from sparkapps.cli import main as icefeed_main
 from tests.feeder.local_feeder import ids_of, local_feeder
 from tests.feeder.tables import make_table
 from tests.support.delete_files import add_equality_deletes, add_position_deletes
@@ -108,3 +109,5 @@ def test_cli_serve_refuses_equality_deletes_before_starting_anything(equality_de
     assert feeder_main(["serve", "test.feed"]) == 2
     err = capsys.readouterr().err
     assert "test.feed" in err and str(snapshot_id) in err and "equality delete" in err
+    assert icefeed_main(["feeder", "serve", "test.feed"]) == 2  # serve() resolves before Spark
+    assert "rewrite_data_files" in capsys.readouterr().err

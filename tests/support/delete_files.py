@@ -30,12 +30,26 @@ def _field(name: str, type_: pa.DataType, field_id: int) -> pa.Field:
     return pa.field(name, type_, nullable=False, metadata={b"PARQUET:field_id": str(field_id)})
 
 
-def _write(table: Any, rows: pa.Table, kind: str) -> tuple[str, int]:
-    """Write ``rows`` as Parquet under the table's data folder; return (path, size)."""
-    location = table.location_provider().new_data_location(f"{kind}-{uuid.uuid4()}.parquet")
-    with table.io.new_output(location).create() as out:
+def _add(table: Any, rows: pa.Table, content: Any, **fields: Any) -> Any:
+    """Write ``rows`` as a Parquet delete file of ``content`` and commit it; return the table."""
+    from pyiceberg.manifest import DataFile, FileFormat
+    from pyiceberg.typedef import Record
+
+    kind = "pos-deletes" if content.name == "POSITION_DELETES" else "eq-deletes"
+    path = table.location_provider().new_data_location(f"{kind}-{uuid.uuid4()}.parquet")
+    with table.io.new_output(path).create() as out:
         pq.write_table(rows, out)
-    return location, len(table.io.new_input(location))
+    delete_file = DataFile.from_args(
+        content=content,
+        file_path=path,
+        file_format=FileFormat.PARQUET,
+        partition=Record(),
+        record_count=len(rows),
+        file_size_in_bytes=len(table.io.new_input(path)),
+        spec_id=table.spec().spec_id,
+        **fields,
+    )
+    return _commit(table, delete_file)
 
 
 def _commit(table: Any, delete_file: Any) -> Any:
@@ -80,28 +94,18 @@ def add_position_deletes(table: Any, data_file_path: str, positions: Sequence[in
     Returns:
         The table reloaded at the new snapshot.
     """
-    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
-    from pyiceberg.typedef import Record
+    from pyiceberg.manifest import DataFileContent
 
     schema = pa.schema(
         [_field("file_path", pa.string(), POS_FILE_PATH_ID), _field("pos", pa.int64(), POS_POS_ID)]
     )
     pos = sorted(positions)
     rows = pa.table({"file_path": [data_file_path] * len(pos), "pos": pos}, schema=schema)
-    path, size = _write(table, rows, "pos-deletes")
-    delete_file = DataFile.from_args(
-        content=DataFileContent.POSITION_DELETES,
-        file_path=path,
-        file_format=FileFormat.PARQUET,
-        partition=Record(),
-        record_count=len(pos),
-        file_size_in_bytes=size,
-        spec_id=table.spec().spec_id,
-        # as Spark writes them: the bounds of file_path name the one data file it applies to
-        lower_bounds={POS_FILE_PATH_ID: data_file_path.encode()},
-        upper_bounds={POS_FILE_PATH_ID: data_file_path.encode()},
+    # as Spark writes them: the bounds of file_path name the one data file they apply to
+    bounds = {POS_FILE_PATH_ID: data_file_path.encode()}
+    return _add(
+        table, rows, DataFileContent.POSITION_DELETES, lower_bounds=bounds, upper_bounds=bounds
     )
-    return _commit(table, delete_file)
 
 
 def add_equality_deletes(table: Any, column: str, values: Sequence[Any]) -> Any:
@@ -116,22 +120,10 @@ def add_equality_deletes(table: Any, column: str, values: Sequence[Any]) -> Any:
         The table reloaded at the new snapshot.
     """
     from pyiceberg.io.pyarrow import schema_to_pyarrow
-    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
-    from pyiceberg.typedef import Record
+    from pyiceberg.manifest import DataFileContent
 
     field = table.schema().find_field(column)
     arrow_type = schema_to_pyarrow(table.schema().select(column)).field(column).type
     schema = pa.schema([_field(column, arrow_type, field.field_id)])
     rows = pa.table({column: list(values)}, schema=schema)
-    path, size = _write(table, rows, "eq-deletes")
-    delete_file = DataFile.from_args(
-        content=DataFileContent.EQUALITY_DELETES,
-        file_path=path,
-        file_format=FileFormat.PARQUET,
-        partition=Record(),
-        record_count=len(values),
-        file_size_in_bytes=size,
-        spec_id=table.spec().spec_id,
-        equality_ids=[field.field_id],
-    )
-    return _commit(table, delete_file)
+    return _add(table, rows, DataFileContent.EQUALITY_DELETES, equality_ids=[field.field_id])

@@ -22,11 +22,13 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from jobs.data_file_info import DataFileInfo
+from jobs.delete_files import equality_deletes_error
 from jobs.errors import CommitError, SpecError
 from jobs.staging import delete_quietly, remove_prefix, remove_uncommitted
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.manifest import DataFile
     from pyiceberg.table import Table
     from pyiceberg.table.snapshots import Snapshot
 
@@ -185,6 +187,21 @@ def _without_commit_retry(tbl: Table) -> Table:
     return Table(tbl.name(), metadata, tbl.metadata_location, tbl.io, tbl.catalog, tbl.config)
 
 
+def _live_data_files(tbl: Table) -> list[DataFile]:
+    """The current snapshot's data files (what an overwrite removes).
+
+    Raises SpecError if the snapshot has equality delete files (pyiceberg
+    cannot plan it); position delete files stay behind, pointing at removed files.
+    """
+    try:
+        return [task.file for task in tbl.scan().plan_files()]
+    except ValueError as exc:  # pyiceberg's way of refusing equality deletes
+        error = equality_deletes_error(tbl, None)
+        if error is None:
+            raise
+        raise error from exc
+
+
 def _commit_once(tbl: Table, staged: StagedWrite, properties: dict[str, str]) -> Table:
     """Try one commit of ``staged`` on top of ``tbl``; return the table as committed.
 
@@ -204,8 +221,8 @@ def _commit_once(tbl: Table, staged: StagedWrite, properties: dict[str, str]) ->
         else:
             with update.overwrite() as overwrite:
                 if tbl.current_snapshot() is not None:
-                    for task in tbl.scan().plan_files():
-                        overwrite.delete_data_file(task.file)
+                    for data_file in _live_data_files(tbl):
+                        overwrite.delete_data_file(data_file)
                 for data_file in files:
                     overwrite.append_data_file(data_file)
     return tbl
@@ -223,7 +240,8 @@ def commit_staged(
     id is already committed. Raises CommitError if the table stayed contended
     for :data:`MAX_COMMIT_ATTEMPTS` attempts or the catalog failed (and the run
     is not visible after a refresh); the staged files are kept, so the caller
-    may retry or :func:`abort_staged`.
+    may retry or :func:`abort_staged`. Raises SpecError (nothing committed, the
+    staged files kept) for an overwrite of a table with equality delete files.
     """
     from pyiceberg.exceptions import CommitFailedException
 
@@ -253,6 +271,8 @@ def commit_staged(
             )
             time.sleep(wait)
             continue
+        except SpecError:  # the table cannot be overwritten as it is; nothing was committed
+            raise
         except Exception as exc:  # outcome unknown (catalog/storage error): look before failing
             landed = _landed(tbl, staged.run_id)
             if landed is None:

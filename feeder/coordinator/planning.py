@@ -1,10 +1,13 @@
 """Cut a pinned Iceberg scan into slices: contiguous row-group ranges of one data file.
 
 Planning uses pyiceberg's scan planning (projection, row-filter pruning,
-delete files) plus the Parquet footers for row-group sizes. A data file that
-carries delete files is one slice, so its deletes are applied in one piece
-when it is materialised. Slice ids are positions in plan order (files sorted
-by path, then row groups), so every planner of the same scan agrees.
+position delete files) plus the Parquet footers for row-group sizes. A data
+file that carries delete files is one slice, so its deletes are applied in one
+piece when it is materialised; its planned rows are the file's, the served rows
+are what remains (the registry counts the rows nodes cached). A snapshot with
+equality delete files is a SpecError (:mod:`jobs.delete_files`). Slice ids are
+positions in plan order (files sorted by path, then row groups), so every
+planner of the same scan agrees.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from feeder.protocol.slice_plan import SlicePlan
+from jobs.delete_files import equality_deletes_error
 from jobs.parquet_footers import read_footer, row_group_sizes
 
 if TYPE_CHECKING:
@@ -68,6 +72,7 @@ def plan_slices(
         The slices in plan order (empty for an empty table).
 
     Raises:
+        SpecError: the snapshot has equality delete files (pyiceberg cannot apply them).
         Whatever pyiceberg raises for an unknown column, a bad filter or a missing
         snapshot (callers turn it into a SpecError at the edge).
     """
@@ -79,7 +84,13 @@ def plan_slices(
         snapshot_id=snapshot_id,
     )
     projected_ids = set(scan.projection().field_ids)
-    tasks = sorted(scan.plan_files(), key=lambda t: t.file.file_path)
+    try:
+        tasks = sorted(scan.plan_files(), key=lambda t: t.file.file_path)
+    except ValueError as exc:  # pyiceberg's way of refusing equality deletes
+        error = equality_deletes_error(table, snapshot_id)
+        if error is None:
+            raise
+        raise error from exc
     plans: list[SlicePlan] = []
     for task in tasks:
         path = task.file.file_path

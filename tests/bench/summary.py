@@ -4,7 +4,7 @@ Pure functions of a ``results.json`` document (``tests.bench.recorder``): no
 plotting, no files. :func:`summarise` turns the records into panels of bars
 (each with its ratio to the panel's reference — the raw Flight ceiling for the
 feeder and torch paths, Spark's own Parquet writer for the writer) and into the
-list of targets from issues #3, #4 and #5, each met, missed or missing.
+list of targets from issues #3, #4, #5 and #24, each met, missed or missing.
 
 A case the catalogue below expects but ``results.json`` lacks (its test failed,
 was skipped or was deselected) is *missing*: drawn as a gap and listed, never
@@ -118,7 +118,7 @@ class Summary:
 
 # --- the catalogue ------------------------------------------------------------------------
 
-_ISSUE_WRITER, _ISSUE_FEEDER, _ISSUE_TORCH = "#3", "#4", "#5"
+_ISSUE_WRITER, _ISSUE_FEEDER, _ISSUE_TORCH, _ISSUE_SCALE = "#3", "#4", "#5", "#24"
 
 
 def _feeder_panel(consumers: int) -> PanelSpec:
@@ -306,6 +306,12 @@ def _storage_bytes(index: Index) -> tuple[float, str]:
     return float(n), f"{n:,} B"
 
 
+def _lease_p99(index: Index) -> tuple[float, str]:
+    load = index[("coordinator", "load_x1000")]
+    p99 = float(index[("coordinator", "lease_x1000")]["p99_ms"])
+    return p99, f"{p99:.1f} ms ({load['requests_per_s']:,} requests/s)"
+
+
 _SEQ_1C = ("torch", "feeder_dataset_seq_1c")
 
 EXTRA_CHECKS: tuple[CheckSpec, ...] = (
@@ -351,6 +357,14 @@ EXTRA_CHECKS: tuple[CheckSpec, ...] = (
             ),
             ("client_stream_shuffle_x2_node_memory", "FeederClient shuffled, 2 consumers"),
         )
+    ),
+    CheckSpec(
+        label="one coordinator, 1,000 consumers: p99 lease latency",
+        target="< 100 ms",
+        source=_ISSUE_SCALE,
+        cases=(("coordinator", "load_x1000"), ("coordinator", "lease_x1000")),
+        measure=_lease_p99,
+        passes=lambda v: v < 100.0,
     ),
 )
 

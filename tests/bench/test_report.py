@@ -25,7 +25,9 @@ def _rec(out: list[dict[str, Any]], group: str, case: str, **kw: Any) -> None:
         recorder.RESULTS[:] = saved
 
 
-def synthetic(drop: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+def synthetic(
+    drop: frozenset[str] = frozenset(), *, lease_p99_ms: float = 40.0
+) -> list[dict[str, Any]]:
     """Every case the real benchmarks record, with made-up figures; ``drop`` leaves cases out."""
     out: list[dict[str, Any]] = []
 
@@ -98,6 +100,8 @@ def synthetic(drop: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     rec("torch", "accelerator_utilisation_null_loader", rows=rows, seconds=19.0, au=0.98)
     rec("torch", "epoch2_storage_bytes_read", rows=rows, storage_bytes=0)
     rec("torch", "some_new_case", rows=rows, seconds=1.0)
+    rec("coordinator", "load_x1000", seconds=10.0, requests=20_000, requests_per_s=2_000)
+    rec("coordinator", "lease_x1000", count=8_000, p50_ms=4.0, p99_ms=lease_p99_ms)
     return out
 
 
@@ -284,3 +288,15 @@ def test_the_committed_docs_page_has_the_markers_and_its_image() -> None:
     assert text.count(report.BEGIN) == 1 and text.count(report.END) == 1
     link = report.DOCS_IMAGE.relative_to(report.DOCS.parent).as_posix()
     assert f"]({link})" in text and report.DOCS_IMAGE.is_file()
+
+
+@pytest.mark.parametrize(("p99", "status"), [(40.0, Status.MET), (100.0, Status.MISS)])
+def test_the_coordinator_lease_latency_target_is_judged_on_its_p99(
+    tmp_path: Path, p99: float, status: Status
+) -> None:
+    results = _write(tmp_path, synthetic(lease_p99_ms=p99)) / "results.json"
+    (check,) = [
+        c for c in summarise(json.loads(results.read_text())).checks if "lease latency" in c.label
+    ]
+    assert (check.status, check.target, check.source) == (status, "< 100 ms", "#24")
+    assert check.measured == f"{p99:.1f} ms (2,000 requests/s)"

@@ -1,7 +1,8 @@
 """A data node in a process of its own: ``python -m tests.feeder.node_process`` < spec JSON.
 
 A FAKE of the launcher's Spark task only (``run_data_node`` itself is the real
-code), so a test can SIGSTOP or SIGKILL a real node process without Spark. The
+code), so a test can SIGSTOP or SIGKILL a real node process without Spark, or
+run several nodes as separate processes (stand-ins for Spark executors). The
 spec line on stdin (never argv, which ``ps`` shows) holds the ticket key.
 """
 
@@ -9,10 +10,61 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from feeder.node.datanode import run_data_node
 from feeder.node.settings import NodeSettings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_node_process(
+    node_id: str, endpoint: str, key: bytes, cache_dir: Path, *, batch_rows: int = 64
+) -> subprocess.Popen[str]:
+    """Start one data node process that joins the coordinator at ``endpoint``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.feeder.node_process"],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None
+    spec = {
+        "node_id": node_id,
+        "endpoint": endpoint,
+        "key": key.hex(),
+        "cache_dir": str(cache_dir),
+        "batch_rows": batch_rows,
+    }
+    proc.stdin.write(json.dumps(spec) + "\n")
+    proc.stdin.close()
+    return proc
+
+
+@contextmanager
+def node_processes(
+    count: int, endpoint: str, key: bytes, cache_dir: Path, *, batch_rows: int = 64
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """Run ``count`` node processes (ids ``p0``, ``p1``, ...); kill any left on exit.
+
+    The caller tells them to stop (``Coordinator.request_stop``) and waits for them;
+    a process still running when the block ends is killed, so none outlives a test.
+    """
+    procs = [
+        start_node_process(f"p{i}", endpoint, key, cache_dir, batch_rows=batch_rows)
+        for i in range(count)
+    ]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=20)
 
 
 def main() -> None:

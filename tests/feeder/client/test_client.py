@@ -10,16 +10,13 @@ must resume at the row offset it delivered.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -32,10 +29,10 @@ from feeder.coordinator.session import resolve
 from feeder.protocol.tickets import TicketSigner, new_key
 from jobs.errors import SpecError
 from tests.feeder.local_feeder import ids_of
+from tests.feeder.node_process import start_node_process
 
 ROWS = 8_000
 PAYLOAD = 4096
-REPO = Path(__file__).resolve().parents[3]
 FAILED = re.compile(r"data node (\S+) failed after (\d+) rows of a range \((.*)\); failing over")
 
 
@@ -56,26 +53,6 @@ def _wide_table(catalog):
         )
     )
     return table
-
-
-def _start_node(node_id: str, endpoint: str, key: bytes, cache_dir: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.feeder.node_process"],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None
-    spec = {
-        "node_id": node_id,
-        "endpoint": endpoint,
-        "key": key.hex(),
-        "cache_dir": str(cache_dir),
-        "batch_rows": 64,
-    }
-    proc.stdin.write(json.dumps(spec) + "\n")
-    proc.stdin.close()
-    return proc
 
 
 def _failovers(caplog) -> list[tuple[str, int, str]]:
@@ -101,7 +78,9 @@ def test_a_hung_node_is_failed_over_after_stall_seconds_every_row_once(catalog, 
     # heartbeat_seconds=6: the frozen node is declared dead only after 30 s, so the
     # clients below meet it as a listed, live-looking location
     coordinator = Coordinator(served, signer=TicketSigner(key), slots=2, heartbeat_seconds=6.0)
-    procs = [_start_node(f"p{i}", coordinator.endpoint, key, tmp_path / "cache") for i in range(2)]
+    procs = [
+        start_node_process(f"p{i}", coordinator.endpoint, key, tmp_path / "cache") for i in range(2)
+    ]
     victim: subprocess.Popen | None = None
     try:
         assert coordinator.wait_ready(120), coordinator.status()
@@ -167,7 +146,9 @@ def test_a_node_killed_mid_epoch_with_the_mix_shuffle_every_row_once(catalog, tm
     served = resolve(FeederConfig(table="test.wide", slice_bytes=8_000_000), catalog)
     key = new_key()
     coordinator = Coordinator(served, signer=TicketSigner(key), slots=2, heartbeat_seconds=6.0)
-    procs = [_start_node(f"m{i}", coordinator.endpoint, key, tmp_path / "cache") for i in range(2)]
+    procs = [
+        start_node_process(f"m{i}", coordinator.endpoint, key, tmp_path / "cache") for i in range(2)
+    ]
     mix = MixParams(block_rows=64, window_rows=2000)
     try:
         assert coordinator.wait_ready(120), coordinator.status()

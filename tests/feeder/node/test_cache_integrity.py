@@ -7,10 +7,8 @@ kills it with SIGBUS, which would kill pytest itself in process.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 from feeder.client.client import FeederClient
 from feeder.coordinator.config import FeederConfig
@@ -19,9 +17,9 @@ from feeder.coordinator.session import resolve
 from feeder.node.cache import SliceCache
 from feeder.protocol.tickets import TicketSigner, new_key
 from tests.feeder.local_feeder import ids_of
+from tests.feeder.node_process import start_node_process
 from tests.feeder.tables import make_table, sample_arrow
 
-REPO = Path(__file__).resolve().parents[3]
 ROWS = 6_000
 
 
@@ -46,26 +44,6 @@ def test_adoption_verifies_checksums_and_drops_flipped_or_truncated_slices(tmp_p
     assert got == list(range(2000))
 
 
-def _start_node(endpoint: str, key: bytes, cache_dir: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.feeder.node_process"],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None
-    spec = {
-        "node_id": "trunc",
-        "endpoint": endpoint,
-        "key": key.hex(),
-        "cache_dir": str(cache_dir),
-        "batch_rows": 500,
-    }
-    proc.stdin.write(json.dumps(spec) + "\n")
-    proc.stdin.close()
-    return proc
-
-
 def test_a_cached_file_truncated_under_a_running_node_is_cached_again_not_a_sigbus(
     catalog, tmp_path
 ):
@@ -73,7 +51,8 @@ def test_a_cached_file_truncated_under_a_running_node_is_cached_again_not_a_sigb
     served = resolve(FeederConfig(table="test.feed", slice_bytes=40_000), catalog)
     key = new_key()
     coordinator = Coordinator(served, signer=TicketSigner(key), slots=1, heartbeat_seconds=0.5)
-    node = _start_node(coordinator.endpoint, key, tmp_path / "cache")
+    cache_dir = tmp_path / "cache"
+    node = start_node_process("trunc", coordinator.endpoint, key, cache_dir, batch_rows=500)
     try:
         assert coordinator.wait_ready(120), coordinator.status()
         client = FeederClient(coordinator.endpoint, job="t", timeout=20)
@@ -108,7 +87,7 @@ def test_a_replacement_node_adopts_a_sigkilled_nodes_verified_slices(catalog, tm
     key = new_key()
     coordinator = Coordinator(served, signer=TicketSigner(key), slots=1, heartbeat_seconds=0.3)
     cache_dir = tmp_path / "cache"
-    victim = _start_node(coordinator.endpoint, key, cache_dir)
+    victim = start_node_process("trunc", coordinator.endpoint, key, cache_dir, batch_rows=500)
     replacement: threading.Thread | None = None
     try:
         assert coordinator.wait_ready(120), coordinator.status()

@@ -15,6 +15,7 @@ answer carries the window's pieces as tickets.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,7 +24,14 @@ import pyarrow.flight as flight
 
 from feeder.protocol.elastic import elastic_spans
 from feeder.protocol.messages import EpochParams, StaticRequest
-from feeder.protocol.mix import WindowRead, consumer_reads, consumer_spans, window_layout
+from feeder.protocol.mix import (
+    MixParams,
+    WindowLayout,
+    WindowRead,
+    consumer_reads,
+    consumer_spans,
+    window_layout,
+)
 from feeder.protocol.shuffle import SliceRange
 
 Sign = Callable[[EpochParams, SliceRange], str]
@@ -93,9 +101,19 @@ def static_endpoints(
     return endpoints, total
 
 
+@functools.lru_cache(maxsize=16)
+def _layout(counts: tuple[int, ...], mix: MixParams) -> WindowLayout:
+    """The epoch's window layout, computed once per (row counts, knobs): every lease of an
+    epoch asks for it (recomputing it was most of a lease's cost with many windows)."""
+    layout = window_layout(counts, mix)
+    for array in (layout.bounds, layout.sizes, layout.offsets):
+        array.setflags(write=False)
+    return layout
+
+
 def lease_units(params: EpochParams, counts: Sequence[int]) -> list[SliceRange]:
     """Return an epoch's dynamic-mode units: one per window, ``SliceRange(w, 0, rows)``."""
-    layout = window_layout(counts, params.mix)
+    layout = _layout(tuple(counts), params.mix)
     return [SliceRange(w, 0, int(n)) for w, n in enumerate(layout.sizes.tolist()) if n > 0]
 
 
@@ -103,7 +121,7 @@ def lease_window(
     params: EpochParams, counts: Sequence[int], unit: SliceRange, sign: Sign, locate: Locate
 ) -> dict[str, Any]:
     """Return the ``window`` and ``pieces`` fields of a MIX lease answer for ``unit``."""
-    layout = window_layout(counts, params.mix)
+    layout = _layout(tuple(counts), params.mix)
     w = unit.slice_id
     read = WindowRead(w, int(layout.sizes[w]), unit.start, unit.stop, tuple(layout.pieces(w)))
     return {

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from jobs.extras import require
@@ -21,14 +21,50 @@ log = logging.getLogger(__name__)
 
 OTHER_JOBS = "other"  # the job label of every job past the first ``metric_jobs``
 
-NODE_GAUGES = {
+#: cumulative per-node figures (from heartbeats): exposed as counters, ``..._total``
+NODE_COUNTERS = {
     "rows_served": "rows served by a data node",
     "bytes_served": "Arrow bytes served by a data node",
-    "slices_cached": "slices cached by a data node",
-    "cache_bytes": "bytes of a data node's cache files",
     "storage_bytes_read": "bytes a data node read from table storage",
     "errors": "errors a data node answered",
 }
+#: per-node levels (from heartbeats): exposed as gauges
+NODE_GAUGES = {
+    "slices_cached": "slices cached by a data node",
+    "cache_bytes": "bytes of a data node's cache files",
+}
+#: seconds buckets of request durations: 0.5 ms .. 10 s
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+class _NodeStats:
+    """A collector of the nodes' latest heartbeat figures (counters and gauges by node)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats: dict[str, dict[str, int]] = {}
+
+    def update(self, node_id: str, stats: Mapping[str, int]) -> None:
+        known = {k: int(v) for k, v in stats.items() if k in NODE_COUNTERS or k in NODE_GAUGES}
+        with self._lock:
+            self._stats.setdefault(node_id, {}).update(known)
+
+    def collect(self) -> Iterator[Any]:
+        core = require("prometheus_client.core", "metrics")
+        with self._lock:
+            snapshot = {node: dict(stats) for node, stats in self._stats.items()}
+        for key, doc in NODE_COUNTERS.items():
+            family = core.CounterMetricFamily(f"icefeed_node_{key}", doc, labels=["node"])
+            for node, stats in snapshot.items():
+                if key in stats:
+                    family.add_metric([node], stats[key])
+            yield family
+        for key, doc in NODE_GAUGES.items():
+            family = core.GaugeMetricFamily(f"icefeed_node_{key}", doc, labels=["node"])
+            for node, stats in snapshot.items():
+                if key in stats:
+                    family.add_metric([node], stats[key])
+            yield family
 
 
 class FeederMetrics:
@@ -42,10 +78,15 @@ class FeederMetrics:
         self._job_labels: set[str] = set()
         self._labels_lock = threading.Lock()
         self.registry = prom.CollectorRegistry()
-        self._node = {
-            key: prom.Gauge(f"icefeed_node_{key}", doc, ["node"], registry=self.registry)
-            for key, doc in NODE_GAUGES.items()
-        }
+        self._node = _NodeStats()
+        self.registry.register(self._node)
+        self.request_seconds = prom.Histogram(
+            "icefeed_coordinator_request_seconds",
+            "time the coordinator took to answer a call, by call (plan, lease, heartbeat, ...)",
+            ["call"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
         self.nodes_alive = prom.Gauge(
             "icefeed_nodes_alive", "live data nodes", registry=self.registry
         )
@@ -96,9 +137,7 @@ class FeederMetrics:
 
     def node_stats(self, node_id: str, stats: Mapping[str, int]) -> None:
         """Publish one node's heartbeat stats."""
-        for key, gauge in self._node.items():
-            if key in stats:
-                gauge.labels(node=node_id).set(stats[key])
+        self._node.update(node_id, stats)
 
     def render(self) -> bytes:
         """The metrics in Prometheus text format (what ``/metrics`` serves)."""

@@ -401,8 +401,13 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         An unexpected exception is logged with its traceback under an error id;
         the caller gets the id, never the traceback (:mod:`feeder.protocol.wire_errors`).
         """
+        start = time.perf_counter()
         try:
             return fn()
         except Exception as exc:
             self._count_error(kind)
             raise to_wire(exc, kind, log) from None
+        finally:
+            if self.metrics is not None:
+                elapsed = time.perf_counter() - start
+                self.metrics.request_seconds.labels(call=kind).observe(elapsed)

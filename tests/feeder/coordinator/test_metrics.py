@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.request
 
 import pytest
@@ -42,6 +43,15 @@ def test_metrics_count_leases_consumers_nodes_and_errors(catalog, tmp_path):
     assert _value(text, 'icefeed_active_consumers{job="m"}') == 2
     assert _value(text, "icefeed_nodes_alive") == 2
     assert _value(text, "icefeed_ready") == 1
-    assert _value(text, "icefeed_node_rows_served") >= 2000
-    assert _value(text, "icefeed_node_storage_bytes_read") > 0
+    # cumulative figures are counters (`_total`, TYPE counter); levels are gauges
+    assert _value(text, "icefeed_node_rows_served_total") >= 2000
+    assert _value(text, "icefeed_node_storage_bytes_read_total") > 0
+    assert re.search(r"^# TYPE icefeed_node_rows_served(_total)? counter$", text, re.M)
+    assert "# TYPE icefeed_node_slices_cached gauge" in text
+    assert _value(text, "icefeed_node_slices_cached") >= 2
     assert _value(text, "icefeed_coordinator_errors_total") >= 1
+    # every call is timed: the plan, the leases, the failed one too
+    assert "# TYPE icefeed_coordinator_request_seconds histogram" in text
+    assert _value(text, 'icefeed_coordinator_request_seconds_count{call="flight_info"}') >= 2
+    assert _value(text, 'icefeed_coordinator_request_seconds_count{call="lease"}') >= 2
+    assert _value(text, 'icefeed_coordinator_request_seconds_sum{call="lease"}') > 0

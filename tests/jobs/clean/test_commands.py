@@ -1,4 +1,4 @@
-"""``icefeed clean validate SPEC`` and ``icefeed clean schema``: pydantic only, no Spark, no writes."""
+"""``icefeed clean validate SPEC`` and ``icefeed clean schema``: no Spark, no writes."""
 
 from __future__ import annotations
 

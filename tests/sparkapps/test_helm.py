@@ -598,15 +598,7 @@ def test_an_inline_clean_spec_is_a_configmap_the_driver_reads(helm: str, crds: N
     ids=["both", "neither"],
 )
 def test_a_clean_job_names_exactly_one_spec(helm: str, job: dict[str, Any]) -> None:
-    result = run_helm(
-        helm,
-        "template",
-        "rel",
-        str(CHART),
-        "--set",
-        "clean.enabled=true",
-        "--set-json",
-        "clean.jobs=" + json.dumps([job]),
-    )
+    values = ["--set", "clean.enabled=true", "--set-json", "clean.jobs=" + json.dumps([job])]
+    result = run_helm(helm, "template", "rel", str(CHART), *values)
     assert result.returncode != 0
     assert "oneOf" in result.stderr or "not both" in result.stderr, result.stderr

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jobs.clean import CleanSpec, run
 from jobs.clean.thresholds import Severity, breaches, severity_of
 from jobs.errors import RejectThresholdError, SpecError
-from tests.jobs.clean.test_job import EXPECTED_REASONS, ROWS, spec_dict
+from tests.jobs.clean.test_job import EXPECTED_REASONS, spec_dict
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -91,15 +91,6 @@ def test_bad_severity_entries_are_spec_errors(
         CleanSpec.from_dict(spec_dict(tmp_path / "x.csv", severity=severity))
     with pytest.raises(SpecError, match="max_reject_fraction: Input should be less than"):
         CleanSpec.from_dict(spec_dict(tmp_path / "x.csv", max_reject_fraction=1.5))
-
-
-@pytest.fixture()
-def source(tmp_path: Path) -> Path:
-    """test_job's nine rows: one reject per rule family, three clean."""
-    path = tmp_path / "raw" / "events.csv"
-    path.parent.mkdir()
-    path.write_text("\n".join(["id,name,score,day,grp", *ROWS]) + "\n")
-    return path
 
 
 def _state(catalog: Catalog, warehouse: Path) -> tuple[object, ...]:

@@ -22,6 +22,7 @@ from typing import Any
 from feeder.coordinator.config import FeederConfig
 from feeder.coordinator.session import DEFAULT_READY_TIMEOUT
 from jobs.errors import CatalogError, FeederError, SpecError
+from jobs.exit_codes import exit_code_for
 
 log = logging.getLogger(__name__)
 
@@ -244,4 +245,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (SpecError, CatalogError, FeederError) as exc:
         print(f"feeder: error: {exc}", file=sys.stderr)
-        return 2
+        return int(exit_code_for(exc))

@@ -20,6 +20,14 @@ class CommitError(IcefeedError):
     """Writing to or committing an Iceberg table failed; the table is unchanged."""
 
 
+class RejectThresholdError(IcefeedError):
+    """A clean run rejected more rows than its spec allows; nothing was committed."""
+
+
+class RunFailedError(IcefeedError):
+    """The work started and failed (e.g. a SparkApplication ended FAILED)."""
+
+
 class CatalogError(IcefeedError):
     """The Iceberg catalog could not be loaded or a table could not be found."""
 

@@ -32,13 +32,19 @@ def run_command(args: argparse.Namespace) -> int:
     """Sweep ``args.table``; print one line per file; return the exit code (0).
 
     Raises:
-        CatalogError: the catalog or table cannot be loaded.
-        SpecError: a negative grace period.
+        CatalogError: the catalog cannot be loaded.
+        SpecError: no such table, or a negative grace period.
     """
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
     from jobs.catalog import load_catalog
+    from jobs.errors import SpecError
     from jobs.orphans import sweep_orphans
 
-    table = load_catalog(args.catalog).load_table(args.table)
+    try:
+        table = load_catalog(args.catalog).load_table(args.table)
+    except (NoSuchTableError, NoSuchNamespaceError) as exc:
+        raise SpecError(f"table: {args.table!r} not found ({exc})") from None
     older = None if args.older_than is None else args.older_than * HOURS
     result = sweep_orphans(table, older_than_seconds=older, dry_run=args.dry_run)
     verb = "would delete" if result.dry_run else "deleted"

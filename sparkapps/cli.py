@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from jobs.errors import IcefeedError
+from jobs.exit_codes import ExitCode, exit_code_for
 
 #: the extra that brings each optional top-level module (pyproject.toml)
 EXTRAS = {
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Lakehouse to GPU: clean raw data into Iceberg, feed it to PyTorch.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--version", action="version", version=f"icefeed {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register_clean(sub)
     register_feeder(sub)
@@ -52,8 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def package_version() -> str:
+    """The installed icefeed distribution's version (package metadata), or ``unknown``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("icefeed")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``icefeed`` command line; return the process exit code."""
+    """Run the ``icefeed`` command line; return the process exit code (jobs.exit_codes)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -64,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except IcefeedError as exc:
         print(f"icefeed {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return int(exit_code_for(exc))
     except ModuleNotFoundError as exc:
         extra = EXTRAS.get((exc.name or "").split(".")[0])
         if extra is None:
@@ -75,10 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "every command)",
             file=sys.stderr,
         )
-        return 2
+        return int(ExitCode.BAD_INPUT)
     except KeyboardInterrupt:
         print(f"icefeed {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return int(ExitCode.INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """``icefeed sparkapp ...``: render, validate, submit, status, logs, delete and run-local.
 
 ``register`` imports only argparse-level code; the kubernetes client, jsonschema
-and friends load when a command runs. Exit codes: 0 success; 1 the manifest has
-problems, the application FAILED, or spark-submit failed; 2 any other icefeed
-error (printed by the ``icefeed`` entry point).
+and friends load when a command runs. Exit codes (:mod:`jobs.exit_codes`): 0
+success; 1 the manifest has problems, the application FAILED or timed out, or
+spark-submit failed; 2 bad input or a request the cluster refused (printed by the
+``icefeed`` entry point).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobs.exit_codes import ExitCode
+
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
     from sparkapps.state import AppStatus
 
-EXIT_OK = 0
-EXIT_FAILED = 1
+EXIT_OK = int(ExitCode.OK)
+EXIT_FAILED = int(ExitCode.FAILED)
 
 
 class _SetAction(argparse.Action):

@@ -11,7 +11,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from jobs.errors import ManifestError
+from jobs.errors import ManifestError, RunFailedError
 
 
 class Check(enum.Enum):
@@ -72,7 +72,7 @@ class ApplicationNotFoundError(KubernetesApiError):
     """No SparkApplication with that name exists in the namespace (HTTP 404)."""
 
 
-class ApplicationFailedError(ManifestError):
+class ApplicationFailedError(ManifestError, RunFailedError):
     """The operator reported the application FAILED; the message carries its errorMessage."""
 
     def __init__(self, name: str, error_message: str) -> None:
@@ -81,5 +81,5 @@ class ApplicationFailedError(ManifestError):
         super().__init__(f"SparkApplication {name!r} FAILED: {error_message or 'no error message'}")
 
 
-class WaitTimeoutError(ManifestError):
+class WaitTimeoutError(ManifestError, RunFailedError):
     """The application did not reach COMPLETED or FAILED within the timeout."""

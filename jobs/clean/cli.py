@@ -1,19 +1,27 @@
-"""``icefeed clean SPEC.yaml`` and ``python -m jobs.clean SPEC.yaml``: the same code.
+"""``icefeed clean SPEC`` and ``python -m jobs.clean SPEC``: the same code.
 
-Exit codes: 0 success; 2 bad spec or source (SpecError); 3 a write or commit
-failed (CommitError, CatalogError); 1 any other icefeed error. Errors print one
-line to stderr. ``--json`` prints only the report, as JSON, on stdout.
+SPEC is a path or a URI (``file://``, ``s3://``).
+``icefeed clean validate SPEC`` checks a spec (no Spark, nothing written);
+``icefeed clean schema`` prints the CleanSpec JSON Schema.
+
+Exit codes (one table for every icefeed command, jobs.exit_codes): 0 success;
+1 any other icefeed error; 2 bad spec or source (SpecError); 3 a write or
+commit failed (CommitError, CatalogError); 4 rejects over the spec's threshold
+(nothing committed). Errors print one line to stderr. ``--json`` prints only
+the report, as JSON, on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from jobs.errors import CatalogError, CommitError, IcefeedError, SpecError
+from jobs.errors import IcefeedError, SpecError
+from jobs.exit_codes import ExitCode, exit_code_for
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,15 +31,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_SPEC = 2
-EXIT_COMMIT = 3
+EXIT_OK = int(ExitCode.OK)
+EXIT_ERROR = int(ExitCode.FAILED)
+EXIT_SPEC = int(ExitCode.BAD_INPUT)
+EXIT_COMMIT = int(ExitCode.COMMIT)
+EXIT_REJECTS = int(ExitCode.REJECTS)
+#: ``icefeed clean ACTION ...``: actions other than running a spec.
+ACTIONS = ("validate", "schema")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the clean command's arguments to ``parser``."""
-    parser.add_argument("spec", metavar="SPEC.yaml", help="the CleanSpec YAML file")
+    parser.add_argument(
+        "spec",
+        metavar="SPEC",
+        help="the CleanSpec YAML: a path or URI (file://, s3://); or 'validate SPEC', 'schema'",
+    )
+    parser.add_argument("target", nargs="?", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", help="idempotency key: a run id that committed writes nothing")
     parser.add_argument("--json", action="store_true", help="print only the report, as JSON")
 
@@ -54,18 +70,42 @@ def run_command(args: argparse.Namespace) -> int:
 
     err = Console(stderr=True)
     try:
+        if args.spec in ACTIONS:
+            return _action(args)
+        if args.target is not None:
+            raise SpecError(
+                f"unexpected argument {args.target!r}: give one SPEC, or one of "
+                f"{', '.join(ACTIONS)} before it"
+            )
         report = _clean(args, err)
     except IcefeedError as exc:
         print(f"icefeed clean: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        if isinstance(exc, SpecError):
-            return EXIT_SPEC
-        if isinstance(exc, CommitError | CatalogError):
-            return EXIT_COMMIT
-        return EXIT_ERROR
+        return int(exit_code_for(exc))
     if args.json:
         print(report.to_json())
     else:
         Console().print(summary_table(report))
+    return EXIT_OK
+
+
+def _action(args: argparse.Namespace) -> int:
+    """``validate SPEC`` or ``schema``: pydantic only, no Spark, no catalog, nothing written."""
+    from jobs.clean.spec import CleanSpec, spec_json_schema
+
+    if args.spec == "schema":
+        if args.target is not None:
+            raise SpecError(f"clean schema takes no argument (got {args.target!r})")
+        print(json.dumps(spec_json_schema(), indent=2))
+        return EXIT_OK
+    if args.target is None:
+        raise SpecError(
+            "clean validate: give the spec to check, e.g. icefeed clean validate s.yaml"
+        )
+    spec = CleanSpec.from_yaml(args.target)
+    if args.json:
+        print(json.dumps({"spec": args.target, "valid": True, "table": spec.table}))
+    else:
+        print(f"{args.target}: valid CleanSpec for {spec.table} (rejects: {spec.rejects_table})")
     return EXIT_OK
 
 

@@ -11,6 +11,8 @@ The order of events is what makes a run safe:
 4. Stage the clean rows and the rejected rows (data files written, nothing
    committed), then assert ``rows_in == rows_written + rows_rejected`` against
    what was actually staged. On a mismatch both are aborted → CommitError.
+   Before staging, rejects over the spec's thresholds (:mod:`jobs.clean.thresholds`)
+   raise RejectThresholdError: nothing is written to either table.
 5. Commit both with the same run id (clean table first). A crash between the
    two commits is repaired by re-running with the same run id: the writer skips
    the table that already has it.
@@ -27,8 +29,9 @@ from typing import TYPE_CHECKING
 from jobs.clean.report import CleanReport, counts_from_summary
 from jobs.clean.source import check_source_exists, read_source
 from jobs.clean.spec import CleanSpec
+from jobs.clean.thresholds import breaches
 from jobs.clean.transform import REASON_COLUMN, rejected_rows, tag_rows, valid_rows
-from jobs.errors import CommitError, SpecError
+from jobs.errors import CommitError, RejectThresholdError, SpecError
 from jobs.run_ids import check_run_id, new_run_id
 
 if TYPE_CHECKING:
@@ -68,6 +71,8 @@ def run(
 
     Raises:
         SpecError: a bad spec, source or run id (nothing written).
+        RejectThresholdError: rejects over the spec's max_reject_fraction or a
+            severity-fail rule rejected rows (nothing written).
         CommitError: staging, the reconciliation or a commit failed (nothing
             committed by this call for the table that failed).
     """
@@ -103,6 +108,7 @@ def run(
         rows_in = rows_written + rows_rejected
         if rows_in == 0:
             raise SpecError(f"source: {spec.source.path!r} is empty (no rows to clean)")
+        check_thresholds(spec, rows_in=rows_in, rejects_by_reason=rejects_by_reason)
         report = CleanReport(
             rows_in=rows_in,
             rows_written=rows_written,
@@ -137,6 +143,26 @@ def run(
         final.seconds,
     )
     return final
+
+
+def check_thresholds(spec: CleanSpec, *, rows_in: int, rejects_by_reason: dict[str, int]) -> None:
+    """Refuse a run whose rejects break the spec's thresholds, before anything is staged.
+
+    Raises:
+        RejectThresholdError: naming each rule over its threshold and its fraction.
+    """
+    found = breaches(
+        rows_in=rows_in,
+        rejects_by_reason=rejects_by_reason,
+        severities=spec.severity,
+        max_reject_fraction=spec.max_reject_fraction,
+    )
+    if found:
+        raise RejectThresholdError(
+            f"{spec.table}: over the reject threshold, nothing was committed "
+            f"({rows_in} rows read): {'; '.join(str(b) for b in found)}. Fix the source or "
+            "the rules, or relax max_reject_fraction / severity in the spec"
+        )
 
 
 def _count_by_reason(tagged: DataFrame) -> dict[str | None, int]:

@@ -30,6 +30,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from jobs.clean.coltypes import ColumnType, TypeKind, parse_type
+from jobs.clean.reasons import RuleKind
+from jobs.clean.spec_source import read_spec_text
+from jobs.clean.thresholds import Severity
 from jobs.commit import WriteMode
 from jobs.errors import SpecError
 
@@ -238,6 +241,8 @@ class CleanSpec(_Model):
     derive: dict[str, str] = Field(default_factory=dict)
     partition_by: list[str] = Field(default_factory=list)
     rejects: str | None = None
+    max_reject_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
+    severity: dict[str, Severity] = Field(default_factory=dict)
 
     @field_validator("table", "rejects")
     @classmethod
@@ -302,6 +307,8 @@ class CleanSpec(_Model):
                 )
         if self.rejects_table == self.table:
             raise ValueError("rejects: the rejects table must differ from table")
+        for rule in self.severity:
+            _check_rule(rule, self)
         return self
 
     @property
@@ -325,10 +332,11 @@ class CleanSpec(_Model):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> CleanSpec:
-        """Load and validate a YAML spec file.
+        """Load and validate a YAML spec from a path or URI.
 
         Args:
-            path: the spec's YAML file (docs/cleanspec.md has every field).
+            path: the spec's YAML file: a path, ``file://`` or ``s3://`` URI
+                (:mod:`jobs.clean.spec_source`; docs/cleanspec.md has every field).
 
         Returns:
             The validated spec.
@@ -337,19 +345,52 @@ class CleanSpec(_Model):
             SpecError: the file is unreadable, not YAML, or a field is invalid (the
                 message names the field's path and what would be valid).
         """
-        spec_path = Path(path)
-        try:
-            text = spec_path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SpecError(f"cannot read spec {str(spec_path)!r}: {exc.strerror}") from None
+        label = str(path)
+        text = read_spec_text(path)
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise SpecError(f"{spec_path}: not valid YAML: {exc}") from None
+            raise SpecError(f"{label}: not valid YAML: {exc}") from None
         try:
             return cls.from_dict(data if data is not None else {})
         except SpecError as exc:
-            raise SpecError(f"{spec_path}: {exc}") from None
+            raise SpecError(f"{label}: {exc}") from None
+
+
+def _check_rule(rule: str, spec: CleanSpec) -> None:
+    """Raise ValueError unless ``rule`` names a rule family or a reason this spec can give."""
+    kinds = [kind.value for kind in RuleKind]
+    kind, _, subject = rule.partition(":")
+    if kind not in kinds:
+        raise ValueError(f"severity.{rule}: {kind!r} is not one of {', '.join(kinds)}")
+    if kind == RuleKind.DUPLICATE.value:
+        if subject:
+            raise ValueError(f"severity.{rule}: 'duplicate' takes no name")
+        if spec.dedupe is None:
+            raise ValueError(f"severity.{rule}: the spec has no dedupe, so no duplicate rejects")
+        return
+    if not subject:
+        return  # a whole family
+    valid = list(spec.checks) if kind == RuleKind.CHECK.value else list(spec.columns)
+    if subject not in valid:
+        what = "check" if kind == RuleKind.CHECK.value else "declared (source) column"
+        raise ValueError(
+            f"severity.{rule}: {subject!r} is not a {what}; valid: {', '.join(valid) or 'none'}"
+        )
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a CleanSpec document, as published in docs/cleanspec.schema.json.
+
+    Generated from the pydantic model (validation mode), so editors and CI check
+    the same fields the job accepts; checks that span fields (a dedupe key must
+    be a declared column …) run only in :meth:`CleanSpec.from_dict`.
+    """
+    schema = CleanSpec.model_json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+    }
 
 
 def load_spec(path: str | Path) -> CleanSpec:

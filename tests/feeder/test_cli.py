@@ -22,8 +22,9 @@ def test_status_json_and_table(catalog, tmp_path, capsys):
         assert "test.feed" in out and status["nodes"][0]["node_id"] in out
 
 
-def test_status_of_a_dead_endpoint_fails_with_exit_2(capsys):
-    assert main(["feeder", "status", "grpc://127.0.0.1:1", "--timeout", "1"]) == 2
+def test_status_of_a_dead_endpoint_fails_with_exit_1(capsys):
+    # A FeederError: the request was fine, the work failed (jobs.exit_codes).
+    assert main(["feeder", "status", "grpc://127.0.0.1:1", "--timeout", "1"]) == 1
     assert "unreachable" in capsys.readouterr().err
 
 

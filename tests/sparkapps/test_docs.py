@@ -84,12 +84,18 @@ def test_the_training_pods_meet_pod_security_restricted() -> None:
 def test_the_values_example_passes_the_chart_schema() -> None:
     import jsonschema
 
+    from jobs.clean.spec import CleanSpec
+
     schema = json.loads((chart_dir() / "values.schema.json").read_text())
-    (values,) = [b for b in yaml_blocks() if isinstance(b, dict) and "kind" not in b]
-    merged = {**chart_defaults()}
-    for key, value in values.items():
-        merged[key] = {**merged.get(key, {}), **value}
-    jsonschema.Draft7Validator(schema).validate(merged)
+    examples = [b for b in yaml_blocks() if isinstance(b, dict) and "kind" not in b]
+    assert len(examples) == 2  # the feeder's values, a clean job with an inline spec
+    for values in examples:
+        merged = {**chart_defaults()}
+        for key, value in values.items():
+            merged[key] = {**merged.get(key, {}), **value}
+        jsonschema.Draft7Validator(schema).validate(merged)
+        for job in values.get("clean", {}).get("jobs", []):
+            CleanSpec.from_dict(job["specInline"])  # the inline spec is a valid CleanSpec
 
 
 def test_the_spark_manifests_the_doc_shows_or_names_validate(crds: None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import shutil
 import subprocess
 import sys
@@ -285,11 +286,27 @@ NIGHTLY_JOB = [
     "clean.jobs[0].schedule=0 2 * * *",
     "clean.jobs[0].spec=/opt/icefeed/jobs/specs/flights.yaml",
 ]
+#: A CleanSpec carried in the values (a ConfigMap mounted into the driver).
+INLINE_SPEC = {
+    "source": {"path": "s3://raw/events/*.csv"},
+    "table": "events.clean",
+    "columns": {"id": {"type": "long", "required": True}, "name": {"type": "string"}},
+    "max_reject_fraction": 0.05,
+    "severity": {"cast": "fail"},
+}
+INLINE_JOB = [
+    "--set",
+    "clean.enabled=true",
+    "--set-json",
+    "clean.jobs="
+    + json.dumps([{"name": "clean-events", "schedule": "0 3 * * *", "specInline": INLINE_SPEC}]),
+]
 #: Option combinations whose every pod must meet Pod Security "restricted".
 RESTRICTED_OPTIONS: dict[str, list[str]] = {
     "default": [],
     "production": ["-f", str(PRODUCTION)],
     "clean-jobs": [a for s in NIGHTLY_JOB for a in ("--set", s)],
+    "clean-inline-spec": INLINE_JOB,
     "no-tls-no-metrics": ["--set", "feeder.tls.enabled=false", "--set", "metrics.enabled=false"],
     "tmpfs-cache": ["--set", "feeder.cache.medium=Memory", "--set", "feeder.cache.sizeLimit=8Gi"],
     "no-network-policy": ["--set", "networkPolicy.enabled=false"],
@@ -540,3 +557,48 @@ def test_feeder_spark_conf_replaces_a_chart_default_without_a_duplicate_key(helm
     (app,) = by_kind([d for d in yaml.safe_load_all(text) if d], "SparkApplication")
     assert app["spec"]["sparkConf"]["spark.network.crypto.enabled"] == "false"
     assert app["spec"]["sparkConf"]["spark.authenticate"] == "true"
+
+
+# --- A CleanSpec carried in the values: a ConfigMap mounted into the driver ---
+
+
+def test_an_inline_clean_spec_is_a_configmap_the_driver_reads(helm: str, crds: None) -> None:
+    from jobs.clean.spec import CleanSpec
+
+    objects = template(helm, *INLINE_JOB)
+    for obj in objects:
+        if obj["kind"] not in THIRD_PARTY_KINDS:
+            assert validate(obj) == [], f"{obj['kind']} {obj['metadata']['name']}"
+    (config_map,) = [
+        o for o in by_kind(objects, "ConfigMap") if "cleanspec" in o["metadata"]["name"]
+    ]
+    assert config_map["metadata"]["name"] == "clean-events-cleanspec"
+    spec = CleanSpec.from_dict(yaml.safe_load(config_map["data"]["cleanspec.yaml"]))
+    assert spec == CleanSpec.from_dict(INLINE_SPEC)
+
+    (app,) = by_kind(objects, "ScheduledSparkApplication")
+    template_spec = app["spec"]["template"]
+    assert template_spec["arguments"] == [
+        "jobs.clean",
+        "/etc/icefeed/cleanspec/cleanspec.yaml",
+        "--json",
+    ]
+    volume = next(v for v in template_spec["volumes"] if v["name"] == "cleanspec")
+    assert volume == {"name": "cleanspec", "configMap": {"name": "clean-events-cleanspec"}}
+    mount = next(m for m in template_spec["driver"]["volumeMounts"] if m["name"] == "cleanspec")
+    assert mount == {"name": "cleanspec", "mountPath": "/etc/icefeed/cleanspec", "readOnly": True}
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        {"name": "both", "schedule": "@daily", "spec": "/s.yaml", "specInline": INLINE_SPEC},
+        {"name": "neither", "schedule": "@daily"},
+    ],
+    ids=["both", "neither"],
+)
+def test_a_clean_job_names_exactly_one_spec(helm: str, job: dict[str, Any]) -> None:
+    values = ["--set", "clean.enabled=true", "--set-json", "clean.jobs=" + json.dumps([job])]
+    result = run_helm(helm, "template", "rel", str(CHART), *values)
+    assert result.returncode != 0
+    assert "oneOf" in result.stderr or "not both" in result.stderr, result.stderr

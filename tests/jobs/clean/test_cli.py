@@ -113,6 +113,10 @@ def _missing_source(tmp_path: Path) -> Path:
     return write_spec(tmp_path, source={"path": str(tmp_path / "absent" / "*.csv")})
 
 
+def _over_threshold(tmp_path: Path) -> Path:
+    return write_spec(tmp_path, max_reject_fraction=0.25)  # 2 of 4 rows rejected
+
+
 def _failing_write(tmp_path: Path) -> Path:
     return write_spec(tmp_path, derive={"boom": "score div (score - score)"})
 
@@ -125,6 +129,7 @@ def _failing_write(tmp_path: Path) -> Path:
         (_unknown_key, cli.EXIT_SPEC, "colums: unknown key"),
         (_missing_source, cli.EXIT_SPEC, "no file matches"),
         (_failing_write, cli.EXIT_COMMIT, "nothing was committed"),
+        (_over_threshold, cli.EXIT_REJECTS, "> max_reject_fraction 25.00%"),
     ],
 )
 def test_failures_exit_non_zero_with_one_line(
@@ -145,6 +150,9 @@ def test_failures_exit_non_zero_with_one_line(
     assert len(ours) == 1 and ours[0].startswith("icefeed clean: error: ")
     assert captured.err.strip().splitlines()[-1] == ours[0]
     assert text in ours[0]
+    if code == cli.EXIT_REJECTS:  # over the threshold: neither table was created
+        assert not catalog.table_exists("cli.events")
+        assert not catalog.table_exists("cli.events__rejects")
 
 
 def test_unreadable_spec_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

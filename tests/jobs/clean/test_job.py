@@ -17,17 +17,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.spark
 
-ROWS = [
-    "1,ok,10,2024-01-05,a",
-    "2,bad-cast,ten,2024-01-05,a",
-    "3,,10,2024-01-05,a",
-    "4,too-big,101,2024-01-05,b",
-    "6,not-allowed,10,2024-01-05,c",
-    "7,odd,11,2024-01-05,a",
-    "8,dup-loser,20,2024-01-05,a",
-    "8,dup-winner,20,2024-01-09,b",
-    "9,ok2,30,2024-02-01,b",
-]
 EXPECTED_REASONS = {
     "cast:score": 1,
     "required:name": 1,
@@ -56,14 +45,6 @@ def spec_dict(source: Path, **overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
-
-
-@pytest.fixture()
-def source(tmp_path: Path) -> Path:
-    path = tmp_path / "raw" / "events.csv"
-    path.parent.mkdir()
-    path.write_text("\n".join(["id,name,score,day,grp", *ROWS]) + "\n")
-    return path
 
 
 def table_rows(catalog: Catalog, name: str) -> list[dict[str, Any]]:

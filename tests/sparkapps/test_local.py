@@ -128,7 +128,7 @@ def test_launch_runs_a_module_as_main_with_its_arguments() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "SPEC.yaml" in result.stdout
+    assert result.stdout.startswith("usage: python -m jobs.clean"), result.stdout[:200]
 
 
 def test_run_local_dry_run_prints_the_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -65,6 +65,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     port_help = f"coordinator port (default: {_default('port')}: any free)"
     parser.add_argument("--port", type=int, help=port_help)
     parser.add_argument("--cache-dir", help="node cache dir (default: SPARK_LOCAL_DIRS)")
+    parser.add_argument(
+        "--cache-capacity-bytes",
+        type=int,
+        help="most bytes each node caches (default: the free disk under its cache dir)",
+    )
     slice_help = f"slice size target, bytes (default: {_default('slice_bytes')})"
     parser.add_argument("--slice-bytes", type=int, help=slice_help)
     parser.add_argument(
@@ -116,6 +121,7 @@ def serve_config(args: argparse.Namespace) -> FeederConfig:
         "host": args.host,
         "port": args.port,
         "cache_dir": args.cache_dir,
+        "cache_capacity_bytes": args.cache_capacity_bytes,
         "slice_bytes": args.slice_bytes,
         "lease_seconds": args.lease_seconds,
         "metrics_port": args.metrics_port,

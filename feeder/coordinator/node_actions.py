@@ -162,7 +162,7 @@ class NodeActions:
             f"({caps}); {len(missing)} slices (about {need:,} bytes) fit on no node. "
             "Run more nodes (--nodes), give each a bigger cache volume "
             "(cache_dir, feeder.cache.sizeLimit, cache_capacity_bytes), or serve fewer "
-            "columns or rows (columns, row_filter)"
+            "columns or rows (columns, row_filter), or cache no row copies (--no-row-copy)"
         )
 
     def cached(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:

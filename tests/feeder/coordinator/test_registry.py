@@ -139,3 +139,14 @@ def test_no_node_is_asked_for_more_than_its_capacity_and_every_slice_is_placed_o
     assert sorted(placed + reg.shortfall()) == list(range(len(sizes)))
     if None in capacities or sum(sizes) == 0:
         assert reg.shortfall() == []
+
+
+def test_a_dead_nodes_uncached_slices_go_only_to_nodes_with_room_for_them():
+    reg = NodeRegistry(6, slots=3, node_timeout=10, slice_sizes=[10] * 6)
+    reg.register("a", slot=0, location="grpc://a:1", capacity=20)  # full: 0, 3
+    reg.register("b", slot=1, location="grpc://b:1", capacity=30)  # 1, 4 and room for one
+    reg.register("c", slot=2, location="grpc://c:1", capacity=20)  # 2, 5
+    reg.cached("c", 2, 1, 10)
+    assert reg.mark_dead("c") == [5]
+    assert reg.heartbeat("a", {}) == [] and reg.heartbeat("b", {}) == [5]
+    assert reg.room(reg.nodes["b"]) == 0

@@ -75,7 +75,8 @@ class NodeInfo:
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAT_KEYS, 0))
     pending: list[int] = field(default_factory=list)
     capacity: int | None = None  # bytes it can cache (None: unlimited)
-    placed: list[int] = field(default_factory=list)  # slices it was asked to cache
+    placed: set[int] = field(default_factory=set)  # slices it was asked to cache
+    reserved: int = 0  # their cache bytes (by estimate)
     serving: bool = False  # set at its first heartbeat or cached report: it is configured
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,7 +147,7 @@ class NodeRegistry:
         """Bytes ``node`` can still be asked to cache (by estimate; inf without a capacity)."""
         if node.capacity is None:
             return float("inf")
-        return node.capacity - sum(self.slice_sizes[s] for s in set(node.placed))
+        return node.capacity - node.reserved
 
     def shortfall(self) -> list[int]:
         """Uncached slices no node has room for, once every slot has a live node (else [])."""
@@ -196,11 +197,11 @@ class NodeRegistry:
             node_id, slot, location, pid, cache_dir, last_seen=self._clock(), capacity=capacity
         )
         self.nodes[node_id] = node
-        unplaced = [s for s, o in enumerate(self.owner) if o is None]
+        unplaced = [s for s, o in enumerate(self.owner) if o is None and self.row_counts[s] is None]
         for s in (*self.slot_slices(slot), *unplaced):
             if self.slice_sizes[s] <= self.room(node):
                 self.owner[s] = slot
-                node.placed.append(s)
+                self._reserve(node, s)
             elif self.owner[s] == slot:
                 self.owner[s] = None
         self._place_unplaced()
@@ -284,9 +285,9 @@ class NodeRegistry:
             fits = [n for n in live if self.slice_sizes[s] <= self.room(n)]
             if not fits:
                 continue  # waits for the slot's replacement
-            target = min(fits, key=lambda n: len(self.slot_slices(n.slot)) + len(n.pending))
+            target = min(fits, key=lambda n: len(n.placed))
             target.pending.append(s)
-            target.placed.append(s)
+            self._reserve(target, s)
             moved.append(s)
         return moved + self._place_unplaced()
 
@@ -303,9 +304,15 @@ class NodeRegistry:
             target = max(fits, key=self.room)
             self.owner[s] = target.slot
             target.pending.append(s)
-            target.placed.append(s)
+            self._reserve(target, s)
             moved.append(s)
         return moved
+
+    def _reserve(self, node: NodeInfo, slice_id: int) -> None:
+        """Record that ``node`` was asked to cache ``slice_id`` (once)."""
+        if slice_id not in node.placed:
+            node.placed.add(slice_id)
+            node.reserved += self.slice_sizes[slice_id]
 
     def _live_node(self, node_id: str) -> NodeInfo:
         node = self.nodes.get(node_id)

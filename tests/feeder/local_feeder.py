@@ -142,8 +142,11 @@ def ids_of(batches: Iterator[pa.RecordBatch] | list[pa.RecordBatch]) -> list[int
     return out
 
 
-def small_table_catalog(home: Path, name: str) -> Any:
-    """A fresh embedded catalog under ``home`` holding ``test.feed``: 200 rows, 2 row groups."""
+def small_table_catalog(
+    home: Path, name: str, *, files: int = 1, rows_per_file: int = 200, row_group_rows: int = 100
+) -> Any:
+    """A fresh embedded catalog under ``home`` holding ``test.feed`` (default: 200 rows,
+    2 row groups; else ``files`` appends of ``rows_per_file`` rows)."""
     from pyiceberg.catalog.sql import SqlCatalog
 
     from jobs.catalog import embedded_catalog_properties
@@ -152,7 +155,7 @@ def small_table_catalog(home: Path, name: str) -> Any:
     (home / "warehouse").mkdir()
     cat = SqlCatalog(name, **embedded_catalog_properties(home))
     cat.create_namespace("test")
-    make_table(cat, files=1, rows_per_file=200, row_group_rows=100)
+    make_table(cat, files=files, rows_per_file=rows_per_file, row_group_rows=row_group_rows)
     return cat
 
 

@@ -11,24 +11,17 @@ import pytest
 from feeder.client.client import FeederClient
 from feeder.coordinator.registry import cache_budget
 from jobs.errors import FeederError
-from tests.feeder.local_feeder import ids_of, local_feeder
-from tests.feeder.tables import make_table
+from tests.feeder.local_feeder import ids_of, local_feeder, small_table_catalog
 
 ROWS = 6_000
 
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    from jobs.catalog import embedded_catalog_properties
-
     home = tmp_path_factory.mktemp("capacity-home")
-    (home / "warehouse").mkdir()
-    cat = SqlCatalog("capacity", **embedded_catalog_properties(home))
-    cat.create_namespace("test")
-    make_table(cat, files=2, rows_per_file=ROWS // 2, row_group_rows=500)
-    return cat
+    return small_table_catalog(
+        home, "capacity", files=2, rows_per_file=ROWS // 2, row_group_rows=500
+    )
 
 
 def budgets(coordinator) -> list[int]:

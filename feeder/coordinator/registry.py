@@ -14,12 +14,12 @@ live node, the ones that cache the slice first.
 
 Capacity: a node may report the bytes it can cache (``capacity``). Slices are
 sized by their plan's ``estimated_bytes`` as cache bytes (``slice_sizes``, see
-:func:`cache_budget`). A registering node
-keeps, in slice order, the owned slices that fit; the rest lose their owner and
-go to live nodes with room (the registering node first, then the one with the
-most room, by heartbeat). Once every slot has a live node, slices no node has
-room for are a *shortfall* (:meth:`NodeRegistry.shortfall`): the table does not
-fit. A node that reports no capacity has unlimited room.
+:func:`cache_budget`). A registering node keeps, in slice order, the owned slices
+that fit; the rest lose their owner and go to live nodes with room (the one with
+the most room, by heartbeat), or wait for a registering node with room. Once every
+slot has a live node, slices no node has room for are a *shortfall*
+(:meth:`NodeRegistry.shortfall`): the table does not fit. A node that reports no
+capacity has unlimited room.
 """
 
 from __future__ import annotations

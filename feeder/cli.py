@@ -66,6 +66,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     port_help = f"coordinator port (default: {_default('port')}: any free)"
     parser.add_argument("--port", type=int, help=port_help)
     parser.add_argument("--cache-dir", help="node cache dir (default: SPARK_LOCAL_DIRS)")
+    parser.add_argument(
+        "--cache-capacity",
+        dest="cache_capacity_bytes",
+        type=byte_quantity,
+        help="most each node caches: bytes or a quantity like 100Gi, 500M "
+        "(default: the free disk under its cache dir)",
+    )
     slice_help = f"slice size target, bytes (default: {_default('slice_bytes')})"
     parser.add_argument("--slice-bytes", type=int, help=slice_help)
     parser.add_argument(
@@ -95,6 +102,36 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-file", help="write the endpoint here once ready")
 
 
+_UNITS = {
+    "": 1,
+    **{p: 1000**i for i, p in enumerate(("k", "M", "G", "T", "P"), start=1)},
+    **{p + "i": 1024**i for i, p in enumerate(("K", "M", "G", "T", "P"), start=1)},
+}
+
+
+def byte_quantity(text: str) -> int:
+    """Parse a byte count: an integer or a Kubernetes quantity (``100Gi``, ``500M``, ``2k``).
+
+    Args:
+        text: the option's value.
+
+    Returns:
+        The number of bytes.
+
+    Raises:
+        argparse.ArgumentTypeError: not a whole number of bytes with one of those suffixes.
+    """
+    value = text.strip()
+    digits = value.rstrip("".join({c for unit in _UNITS for c in unit}))
+    unit = value[len(digits) :]
+    if not digits.isdigit() or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a byte count (an integer, or one with a suffix among "
+            f"{', '.join(u for u in _UNITS if u)})"
+        )
+    return int(digits) * _UNITS[unit]
+
+
 def _default(setting: str) -> object:
     """The default of a FeederConfig field, for help texts (never repeated here)."""
     return next(f.default for f in dataclasses.fields(FeederConfig) if f.name == setting)
@@ -117,6 +154,7 @@ def serve_config(args: argparse.Namespace) -> FeederConfig:
         "host": args.host,
         "port": args.port,
         "cache_dir": args.cache_dir,
+        "cache_capacity_bytes": args.cache_capacity_bytes,
         "slice_bytes": args.slice_bytes,
         "lease_seconds": args.lease_seconds,
         "metrics_port": args.metrics_port,

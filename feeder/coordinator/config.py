@@ -35,7 +35,8 @@ class FeederConfig(NodeSettings):
         metrics_port: serve Prometheus ``/metrics`` here (None: no metrics).
         catalog: the catalog's name (None: configured or embedded).
         limits: bounds on the coordinator's per-job state (docs/feeder.md, *Limits*).
-        host, token, tls, cache_dir, heartbeat_seconds, batch_rows, row_copy: the
+        host, token, tls, cache_dir, cache_capacity_bytes, heartbeat_seconds, batch_rows,
+            row_copy: the
             data nodes' settings (:class:`~feeder.node.settings.NodeSettings`);
             ``host`` is the coordinator's bind address too.
 

@@ -50,7 +50,7 @@ class NodeActions:
         self._ready = ready
         self._heartbeats: dict[str, int] = {}
         self._stopping = False
-        #: why the table cannot be cached (a node too small for its share), else None
+        #: why the table cannot be cached (no node has room for some slices), else None
         self.capacity_error: str | None = None
 
     def handlers(
@@ -79,7 +79,12 @@ class NodeActions:
             self.metrics.nodes_alive.set(alive)
 
     def register(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
-        """``register``: add the node to a slot; answer the plan and the slices to cache now.
+        """``register``: add the node to a slot; answer the plan and the slices to cache now
+        (those of its slot that fit in its ``capacity_bytes``, see
+        :class:`~feeder.coordinator.registry.NodeRegistry`).
+
+        A registration that leaves slices no node has room for sets
+        ``capacity_error`` (``wait_ready`` raises it); the node is still accepted.
 
         Raises:
             SpecError: a malformed request.
@@ -96,15 +101,18 @@ class NodeActions:
                 live_slots = {n.slot for n in reg.alive()}
                 free = [s for s in range(reg.slots) if s not in live_slots]
                 slot = free[0] if free else len(reg.nodes) % reg.slots
-            self._check_capacity(request, slot)
             assigned = reg.register(
                 request.node_id,
                 slot=slot,
                 location=request.location,
                 pid=request.pid,
                 cache_dir=request.cache_dir,
+                capacity=request.capacity_bytes,
             )
             self._heartbeats[request.node_id] = 0
+            self.capacity_error = self._shortfall_message()
+            if self.capacity_error is not None:
+                log.error("%s", self.capacity_error)
             self._ready.notify_all()
         log.info(
             "data node %s registered at %s (slot %s, pid %s): %d slices assigned",
@@ -126,32 +134,36 @@ class NodeActions:
             assigned=tuple(assigned),
         ).to_dict()
 
-    def _check_capacity(self, request: RegisterRequest, slot: int) -> None:
-        """Refuse a node whose free cache disk cannot hold its slot's slices (caller locks).
+    def _shortfall_message(self) -> str | None:
+        """Why the table cannot fit in the nodes' caches, with the numbers; else None.
 
-        Raises:
-            flight.FlightServerError: the numbers, and what to change.
+        Known as soon as every slot has a live node (their capacities are known
+        then), which is before those nodes finish caching: a registering node
+        caches only what fits, so no node is asked for more than it has room for.
+        The caller holds the lock.
         """
-        capacity = request.capacity_bytes
-        if capacity is None:
-            return
-        sizes = {p.slice_id: p.estimated_bytes for p in self.served.plans}
-        mine = self.registry.slot_slices(slot)
-        need = sum(sizes.get(s, 0) for s in mine)
-        if need <= capacity:
-            return
-        total = sum(sizes.values())
-        self.capacity_error = (
-            f"the table cannot fit in the data nodes' caches: node {request.node_id} has "
-            f"{capacity:,} bytes free under {request.cache_dir}, but slot {slot}'s "
-            f"{len(mine)} slices need about {need:,} bytes (the table is about {total:,} "
-            f"bytes over {self.registry.slots} nodes, so each needs about "
-            f"{-(-total // self.registry.slots):,}); give the nodes more cache disk "
-            "(cache_dir, feeder.cache.sizeLimit), run more nodes, or serve fewer columns/rows"
+        reg = self.registry
+        missing = reg.shortfall()
+        if not missing:
+            return None
+        total = sum(reg.slice_sizes)
+        live = reg.alive()
+        caps = ", ".join(
+            f"{n.node_id} (slot {n.slot}, {n.cache_dir}): "
+            + ("unlimited" if n.capacity is None else f"{n.capacity:,}")
+            for n in live
         )
-        log.error("%s", self.capacity_error)
-        self._ready.notify_all()
-        raise flight.FlightServerError(self.capacity_error)
+        room = sum(n.capacity for n in live if n.capacity is not None)
+        need = sum(reg.slice_sizes[s] for s in missing)
+        return (
+            f"the table cannot fit in the data nodes' caches: its {reg.num_slices} slices need "
+            f"about {total:,} bytes of cache (Arrow IPC and any row copies, estimated from the "
+            f"Parquet footers) and the {len(live)} nodes can cache {room:,} bytes in all "
+            f"({caps}); {len(missing)} slices (about {need:,} bytes) fit on no node. "
+            "Run more nodes (--nodes), give each a bigger cache volume "
+            "(cache_dir, feeder.cache.sizeLimit, cache_capacity_bytes), or serve fewer "
+            "columns or rows (columns, row_filter), or cache no row copies (--no-row-copy)"
+        )
 
     def cached(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
         """``cached``: record a slice a node cached and its exact row count; answer ``{}``.

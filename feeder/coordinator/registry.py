@@ -3,21 +3,53 @@
 No sockets, no threads, an injectable clock; the coordinator guards one
 :class:`NodeRegistry` with its lock.
 
-Ownership is by *slot*: the launcher runs ``slots`` data nodes, node slot ``k``
-owns slices ``s`` with ``s % slots == k`` and materialises them right after
-``register``. A replacement node for a dead slot takes the slot over. Slices a
-dead node never cached are handed to the least-loaded live node (delivered in
-its next ``node_heartbeat`` answer), so the feeder still becomes ready. Any live
-node can serve any slice (it materialises on demand), so :meth:`locations`
-lists every live node, the ones that cache the slice first.
+Ownership is by *slot*: the launcher runs ``slots`` data nodes; an explicit
+slice -> slot map (:attr:`NodeRegistry.owner`) starts as ``s % slots`` and node
+slot ``k`` materialises the slices it owns right after ``register``. A replacement
+node for a dead slot takes the slot over. Slices a dead node never cached are
+handed to the least-loaded live node with room (delivered in its next
+``node_heartbeat`` answer), so the feeder still becomes ready. Any live node can
+serve any slice (it materialises on demand), so :meth:`locations` lists every
+live node, the ones that cache the slice first.
+
+Capacity: a node may report the bytes it can cache (``capacity``). Slices are
+sized by their plan's ``estimated_bytes`` as cache bytes (``slice_sizes``, see
+:func:`cache_budget`). A registering node keeps, in slice order, the owned slices
+that fit; the rest lose their owner and go to live nodes with room (the one with
+the most room, by heartbeat), or wait for a registering node with room. Once every
+slot has a live node, slices no node has room for are a *shortfall*
+(:meth:`NodeRegistry.shortfall`): the table does not fit. A node that reports no
+capacity has unlimited room.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+#: cache bytes a node writes per ``estimated_bytes`` of a slice (Parquet's uncompressed
+#: column bytes): an Arrow IPC file is a little larger (padding, offsets: 1.20 on the
+#: test tables); a row copy of the fixed-width columns can double it (1.88 there).
+IPC_BYTES_PER_ESTIMATED_BYTE = 1.25
+ROW_COPY_FACTOR = 2
+
+
+def cache_budget(estimated_bytes: int, *, row_copy: bool) -> int:
+    """Return the cache bytes placement reserves on a node for a slice of ``estimated_bytes``.
+
+    Args:
+        estimated_bytes: the slice plan's ``estimated_bytes``.
+        row_copy: whether nodes also cache a row-major copy (``NodeSettings.row_copy``).
+
+    Returns:
+        ``estimated_bytes`` x 1.25, doubled with row copies, rounded up.
+    """
+    factor = IPC_BYTES_PER_ESTIMATED_BYTE * (ROW_COPY_FACTOR if row_copy else 1)
+    return math.ceil(estimated_bytes * factor)
+
 
 STAT_KEYS = (
     "slices_cached",
@@ -42,6 +74,9 @@ class NodeInfo:
     last_seen: float = 0.0
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAT_KEYS, 0))
     pending: list[int] = field(default_factory=list)
+    capacity: int | None = None  # bytes it can cache (None: unlimited)
+    placed: set[int] = field(default_factory=set)  # slices it was asked to cache
+    reserved: int = 0  # their cache bytes (by estimate)
     serving: bool = False  # set at its first heartbeat or cached report: it is configured
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,6 +87,7 @@ class NodeInfo:
             "location": self.location,
             "pid": self.pid,
             "alive": self.alive,
+            "capacity_bytes": self.capacity,
             **self.stats,
         }
 
@@ -66,9 +102,13 @@ class NodeRegistry:
         slots: int,
         node_timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        slice_sizes: Sequence[int] | None = None,
     ) -> None:
         if num_slices < 0 or slots < 1 or node_timeout <= 0:
             raise ValueError(f"bad registry shape: {num_slices} slices, {slots} slots")
+        sizes = list(slice_sizes) if slice_sizes is not None else [0] * num_slices
+        if len(sizes) != num_slices or any(b < 0 for b in sizes):
+            raise ValueError(f"slice_sizes must be {num_slices} sizes >= 0")
         self.num_slices = num_slices
         self.slots = slots
         self.node_timeout = node_timeout
@@ -77,6 +117,10 @@ class NodeRegistry:
         self.row_counts: list[int | None] = [None] * num_slices
         self.slice_bytes: list[int | None] = [None] * num_slices
         self.cached_by: list[list[str]] = [[] for _ in range(num_slices)]
+        #: estimated bytes of each slice (what placement budgets with)
+        self.slice_sizes = sizes
+        #: the slot that caches each slice; None while no node has room for it
+        self.owner: list[int | None] = [s % slots for s in range(num_slices)]
 
     # --- queries -------------------------------------------------------------------
 
@@ -97,14 +141,26 @@ class NodeRegistry:
 
     def slot_slices(self, slot: int) -> list[int]:
         """The slices slot ``slot`` owns."""
-        return list(range(slot % self.slots, self.num_slices, self.slots))
+        return [s for s, owner in enumerate(self.owner) if owner == slot]
+
+    def room(self, node: NodeInfo) -> float:
+        """Bytes ``node`` can still be asked to cache (by estimate; inf without a capacity)."""
+        if node.capacity is None:
+            return float("inf")
+        return node.capacity - node.reserved
+
+    def shortfall(self) -> list[int]:
+        """Uncached slices no node has room for, once every slot has a live node (else [])."""
+        if {n.slot for n in self.alive()} != set(range(self.slots)):
+            return []
+        return [s for s, o in enumerate(self.owner) if o is None and self.row_counts[s] is None]
 
     def locations(self, slice_id: int) -> list[str]:
         """Every live node's location for ``slice_id``: cachers first, then owners, then others."""
         self._check_slice(slice_id)
         live = [n for n in self.alive() if n.serving] or self.alive()
         cachers = [self.nodes[n] for n in self.cached_by[slice_id] if self.nodes[n] in live]
-        owners = [n for n in live if n.slot == slice_id % self.slots and n not in cachers]
+        owners = [n for n in live if n.slot == self.owner[slice_id] and n not in cachers]
         others = [n for n in live if n not in cachers and n not in owners]
         return [n.location for n in (*cachers, *owners, *others)]
 
@@ -118,22 +174,38 @@ class NodeRegistry:
         location: str,
         pid: int | None = None,
         cache_dir: str | None = None,
+        capacity: int | None = None,
     ) -> list[int]:
-        """Add a live node; return the slices it materialises now (its slot's).
+        """Add a live node; return the slices it materialises now.
 
-        It is listed as a location (before nodes that never reported) once it
-        reports a heartbeat or a cached slice.
+        Those are its slot's slices that fit in ``capacity`` (in slice order), then
+        slices no node had room for that fit in what is left. Its slot's slices
+        that do not fit go to other live nodes with room (by heartbeat) or wait for
+        one (:meth:`shortfall`). It is listed as a location (before nodes that
+        never reported) once it reports a heartbeat or a cached slice.
 
-        Raises ValueError for an id already used or a slot out of range.
+        Raises ValueError for an id already used, a slot out of range or a
+        negative capacity.
         """
         if node_id in self.nodes:
             raise ValueError(f"node id {node_id!r} is already registered")
         if not 0 <= slot < self.slots:
             raise ValueError(f"slot {slot} must be in [0, {self.slots})")
-        self.nodes[node_id] = NodeInfo(
-            node_id, slot, location, pid, cache_dir, last_seen=self._clock()
+        if capacity is not None and capacity < 0:
+            raise ValueError(f"capacity {capacity} must be >= 0")
+        node = NodeInfo(
+            node_id, slot, location, pid, cache_dir, last_seen=self._clock(), capacity=capacity
         )
-        return self.slot_slices(slot)
+        self.nodes[node_id] = node
+        unplaced = [s for s, o in enumerate(self.owner) if o is None and self.row_counts[s] is None]
+        for s in (*self.slot_slices(slot), *unplaced):
+            if self.slice_sizes[s] <= self.room(node):
+                self.owner[s] = slot
+                self._reserve(node, s)
+            elif self.owner[s] == slot:
+                self.owner[s] = None
+        self._place_unplaced()
+        return sorted(node.placed)
 
     def cached(self, node_id: str, slice_id: int, num_rows: int, nbytes: int) -> None:
         """Record that ``node_id`` cached ``slice_id`` with ``num_rows`` rows.
@@ -197,21 +269,50 @@ class NodeRegistry:
         return silent
 
     def _rehome(self) -> list[int]:
-        """Give every uncached slice whose slot has no live node to the least-loaded live node."""
+        """Give every uncached slice whose slot has no live node to the least-loaded live node
+        with room (the slice keeps its slot: a replacement node caches it too)."""
         live = self.alive()
         if not live:
             return []
         covered = {n.slot for n in live}
         queued = {s for n in live for s in n.pending}
-        moved = [
-            s
-            for s in range(self.num_slices)
-            if self.row_counts[s] is None and s % self.slots not in covered and s not in queued
-        ]
-        for s in moved:
-            target = min(live, key=lambda n: len(self.slot_slices(n.slot)) + len(n.pending))
+        moved: list[int] = []
+        for s, owner in enumerate(self.owner):
+            if self.row_counts[s] is not None or owner is None:
+                continue
+            if owner in covered or s in queued:
+                continue
+            fits = [n for n in live if self.slice_sizes[s] <= self.room(n)]
+            if not fits:
+                continue  # waits for the slot's replacement
+            target = min(fits, key=lambda n: len(n.placed))
             target.pending.append(s)
+            self._reserve(target, s)
+            moved.append(s)
+        return moved + self._place_unplaced()
+
+    def _place_unplaced(self) -> list[int]:
+        """Hand each uncached slice without an owner to the live node with the most room
+        for it (it becomes the slice's slot); return the slices handed out."""
+        moved = []
+        for s, owner in enumerate(self.owner):
+            if owner is not None or self.row_counts[s] is not None:
+                continue
+            fits = [n for n in self.alive() if self.slice_sizes[s] <= self.room(n)]
+            if not fits:
+                continue
+            target = max(fits, key=self.room)
+            self.owner[s] = target.slot
+            target.pending.append(s)
+            self._reserve(target, s)
+            moved.append(s)
         return moved
+
+    def _reserve(self, node: NodeInfo, slice_id: int) -> None:
+        """Record that ``node`` was asked to cache ``slice_id`` (once)."""
+        if slice_id not in node.placed:
+            node.placed.add(slice_id)
+            node.reserved += self.slice_sizes[slice_id]
 
     def _live_node(self, node_id: str) -> NodeInfo:
         node = self.nodes.get(node_id)

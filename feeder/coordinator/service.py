@@ -27,7 +27,7 @@ from feeder.coordinator.consumer_actions import NO_SNAPSHOT, ConsumerActions
 from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.node_actions import NodeActions
-from feeder.coordinator.registry import NodeRegistry
+from feeder.coordinator.registry import NodeRegistry, cache_budget
 from feeder.coordinator.served import ServedSnapshot
 from feeder.protocol.actions import ACTIONS, Audience
 from feeder.protocol.auth import caller_node_proof, location_uri, server_middleware
@@ -68,6 +68,8 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         metrics: Prometheus metrics to update (None: none).
         limits: bounds on per-job state (None: the defaults of CoordinatorLimits).
         clock: monotonic clock (injectable for tests).
+        row_copy: whether the nodes cache row copies (they budget twice the disk,
+            :func:`~feeder.coordinator.registry.cache_budget`).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         metrics: FeederMetrics | None = None,
         limits: CoordinatorLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        row_copy: bool = True,
     ) -> None:
         super().__init__(
             location_uri(host, port, tls),
@@ -105,6 +108,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             slots=slots,
             node_timeout=max(10.0, 5 * heartbeat_seconds),
             clock=clock,
+            slice_sizes=[cache_budget(p.estimated_bytes, row_copy=row_copy) for p in served.plans],
         )
         self._consumers = ConsumerActions(
             served,
@@ -166,7 +170,9 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             Whether the feeder is ready.
 
         Raises:
-            FeederError: the table cannot fit in the nodes' caches (the message has the numbers).
+            FeederError: the table cannot fit in the nodes' caches (the message has the
+                numbers); known once every slot's node has registered, before those
+                nodes finish caching.
         """
         with self._ready:
             nodes = self._nodes

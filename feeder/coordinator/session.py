@@ -288,6 +288,7 @@ def _start_session(
         heartbeat_seconds=config.heartbeat_seconds,
         metrics=metrics,
         limits=config.limits,
+        row_copy=config.row_copy,
     )
     warn_if_insecure("the coordinator", config.host, config.tls)
     spec = NodeTaskSpec(

@@ -413,7 +413,8 @@ def run_data_node(
     warn_if_insecure(f"data node {node_id}", settings.host, tls)
     location = location_uri(advertise_host or settings.advertised_host(), node.port, tls)
     try:
-        assigned = _register(link, node, node_id, location, root, coordinator_endpoint)
+        capacity = cache_capacity(root, settings.cache_capacity_bytes, cache.total_bytes())
+        assigned = _register(link, node, node_id, location, root, capacity, coordinator_endpoint)
         for entry in adopted:
             if entry.slice_id in node.plans:
                 report_cached(entry)
@@ -453,6 +454,7 @@ def _register(
     node_id: str,
     location: str,
     root: Path,
+    capacity: int,
     endpoint: str,
 ) -> list[int]:
     """``register`` with the coordinator, configure ``node``; return the assigned slice ids."""
@@ -461,7 +463,7 @@ def _register(
         location=location,
         pid=os.getpid(),
         cache_dir=str(root),
-        capacity_bytes=_free_bytes(root),
+        capacity_bytes=capacity,
     )
     try:
         answer = RegisterAnswer.from_json(link.call(request))
@@ -532,6 +534,19 @@ def _heartbeat_loop(
         stop.set()
 
 
-def _free_bytes(path: Path) -> int:
-    stat = os.statvfs(path)
-    return stat.f_bavail * stat.f_frsize
+def cache_capacity(root: Path, limit: int | None, cached_bytes: int) -> int:
+    """Return the bytes a node offers to cache: the free disk under ``root``, or less.
+
+    Args:
+        root: the node's cache folder.
+        limit: the operator's cap on the node's cache (``cache_capacity_bytes``), or None.
+        cached_bytes: what the cache already holds (adopted slices count against ``limit``).
+
+    Returns:
+        ``min(free disk, limit - cached_bytes)``, never below 0.
+    """
+    stat = os.statvfs(root)
+    free = stat.f_bavail * stat.f_frsize
+    if limit is None:
+        return free
+    return max(0, min(free, limit - cached_bytes))

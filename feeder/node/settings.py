@@ -33,7 +33,12 @@ class NodeSettings:
     otherwise, warned about when allowed). ``cache_dir=None`` uses the executor's local dirs
     (``SPARK_LOCAL_DIRS``); ``batch_rows`` caps the rows per Arrow batch a node
     sends; ``row_copy=False`` caches no row-major copy of fixed-width columns
-    (about half the disk for such tables, slower shuffled reads). The token is a
+    (about half the disk for such tables, slower shuffled reads).
+    ``cache_capacity_bytes`` caps what the node offers to cache (it reports the
+    smaller of this and the free disk under its cache folder at ``register``, and
+    the coordinator places no more estimated bytes on it); set it when free disk
+    overstates the room, e.g. an emptyDir with a ``sizeLimit`` on Kubernetes, or to
+    keep space for other tenants. None: the free disk. The token is a
     ``SecretStr`` and never shows in a ``repr``.
 
     Raises:
@@ -49,6 +54,7 @@ class NodeSettings:
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
     batch_rows: int = DEFAULT_BATCH_ROWS
     row_copy: bool = True
+    cache_capacity_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str):
@@ -62,6 +68,9 @@ class NodeSettings:
             raise SpecError(f"batch_rows: {self.batch_rows!r} must be an integer >= 1")
         if not isinstance(self.row_copy, bool):
             raise SpecError(f"row_copy: {self.row_copy!r} must be true or false")
+        cap = self.cache_capacity_bytes
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+            raise SpecError(f"cache_capacity_bytes: {cap!r} must be an integer >= 0 or None")
         if self.tls is not None and not isinstance(self.tls, TLSConfig):
             raise SpecError("tls: must be a TLSConfig or None")
         if not isinstance(self.insecure, bool):

@@ -63,13 +63,17 @@ def local_feeder(
     advertise_host: str | None = None,
     node_tls: TLSConfig | None = None,
     node_endpoint: Callable[[str], str] | None = None,
+    node_capacity: Sequence[int | None] | None = None,
+    ready_timeout: float = 60.0,
 ) -> Iterator[LocalFeeder]:
     """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready.
 
     ``io_properties`` are added to the table's FileIO properties the nodes get;
     ``advertise_host`` is the nodes' advertised name; ``node_tls`` the nodes' TLS
     settings (None: ``tls``); ``node_endpoint`` maps the coordinator's endpoint
-    to the one nodes dial (e.g. through a recording relay).
+    to the one nodes dial (e.g. through a recording relay); ``node_capacity[i]`` is
+    node ``t{i}``'s ``cache_capacity_bytes`` (None: its free disk). A FeederError from
+    ``wait_ready`` (e.g. the table does not fit) propagates after the nodes stopped.
     """
     config = FeederConfig(
         table=table,
@@ -109,6 +113,7 @@ def local_feeder(
                     cache_dir=cache_dir,
                     heartbeat_seconds=0.2,
                     batch_rows=batch_rows,
+                    cache_capacity_bytes=node_capacity[i] if node_capacity else None,
                 ),
                 "timeout": 10.0,
             },
@@ -120,7 +125,7 @@ def local_feeder(
     for thread in threads:
         thread.start()
     try:
-        assert coordinator.wait_ready(60), coordinator.status()
+        assert coordinator.wait_ready(ready_timeout), coordinator.status()
         yield LocalFeeder(coordinator, key, threads)
     finally:
         coordinator.request_stop()
@@ -137,8 +142,11 @@ def ids_of(batches: Iterator[pa.RecordBatch] | list[pa.RecordBatch]) -> list[int
     return out
 
 
-def small_table_catalog(home: Path, name: str) -> Any:
-    """A fresh embedded catalog under ``home`` holding ``test.feed``: 200 rows, 2 row groups."""
+def small_table_catalog(
+    home: Path, name: str, *, files: int = 1, rows_per_file: int = 200, row_group_rows: int = 100
+) -> Any:
+    """A fresh embedded catalog under ``home`` holding ``test.feed`` (default: 200 rows,
+    2 row groups; else ``files`` appends of ``rows_per_file`` rows)."""
     from pyiceberg.catalog.sql import SqlCatalog
 
     from jobs.catalog import embedded_catalog_properties
@@ -147,7 +155,7 @@ def small_table_catalog(home: Path, name: str) -> Any:
     (home / "warehouse").mkdir()
     cat = SqlCatalog(name, **embedded_catalog_properties(home))
     cat.create_namespace("test")
-    make_table(cat, files=1, rows_per_file=200, row_group_rows=100)
+    make_table(cat, files=files, rows_per_file=rows_per_file, row_group_rows=row_group_rows)
     return cat
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import pytest
+
 from feeder.cli import main as feeder_main
 from sparkapps.cli import main
 from tests.feeder.local_feeder import local_feeder
@@ -50,7 +52,10 @@ def test_serve_no_row_copy_flag_reaches_serve(monkeypatch, capsys):
     monkeypatch.setattr(serve_module, "serve", refuse)
     assert feeder_main(["serve", "test.t", "--no-row-copy"]) == 2
     assert feeder_main(["serve", "test.t", "--port", "8815", "--columns", "a, b"]) == 2
-    assert [c.row_copy for c in seen] == [False, True]
+    assert feeder_main(["serve", "test.t", "--cache-capacity", "100Gi"]) == 2
+    assert feeder_main(["serve", "test.t", "--cache-capacity", "5000"]) == 2
+    assert [c.row_copy for c in seen] == [False, True, True, True]
+    assert [c.cache_capacity_bytes for c in seen] == [None, None, 100 * 2**30, 5000]
     assert seen[1] == FeederConfig(table="test.t", port=8815, columns=("a", "b"))
     assert seen[0] == FeederConfig(table="test.t", row_copy=False)  # the rest: defaults
     assert "not found" in capsys.readouterr().err
@@ -87,3 +92,14 @@ def test_serve_refuses_a_wildcard_bind_without_tls_unless_insecure(capsys):
     add_serve_arguments(parser)
     config = serve_config(parser.parse_args(["ns.t", "--host", "0.0.0.0", "--insecure"]))
     assert config.insecure and config.host == "0.0.0.0"
+
+
+def test_cache_capacity_takes_bytes_or_a_kubernetes_quantity():
+    from feeder.cli import byte_quantity
+
+    assert byte_quantity("750Gi") == 750 * 2**30
+    assert byte_quantity("2k") == 2000 and byte_quantity("3M") == 3_000_000
+    assert byte_quantity("123") == 123
+    for bad in ("", "Gi", "1.5Gi", "10GB", "-1", "1 Gi"):
+        with pytest.raises(argparse.ArgumentTypeError, match="not a byte count"):
+            byte_quantity(bad)

@@ -378,6 +378,15 @@ def test_the_cache_is_an_empty_dir_with_a_size_limit_mounted_as_spark_local_dir_
     assert mounts["spark-local-dir-1"] == "/var/data/spark-local-dir-1"
 
 
+def test_the_empty_dir_size_limit_caps_what_each_data_node_caches(helm: str) -> None:
+    (app,) = by_kind(template(helm, "--set", "feeder.cache.sizeLimit=750Gi"), "SparkApplication")
+    args = app["spec"]["arguments"]
+    assert args[args.index("--cache-capacity") + 1] == "750Gi"
+    host = ["--set", "feeder.cache.type=hostPath"]
+    (on_host,) = by_kind(template(helm, *host), "SparkApplication")
+    assert "--cache-capacity" not in on_host["spec"]["arguments"]  # its free disk is real
+
+
 def test_a_host_path_cache_is_an_option_and_pod_security_baseline_refuses_it(
     helm: str, crds: None
 ) -> None:

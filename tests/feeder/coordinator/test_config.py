@@ -78,6 +78,8 @@ def test_config_normalises_and_validates():
         ({"lease_seconds": 0}, "lease_seconds"),
         ({"snapshot_id": "12"}, "snapshot_id"),
         ({"row_copy": "no"}, "row_copy"),
+        ({"cache_capacity_bytes": -1}, "cache_capacity_bytes"),
+        ({"cache_capacity_bytes": "10Gi"}, "cache_capacity_bytes"),
     ],
 )
 def test_bad_values_name_the_field(kwargs, field):
@@ -128,6 +130,7 @@ def test_nodes_get_every_node_setting_of_the_config_and_nothing_else():
         heartbeat_seconds=0.5,
         batch_rows=250,
         row_copy=False,
+        cache_capacity_bytes=5000,
         slice_bytes=7,
     )
     settings = tls_free.node_settings()
@@ -140,6 +143,7 @@ def test_nodes_get_every_node_setting_of_the_config_and_nothing_else():
         heartbeat_seconds=0.5,
         batch_rows=250,
         row_copy=False,
+        cache_capacity_bytes=5000,
     )
     assert {f.name for f in fields(NodeSettings)} < set(FeederConfig.field_names())
     assert "tok-123" not in repr(settings)

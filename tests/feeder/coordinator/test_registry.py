@@ -91,3 +91,62 @@ def test_silent_nodes_expire():
     clock.now = 6
     assert reg.expire() == ["a"]
     assert [n.node_id for n in reg.alive()] == ["b"]
+
+
+def test_a_small_node_keeps_what_fits_and_the_rest_goes_to_a_node_with_room():
+    reg = NodeRegistry(6, slots=2, node_timeout=10, slice_sizes=[10] * 6)
+    assert reg.register("big", slot=0, location="grpc://big:1", capacity=45) == [0, 2, 4]
+    # slot 1 owns 1, 3, 5 (30 bytes) but has room for 20: slice 5 goes to "big"
+    assert reg.register("small", slot=1, location="grpc://small:1", capacity=20) == [1, 3]
+    assert reg.heartbeat("big", {}) == [5]
+    assert reg.owner == [0, 1, 0, 1, 0, 0]
+    assert reg.shortfall() == []
+    assert reg.room(reg.nodes["small"]) == 0 and reg.room(reg.nodes["big"]) == 5
+    reg.heartbeat("small", {})
+    reg.cached("big", 5, 3, 10)
+    assert reg.locations(5) == ["grpc://big:1", "grpc://small:1"]
+
+
+def test_slices_no_node_has_room_for_wait_and_are_a_shortfall_once_every_slot_registered():
+    reg = NodeRegistry(4, slots=2, node_timeout=10, slice_sizes=[10, 10, 10, 10])
+    assert reg.register("a", slot=0, location="grpc://a:1", capacity=10) == [0]
+    assert reg.owner[2] is None
+    assert reg.shortfall() == []  # slot 1 has not told its capacity yet
+    assert reg.register("b", slot=1, location="grpc://b:1", capacity=15) == [1]
+    assert reg.shortfall() == [2, 3]
+    assert reg.heartbeat("a", {}) == [] and reg.heartbeat("b", {}) == []
+    # a roomier replacement for slot 1 takes the slices nobody had room for
+    reg.mark_dead("b")
+    assert reg.register("b2", slot=1, location="grpc://b2:1", capacity=100) == [1, 2, 3]
+    assert reg.shortfall() == []
+
+
+@settings(deadline=None)
+@given(
+    st.lists(st.integers(0, 50), max_size=30),
+    st.lists(st.one_of(st.none(), st.integers(0, 400)), min_size=1, max_size=4),
+)
+def test_no_node_is_asked_for_more_than_its_capacity_and_every_slice_is_placed_or_short(
+    sizes, capacities
+):
+    reg = NodeRegistry(len(sizes), slots=len(capacities), node_timeout=10, slice_sizes=sizes)
+    for slot, cap in enumerate(capacities):
+        reg.register(f"n{slot}", slot=slot, location=f"grpc://n{slot}:1", capacity=cap)
+    placed = [s for n in reg.alive() for s in n.placed]
+    assert sorted(placed) == sorted(set(placed))  # each slice asked of one node
+    for node in reg.alive():
+        assert node.capacity is None or sum(sizes[s] for s in node.placed) <= node.capacity
+    assert sorted(placed + reg.shortfall()) == list(range(len(sizes)))
+    if None in capacities or sum(sizes) == 0:
+        assert reg.shortfall() == []
+
+
+def test_a_dead_nodes_uncached_slices_go_only_to_nodes_with_room_for_them():
+    reg = NodeRegistry(6, slots=3, node_timeout=10, slice_sizes=[10] * 6)
+    reg.register("a", slot=0, location="grpc://a:1", capacity=20)  # full: 0, 3
+    reg.register("b", slot=1, location="grpc://b:1", capacity=30)  # 1, 4 and room for one
+    reg.register("c", slot=2, location="grpc://c:1", capacity=20)  # 2, 5
+    reg.cached("c", 2, 1, 10)
+    assert reg.mark_dead("c") == [5]
+    assert reg.heartbeat("a", {}) == [] and reg.heartbeat("b", {}) == [5]
+    assert reg.room(reg.nodes["b"]) == 0

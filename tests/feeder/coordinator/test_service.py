@@ -606,39 +606,74 @@ def test_nodes_cut_batches_on_the_consumers_unit_grid(module_catalog, tmp_path, 
     assert off_grid <= ranges, (off_grid, ranges, [b.num_rows for b in batches])
 
 
-def test_a_node_too_small_for_its_share_is_refused_and_wait_ready_says_why(module_catalog):
+def test_a_small_nodes_overflow_goes_to_a_node_with_room_and_too_little_in_all_is_an_error(
+    module_catalog,
+):
+    """Raw ``register`` calls: a node too small for its slot's share gets what fits and
+    the rest is handed to a roomier node; when every slot has registered and the nodes
+    hold less than the table, ``wait_ready`` raises with the numbers."""
     from feeder.coordinator.config import FeederConfig
+    from feeder.coordinator.registry import cache_budget
     from feeder.coordinator.service import Coordinator
     from feeder.coordinator.session import resolve
-    from feeder.protocol.node_messages import RegisterAnswer, RegisterRequest
+    from feeder.protocol.node_messages import (
+        NodeHeartbeat,
+        NodeHeartbeatAnswer,
+        RegisterAnswer,
+        RegisterRequest,
+    )
 
     served = resolve(FeederConfig(table="test.feed", slice_bytes=20_000), module_catalog)
-    share = sum(p.estimated_bytes for p in served.plans if p.slice_id % 2 == 0)
+    sizes = [cache_budget(p.estimated_bytes, row_copy=True) for p in served.plans]
+    total = sum(sizes)
+    odd = [s for s in range(len(sizes)) if s % 2]
     key = new_key()
-    coordinator = Coordinator(served, signer=TicketSigner(key), slots=2)
     prover = NodeCallSigner(TicketSigner(key).derived_key(KEY_PURPOSE))
-    raw = flight.FlightClient(coordinator.endpoint)
 
-    def register(node_id: str, capacity: int) -> bytes:
+    def call(raw: flight.FlightClient, action: str, body: bytes) -> bytes:
+        options = call_options(None, None, 10, node_proof=prover.proof(action, body))
+        (result,) = list(raw.do_action(flight.Action(action, body), options))
+        return result.body.to_pybytes()
+
+    def register(raw: flight.FlightClient, node_id: str, capacity: int) -> RegisterAnswer:
         body = RegisterRequest(
             node_id=node_id,
             location="grpc://127.0.0.1:1",
             pid=1,
-            cache_dir="/cache",
+            cache_dir=f"/cache/{node_id}",
             capacity_bytes=capacity,
         ).to_json()
-        options = call_options(None, None, 10, node_proof=prover.proof("register", body))
-        (result,) = list(raw.do_action(flight.Action("register", body), options))
-        return result.body.to_pybytes()
+        return RegisterAnswer.from_json(call(raw, "register", body))
 
+    coordinator = Coordinator(served, signer=TicketSigner(key), slots=2)
+    raw = flight.FlightClient(coordinator.endpoint)
     try:
-        roomy = RegisterAnswer.from_json(register("roomy", share * 10))
-        assert list(roomy.assigned) == list(range(0, len(served.plans), 2))
-        with pytest.raises(flight.FlightServerError, match=f"{share - 1:,} bytes free") as err:
-            register("small", share - 1)
-        assert "slot 1" in str(err.value) and "cannot fit" in str(err.value)
-        with pytest.raises(FeederError, match=r"cannot fit.*more cache disk"):
+        roomy = register(raw, "roomy", total)
+        assert list(roomy.assigned) == list(range(0, len(sizes), 2))
+        small = register(raw, "small", sizes[odd[0]])  # room for its first slice only
+        assert list(small.assigned) == odd[:1]
+        beat = NodeHeartbeat(node_id="roomy", stats={}).to_json()
+        handed = NodeHeartbeatAnswer.from_json(call(raw, "node_heartbeat", beat))
+        assert list(handed.assign) == odd[1:]
+        assert coordinator._nodes.capacity_error is None
+    finally:
+        raw.close()
+        coordinator.close()
+
+    coordinator = Coordinator(served, signer=TicketSigner(key), slots=2)
+    raw = flight.FlightClient(coordinator.endpoint)
+    try:
+        register(raw, "a", total // 4)
+        assert coordinator._nodes.capacity_error is None  # slot 1's room is not known yet
+        register(raw, "b", total // 4)
+        with pytest.raises(FeederError, match=r"cannot fit") as err:
             coordinator.wait_ready(30)
+        message = str(err.value)
+        assert f"about {total:,} bytes" in message
+        assert f"a (slot 0, /cache/a): {total // 4:,}" in message
+        assert f"b (slot 1, /cache/b): {total // 4:,}" in message
+        assert "more nodes" in message and "feeder.cache.sizeLimit" in message
+        assert "row_filter" in message
     finally:
         raw.close()
         coordinator.close()

@@ -499,3 +499,16 @@ def test_data_port_comes_from_the_executor_environment() -> None:
     for bad in ("http", "0", "70000", "-1"):
         with pytest.raises(SpecError, match="ICEFEED_DATA_PORT"):
             data_port({"ICEFEED_DATA_PORT": bad})
+
+
+def test_a_node_offers_the_free_disk_or_less_when_the_operator_caps_its_cache(tmp_path):
+    import os
+
+    from feeder.node.datanode import cache_capacity
+
+    stat = os.statvfs(tmp_path)
+    free = stat.f_bavail * stat.f_frsize
+    assert abs(cache_capacity(tmp_path, None, 0) - free) < 64 * 2**20  # other writers
+    assert cache_capacity(tmp_path, 10_000, 0) == 10_000
+    assert cache_capacity(tmp_path, 10_000, 4_000) == 6_000  # adopted slices count
+    assert cache_capacity(tmp_path, 10_000, 12_000) == 0

@@ -54,22 +54,18 @@ def register(subparsers: Any) -> None:
     render = sub.add_parser("render", help="apply chart-style values to a manifest; print it")
     render.add_argument("template", help="a manifest file or a shipped name (clean-flights)")
     render.add_argument("-f", "--values", action="append", default=[], help="values YAML file")
-    render.add_argument(
-        "--set",
-        dest="set_values",
-        action=_SetAction,
-        default=[],
-        metavar="KEY=VAL[,KEY=VAL]",
-        help="as Helm's --set: image.tag=0.2.0,list[0].a=b,xs={1,2} (ints and booleans typed)",
-    )
-    render.add_argument(
-        "--set-string",
-        dest="set_values",
-        action=_SetAction,
-        default=[],
-        metavar="KEY=VAL[,KEY=VAL]",
-        help="as Helm's --set-string: every value a string",
-    )
+    for option, text in (
+        ("--set", "as Helm's --set: image.tag=0.2.0,xs[0].a=b,ys={1,2} (ints, booleans typed)"),
+        ("--set-string", "as Helm's --set-string: every value a string"),
+    ):
+        render.add_argument(
+            option,
+            dest="set_values",
+            action=_SetAction,
+            default=[],
+            metavar="KEY=VAL[,KEY=VAL]",
+            help=text,
+        )
     render.add_argument(
         "--override",
         action="append",

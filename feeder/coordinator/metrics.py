@@ -53,18 +53,14 @@ class _NodeStats:
         core = require("prometheus_client.core", "metrics")
         with self._lock:
             snapshot = {node: dict(stats) for node, stats in self._stats.items()}
-        for key, doc in NODE_COUNTERS.items():
-            family = core.CounterMetricFamily(f"icefeed_node_{key}", doc, labels=["node"])
-            for node, stats in snapshot.items():
-                if key in stats:
-                    family.add_metric([node], stats[key])
-            yield family
-        for key, doc in NODE_GAUGES.items():
-            family = core.GaugeMetricFamily(f"icefeed_node_{key}", doc, labels=["node"])
-            for node, stats in snapshot.items():
-                if key in stats:
-                    family.add_metric([node], stats[key])
-            yield family
+        kinds = ((NODE_COUNTERS, core.CounterMetricFamily), (NODE_GAUGES, core.GaugeMetricFamily))
+        for names, kind in kinds:
+            for key, doc in names.items():
+                family = kind(f"icefeed_node_{key}", doc, labels=["node"])
+                for node, stats in snapshot.items():
+                    if key in stats:
+                        family.add_metric([node], stats[key])
+                yield family
 
 
 class FeederMetrics:

@@ -68,6 +68,28 @@ def test_forked_dataloader_workers_of_a_feeder_process_fail_fast_naming_the_fix(
     assert waited < 60, out  # fails fast: no waiting for a timeout
 
 
+def _script_against_a_feeder(
+    script: str, catalog, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run ``script`` (argv[1] = the endpoint) in a fresh interpreter against a feeder
+    over a 2,000-row table served by this process; return its result and the endpoint."""
+    from tests.feeder.local_feeder import local_feeder
+    from tests.feeder.tables import make_table
+
+    make_table(catalog, rows_per_file=1000)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with local_feeder(catalog, cache_dir=tmp_path / "cache") as feed:
+        proc = subprocess.run(
+            [sys.executable, "-c", script, feed.endpoint],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,  # a hang fails here
+        )
+    return proc, feed.endpoint
+
+
 CLEAN_MAIN = textwrap.dedent(
     """
     import sys
@@ -93,20 +115,7 @@ def test_len_in_the_main_process_keeps_it_safe_to_fork_dataloader_workers(catalo
     """``len(ds)`` asks the coordinator from a forked child, so the forked workers that
     follow never inherit gRPC (a parent that made one Flight call, even closed, made
     most such children hang: fork_guard's docstring)."""
-    from tests.feeder.local_feeder import local_feeder
-    from tests.feeder.tables import make_table
-
-    make_table(catalog, rows_per_file=1000)  # 2000 rows
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with local_feeder(catalog, cache_dir=tmp_path / "cache") as feed:
-        proc = subprocess.run(
-            [sys.executable, "-c", CLEAN_MAIN, feed.endpoint],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=240,  # a hang fails here
-        )
+    proc, _ = _script_against_a_feeder(CLEAN_MAIN, catalog, tmp_path)
     assert proc.returncode == 0, (proc.stdout, proc.stderr[-3000:])
     lines = proc.stdout.splitlines()
     assert lines == [f"epoch {e}: len 32 rows 2000 distinct 2000" for e in range(3)], lines
@@ -136,20 +145,7 @@ USED_THEN_FORKED = textwrap.dedent(
 
 @pytest.mark.slow
 def test_workers_forked_after_a_closed_client_fail_fast_naming_it(catalog, tmp_path):
-    from tests.feeder.local_feeder import local_feeder
-    from tests.feeder.tables import make_table
-
-    make_table(catalog, rows_per_file=1000)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with local_feeder(catalog, cache_dir=tmp_path / "cache") as feed:
-        proc = subprocess.run(
-            [sys.executable, "-c", USED_THEN_FORKED, feed.endpoint],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
+    proc, endpoint = _script_against_a_feeder(USED_THEN_FORKED, catalog, tmp_path)
     assert proc.returncode == 3, (proc.stdout, proc.stderr[-3000:])
-    assert f"Flight client of {feed.endpoint} (closed)" in proc.stdout
+    assert f"Flight client of {endpoint} (closed)" in proc.stdout
     assert 'multiprocessing_context="forkserver"' in proc.stdout

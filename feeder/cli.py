@@ -83,6 +83,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     lease_help = f"dynamic-mode lease, seconds (default: {_default('lease_seconds')})"
     parser.add_argument("--lease-seconds", type=float, help=lease_help)
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here")
+    parser.add_argument(
+        "--node-metrics-port", type=int, help="each data node serves its own /metrics on this port"
+    )
     parser.add_argument("--tls-cert", help="PEM certificate (enables grpc+tls)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument("--tls-ca", help="PEM roots the session trusts (default: --tls-cert)")
@@ -158,6 +161,7 @@ def serve_config(args: argparse.Namespace) -> FeederConfig:
         "slice_bytes": args.slice_bytes,
         "lease_seconds": args.lease_seconds,
         "metrics_port": args.metrics_port,
+        "node_metrics_port": args.node_metrics_port,
         "row_copy": False if args.no_row_copy else None,
         "tls": (
             TLSConfig(

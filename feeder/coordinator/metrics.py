@@ -15,24 +15,13 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from feeder.node.metrics import NODE_COUNTERS, NODE_GAUGES, node_families
 from jobs.extras import require
 
 log = logging.getLogger(__name__)
 
 OTHER_JOBS = "other"  # the job label of every job past the first ``metric_jobs``
 
-#: cumulative per-node figures (from heartbeats): exposed as counters, ``..._total``
-NODE_COUNTERS = {
-    "rows_served": "rows served by a data node",
-    "bytes_served": "Arrow bytes served by a data node",
-    "storage_bytes_read": "bytes a data node read from table storage",
-    "errors": "errors a data node answered",
-}
-#: per-node levels (from heartbeats): exposed as gauges
-NODE_GAUGES = {
-    "slices_cached": "slices cached by a data node",
-    "cache_bytes": "bytes of a data node's cache files",
-}
 #: seconds buckets of request durations: 0.5 ms .. 10 s
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
@@ -50,17 +39,9 @@ class _NodeStats:
             self._stats.setdefault(node_id, {}).update(known)
 
     def collect(self) -> Iterator[Any]:
-        core = require("prometheus_client.core", "metrics")
         with self._lock:
             snapshot = {node: dict(stats) for node, stats in self._stats.items()}
-        kinds = ((NODE_COUNTERS, core.CounterMetricFamily), (NODE_GAUGES, core.GaugeMetricFamily))
-        for names, kind in kinds:
-            for key, doc in names.items():
-                family = kind(f"icefeed_node_{key}", doc, labels=["node"])
-                for node, stats in snapshot.items():
-                    if key in stats:
-                        family.add_metric([node], stats[key])
-                yield family
+        return node_families(snapshot)
 
 
 class FeederMetrics:

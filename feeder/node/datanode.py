@@ -51,6 +51,7 @@ from feeder.node.cache_dirs import (
 )
 from feeder.node.credentials import node_io_properties
 from feeder.node.materialize import SliceSource
+from feeder.node.metrics import NodeMetricsServer
 from feeder.node.settings import DEFAULT_BATCH_ROWS, NodeSettings
 from feeder.protocol.auth import (
     call_options,
@@ -412,7 +413,10 @@ def run_data_node(
     )
     warn_if_insecure(f"data node {node_id}", settings.host, tls)
     location = location_uri(advertise_host or settings.advertised_host(), node.port, tls)
+    metrics = None
     try:
+        if settings.node_metrics_port is not None:
+            metrics = _serve_metrics(node_id, node, settings)
         capacity = cache_capacity(root, settings.cache_capacity_bytes, cache.total_bytes())
         assigned = _register(link, node, node_id, location, root, capacity, coordinator_endpoint)
         for entry in adopted:
@@ -441,11 +445,30 @@ def run_data_node(
         return node.stats()
     finally:
         stop.set()
+        if metrics is not None:
+            metrics.close()
         node.shutdown()
         cache.close()
         claimed.release()
         client.close()
         log.info("data node %s stopped", node_id)
+
+
+def _serve_metrics(node_id: str, node: DataNode, settings: NodeSettings) -> Any:
+    """The node's ``/metrics`` server, or None (logged) when its port cannot be bound."""
+    port = settings.node_metrics_port
+    try:
+        return NodeMetricsServer(node_id, node.stats, host=settings.host, port=port or 0)
+    except OSError as exc:  # e.g. two nodes on one host given one port: serve rows anyway
+        log.error(
+            "data node %s: cannot serve metrics on %s:%s (%s); serving none. Nodes that "
+            "share a host need node_metrics_port 0 (any free port) or one pod each",
+            node_id,
+            settings.host,
+            port,
+            exc,
+        )
+        return None
 
 
 def _register(

@@ -38,8 +38,10 @@ class NodeSettings:
     smaller of this and the free disk under its cache folder at ``register``, and
     the coordinator places no more estimated bytes on it); set it when free disk
     overstates the room, e.g. an emptyDir with a ``sizeLimit`` on Kubernetes, or to
-    keep space for other tenants. None: the free disk. The token is a
-    ``SecretStr`` and never shows in a ``repr``.
+    keep space for other tenants. None: the free disk. ``node_metrics_port``: each
+    data node serves its own Prometheus ``/metrics`` on this port of ``host`` (None:
+    none; needs ``icefeed[metrics]``). The token is a ``SecretStr`` and never shows
+    in a ``repr``.
 
     Raises:
         SpecError: a bad value, naming the field and what would be valid.
@@ -55,6 +57,7 @@ class NodeSettings:
     batch_rows: int = DEFAULT_BATCH_ROWS
     row_copy: bool = True
     cache_capacity_bytes: int | None = None
+    node_metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str):
@@ -71,6 +74,11 @@ class NodeSettings:
         cap = self.cache_capacity_bytes
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
             raise SpecError(f"cache_capacity_bytes: {cap!r} must be an integer >= 0 or None")
+        port = self.node_metrics_port
+        if port is not None and (
+            isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535
+        ):
+            raise SpecError(f"node_metrics_port: {port!r} must be an integer port in 0..65535")
         if self.tls is not None and not isinstance(self.tls, TLSConfig):
             raise SpecError("tls: must be a TLSConfig or None")
         if not isinstance(self.insecure, bool):

@@ -65,6 +65,7 @@ def local_feeder(
     node_endpoint: Callable[[str], str] | None = None,
     node_capacity: Sequence[int | None] | None = None,
     ready_timeout: float = 60.0,
+    node_metrics_port: int | None = None,
 ) -> Iterator[LocalFeeder]:
     """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready.
 
@@ -114,6 +115,7 @@ def local_feeder(
                     heartbeat_seconds=0.2,
                     batch_rows=batch_rows,
                     cache_capacity_bytes=node_capacity[i] if node_capacity else None,
+                    node_metrics_port=node_metrics_port,
                 ),
                 "timeout": 10.0,
             },

@@ -37,7 +37,7 @@ def apply_set(values: dict[str, Any], expression: str, *, strings: bool = False)
     """
     option = "--set-string" if strings else "--set"
     for key, raw in _pairs(expression, option):
-        value = _list(raw, strings) if isinstance(raw, list) else _typed(raw, strings)
+        value = [_typed(r, strings) for r in raw] if isinstance(raw, list) else _typed(raw, strings)
         _assign(values, _path(key, option, expression), value)
 
 
@@ -55,8 +55,8 @@ def _pairs(expression: str, option: str) -> list[tuple[str, str | list[str]]]:
             raise ManifestError(f"{option} {expression!r}: a value without a key")
         i += 1
         if i < n and expression[i] == "{":
-            close = _closing_brace(expression, i)
-            if close < 0:
+            _, close = _until(expression, i + 1, "}")
+            if close >= n:
                 raise ManifestError(f"{option} {expression!r}: a list '{{' without its '}}'")
             items = _split_items(expression[i + 1 : close])
             pairs.append((key, items))
@@ -84,18 +84,6 @@ def _until(text: str, i: int, stops: str, *, unescape: bool = False) -> tuple[st
         out.append(char)
         i += 1
     return "".join(out), i
-
-
-def _closing_brace(text: str, start: int) -> int:
-    i = start + 1
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == "}":
-            return i
-        i += 1
-    return -1
 
 
 def _split_items(body: str) -> list[str]:
@@ -153,10 +141,6 @@ def _put(node: Any, key: str | int, value: Any) -> None:
     if isinstance(key, int):
         node.extend([None] * (key + 1 - len(node)))
     node[key] = value
-
-
-def _list(items: list[str], strings: bool) -> list[Any]:
-    return [_typed(item, strings) for item in items]
 
 
 def _typed(raw: str, strings: bool) -> Any:

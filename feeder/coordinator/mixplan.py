@@ -56,28 +56,18 @@ def request_spans(request: StaticRequest, total: int) -> list[tuple[int, int]]:
     shape had not delivered. Raises SpecError when ``resume_from`` does not fit.
     """
     r = request
+    split: dict[str, Any] = {
+        "rank": r.rank,
+        "world_size": r.world_size,
+        "drop_last": r.drop_last,
+        "worker": r.worker,
+        "num_workers": r.num_workers,
+        "unit": r.unit,
+        "skip": r.skip_rows,
+    }
     if r.resume_from is None:
-        return consumer_spans(
-            total,
-            rank=r.rank,
-            world_size=r.world_size,
-            drop_last=r.drop_last,
-            worker=r.worker,
-            num_workers=r.num_workers,
-            unit=r.unit,
-            skip=r.skip_rows,
-        )
-    return elastic_spans(
-        total,
-        r.resume_from,
-        rank=r.rank,
-        world_size=r.world_size,
-        drop_last=r.drop_last,
-        worker=r.worker,
-        num_workers=r.num_workers,
-        unit=r.unit,
-        skip=r.skip_rows,
-    )
+        return consumer_spans(total, **split)
+    return elastic_spans(total, r.resume_from, **split)
 
 
 def static_endpoints(

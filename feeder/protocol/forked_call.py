@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from feeder.protocol import fork_guard
 from jobs.errors import FeederError
 
 T = TypeVar("T")
@@ -26,8 +27,6 @@ T = TypeVar("T")
 
 def can_fork_clean() -> bool:
     """Return True if this process may fork a child for gRPC: it can fork and never ran gRPC."""
-    from feeder.protocol import fork_guard
-
     return hasattr(os, "fork") and not fork_guard.used()
 
 

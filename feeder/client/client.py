@@ -22,7 +22,6 @@ column, ``rank >= world_size``) → :class:`SpecError`.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -233,9 +232,8 @@ class FeederClient:
     def _static(self, request: StaticRequest) -> Iterator[pa.RecordBatch]:
         info = self._plan(request)
         if is_mixed(info.endpoints):
-            read = functools.partial(self._nodes.read, unit=1)
             yield from read_static_windows(
-                info.endpoints, seed=request.seed, epoch=request.epoch, read=read
+                info.endpoints, seed=request.seed, epoch=request.epoch, nodes=self._nodes
             )
             return
         ranges = [
@@ -274,7 +272,7 @@ class FeederClient:
                 completed = True
                 batches = read_unit(
                     answer,
-                    self._nodes.read,
+                    self._nodes,
                     seed=request.seed,
                     epoch=request.epoch,
                     position=position,

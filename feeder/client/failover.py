@@ -23,6 +23,7 @@ from feeder.client.stall_watch import StallWatch
 from feeder.protocol.auth import connect
 from feeder.protocol.chunking import Chunking
 from feeder.protocol.config import TLSConfig
+from feeder.protocol.tickets import join_bundle
 from jobs.errors import AuthError, FeederError
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,37 @@ class NodeReader:
             # progress of a lease keeps counting from the unit's start across resumes
             ticket, locations = self._resume(ticket, delivered)
             position += delivered  # the new ticket starts where the delivered rows end
+
+    def read_bundle(self, location: str, tickets: list[str]) -> Iterator[pa.RecordBatch]:
+        """Yield the rows of ``tickets`` (at most MAX_BUNDLE_TICKETS) from one node in one
+        ``do_get``, in order — no failover: a caller that gets a RETRIABLE error reads the
+        rest with :meth:`read`.
+
+        Raises:
+            AuthError: the node refused a ticket.
+            FeederError: the node rejected a ticket.
+        """
+        delivered = 0
+        try:
+            batches = self._node_batches(location, join_bundle(tickets))
+            for batch in _final_errors(batches, location):
+                delivered += batch.num_rows
+                yield batch
+        except REFUSED as exc:
+            raise AuthError(f"data node {location} refused a ticket: {clean(exc)}") from exc
+        except pa.ArrowInvalid as exc:
+            raise FeederError(f"data node {location}: {clean(exc)}") from exc
+        except RETRIABLE as exc:
+            log.warning(
+                "data node %s failed after %d rows of a bundle of %d ranges (%s); failing over "
+                "range by range",
+                location,
+                delivered,
+                len(tickets),
+                clean(exc)[:200],
+            )
+            self._drop_node(location)
+            raise
 
     def _node_batches(
         self, location: str, ticket: str, chunks: Chunking | None = None

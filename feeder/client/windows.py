@@ -12,17 +12,16 @@ and numpy: no torch, no pyspark.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from feeder.client.failover import NodeReader
+from feeder.client.piece_streams import Piece, PieceStreams
 from feeder.protocol.mix import UNIT_ROWS, window_permutation, window_units
 from jobs.errors import FeederError
 
@@ -101,15 +100,6 @@ def mix_window(
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-#: pieces read at once (one more than the one being received)
-_PIECE_READERS = 2
-#: window reads whose pieces stream in while the current window is permuted
-_WINDOWS_AHEAD = 1
-
-#: reads one signed slice range (with failover): ``read(ticket, locations)``
-ReadRange = Callable[[str, list[str]], Iterator[pa.RecordBatch]]
-
-
 def _window_rows(
     window: Mapping[str, Any], batches: Sequence[pa.RecordBatch], *, seed: int, epoch: int
 ) -> pa.RecordBatch | None:
@@ -128,28 +118,46 @@ def _window_rows(
     )
 
 
+def _pieces(window: Mapping[str, Any], pieces: Sequence[tuple[str, list[str]]]) -> list[Piece]:
+    """The pieces of one window read with their row counts (``sizes``, PROTOCOL.md).
+
+    Raises FeederError when the coordinator sent no ``sizes`` or sizes that do not add
+    up to the window's rows.
+    """
+    sizes = window.get("sizes")
+    if not isinstance(sizes, list) or len(sizes) != len(pieces):
+        raise FeederError(
+            "the coordinator sent a MIX window without the rows of its pieces ('sizes'); "
+            "upgrade the feeder to this client's version"
+        )
+    if sum(int(n) for n in sizes) != int(window["rows"]):
+        raise FeederError(f"window {window['window']}: piece sizes do not add up to its rows")
+    return [Piece(t, tuple(locs), int(n)) for (t, locs), n in zip(pieces, sizes, strict=True)]
+
+
 def read_window(
     window: Mapping[str, Any],
     pieces: Sequence[tuple[str, list[str]]],
     *,
     seed: int,
     epoch: int,
-    read: ReadRange,
+    nodes: NodeReader,
 ) -> pa.RecordBatch | None:
     """Read every piece of one window read (``window`` as in PROTOCOL.md: ``window``,
-    ``rows``, ``keep``) and return its kept rows, permuted; None if it keeps none."""
-    if len(pieces) > 1:  # the next piece's node gathers while this one is received
-        with ThreadPoolExecutor(_PIECE_READERS, thread_name_prefix="icefeed-piece") as pool:
-            parts = list(pool.map(lambda piece: list(read(*piece)), pieces))
-    else:
-        parts = [list(read(*piece)) for piece in pieces]
-    batches = [batch for part in parts for batch in part]
+    ``rows``, ``keep``, ``sizes``) and return its kept rows, permuted; None if it keeps
+    none. The pieces come as one bundled stream per data node."""
+    wanted = _pieces(window, pieces)
+    streams = PieceStreams(wanted, nodes, rows_ahead=int(window["rows"]))
+    try:
+        batches = [batch for i in range(len(wanted)) for batch in streams.take(i)]
+    finally:
+        streams.close()
     return _window_rows(window, batches, seed=seed, epoch=epoch)
 
 
 def read_unit(
     answer: Mapping[str, Any],
-    read: Callable[..., Iterator[pa.RecordBatch]],
+    nodes: NodeReader,
     *,
     seed: int,
     epoch: int,
@@ -162,19 +170,17 @@ def read_unit(
     Args:
         answer: the coordinator's ``lease`` answer (``ticket`` and ``locations``, or
             ``window`` and ``pieces``).
-        read: the node reader, ``read(ticket, locations, position=..., unit=...)``.
+        nodes: the client's node reader.
         seed: the job's shuffle seed.
         epoch: the epoch.
         position: rows this consumer yielded so far (the chunking hint).
         unit: rows per unit of the consumer's batches (the chunking hint).
     """
     if "pieces" not in answer:
-        yield from read(answer["ticket"], answer["locations"], position=position, unit=unit)
+        yield from nodes.read(answer["ticket"], answer["locations"], position=position, unit=unit)
         return
     pieces = [(p["ticket"], list(p["locations"])) for p in answer["pieces"]]
-    mixed = read_window(
-        answer["window"], pieces, seed=seed, epoch=epoch, read=functools.partial(read, unit=1)
-    )
+    mixed = read_window(answer["window"], pieces, seed=seed, epoch=epoch, nodes=nodes)
     if mixed is not None:
         yield mixed
 
@@ -198,39 +204,29 @@ def _reads(
 
 
 def read_static_windows(
-    endpoints: Sequence[flight.FlightEndpoint], *, seed: int, epoch: int, read: ReadRange
+    endpoints: Sequence[flight.FlightEndpoint], *, seed: int, epoch: int, nodes: NodeReader
 ) -> Iterator[pa.RecordBatch]:
     """Yield a static-mode MIX share, window read by window read, in order.
 
-    The pieces of the next ``_WINDOWS_AHEAD`` reads stream in on a small pool while
-    the current window is permuted (nodes gather and the network moves bytes while
-    this thread permutes). Errors of a piece surface in order.
+    Every piece of the share streams in on one bundled stream per data node
+    (:class:`PieceStreams`), each node up to one window ahead of the window being
+    permuted: nodes gather and the network moves bytes while this thread permutes.
+    Errors of a piece surface in order.
     """
-    pool = ThreadPoolExecutor(_PIECE_READERS, thread_name_prefix="icefeed-piece")
-    pending: deque[tuple[dict[str, Any], list[Future[list[pa.RecordBatch]]]]] = deque()
-    reads = _reads(endpoints)
-
-    def fetch(piece: tuple[str, list[str]]) -> list[pa.RecordBatch]:
-        return list(read(*piece))
-
-    def submit() -> None:
-        nxt = next(reads, None)
-        if nxt is not None:
-            meta, pieces = nxt
-            pending.append((meta, [pool.submit(fetch, piece) for piece in pieces]))
-
+    reads = [(meta, _pieces(meta, group)) for meta, group in _reads(endpoints)]
+    flat = [piece for _, pieces in reads for piece in pieces]
+    ahead = max((int(meta["rows"]) for meta, _ in reads), default=1)
+    streams = PieceStreams(flat, nodes, rows_ahead=ahead)
     try:
-        for _ in range(1 + _WINDOWS_AHEAD):
-            submit()
-        while pending:
-            meta, futures = pending.popleft()
-            batches = [batch for future in futures for batch in future.result()]
-            submit()
+        index = 0
+        for meta, pieces in reads:
+            batches = [b for i in range(index, index + len(pieces)) for b in streams.take(i)]
+            index += len(pieces)
             out = _window_rows(meta, batches, seed=seed, epoch=epoch)
             if out is not None:
                 yield out
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        streams.close()
 
 
 def is_mixed(endpoints: Sequence[flight.FlightEndpoint]) -> bool:

@@ -46,6 +46,7 @@ def read_metadata(read: WindowRead, index: int) -> dict[str, Any]:
         "rows": read.rows,
         "keep": [read.keep_start, read.keep_stop],
         "pieces": len(read.pieces),
+        "sizes": [piece.num_rows for piece in read.pieces],
     }
 
 

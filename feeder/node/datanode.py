@@ -17,7 +17,6 @@ carries a fresh proof of the session key (:mod:`feeder.protocol.node_auth`).
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import queue
@@ -29,20 +28,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 from pydantic import SecretStr
 
-from feeder.node.blocks import read_block_stream
-from feeder.node.cache import (
-    DEFAULT_TAKE_ROWS,
-    CachedSlice,
-    SliceCache,
-    SliceUnreadable,
-    check_range,
-    cut,
-)
+from feeder.node.cache import CachedSlice, SliceCache, SliceUnreadable, check_range
 from feeder.node.cache_dirs import (
     FOLDER_PREFIX,
     claim_folder,
@@ -52,6 +42,7 @@ from feeder.node.cache_dirs import (
 from feeder.node.credentials import node_io_properties
 from feeder.node.materialize import SliceSource
 from feeder.node.metrics import NodeMetricsServer
+from feeder.node.ranges import range_rows
 from feeder.node.settings import DEFAULT_BATCH_ROWS, NodeSettings
 from feeder.protocol.auth import (
     call_options,
@@ -62,6 +53,7 @@ from feeder.protocol.auth import (
     server_middleware,
 )
 from feeder.protocol.auth import server_tls_kwargs as _server_tls_kwargs
+from feeder.protocol.chunking import Chunking
 from feeder.protocol.config import TLSConfig, warn_if_insecure
 from feeder.protocol.fork_guard import TrackedFlightServer
 from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallSigner
@@ -73,10 +65,8 @@ from feeder.protocol.node_messages import (
     RegisterAnswer,
     RegisterRequest,
 )
-from feeder.protocol.shuffle import compact_row_permutation
-from feeder.protocol.shuffle_kind import Shuffle
 from feeder.protocol.slice_plan import SlicePlan
-from feeder.protocol.tickets import TicketClaims, TicketSigner
+from feeder.protocol.tickets import TicketClaims, TicketSigner, split_bundle
 from feeder.protocol.wire_errors import UnservedCalls, to_wire
 from jobs.errors import FeederError, SpecError
 
@@ -93,24 +83,6 @@ class NodeStats:
     rows_served: int = 0
     bytes_served: int = 0
     errors: int = 0
-
-
-_PERMUTATION_LOCK = threading.Lock()
-
-
-def _permutation(num_rows: int, seed: int, epoch: int, slice_id: int) -> np.ndarray:
-    # Under a lock: consumers reading the same slice at once build its order once
-    # (a build holds ~4 bytes a row, as does every cached order).
-    with _PERMUTATION_LOCK:
-        return _cached_permutation(num_rows, seed, epoch, slice_id)
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_permutation(num_rows: int, seed: int, epoch: int, slice_id: int) -> np.ndarray:
-    # Cached because consumers fetch one slice in several ranges; int32 when it fits.
-    perm = compact_row_permutation(num_rows, seed=seed, epoch=epoch, slice_id=slice_id)
-    perm.setflags(write=False)
-    return perm
 
 
 class DataNode(UnservedCalls, TrackedFlightServer):
@@ -215,66 +187,74 @@ class DataNode(UnservedCalls, TrackedFlightServer):
         raise AssertionError("unreachable")
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> Any:
-        """Stream the rows a signed ticket names; every refusal is a coded Flight error."""
+        """Stream the rows a signed ticket (or a bundle of them) names; every refusal is a
+        coded Flight error."""
         what = "do_get"
         try:
-            claims = self.signer.verify(ticket.ticket)
-            what = f"do_get of slice {claims.slice_id}"
-            return self._stream(context, claims)
+            raws = split_bundle(ticket.ticket)
+            claims = [self.signer.verify(raw) for raw in raws]
+            what = f"do_get of slice {claims[0].slice_id}"
+            if len(claims) > 1:
+                what = f"do_get of {len(claims)} slice ranges"
+            chunking = self._check(context, claims)
+            if len(claims) > 1:
+                return self._bundle(claims, chunking, what)
+            _, opened = self._open_cached(claims[0].slice_id)
+            rows = range_rows(
+                self.cache, opened, claims[0], chunking=chunking, batch_rows=self.batch_rows
+            )
+            if isinstance(rows, pa.Table):  # table order: Flight streams the mapped slice
+                self._count(rows_served=rows.num_rows, bytes_served=rows.nbytes)
+                return flight.RecordBatchStream(rows)
+            schema = self.cache.select(opened, claims[0].columns).schema
+            return flight.GeneratorStream(schema, self._counted(rows, what))
         except Exception as exc:  # e.g. storage unreachable during a failover materialisation
             self._count(errors=1)
             raise to_wire(exc, what, log) from None
 
-    def _stream(self, context: flight.ServerCallContext, claims: TicketClaims) -> Any:
+    def _check(self, context: flight.ServerCallContext, claims: list[TicketClaims]) -> Chunking:
+        """Refuse what no ticket of ``claims`` may have; return the caller's chunking hint."""
         job = caller_job(context)
-        if job != claims.job:
-            raise flight.FlightUnauthorizedError(
-                f"ticket was issued to job {claims.job!r}, not to the caller's job {job!r}"
-            )
+        for c in claims:
+            if job != c.job:
+                raise flight.FlightUnauthorizedError(
+                    f"ticket was issued to job {c.job!r}, not to the caller's job {job!r}"
+                )
         chunking = caller_chunking(context)  # FeederError for a malformed hint, before any work
         if self.snapshot_id is None:
             raise flight.FlightUnavailableError("data node is not registered yet; retry")
-        if claims.snapshot_id != self.snapshot_id:
-            raise flight.FlightUnauthorizedError(
-                f"ticket is for snapshot {claims.snapshot_id}, this node serves {self.snapshot_id}"
-            )
-        if self.cache.get(claims.slice_id) is None and claims.slice_id not in self.plans:
-            raise flight.FlightUnavailableError(
-                f"slice {claims.slice_id} is unknown to this node; try another location"
-            )
-        entry, opened = self._open_cached(claims.slice_id)
-        check_range(claims.slice_id, entry.num_rows, claims.start, claims.stop)
-        table = self.cache.select(opened, claims.columns)
-        if claims.shuffle is Shuffle.OFF:
-            part = table.slice(claims.start, claims.stop - claims.start)
-            batches = list(cut(part, chunking.sizes(part.num_rows, self.batch_rows)))
-            self._count(rows_served=part.num_rows, bytes_served=part.nbytes)
-            return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=table.schema))
-        if claims.shuffle is Shuffle.MIX:
-            blocks = read_block_stream(
-                table,
-                slice_id=claims.slice_id,
-                start=claims.start,
-                stop=claims.stop,
-                block_rows=claims.block_rows,
-                seed=claims.seed,
-                epoch=claims.epoch,
-                sizes=chunking.sizes(claims.stop - claims.start, self.batch_rows),
-            )
-            what = f"do_get of slice {claims.slice_id}"
-            return flight.GeneratorStream(table.schema, self._counted(blocks, what))
-        perm = _permutation(entry.num_rows, claims.seed, claims.epoch, claims.slice_id)
-        batches_iter = self.cache.read(
-            claims.slice_id,
-            permutation=perm,
-            start=claims.start,
-            stop=claims.stop,
-            columns=claims.columns,
-            batch_rows=min(self.batch_rows, DEFAULT_TAKE_ROWS),
-            chunking=chunking,
-        )
-        what = f"do_get of slice {claims.slice_id}"
-        return flight.GeneratorStream(table.schema, self._counted(batches_iter, what))
+        if len({c.columns for c in claims}) > 1:
+            raise FeederError("the tickets of a bundle must name the same columns")
+        for c in claims:
+            if c.snapshot_id != self.snapshot_id:
+                raise flight.FlightUnauthorizedError(
+                    f"ticket is for snapshot {c.snapshot_id}, this node serves {self.snapshot_id}"
+                )
+            if self.cache.get(c.slice_id) is None and c.slice_id not in self.plans:
+                raise flight.FlightUnavailableError(
+                    f"slice {c.slice_id} is unknown to this node; try another location"
+                )
+        return chunking
+
+    def _bundle(self, claims: list[TicketClaims], chunking: Chunking, what: str) -> Any:
+        """Stream the ranges of a bundle one after another (the hint applies to the first).
+
+        Every range is opened and checked before the first row is sent: a bad range
+        fails the whole call, never a stream that stops half-way."""
+        tables = {c.slice_id: self._open_cached(c.slice_id)[1] for c in claims}
+        for c in claims:
+            check_range(c.slice_id, tables[c.slice_id].num_rows, c.start, c.stop)
+        schema = self.cache.select(tables[claims[0].slice_id], claims[0].columns).schema
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            hint = chunking
+            for c in claims:
+                table = tables[c.slice_id]
+                rows = range_rows(self.cache, table, c, chunking=hint, batch_rows=self.batch_rows)
+                yield from rows.to_batches() if isinstance(rows, pa.Table) else rows
+                hint = Chunking()
+
+        return flight.GeneratorStream(schema, self._counted(batches(), what))
 
     def _counted(self, batches: Iterator[pa.RecordBatch], what: str) -> Iterator[pa.RecordBatch]:
         try:

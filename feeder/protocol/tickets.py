@@ -18,6 +18,10 @@ from the key, public): a ticket of an earlier session fails its signature
 check, and its ``sess`` lets the refusal say that the feeder was restarted
 (RestartedError) instead of "bad signature". Tickets without ``sess`` are
 still accepted.
+
+A *bundle* asks one ``do_get`` for several ranges: signed tickets joined by
+``","`` (a character no ticket holds), at most :data:`MAX_BUNDLE_TICKETS`; the node
+checks every ticket and streams the ranges one after another, in order.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,6 +42,9 @@ from jobs.errors import AuthError, RestartedError
 
 VERSION = 2
 MAX_TICKET_BYTES = 64 * 1024
+#: the most tickets one bundle may join (and what a client puts in one)
+MAX_BUNDLE_TICKETS = 256
+BUNDLE_SEPARATOR = b","
 _KEYS = frozenset(
     {"v", "job", "snap", "slice", "start", "stop", "epoch", "seed", "shuffle", "block", "cols"}
 )
@@ -234,3 +242,29 @@ def claims_dict(claims: TicketClaims) -> dict[str, Any]:
     out = asdict(claims)
     out["shuffle"] = claims.shuffle.value
     return out
+
+
+def join_bundle(tickets: Sequence[str]) -> str:
+    """Return the ``do_get`` ticket that asks for the ranges of ``tickets``, in order.
+
+    Raises ValueError for no tickets or more than :data:`MAX_BUNDLE_TICKETS`.
+    """
+    if not 1 <= len(tickets) <= MAX_BUNDLE_TICKETS:
+        raise ValueError(f"a bundle joins 1 to {MAX_BUNDLE_TICKETS} tickets, not {len(tickets)}")
+    return BUNDLE_SEPARATOR.decode().join(tickets)
+
+
+def split_bundle(raw: bytes) -> list[bytes]:
+    """Return the tickets a ``do_get`` ticket joins (one for a plain ticket).
+
+    Raises AuthError for more than :data:`MAX_BUNDLE_TICKETS` tickets or an empty one.
+    """
+    raw = bytes(raw)
+    if len(raw) > MAX_TICKET_BYTES * MAX_BUNDLE_TICKETS:
+        raise AuthError("invalid ticket: too long")
+    parts = raw.split(BUNDLE_SEPARATOR)
+    if len(parts) > MAX_BUNDLE_TICKETS:
+        raise AuthError(f"invalid ticket: a bundle joins at most {MAX_BUNDLE_TICKETS} tickets")
+    if len(parts) > 1 and not all(parts):
+        raise AuthError("invalid ticket: a bundle holds an empty ticket")
+    return parts

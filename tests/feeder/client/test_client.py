@@ -33,7 +33,10 @@ from tests.feeder.node_process import start_node_process
 
 ROWS = 8_000
 PAYLOAD = 4096
-FAILED = re.compile(r"data node (\S+) failed after (\d+) rows of a range \((.*)\); failing over")
+FAILED = re.compile(
+    r"data node (\S+) failed after (\d+) rows of a (?:range|bundle of \d+ ranges) \((.*)\); "
+    r"failing over.*"
+)
 
 
 def _wide_table(catalog):

@@ -512,3 +512,68 @@ def test_a_node_offers_the_free_disk_or_less_when_the_operator_caps_its_cache(tm
     assert cache_capacity(tmp_path, 10_000, 0) == 10_000
     assert cache_capacity(tmp_path, 10_000, 4_000) == 6_000  # adopted slices count
     assert cache_capacity(tmp_path, 10_000, 12_000) == 0
+
+
+def _bundle(*tickets: bytes) -> bytes:
+    return b",".join(tickets)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_bundle_streams_its_ranges_in_order_as_single_tickets_would(served, shuffle):
+    node, client, snap, plans, _ = served
+    signer = TicketSigner(KEY)
+    ranges = [(plans[-1].slice_id, 5, 90), (plans[0].slice_id, 0, 40), (plans[1].slice_id, 7, 7)]
+    ranges.append((plans[0].slice_id, 40, 333))
+    tickets = [signer.sign(claims(snap, s, a, b, shuffle=shuffle)) for s, a, b in ranges]
+    singles = [fetch(client, t) for t in tickets]
+    before = node.stats()["rows_served"]
+    got = fetch(client, _bundle(*tickets))
+    assert got.equals(pa.concat_tables(singles))
+    assert got.num_rows == sum(b - a for _, a, b in ranges)
+    assert node.stats()["rows_served"] - before == got.num_rows
+
+
+def test_a_bundle_of_the_most_tickets_is_served_and_one_more_is_refused(served):
+    from feeder.protocol.tickets import MAX_BUNDLE_TICKETS
+
+    node, client, snap, _plans, _ = served
+    signer = TicketSigner(KEY)
+    tickets = [signer.sign(claims(snap, 0, i, i + 1)) for i in range(MAX_BUNDLE_TICKETS)]
+    whole = fetch(client, signer.sign(claims(snap, 0, 0, MAX_BUNDLE_TICKETS)))
+    assert fetch(client, _bundle(*tickets)).equals(whole)
+    more = [*tickets, signer.sign(claims(snap, 0, 0, 1))]
+    with pytest.raises(flight.FlightUnauthenticatedError, match=f"at most {MAX_BUNDLE_TICKETS}"):
+        fetch(client, _bundle(*more))
+    assert fetch(client, signer.sign(claims(snap, 0, 0, 5))).num_rows == 5
+    assert node.stats()["errors"] == 1
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "match"),
+    [
+        (
+            lambda s, snap: s.sign(claims(snap, 1, job="other-job")),
+            flight.FlightUnauthorizedError,
+            "job",
+        ),
+        (
+            lambda s, snap: s.sign(claims(snap, 1, columns=("id",))),
+            flight.FlightServerError,
+            "same columns",
+        ),
+        (lambda s, snap: s.sign(claims(snap, 1, 0, 10**6)), flight.FlightServerError, "outside"),
+        (lambda s, snap: s.sign(claims(snap + 1, 1)), flight.FlightUnauthorizedError, "snapshot"),
+        (lambda s, snap: b"", flight.FlightUnauthenticatedError, "empty ticket"),
+        (lambda s, snap: b"garbage", flight.FlightUnauthenticatedError, "invalid ticket"),
+    ],
+)
+def test_one_bad_ticket_refuses_the_whole_bundle_before_a_row_is_sent(served, bad, error, match):
+    node, client, snap, _plans, _ = served
+    signer = TicketSigner(KEY)
+    good = signer.sign(claims(snap, 0, 0, 50))
+    before = node.stats()["rows_served"]
+    with pytest.raises(error, match=match):
+        fetch(client, _bundle(good, bad(signer, snap), good))
+    assert node.stats()["rows_served"] == before  # refused whole: no row went out first
+    assert fetch(client, _bundle(good, good)).num_rows == 100
+    assert node.stats()["errors"] == 1

@@ -1,27 +1,40 @@
-"""Fixtures of the sparkapps tests: the operator CRDs (skip only if absent) and manifests."""
+"""Fixtures of the sparkapps tests: the operator CRDs (skip only if absent) and manifests.
+
+The CRDs are reference data outside the repository (never vendored): the tests
+read them from ``$ICEFEED_CRDS_DIR``, which defaults here to ``shared/crds``
+beside the repository (CI's layout). icefeed itself has no such default.
+"""
 
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sparkapps.manifests import load_manifest
-from sparkapps.paths import MANIFEST_DIR, crds_dir
+from sparkapps.paths import MANIFEST_DIR, repo_root
 
 #: the start of the skip reason, counted by the terminal summary below
 CRDS_MISSING = "Spark operator CRDs not found"
 
+#: the operator's CRD folder the tests use
+CRDS_DIR = Path(
+    os.environ.setdefault("ICEFEED_CRDS_DIR", str(repo_root().parent / "shared" / "crds"))
+).resolve()
+
 
 @pytest.fixture(scope="session")
-def crds() -> None:
-    """Skip (with the reason) only when the operator CRD folder is absent."""
-    if not crds_dir().is_dir():
+def crds() -> Path:
+    """Return the operator CRD folder; skip (with the reason) only when it is absent."""
+    if not CRDS_DIR.is_dir():
         pytest.skip(
-            f"{CRDS_MISSING} at {crds_dir()} "
+            f"{CRDS_MISSING} at {CRDS_DIR} "
             "(set ICEFEED_CRDS_DIR or put shared/crds beside the repository)"
         )
+    return CRDS_DIR
 
 
 @pytest.fixture()
@@ -39,7 +52,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     ]
     if skipped:
         terminalreporter.write_line(
-            f"{len(skipped)} tests SKIPPED: {CRDS_MISSING} at {crds_dir()} "
+            f"{len(skipped)} tests SKIPPED: {CRDS_MISSING} at {CRDS_DIR} "
             "(set ICEFEED_CRDS_DIR or put shared/crds beside the repository)",
             yellow=True,
             bold=True,

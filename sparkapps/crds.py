@@ -165,7 +165,7 @@ class ClusterCrds(CrdSource):
             try:
                 self._loaded[kind] = self._fetch(kind)
             except CrdUnavailableError as exc:
-                self._loaded[kind] = exc
+                self._loaded[kind] = CrdUnavailableError(f"{exc}; {CRDS_HELP}")
         outcome = self._loaded[kind]
         if isinstance(outcome, CrdUnavailableError):
             raise outcome

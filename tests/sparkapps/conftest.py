@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sparkapps.manifests import load_manifest
 from sparkapps.paths import MANIFEST_DIR, repo_root
+from tests.sparkapps.fake_apiserver import FakeKubeApiServer
 
 #: the start of the skip reason, counted by the terminal summary below
 CRDS_MISSING = "Spark operator CRDs not found"
@@ -57,3 +60,49 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             yellow=True,
             bold=True,
         )
+
+
+# --- the FAKE Kubernetes API server and clients of it ----------------------------
+
+
+@pytest.fixture()
+def fake_api() -> Iterator[FakeKubeApiServer]:
+    """The FAKE API server, running for one test; asserts nothing unexpected was sent."""
+    with FakeKubeApiServer() as server:
+        yield server
+    assert server.unexpected == []
+
+
+@pytest.fixture()
+def client(fake_api: FakeKubeApiServer) -> Any:
+    """The real kubernetes ApiClient pointed at the FAKE server."""
+    from kubernetes import client as k8s
+
+    configuration = k8s.Configuration(host=fake_api.host)
+    api_client = k8s.ApiClient(configuration)
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture()
+def kubeconfig(fake_api: FakeKubeApiServer, tmp_path: Path) -> str:
+    """A kubeconfig file whose current context is the FAKE server."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "fake", "cluster": {"server": fake_api.host}}],
+        "users": [{"name": "fake", "user": {}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+        "current-context": "fake",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.fixture()
+def sparkapp_cli() -> Callable[..., int]:
+    """``icefeed sparkapp ARGS...`` in this process; returns the exit code."""
+    from sparkapps.cli import main
+
+    return lambda *args: main(["sparkapp", *args])

@@ -93,21 +93,14 @@ def register(subparsers: Any) -> None:
     _cluster_options(submit)
     _crds_option(submit)
     existing = submit.add_mutually_exclusive_group()
-    existing.add_argument(
-        "--update",
-        dest="on_existing",
-        action="store_const",
-        const="update",
-        default="fail",
-        help="if it exists, put this spec into it (the operator re-runs a changed spec)",
-    )
-    existing.add_argument(
-        "--replace",
-        dest="on_existing",
-        action="store_const",
-        const="replace",
-        help="if it exists, delete it, wait until it is gone, and create it anew",
-    )
+    for option, text in (
+        ("update", "if it exists, put this spec into it (the operator re-runs a changed spec)"),
+        ("replace", "if it exists, delete it, wait until it is gone, and create it anew"),
+    ):
+        existing.add_argument(
+            f"--{option}", dest="on_existing", action="store_const", const=option, help=text
+        )
+    submit.set_defaults(on_existing="fail")
     _wait_options(submit, "follow states until it ends")
     submit.set_defaults(func=_cluster("submit"))
 

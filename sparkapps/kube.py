@@ -408,24 +408,71 @@ def wait(
         ApplicationFailedError: FAILED, with the operator's errorMessage.
         WaitTimeoutError: still running after ``timeout`` seconds.
     """
-    api_client = ensure_client(client)
+    return poll_status(
+        name,
+        namespace=namespace,
+        client=ensure_client(client),
+        timeout=timeout,
+        poll_seconds=poll_seconds,
+        until=lambda current: current.state is AppState.COMPLETED,
+        waiting_for="COMPLETED",
+        on_change=on_change,
+    )
+
+
+def poll_status(
+    name: str,
+    *,
+    namespace: str,
+    client: ApiClient,
+    timeout: float,
+    poll_seconds: float,
+    until: Callable[[AppStatus], bool],
+    waiting_for: str,
+    on_change: Callable[[AppStatus], None] | None = None,
+) -> AppStatus:
+    """Read the status of SparkApplication ``name`` until ``until`` holds; return that status.
+
+    Args:
+        name: the application's name.
+        namespace: its namespace.
+        client: a kubernetes ``ApiClient``.
+        timeout: seconds to wait in all.
+        poll_seconds: seconds between two status reads.
+        until: true for the status waited for.
+        waiting_for: what ``until`` waits for, in a few words (for messages).
+        on_change: called with each new state as it is first seen.
+
+    Returns:
+        The first status ``until`` accepts.
+
+    Raises:
+        ApplicationFailedError: it ended FAILED first, with the operator's errorMessage.
+        ManifestError: it ended COMPLETED without ``until`` holding.
+        WaitTimeoutError: ``until`` did not hold within ``timeout`` seconds.
+    """
     deadline = time.monotonic() + timeout
     last: AppState | None = None
     while True:
-        current = status(name, namespace=namespace, client=api_client)
+        current = status(name, namespace=namespace, client=client)
         if current.state is not last:
             last = current.state
             log.info("%s/%s: %s", namespace, name, current.state.value or "NEW")
             if on_change is not None:
                 on_change(current)
-        if current.state is AppState.COMPLETED:
+        if until(current):
             return current
         if current.state is AppState.FAILED:
             raise ApplicationFailedError(name, current.error_message)
+        if current.state.terminal:
+            raise ManifestError(
+                f"SparkApplication {name!r} ended {current.state.value} with no {waiting_for}"
+            )
         if time.monotonic() >= deadline:
             raise WaitTimeoutError(
                 f"SparkApplication {name!r} is still {current.state.value or 'NEW'} after "
-                f"{timeout:g}s; see: icefeed sparkapp status {name} --namespace {namespace}"
+                f"{timeout:g}s, waiting for {waiting_for}; see: icefeed sparkapp status {name} "
+                f"--namespace {namespace}"
             )
         time.sleep(poll_seconds)
 

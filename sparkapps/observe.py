@@ -9,16 +9,21 @@ from __future__ import annotations
 import codecs
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jobs.errors import ManifestError
 from jobs.extras import require
 from sparkapps.crds import GROUP, VERSION, Kind
-from sparkapps.kube import DEFAULT_NAMESPACE, DRIVER_CONTAINER, call_api, ensure_client, status
-from sparkapps.problems import KubernetesApiError, WaitTimeoutError
-from sparkapps.state import AppStatus
+from sparkapps.kube import (
+    DEFAULT_NAMESPACE,
+    DRIVER_CONTAINER,
+    call_api,
+    ensure_client,
+    poll_status,
+    status,
+)
+from sparkapps.problems import KubernetesApiError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -162,43 +167,6 @@ def events(
     return sorted(found, key=lambda e: e.time)
 
 
-def wait_for_driver(
-    name: str,
-    *,
-    namespace: str,
-    client: ApiClient,
-    timeout: float,
-    poll_seconds: float,
-    on_change: Callable[[AppStatus], None] | None = None,
-) -> str:
-    """Poll until the operator names the driver pod; return its name.
-
-    Raises:
-        ManifestError: the application ended without a driver.
-        WaitTimeoutError: no driver after ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        current = status(name, namespace=namespace, client=client)
-        if current.state is not last and on_change is not None:
-            on_change(current)
-        last = current.state
-        if current.driver_pod:
-            return current.driver_pod
-        if current.state.terminal:
-            raise ManifestError(
-                f"SparkApplication {name!r} ended {current.state.value} without a driver pod: "
-                f"{current.error_message or 'no error message'}"
-            )
-        if time.monotonic() >= deadline:
-            raise WaitTimeoutError(
-                f"SparkApplication {name!r} has no driver pod after {timeout:g}s "
-                f"(state {current.state.value or 'NEW'})"
-            )
-        time.sleep(poll_seconds)
-
-
 def follow_logs(
     name: str,
     *,
@@ -223,14 +191,21 @@ def follow_logs(
         Pieces of the log text, in order (not necessarily whole lines).
 
     Raises:
-        ManifestError: the application ended without a driver, or a call failed.
+        ApplicationFailedError: it FAILED before a driver started.
+        ManifestError: it ended without a driver, or a call failed.
         WaitTimeoutError: the driver did not start in time.
     """
     api_client = ensure_client(client)
     deadline = time.monotonic() + timeout
-    pod = wait_for_driver(
-        name, namespace=namespace, client=api_client, timeout=timeout, poll_seconds=poll_seconds
-    )
+    pod = poll_status(
+        name,
+        namespace=namespace,
+        client=api_client,
+        timeout=timeout,
+        poll_seconds=poll_seconds,
+        until=lambda current: bool(current.driver_pod),
+        waiting_for="driver pod",
+    ).driver_pod
     core = require("kubernetes", "k8s").client.CoreV1Api(api_client)
     while True:
         try:

@@ -46,6 +46,12 @@ def clean_app() -> dict[str, Any]:
     return copy.deepcopy(load_manifest(MANIFEST_DIR / "clean-flights.yaml"))
 
 
+@pytest.fixture()
+def app(crds: Path, clean_app: dict[str, Any]) -> dict[str, Any]:
+    """``clean_app`` for tests that validate it against the CRDs (skipped without them)."""
+    return clean_app
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """One loud line when tests skipped because the operator's CRDs are absent."""
     skipped = [

@@ -20,14 +20,18 @@ NIGHTLY = str(MANIFEST_DIR / "clean-flights-nightly.yaml")
 Cli = Callable[..., int]
 
 
+@pytest.fixture()
+def cluster(kubeconfig: str, crds: Path) -> tuple[str, ...]:
+    """The options that point a command at namespace ml of the FAKE server."""
+    return ("-n", "ml", "--kubeconfig", kubeconfig)
+
+
 def test_submit_update_and_replace(
     fake_api: FakeKubeApiServer,
-    kubeconfig: str,
+    cluster: tuple[str, ...],
     sparkapp_cli: Cli,
     capsys: pytest.CaptureFixture[str],
-    crds: Path,
 ) -> None:
-    cluster = ("-n", "ml", "--kubeconfig", kubeconfig)
     assert sparkapp_cli("submit", APP, *cluster) == 0
     assert sparkapp_cli("submit", APP, *cluster) == 2
     assert "pass --update" in capsys.readouterr().err
@@ -41,36 +45,31 @@ def test_submit_update_and_replace(
 
 
 def test_list_prints_a_table_and_json(
-    fake_api: FakeKubeApiServer,
+    cluster: tuple[str, ...],
     kubeconfig: str,
     sparkapp_cli: Cli,
     capsys: pytest.CaptureFixture[str],
-    crds: Path,
 ) -> None:
-    assert sparkapp_cli("list", "-n", "ml", "--kubeconfig", kubeconfig) == 0
+    assert sparkapp_cli("list", *cluster) == 0
     assert "no SparkApplication in namespace ml" in capsys.readouterr().err
-    assert sparkapp_cli("submit", APP, "-n", "ml", "--kubeconfig", kubeconfig) == 0
-    assert sparkapp_cli("submit", NIGHTLY, "-n", "ml", "--kubeconfig", kubeconfig) == 0
+    assert sparkapp_cli("submit", APP, *cluster) == 0
+    assert sparkapp_cli("submit", NIGHTLY, *cluster) == 0
     capsys.readouterr()
     assert sparkapp_cli("list", "-A", "--kubeconfig", kubeconfig) == 0
     header, row = capsys.readouterr().out.splitlines()
     assert header.split() == ["NAMESPACE", "NAME", "STATE", "DRIVERPOD"]
     assert row.split() == ["ml", "clean-flights", "NEW", "-"]  # the operator has not seen it
-    assert (
-        sparkapp_cli("list", "-n", "ml", "--scheduled", "--json", "--kubeconfig", kubeconfig) == 0
-    )
+    assert sparkapp_cli("list", *cluster, "--scheduled", "--json") == 0
     (scheduled,) = json.loads(capsys.readouterr().out)
     assert (scheduled["name"], scheduled["schedule"]) == ("clean-flights-nightly", "0 2 * * *")
 
 
 def test_events_and_follow_logs(
     fake_api: FakeKubeApiServer,
-    kubeconfig: str,
+    cluster: tuple[str, ...],
     sparkapp_cli: Cli,
     capsys: pytest.CaptureFixture[str],
-    crds: Path,
 ) -> None:
-    cluster = ("-n", "ml", "--kubeconfig", kubeconfig)
     assert sparkapp_cli("submit", APP, *cluster) == 0
     pipe = fake_api.log_pipe("clean-flights")
     pipe.write("starting\n")
@@ -92,12 +91,10 @@ def test_events_and_follow_logs(
 
 def test_trigger_wait_runs_the_schedule_now(
     fake_api: FakeKubeApiServer,
-    kubeconfig: str,
+    cluster: tuple[str, ...],
     sparkapp_cli: Cli,
     capsys: pytest.CaptureFixture[str],
-    crds: Path,
 ) -> None:
-    cluster = ("-n", "ml", "--kubeconfig", kubeconfig)
     assert sparkapp_cli("submit", NIGHTLY, *cluster) == 0
     capsys.readouterr()
     assert sparkapp_cli("trigger", "clean-flights-nightly", *cluster, "--wait", "--poll", "0") == 0

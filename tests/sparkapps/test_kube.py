@@ -8,7 +8,6 @@ real ``kubernetes`` package talking HTTP to it.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +33,6 @@ from tests.sparkapps.fake_apiserver import FakeKubeApiServer
 pytestmark = pytest.mark.k8s
 
 APPS = "/apis/sparkoperator.k8s.io/v1beta2/namespaces/ml/sparkapplications"
-
-
-@pytest.fixture()
-def app(crds: None) -> dict[str, Any]:
-    return copy.deepcopy(load_manifest(MANIFEST_DIR / "clean-flights.yaml"))
 
 
 def test_submit_sends_the_validated_manifest_to_the_right_resource(

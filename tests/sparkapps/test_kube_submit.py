@@ -15,8 +15,6 @@ import pytest
 from sparkapps import kube
 from sparkapps.crds import NoCrds
 from sparkapps.kube import OnExisting, SubmitAction
-from sparkapps.manifests import load_manifest
-from sparkapps.paths import MANIFEST_DIR
 from sparkapps.problems import (
     ApplicationExistsError,
     KubernetesApiError,
@@ -29,11 +27,6 @@ from tests.sparkapps.fake_apiserver import FakeKubeApiServer
 pytestmark = pytest.mark.k8s
 
 APPS = "/apis/sparkoperator.k8s.io/v1beta2/namespaces/ml/sparkapplications"
-
-
-@pytest.fixture()
-def app(crds: Path) -> dict[str, Any]:
-    return copy.deepcopy(load_manifest(MANIFEST_DIR / "clean-flights.yaml"))
 
 
 @pytest.fixture()

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sparkapps import kube, observe
 from sparkapps.crds import Kind
-from sparkapps.manifests import load_manifest
-from sparkapps.paths import MANIFEST_DIR
 from sparkapps.problems import ApplicationNotFoundError, WaitTimeoutError
 from tests.sparkapps.fake_apiserver import FakeKubeApiServer
 
 pytestmark = pytest.mark.k8s
-
-
-@pytest.fixture()
-def app(crds: Path) -> dict[str, Any]:
-    return copy.deepcopy(load_manifest(MANIFEST_DIR / "clean-flights.yaml"))
 
 
 def _submit(app: dict[str, Any], name: str, namespace: str, client: Any, **labels: str) -> None:
@@ -101,7 +93,7 @@ def test_follow_gives_up_when_no_driver_starts(
 ) -> None:
     fake_api.script("clean-flights", ("SUBMITTED", ""))
     kube.submit(app, namespace="ml", client=client)
-    with pytest.raises(WaitTimeoutError, match="no driver pod"):
+    with pytest.raises(WaitTimeoutError, match="waiting for driver pod"):
         list(
             observe.follow_logs(
                 "clean-flights", namespace="ml", client=client, timeout=0.2, poll_seconds=0.02

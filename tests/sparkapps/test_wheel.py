@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,10 +24,10 @@ import pytest
 import yaml
 
 from tests.sparkapps.fake_apiserver import FakeKubeApiServer
+from tests.wheels import REPO, build_wheel
 
 pytestmark = [pytest.mark.slow, pytest.mark.k8s]
 
-REPO = Path(__file__).resolve().parents[2]
 PROBE = (
     "import json, importlib.metadata as m, sparkapps, jobs, feeder; "
     "print(json.dumps({'modules': [sparkapps.__file__, jobs.__file__, feeder.__file__], "
@@ -46,19 +45,8 @@ def _run(
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A wheel of this checkout (built from a copy: the worktree gets no build/ folder)."""
-    root = tmp_path_factory.mktemp("wheel")
-    src = root / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, src / name)
-    for package in ("jobs", "feeder", "sparkapps"):  # links (chart/values.yaml) are followed
-        shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
-    build = ["wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", "dist", "./src"]
-    proc = _run([sys.executable, "-m", "pip", *build], root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (built,) = (root / "dist").glob("icefeed-*.whl")
-    return built
+    """A wheel of this checkout."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="module")

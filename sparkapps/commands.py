@@ -1,7 +1,7 @@
 """``icefeed sparkapp ...``: the subcommands, and the ones that need no cluster.
 
 render, validate and run-local run here; submit, status, list, events, logs,
-trigger and delete talk to a cluster (:mod:`sparkapps.cluster_commands`).
+trigger and delete talk to a cluster (their code: sparkapps/cluster_commands.py).
 ``register`` imports only argparse-level code; the kubernetes client, jsonschema
 and friends load when a command runs. Exit codes (:mod:`jobs.exit_codes`): 0
 success; 1 the manifest has problems, the application FAILED or timed out, or

@@ -26,6 +26,8 @@ COPY pyproject.toml README.md ./
 COPY jobs/ jobs/
 COPY feeder/ feeder/
 COPY sparkapps/ sparkapps/
+# sparkapps/chart/values.yaml links to it: the chart's values are package data
+COPY helm/icefeed/values.yaml helm/icefeed/values.yaml
 RUN python3 -m pip install --no-cache-dir '.[torch]'
 # What a training script imports must import here.
 RUN python3 -c "import feeder.torch, feeder.client"
@@ -54,6 +56,7 @@ COPY pyproject.toml README.md ./
 COPY jobs/ jobs/
 COPY feeder/ feeder/
 COPY sparkapps/ sparkapps/
+COPY helm/icefeed/values.yaml helm/icefeed/values.yaml
 COPY examples/ examples/
 
 # pyspark comes from the image (same version as the JVM), so not the [spark]

@@ -1,5 +1,7 @@
-"""``icefeed sparkapp ...``: render, validate, submit, status, logs, delete and run-local.
+"""``icefeed sparkapp ...``: the subcommands, and the ones that need no cluster.
 
+render, validate and run-local run here; submit, status, list, events, logs,
+trigger and delete talk to a cluster (their code: sparkapps/cluster_commands.py).
 ``register`` imports only argparse-level code; the kubernetes client, jsonschema
 and friends load when a command runs. Exit codes (:mod:`jobs.exit_codes`): 0
 success; 1 the manifest has problems, the application FAILED or timed out, or
@@ -12,15 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jobs.exit_codes import ExitCode
-
-if TYPE_CHECKING:
-    from kubernetes.client import ApiClient
-
-    from sparkapps.state import AppStatus
 
 EXIT_OK = int(ExitCode.OK)
 EXIT_FAILED = int(ExitCode.FAILED)
@@ -77,38 +75,82 @@ def register(subparsers: Any) -> None:
     render.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     render.set_defaults(func=_render)
 
-    validate = sub.add_parser("validate", help="check manifests (CRD schema, fields, webhook)")
+    validate = sub.add_parser(
+        "validate",
+        help="check manifests (CRD schema, fields, webhook rules); says which checks it skipped",
+    )
     validate.add_argument("files", nargs="+", metavar="FILE", help="YAML files ('-': stdin)")
     validate.add_argument("--json", action="store_true")
+    _crds_option(validate)
+    validate.add_argument("--kubeconfig", help="read the CRDs from this cluster")
+    validate.add_argument("--context", help="kubeconfig context")
     validate.set_defaults(func=_validate)
 
-    submit = sub.add_parser("submit", help="validate, then create the application")
+    submit = sub.add_parser(
+        "submit", help="validate, dry-run on the server (strict fields), then create"
+    )
     submit.add_argument("file", metavar="FILE")
     _cluster_options(submit)
-    submit.add_argument("--wait", action="store_true", help="follow states until it ends")
-    submit.add_argument("--timeout", type=float, default=3600.0, help="--wait limit, seconds")
-    submit.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
-    submit.set_defaults(func=_submit)
+    _crds_option(submit)
+    existing = submit.add_mutually_exclusive_group()
+    for option, text in (
+        ("update", "if it exists, put this spec into it (the operator re-runs a changed spec)"),
+        ("replace", "if it exists, delete it, wait until it is gone, and create it anew"),
+    ):
+        existing.add_argument(
+            f"--{option}", dest="on_existing", action="store_const", const=option, help=text
+        )
+    submit.set_defaults(on_existing="fail")
+    _wait_options(submit, "follow states until it ends")
+    submit.set_defaults(func=_cluster("submit"))
 
     status = sub.add_parser("status", help="the operator's state of an application")
     status.add_argument("target", metavar="NAME|FILE")
     _cluster_options(status)
-    status.add_argument("--wait", action="store_true", help="follow states until it ends")
-    status.add_argument("--timeout", type=float, default=3600.0)
-    status.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
-    status.set_defaults(func=_status)
+    _wait_options(status, "follow states until it ends")
+    status.set_defaults(func=_cluster("status"))
+
+    listing = sub.add_parser("list", help="the applications in a namespace, with their state")
+    _cluster_options(listing)
+    listing.add_argument("-A", "--all-namespaces", action="store_true")
+    listing.add_argument("-l", "--selector", help="label selector, as kubectl's -l")
+    listing.add_argument("--scheduled", action="store_true", help="list ScheduledSparkApplications")
+    listing.set_defaults(func=_cluster("list_apps"))
+
+    events = sub.add_parser("events", help="the events of an application and its driver pod")
+    events.add_argument("target", metavar="NAME|FILE")
+    _cluster_options(events)
+    events.add_argument("--scheduled", action="store_true", help="NAME is scheduled")
+    events.set_defaults(func=_cluster("events"))
 
     logs = sub.add_parser("logs", help="the driver pod's log")
     logs.add_argument("target", metavar="NAME|FILE")
     _cluster_options(logs)
     logs.add_argument("--tail", type=int, help="only the last N lines")
-    logs.set_defaults(func=_logs)
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="stream the log until the driver ends"
+    )
+    logs.add_argument(
+        "--timeout", type=float, default=600.0, help="--follow: seconds to wait for the driver"
+    )
+    logs.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    logs.set_defaults(func=_cluster("logs"))
+
+    trigger = sub.add_parser(
+        "trigger",
+        help="run a ScheduledSparkApplication now (a SparkApplication from its template)",
+    )
+    trigger.add_argument("target", metavar="NAME|FILE")
+    _cluster_options(trigger)
+    _crds_option(trigger)
+    _wait_options(trigger, "follow the run's states until it ends")
+    trigger.set_defaults(func=_cluster("trigger"))
 
     delete = sub.add_parser("delete", help="delete an application (or scheduled application)")
     delete.add_argument("target", metavar="NAME|FILE")
     _cluster_options(delete)
     delete.add_argument("--scheduled", action="store_true", help="NAME is scheduled")
-    delete.set_defaults(func=_delete)
+    delete.set_defaults(func=_cluster("delete"))
 
     local = sub.add_parser(
         "run-local",
@@ -135,6 +177,32 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _crds_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--crds",
+        metavar="DIR",
+        help="the Spark operator's CRD folder (default: $ICEFEED_CRDS_DIR, else the cluster's)",
+    )
+
+
+def _wait_options(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--wait", action="store_true", help=text)
+    parser.add_argument("--timeout", type=float, default=3600.0, help="--wait limit, seconds")
+    parser.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+
+
+def _cluster(action: str) -> Callable[[argparse.Namespace], int]:
+    """Return a handler that runs ``sparkapps.cluster_commands.<action>`` (imported then)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from sparkapps import cluster_commands
+
+        handler: Callable[[argparse.Namespace], int] = getattr(cluster_commands, action)
+        return handler(args)
+
+    return run
+
+
 def _pairs(items: list[str], option: str) -> dict[str, str]:
     from jobs.errors import ManifestError
 
@@ -145,35 +213,6 @@ def _pairs(items: list[str], option: str) -> dict[str, str]:
             raise ManifestError(f"{option} {item!r}: expected KEY=VALUE")
         out[key] = value
     return out
-
-
-def _client(args: argparse.Namespace) -> ApiClient:
-    from sparkapps.kube import connect
-
-    return connect(kubeconfig=args.kubeconfig, context=args.context)
-
-
-def _target(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
-    """Return (name, namespace, manifest or None) for a NAME or FILE argument."""
-    from sparkapps.kube import DEFAULT_NAMESPACE, resolve_namespace
-    from sparkapps.manifests import load_manifest
-
-    target = args.target
-    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
-        manifest = load_manifest(target)
-        name = str((manifest.get("metadata") or {}).get("name", ""))
-        return name, resolve_namespace(manifest, args.namespace), manifest
-    return target, args.namespace or DEFAULT_NAMESPACE, None
-
-
-def _print_status(current: AppStatus, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(current.to_dict()), flush=True)
-        return
-    line = f"{current.namespace}/{current.name}: {current.state.value or 'NEW'}"
-    if current.error_message:
-        line += f" - {current.error_message}"
-    print(line, flush=True)
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -203,11 +242,19 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    import functools
+
     import yaml
 
     from jobs.errors import ManifestError
-    from sparkapps.validation import validate
+    from sparkapps.cluster_commands import report_skipped
+    from sparkapps.crds import crd_source
+    from sparkapps.kube import connect
+    from sparkapps.validation import validation_report
 
+    # --crds, else $ICEFEED_CRDS_DIR, else the cluster of the kubeconfig if one answers
+    client = functools.cache(lambda: connect(kubeconfig=args.kubeconfig, context=args.context))
+    crds = crd_source(args.crds, client_factory=client)
     report: list[dict[str, Any]] = []
     total = 0
     for file in args.files:
@@ -217,110 +264,29 @@ def _validate(args: argparse.Namespace) -> int:
         except yaml.YAMLError as exc:
             raise ManifestError(f"{file} is not valid YAML: {exc}") from exc
         for document in documents:
-            problems = validate(document)
-            total += len(problems)
+            found = validation_report(document, crds=crds)
+            total += len(found.problems)
             name = (document.get("metadata") or {}).get("name", "?")
             label = f"{file}: {document.get('kind', '?')} {name}"
-            report.append({"file": file, "name": name, "problems": [p.to_dict() for p in problems]})
-            if not args.json:
-                print(f"{label}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
-                for problem in problems:
-                    print(f"  - {problem}")
+            report.append(
+                {
+                    "file": file,
+                    "name": name,
+                    "problems": [p.to_dict() for p in found.problems],
+                    "skipped": [s.to_dict() for s in found.skipped],
+                }
+            )
+            if args.json:
+                continue
+            verdict = "ok" if found.ok else f"{len(found.problems)} problem(s)"
+            print(f"{label}: {verdict}" + (" (some checks skipped)" if found.skipped else ""))
+            for problem in found.problems:
+                print(f"  - {problem}")
+            for skipped in found.skipped:
+                report_skipped("validate", skipped)
     if args.json:
         print(json.dumps(report, indent=2))
     return EXIT_OK if total == 0 else EXIT_FAILED
-
-
-def _follow(args: argparse.Namespace, name: str, namespace: str, client: ApiClient) -> int:
-    from sparkapps.kube import wait
-    from sparkapps.problems import ApplicationFailedError
-
-    try:
-        wait(
-            name,
-            namespace=namespace,
-            client=client,
-            timeout=args.timeout,
-            poll_seconds=args.poll,
-            on_change=lambda s: _print_status(s, args.json),
-        )
-    except ApplicationFailedError as exc:
-        print(f"icefeed sparkapp: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-def _submit(args: argparse.Namespace) -> int:
-    from sparkapps.kube import checked_body, submit
-    from sparkapps.manifests import load_manifest
-    from sparkapps.problems import ManifestInvalidError
-
-    manifest = load_manifest(args.file)
-    try:
-        body = checked_body(manifest, args.namespace)  # before connecting to anything
-    except ManifestInvalidError as exc:
-        if args.json:
-            print(json.dumps({"problems": [p.to_dict() for p in exc.problems]}))
-        else:
-            print(f"icefeed sparkapp submit: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    client = _client(args)
-    created = submit(body, client=client)
-    if args.json:
-        print(json.dumps(created.to_dict()), flush=True)
-    else:
-        print(f"submitted {body['kind']} {namespace}/{name}", flush=True)
-    if args.wait and body.get("kind") == "SparkApplication":
-        return _follow(args, str(name), namespace, client)
-    return EXIT_OK
-
-
-def _status(args: argparse.Namespace) -> int:
-    from sparkapps.crds import Kind
-    from sparkapps.kube import get_object, status
-
-    name, namespace, manifest = _target(args)
-    client = _client(args)
-    if manifest is not None and manifest.get("kind") == Kind.SCHEDULED_SPARK_APPLICATION.value:
-        obj = get_object(
-            name, namespace=namespace, kind=Kind.SCHEDULED_SPARK_APPLICATION, client=client
-        )
-        print(json.dumps(obj.get("status") or {}, indent=None if args.json else 2))
-        return EXIT_OK
-    if args.wait:
-        return _follow(args, name, namespace, client)
-    current = status(name, namespace=namespace, client=client)
-    _print_status(current, args.json)
-    return EXIT_FAILED if current.state.value == "FAILED" else EXIT_OK
-
-
-def _logs(args: argparse.Namespace) -> int:
-    from sparkapps.kube import logs
-
-    name, namespace, _ = _target(args)
-    text = logs(name, namespace=namespace, client=_client(args), tail_lines=args.tail)
-    if args.json:
-        print(json.dumps({"name": name, "namespace": namespace, "log": text}))
-    else:
-        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
-    return EXIT_OK
-
-
-def _delete(args: argparse.Namespace) -> int:
-    from sparkapps.crds import Kind
-    from sparkapps.kube import delete
-
-    name, namespace, manifest = _target(args)
-    kind = Kind.SCHEDULED_SPARK_APPLICATION if args.scheduled else Kind.SPARK_APPLICATION
-    if manifest is not None:
-        kind = Kind.parse(manifest.get("kind"))
-    delete(name, namespace=namespace, kind=kind, client=_client(args))
-    if args.json:
-        print(json.dumps({"deleted": name, "namespace": namespace, "kind": kind.value}))
-    else:
-        print(f"deleted {kind.value} {namespace}/{name}")
-    return EXIT_OK
 
 
 def _run_local(args: argparse.Namespace) -> int:

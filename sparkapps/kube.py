@@ -1,6 +1,12 @@
 """submit / status / wait / logs / delete against a cluster with the official client.
 
 CustomObjectsApi for the operator's resources, CoreV1Api for driver logs.
+``submit`` validates locally, then asks the API server for a dry run
+(``dryRun=All``, ``fieldValidation=Strict``: admission webhooks and the
+installed CRD's schema run, unknown fields are refused, nothing is stored)
+before the real create. An existing object of that name is an error unless the
+caller asks to update it in place (PUT, the operator re-runs a changed spec) or to
+replace it (delete, wait until it is gone, create: a fresh run).
 Connection: an explicit ``kubernetes.client.ApiClient``, else in-cluster
 configuration inside a pod, else the kubeconfig (``$KUBECONFIG`` or
 ``~/.kube/config``). Every failure raises ManifestError or a subclass from
@@ -10,6 +16,7 @@ configuration inside a pod, else the kubeconfig (``$KUBECONFIG`` or
 from __future__ import annotations
 
 import copy
+import enum
 import logging
 import os
 import time
@@ -18,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.errors import ManifestError
 from jobs.extras import require
-from sparkapps.crds import GROUP, VERSION, Kind
+from sparkapps.crds import GROUP, VERSION, CrdSource, Kind, crd_source
 from sparkapps.problems import (
     ApplicationExistsError,
     ApplicationFailedError,
@@ -28,7 +35,7 @@ from sparkapps.problems import (
     WaitTimeoutError,
 )
 from sparkapps.state import AppState, AppStatus
-from sparkapps.validation import validate
+from sparkapps.validation import SkippedCheck, validation_report
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -37,6 +44,25 @@ log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "default"
 DRIVER_CONTAINER = "spark-kubernetes-driver"
+#: the API server refuses unknown or duplicate fields instead of dropping them
+FIELD_VALIDATION = "Strict"
+
+
+class OnExisting(enum.Enum):
+    """What ``submit`` does when an object of that name exists."""
+
+    FAIL = "fail"  # ApplicationExistsError, naming --update and --replace
+    UPDATE = "update"  # PUT the new spec into the existing object
+    REPLACE = "replace"  # delete it, wait until it is gone, create anew
+
+
+class SubmitAction(enum.Enum):
+    """What :func:`submit_body` did on the cluster."""
+
+    CREATED = "created"
+    UPDATED = "updated"  # the existing object now has the new spec
+    REPLACED = "replaced"  # the existing object was deleted and a new one created
+    UNCHANGED = "unchanged"  # --update with the spec the object already has
 
 
 def connect(*, kubeconfig: str | None = None, context: str | None = None) -> ApiClient:
@@ -92,7 +118,8 @@ def _api_error(exc: Exception, what: str) -> ManifestError:
     return KubernetesApiError(f"{what}: cannot reach the Kubernetes API ({type(exc).__name__})")
 
 
-def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def call_api(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Return ``fn(*args, **kwargs)``; failures raise ManifestError (or a subclass) for ``what``."""
     kubernetes = require("kubernetes", "k8s")
     import urllib3
 
@@ -102,7 +129,8 @@ def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise _api_error(exc, what) from exc
 
 
-def _client(client: ApiClient | None) -> ApiClient:
+def ensure_client(client: ApiClient | None) -> ApiClient:
+    """Return ``client``, else a new one from the environment (:func:`connect`)."""
     return client if client is not None else connect()
 
 
@@ -120,19 +148,41 @@ def resolve_namespace(manifest: Mapping[str, Any], namespace: str | None) -> str
     return str(namespace or declared or DEFAULT_NAMESPACE)
 
 
-def checked_body(manifest: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
+def checked_body(
+    manifest: Mapping[str, Any],
+    namespace: str | None = None,
+    *,
+    crds: CrdSource | None = None,
+    on_skipped: Callable[[SkippedCheck], None] | None = None,
+) -> dict[str, Any]:
     """Return the body ``submit`` sends: a copy with the namespace set, validated.
 
-    Raises ManifestInvalidError listing every problem (nothing is sent then).
+    Args:
+        manifest: a SparkApplication or ScheduledSparkApplication.
+        namespace: overrides the manifest's namespace.
+        crds: where the CRD schemas come from (default: ``$ICEFEED_CRDS_DIR`` if set).
+        on_skipped: told of each check skipped for want of a schema (default: a warning
+            in the log).
+
+    Returns:
+        The body, namespace set.
+
+    Raises:
+        ManifestInvalidError: listing every problem (nothing is sent then).
     """
     ns = resolve_namespace(manifest, namespace)
     body = copy.deepcopy(dict(manifest))
     if isinstance(body.get("metadata"), dict):
         body["metadata"]["namespace"] = ns  # validated as it will be sent
-    problems = validate(body)
-    if problems:
+    report = validation_report(body, crds=crds)
+    for skipped in report.skipped:
+        if on_skipped is not None:
+            on_skipped(skipped)
+        else:
+            log.warning("%s", skipped)
+    if report.problems:
         name = (manifest.get("metadata") or {}).get("name", "?")
-        raise ManifestInvalidError(f"{manifest.get('kind', 'manifest')} {name!r}", problems)
+        raise ManifestInvalidError(f"{manifest.get('kind', 'manifest')} {name!r}", report.problems)
     return body
 
 
@@ -141,38 +191,151 @@ def submit(
     *,
     namespace: str | None = None,
     client: ApiClient | None = None,
+    on_existing: OnExisting = OnExisting.FAIL,
+    crds: CrdSource | None = None,
 ) -> AppStatus:
-    """Validate ``manifest`` and create it on the cluster.
+    """Validate ``manifest``, have the API server dry-run it, then write it to the cluster.
 
     Args:
         manifest: a SparkApplication or ScheduledSparkApplication.
         namespace: overrides the manifest's namespace.
         client: a kubernetes ``ApiClient`` (default: from kubeconfig or in-cluster).
+        on_existing: what to do when an object of that name exists.
+        crds: where CRD schemas come from (default: ``$ICEFEED_CRDS_DIR``, else the cluster).
 
     Returns:
-        The created object's status.
+        The written object's status.
 
     Raises:
         ManifestInvalidError: validation found problems (nothing was sent).
-        ApplicationExistsError: the name is taken (HTTP 409).
+        ApplicationExistsError: the name is taken and ``on_existing`` is FAIL.
+        KubernetesApiError: the server's dry run or the write was refused.
     """
-    body = checked_body(manifest, namespace)
+    api_client = ensure_client(client)
+    source = crds or crd_source(client_factory=lambda: api_client)
+    body = checked_body(manifest, namespace, crds=source)
+    _, result = submit_body(body, client=api_client, on_existing=on_existing)
+    return result
+
+
+def _write(what: str, fn: Callable[..., Any], *args: Any, dry_run: bool) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"field_validation": FIELD_VALIDATION}
+    if dry_run:
+        kwargs["dry_run"] = "All"
+        what = f"{what} (server-side dry run)"
+    return dict(call_api(what, fn, *args, **kwargs))
+
+
+def submit_body(
+    body: Mapping[str, Any],
+    *,
+    client: ApiClient,
+    on_existing: OnExisting = OnExisting.FAIL,
+    replace_timeout: float = 120.0,
+) -> tuple[SubmitAction, AppStatus]:
+    """Send a checked body (:func:`checked_body`): a server-side dry run, then the write.
+
+    Args:
+        body: the manifest to send, namespace set.
+        client: a kubernetes ``ApiClient``.
+        on_existing: what to do when an object of that name exists.
+        replace_timeout: seconds to wait for the old object to go (REPLACE).
+
+    Returns:
+        What was done, and the object's status as the server returned it.
+
+    Raises:
+        ApplicationExistsError: it exists and ``on_existing`` is FAIL (names the options).
+        KubernetesApiError: the dry run or the write was refused (nothing was stored
+            when the dry run was).
+        WaitTimeoutError: REPLACE, and the old object was still there after the timeout.
+    """
     ns = body["metadata"]["namespace"]
     name = body["metadata"]["name"]
     kind = Kind.parse(body.get("kind"))
     kubernetes = require("kubernetes", "k8s")
-    api = kubernetes.client.CustomObjectsApi(_client(client))
-    created = _call(
-        f"create {kind.value} {name!r} in namespace {ns!r}",
-        api.create_namespaced_custom_object,
-        GROUP,
-        VERSION,
-        ns,
-        kind.plural,
-        body,
-    )
+    api = kubernetes.client.CustomObjectsApi(client)
+    coordinates = (GROUP, VERSION, ns, kind.plural)
+    create = f"create {kind.value} {name!r} in namespace {ns!r}"
+    try:
+        _write(create, api.create_namespaced_custom_object, *coordinates, body, dry_run=True)
+    except ApplicationExistsError as exc:
+        if on_existing is OnExisting.FAIL:
+            raise ApplicationExistsError(
+                f"{kind.value} {ns}/{name} already exists; pass --update to put this spec into "
+                "it (the operator re-runs a SparkApplication whose spec changed), --replace to "
+                f"delete it and create it anew, or delete it: icefeed sparkapp delete {name} "
+                f"-n {ns}",
+                status=exc.status,
+            ) from exc
+        current = get_object(name, namespace=ns, kind=kind, client=client)
+        if on_existing is OnExisting.UPDATE:
+            return _update(api, body, kind, current)
+        _update(api, body, kind, current, dry_run=True)  # the server's verdict, before deleting
+        delete(name, namespace=ns, kind=kind, client=client)
+        _wait_gone(name, namespace=ns, kind=kind, client=client, timeout=replace_timeout)
+        created = _write(
+            create, api.create_namespaced_custom_object, *coordinates, body, dry_run=False
+        )
+        log.info("replaced %s %s/%s", kind.value, ns, name)
+        return SubmitAction.REPLACED, AppStatus.from_object(created)
+    created = _write(create, api.create_namespaced_custom_object, *coordinates, body, dry_run=False)
     log.info("submitted %s %s/%s", kind.value, ns, name)
-    return AppStatus.from_object(created)
+    return SubmitAction.CREATED, AppStatus.from_object(created)
+
+
+def _content(obj: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What an update changes: the spec, labels and annotations."""
+    metadata = obj.get("metadata") or {}
+    return obj.get("spec"), metadata.get("labels") or {}, metadata.get("annotations") or {}
+
+
+def _update(
+    api: Any,
+    body: Mapping[str, Any],
+    kind: Kind,
+    current: Mapping[str, Any],
+    *,
+    dry_run: bool = False,
+) -> tuple[SubmitAction, AppStatus]:
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    if not dry_run and _content(current) == _content(body):
+        log.info("%s %s/%s already is this manifest; nothing to update", kind.value, ns, name)
+        return SubmitAction.UNCHANGED, AppStatus.from_object(current)
+    update = copy.deepcopy(dict(body))
+    update["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    what = f"update {kind.value} {name!r} in namespace {ns!r}"
+    arguments = (GROUP, VERSION, ns, kind.plural, name, update)
+    try:
+        _write(what, api.replace_namespaced_custom_object, *arguments, dry_run=True)
+        if dry_run:
+            return SubmitAction.UNCHANGED, AppStatus.from_object(current)
+        updated = _write(what, api.replace_namespaced_custom_object, *arguments, dry_run=False)
+    except ApplicationExistsError as exc:  # 409 on an update: it changed since we read it
+        raise KubernetesApiError(
+            f"{kind.value} {ns}/{name} changed while it was being updated; submit again",
+            status=exc.status,
+        ) from exc
+    log.info("updated %s %s/%s", kind.value, ns, name)
+    return SubmitAction.UPDATED, AppStatus.from_object(updated)
+
+
+def _wait_gone(name: str, *, namespace: str, kind: Kind, client: ApiClient, timeout: float) -> None:
+    """Poll until ``name`` is deleted (finalizers and foreground deletion take a while)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            get_object(name, namespace=namespace, kind=kind, client=client)
+        except ApplicationNotFoundError:
+            return
+        if time.monotonic() >= deadline:
+            raise WaitTimeoutError(
+                f"{kind.value} {namespace}/{name} is still being deleted after {timeout:g}s; "
+                "nothing new was created (look at its finalizers: kubectl get -o yaml)"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 def get_object(
@@ -184,8 +347,8 @@ def get_object(
 ) -> dict[str, Any]:
     """Return the custom object ``name`` as the API serves it."""
     kubernetes = require("kubernetes", "k8s")
-    api = kubernetes.client.CustomObjectsApi(_client(client))
-    obj = _call(
+    api = kubernetes.client.CustomObjectsApi(ensure_client(client))
+    obj = call_api(
         f"get {kind.value} {name!r} in namespace {namespace!r}",
         api.get_namespaced_custom_object,
         GROUP,
@@ -245,24 +408,71 @@ def wait(
         ApplicationFailedError: FAILED, with the operator's errorMessage.
         WaitTimeoutError: still running after ``timeout`` seconds.
     """
-    api_client = _client(client)
+    return poll_status(
+        name,
+        namespace=namespace,
+        client=ensure_client(client),
+        timeout=timeout,
+        poll_seconds=poll_seconds,
+        until=lambda current: current.state is AppState.COMPLETED,
+        waiting_for="COMPLETED",
+        on_change=on_change,
+    )
+
+
+def poll_status(
+    name: str,
+    *,
+    namespace: str,
+    client: ApiClient,
+    timeout: float,
+    poll_seconds: float,
+    until: Callable[[AppStatus], bool],
+    waiting_for: str,
+    on_change: Callable[[AppStatus], None] | None = None,
+) -> AppStatus:
+    """Read the status of SparkApplication ``name`` until ``until`` holds; return that status.
+
+    Args:
+        name: the application's name.
+        namespace: its namespace.
+        client: a kubernetes ``ApiClient``.
+        timeout: seconds to wait in all.
+        poll_seconds: seconds between two status reads.
+        until: true for the status waited for.
+        waiting_for: what ``until`` waits for, in a few words (for messages).
+        on_change: called with each new state as it is first seen.
+
+    Returns:
+        The first status ``until`` accepts.
+
+    Raises:
+        ApplicationFailedError: it ended FAILED first, with the operator's errorMessage.
+        ManifestError: it ended COMPLETED without ``until`` holding.
+        WaitTimeoutError: ``until`` did not hold within ``timeout`` seconds.
+    """
     deadline = time.monotonic() + timeout
     last: AppState | None = None
     while True:
-        current = status(name, namespace=namespace, client=api_client)
+        current = status(name, namespace=namespace, client=client)
         if current.state is not last:
             last = current.state
             log.info("%s/%s: %s", namespace, name, current.state.value or "NEW")
             if on_change is not None:
                 on_change(current)
-        if current.state is AppState.COMPLETED:
+        if until(current):
             return current
         if current.state is AppState.FAILED:
             raise ApplicationFailedError(name, current.error_message)
+        if current.state.terminal:
+            raise ManifestError(
+                f"SparkApplication {name!r} ended {current.state.value} with no {waiting_for}"
+            )
         if time.monotonic() >= deadline:
             raise WaitTimeoutError(
                 f"SparkApplication {name!r} is still {current.state.value or 'NEW'} after "
-                f"{timeout:g}s; see: icefeed sparkapp status {name} --namespace {namespace}"
+                f"{timeout:g}s, waiting for {waiting_for}; see: icefeed sparkapp status {name} "
+                f"--namespace {namespace}"
             )
         time.sleep(poll_seconds)
 
@@ -288,7 +498,7 @@ def logs(
     Raises:
         ManifestError: the operator has not started a driver yet, or the call failed.
     """
-    api_client = _client(client)
+    api_client = ensure_client(client)
     current = status(name, namespace=namespace, client=api_client)
     if not current.driver_pod:
         raise ManifestError(
@@ -300,7 +510,7 @@ def logs(
     kwargs: dict[str, Any] = {"container": DRIVER_CONTAINER}
     if tail_lines is not None:
         kwargs["tail_lines"] = tail_lines
-    text = _call(
+    text = call_api(
         f"read the log of driver pod {current.driver_pod!r}",
         core.read_namespaced_pod_log,
         current.driver_pod,
@@ -329,8 +539,8 @@ def delete(
         ManifestError: the object does not exist or the API call failed.
     """
     kubernetes = require("kubernetes", "k8s")
-    api = kubernetes.client.CustomObjectsApi(_client(client))
-    _call(
+    api = kubernetes.client.CustomObjectsApi(ensure_client(client))
+    call_api(
         f"delete {kind.value} {name!r} in namespace {namespace!r}",
         api.delete_namespaced_custom_object,
         GROUP,

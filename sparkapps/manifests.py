@@ -22,12 +22,21 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ManifestError(f"cannot read manifest {file}: {exc.strerror}") from exc
+    return parse_manifest(text, source=str(file))
+
+
+def parse_manifest(text: str, *, source: str) -> dict[str, Any]:
+    """Return the single YAML document in ``text`` (read from ``source``) as a dict.
+
+    Raises ManifestError naming ``source`` if it is not YAML or does not hold
+    exactly one mapping.
+    """
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{file} is not valid YAML: {exc}") from exc
+        raise ManifestError(f"{source} is not valid YAML: {exc}") from exc
     if len(documents) != 1 or not isinstance(documents[0], Mapping):
-        raise ManifestError(f"{file} must hold exactly one YAML mapping (found {len(documents)})")
+        raise ManifestError(f"{source} must hold exactly one YAML mapping (found {len(documents)})")
     return dict(documents[0])
 
 

@@ -16,7 +16,6 @@ malformed value.
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,22 +24,27 @@ import yaml
 
 from jobs.errors import ManifestError
 from sparkapps.crds import Kind
-from sparkapps.manifests import load_manifest
-from sparkapps.paths import MANIFEST_DIR, chart_dir
-
-
-@functools.lru_cache(maxsize=1)
-def _chart_defaults_cached(path: str) -> dict[str, Any]:
-    file = Path(path)
-    if not file.is_file():
-        return {}
-    with file.open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh) or {}
+from sparkapps.manifests import load_manifest, parse_manifest
+from sparkapps.paths import chart_values_file, shipped_manifest, shipped_manifest_names
 
 
 def chart_defaults() -> dict[str, Any]:
-    """Return the Helm chart's ``values.yaml`` (empty if the chart is not beside the package)."""
-    return copy.deepcopy(_chart_defaults_cached(str(chart_dir() / "values.yaml")))
+    """Return the Helm chart's ``values.yaml`` (package data, or ``$ICEFEED_CHART_DIR``'s).
+
+    Raises:
+        ManifestError: the file is missing (``ICEFEED_CHART_DIR`` names a folder
+            without it, or the installation is broken) or is not a YAML mapping.
+    """
+    file = chart_values_file()
+    if not file.is_file():
+        raise ManifestError(
+            f"the chart values {file} do not exist; unset ICEFEED_CHART_DIR or point it at a "
+            "folder holding the chart's values.yaml (or reinstall icefeed)"
+        )
+    values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    if not isinstance(values, dict):
+        raise ManifestError(f"the chart values {file} must hold a mapping")
+    return values
 
 
 def deep_merge(
@@ -68,12 +72,13 @@ def resolve_template(template: Mapping[str, Any] | str | Path) -> dict[str, Any]
     if isinstance(template, Mapping):
         return copy.deepcopy(dict(template))
     path = Path(template)
-    if not path.suffix and not path.is_file():
-        path = MANIFEST_DIR / f"{template}.yaml"
-    if not path.is_file():
-        shipped = ", ".join(p.stem for p in sorted(MANIFEST_DIR.glob("*.yaml")))
-        raise ManifestError(f"no manifest {str(template)!r}; give a YAML path or one of: {shipped}")
-    return load_manifest(path)
+    if path.is_file():
+        return load_manifest(path)
+    shipped = shipped_manifest(str(template)) if not path.suffix else None
+    if shipped is None:
+        names = ", ".join(shipped_manifest_names())
+        raise ManifestError(f"no manifest {str(template)!r}; give a YAML path or one of: {names}")
+    return parse_manifest(shipped.read_text(encoding="utf-8"), source=f"shipped {shipped.name}")
 
 
 def _get(values: Mapping[str, Any], *keys: str) -> Any:

@@ -10,6 +10,10 @@ Four layers, each a pure function of the manifest (plus read-only schemas):
    it refuses, see the CRD README);
 4. the pod templates, and any core object (Service, Role, ...), against
    Kubernetes' own schemas with ``kubernetes-validate`` (offline, strict).
+
+Layers 1 and 2 need the CRD's schema (:mod:`sparkapps.crds`: a named folder or
+the cluster). Without one they are skipped, and :func:`validation_report` says
+so in ``skipped`` (:func:`validate` logs a warning): never a silent pass.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.errors import ManifestError
 from jobs.extras import require
-from sparkapps.crds import API_VERSION, Kind, load_crd
+from sparkapps.crds import API_VERSION, CrdSource, CrdUnavailableError, Kind, crd_source
 from sparkapps.problems import Check, Problem
 
 log = logging.getLogger(__name__)
@@ -58,47 +63,111 @@ def kubernetes_version() -> str:
     return os.environ.get("ICEFEED_K8S_VERSION", DEFAULT_KUBERNETES_VERSION)
 
 
-def validate(manifest: Mapping[str, Any]) -> list[Problem]:
-    """Return every problem found in ``manifest`` (empty when it is valid).
+#: the checks that need the operator's CRD schema
+CRD_CHECKS = (Check.SCHEMA, Check.UNKNOWN_FIELD)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkippedCheck:
+    """Checks that did not run on a manifest, and why (e.g. no CRD schema to run them with)."""
+
+    checks: tuple[Check, ...]
+    reason: str
+
+    def __str__(self) -> str:
+        names = " and ".join(check.value for check in self.checks)
+        return f"{names} checks skipped: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (for ``--json``)."""
+        return {"checks": [check.value for check in self.checks], "reason": self.reason}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValidationReport:
+    """What :func:`validation_report` found (``problems``) and could not check (``skipped``)."""
+
+    problems: list[Problem] = field(default_factory=list)
+    skipped: list[SkippedCheck] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found (skipped checks do not count as problems)."""
+        return not self.problems
+
+
+def validation_report(
+    manifest: Mapping[str, Any], *, crds: CrdSource | None = None
+) -> ValidationReport:
+    """Check ``manifest`` with every layer that can run; report problems and skipped checks.
 
     SparkApplication and ScheduledSparkApplication go through all four layers;
     any other kind is checked against Kubernetes' own schema.
 
     Args:
         manifest: the parsed manifest.
+        crds: where the CRD schemas come from (default: :func:`sparkapps.crds.crd_source`,
+            i.e. ``$ICEFEED_CRDS_DIR`` if set).
 
     Returns:
-        The problems found, each with its path, message and check; empty if valid.
+        The problems found (each with its path, message and check) and the
+        checks skipped for want of a schema, with the reason.
 
     Raises:
-        ManifestError: a reference schema (the CRDs) is unavailable.
+        ManifestError: a named CRD folder lacks the CRD file.
     """
     if not isinstance(manifest, Mapping):
-        return [Problem(path="", message="a manifest must be a mapping", check=Check.MANIFEST)]
+        problem = Problem(path="", message="a manifest must be a mapping", check=Check.MANIFEST)
+        return ValidationReport(problems=[problem])
     kind_name = manifest.get("kind")
     if kind_name not in {k.value for k in Kind}:
         if not kind_name or not manifest.get("apiVersion"):
-            return [
-                Problem(
-                    path="kind" if not kind_name else "apiVersion",
-                    message="missing",
-                    hint="every manifest needs apiVersion and kind",
-                    check=Check.MANIFEST,
-                )
-            ]
-        return validate_core_object(manifest)
+            problem = Problem(
+                path="kind" if not kind_name else "apiVersion",
+                message="missing",
+                hint="every manifest needs apiVersion and kind",
+                check=Check.MANIFEST,
+            )
+            return ValidationReport(problems=[problem])
+        return ValidationReport(problems=validate_core_object(manifest))
     kind = Kind.parse(kind_name)
     problems = list(document_problems(manifest))
-    crd = load_crd(kind)
-    problems += schema_problems(manifest, crd.schema)
-    problems += unknown_field_problems(manifest, crd.schema)
+    skipped = []
+    try:
+        crd = (crds or crd_source()).load(kind)
+    except CrdUnavailableError as exc:
+        skipped.append(SkippedCheck(checks=CRD_CHECKS, reason=str(exc)))
+    else:
+        problems += schema_problems(manifest, crd.schema)
+        problems += unknown_field_problems(manifest, crd.schema)
     app_spec = _application_spec(manifest, kind)
     prefix = "spec.template" if kind is Kind.SCHEDULED_SPARK_APPLICATION else "spec"
     if isinstance(app_spec, Mapping):
         namespace = (manifest.get("metadata") or {}).get("namespace")
         problems += webhook_problems(app_spec, namespace=namespace, prefix=prefix)
         problems += pod_template_problems(app_spec, prefix=prefix)
-    return problems
+    return ValidationReport(problems=problems, skipped=skipped)
+
+
+def validate(manifest: Mapping[str, Any], *, crds: CrdSource | None = None) -> list[Problem]:
+    """Return every problem found in ``manifest`` (empty when it is valid).
+
+    As :func:`validation_report`, with each skipped check logged as a warning.
+
+    Args:
+        manifest: the parsed manifest.
+        crds: where the CRD schemas come from (default: ``$ICEFEED_CRDS_DIR`` if set).
+
+    Returns:
+        The problems found, each with its path, message and check; empty if valid.
+
+    Raises:
+        ManifestError: a named CRD folder lacks the CRD file.
+    """
+    report = validation_report(manifest, crds=crds)
+    for skipped in report.skipped:
+        log.warning("%s", skipped)
+    return report.problems
 
 
 def _application_spec(manifest: Mapping[str, Any], kind: Kind) -> Any:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.wheels import build_wheel
 
 REPO = Path(__file__).resolve().parents[1]
 #: distributions a training process must not drag in (importable names in parentheses)
@@ -81,16 +82,7 @@ def _run(cmd: list[str], cwd: Path, timeout: float = 900) -> str:
 @pytest.fixture(scope="module")
 def slim_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("slim")
-    src = root / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, src / name)
-    for package in ("jobs", "feeder", "sparkapps"):
-        shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
-    pip = [sys.executable, "-m", "pip"]
-    build = ["wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", "wheels", "./src"]
-    _run([*pip, *build], root)
-    (wheel,) = (root / "wheels").glob("icefeed-*.whl")
+    wheel = build_wheel(root)
     _run([sys.executable, "-m", "venv", "venv"], root)
     _run([str(root / "venv/bin/pip"), "install", "--quiet", f"{wheel}[torch]", _torch_pin()], root)
     return root / "venv"

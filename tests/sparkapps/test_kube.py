@@ -8,8 +8,6 @@ real ``kubernetes`` package talking HTTP to it.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,36 +35,15 @@ pytestmark = pytest.mark.k8s
 APPS = "/apis/sparkoperator.k8s.io/v1beta2/namespaces/ml/sparkapplications"
 
 
-@pytest.fixture()
-def fake_api() -> Iterator[FakeKubeApiServer]:
-    """The FAKE API server, running for one test; asserts nothing unexpected was sent."""
-    with FakeKubeApiServer() as server:
-        yield server
-    assert server.unexpected == []
-
-
-@pytest.fixture()
-def client(fake_api: FakeKubeApiServer) -> Any:
-    """The real kubernetes ApiClient pointed at the FAKE server."""
-    from kubernetes import client as k8s
-
-    configuration = k8s.Configuration(host=fake_api.host)
-    api_client = k8s.ApiClient(configuration)
-    yield api_client
-    api_client.close()
-
-
-@pytest.fixture()
-def app(crds: None) -> dict[str, Any]:
-    return copy.deepcopy(load_manifest(MANIFEST_DIR / "clean-flights.yaml"))
-
-
 def test_submit_sends_the_validated_manifest_to_the_right_resource(
     fake_api: FakeKubeApiServer, client: Any, app: dict
 ) -> None:
     created = kube.submit(app, namespace="ml", client=client)
     assert created.name == "clean-flights" and created.namespace == "ml"
-    (request,) = fake_api.requests
+    dry_run, request = fake_api.requests  # the CRDs come from ICEFEED_CRDS_DIR: no GET
+    assert (dry_run.method, dry_run.path, dry_run.body) == ("POST", APPS, request.body)
+    assert dry_run.query == {"dryRun": ["All"], "fieldValidation": ["Strict"]}
+    assert request.query == {"fieldValidation": ["Strict"]}
     assert (request.method, request.path) == ("POST", APPS)
     assert request.body["metadata"] == {**app["metadata"], "namespace": "ml"}
     assert request.body["spec"] == app["spec"]
@@ -216,21 +193,6 @@ def test_an_unreachable_api_server_is_a_manifest_error(app: dict) -> None:
 # --- the CLI, through a kubeconfig pointing at the FAKE server --------------------
 
 
-@pytest.fixture()
-def kubeconfig(fake_api: FakeKubeApiServer, tmp_path: Path) -> str:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "fake", "cluster": {"server": fake_api.host}}],
-        "users": [{"name": "fake", "user": {}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
-        "current-context": "fake",
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
-
-
 def _cli(*args: str) -> int:
     from sparkapps.cli import main
 
@@ -324,4 +286,4 @@ def test_the_namespace_given_at_submit_is_what_the_webhook_rule_checks(
     kube.submit(app, namespace="ml", client=client)
     with pytest.raises(ManifestInvalidError, match=r"spark\.kubernetes\.namespace"):
         kube.submit(app, namespace="other", client=client)
-    assert len(fake_api.requests) == 1
+    assert [r.query.get("dryRun") for r in fake_api.requests] == [["All"], None]

@@ -28,6 +28,8 @@ CASES = [
     ("--set", "m[0][1]=x"),
     ("--set-string", "a=1,b=true,c=null,list={1,2}"),
     ("--set", "big=9223372036854775807,huge=9223372036854775808"),
+    ("--set", "a=b=c,n.l[1].c=x,n.l[0].d=y"),  # the first = splits; maps inside a list
+    ("--set", "top[1]=x,empty={},one={x},lax=yes,tilde=~,hex=0x10"),  # gaps are null
 ]
 
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.errors import ManifestError
-from sparkapps.crds import Kind, load_crd
+from sparkapps.crds import Kind, crd_source
 from sparkapps.manifests import load_manifest
 from sparkapps.paths import shipped_manifests
 from sparkapps.problems import Check
@@ -151,12 +151,8 @@ def test_a_missing_crd_folder_is_a_clear_error(
     clean_app: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ICEFEED_CRDS_DIR", str(tmp_path / "nowhere"))
-    load_crd.cache_clear()
-    try:
-        with pytest.raises(ManifestError, match="ICEFEED_CRDS_DIR"):
-            validate(clean_app)
-    finally:
-        load_crd.cache_clear()
+    with pytest.raises(ManifestError, match="ICEFEED_CRDS_DIR"):
+        validate(clean_app)
 
 
 _SPEC_OBJECTS = ["spec", "spec.driver", "spec.executor", "spec.deps", "spec.restartPolicy"]
@@ -170,7 +166,7 @@ _field_names = st.from_regex(r"[a-z][a-zA-Z]{2,12}", fullmatch=True)
 def test_any_field_name_not_in_the_schema_is_reported_exactly_there(
     crds: None, clean_app: dict, where: str, key: str
 ) -> None:
-    schema = load_crd(Kind.SPARK_APPLICATION).schema
+    schema = crd_source().load(Kind.SPARK_APPLICATION).schema
     node_schema = schema
     manifest = copy.deepcopy(clean_app)
     node = manifest

@@ -27,6 +27,8 @@ from jobs.errors import CommitError, SpecError
 from jobs.staging import delete_quietly, remove_prefix, remove_uncommitted
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pyiceberg.catalog import Catalog
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import Table
@@ -233,15 +235,35 @@ def commit_staged(
     *,
     catalog: Catalog | None = None,
     snapshot_properties: dict[str, str] | None = None,
+    on_attempt: Callable[[int], None] | None = None,
 ) -> CommitResult:
     """Commit ``staged`` as one snapshot tagged with its run id; return what it did.
 
     A no-op returning the earlier result (``already_committed=True``) if the run
-    id is already committed. Raises CommitError if the table stayed contended
-    for :data:`MAX_COMMIT_ATTEMPTS` attempts or the catalog failed (and the run
-    is not visible after a refresh); the staged files are kept, so the caller
-    may retry or :func:`abort_staged`. Raises SpecError (nothing committed, the
-    staged files kept) for an overwrite of a table with equality delete files.
+    id is already committed. A commit that loses a race is retried here (see the
+    module doc).
+
+    Args:
+        staged: What :func:`jobs.writer.stage_write` staged.
+        catalog: The Iceberg catalog (default: :func:`jobs.catalog.load_catalog`).
+        snapshot_properties: Extra snapshot summary properties (the run id is added).
+        on_attempt: Called with the attempt number (0 for the first, 1 for the first
+            retry, ...) at the start of every commit attempt, once the table is
+            loaded (attempt 0) or refreshed and before the run id is checked on it;
+            a seam for tracing and for tests that force collisions. Not called when
+            ``staged`` is a no-op (``previous`` set). An exception it raises
+            propagates, nothing committed by that attempt.
+
+    Returns:
+        The run's CommitResult (``already_committed=True`` if the run id had committed).
+
+    Raises:
+        CommitError: the table stayed contended for :data:`MAX_COMMIT_ATTEMPTS`
+            attempts or the catalog failed (and the run is not visible after a
+            refresh); the staged files are kept, so the caller may retry or
+            :func:`abort_staged`.
+        SpecError: an overwrite of a table with equality delete files (nothing
+            committed, the staged files kept).
     """
     from pyiceberg.exceptions import CommitFailedException
 
@@ -252,6 +274,8 @@ def commit_staged(
     for attempt in range(MAX_COMMIT_ATTEMPTS):
         if attempt:
             tbl.refresh()
+        if on_attempt is not None:
+            on_attempt(attempt)
         previous = run_snapshot(tbl, staged.run_id)
         if previous is not None:
             _drop_unreferenced(tbl, staged, previous)

@@ -21,9 +21,10 @@
 current snapshot's ancestors carries it) makes :func:`stage_write` a no-op (no
 Spark job, nothing written) and :func:`commit_staged` a no-op (staged files not
 referenced by that snapshot are deleted); both return the earlier result with
-``already_committed=True``. The check is made before every commit attempt; two
-processes committing the *same* run id at the very same moment are not fenced
-(pyiceberg's own in-transaction retry does not re-check it).
+``already_committed=True``. The check is made before every commit attempt, so two
+processes committing the *same* run id at the very same moment land it once: the
+loser's commit fails against the winner's snapshot and its retry finds the run
+(pyiceberg's own retry, which would not re-check it, is off; see :mod:`jobs.commit`).
 
 Tables are created on first write from the DataFrame's schema (mapping in
 :mod:`jobs.schema_mapping`), partitioned by identity on ``partition_by``, with

@@ -1,5 +1,7 @@
-"""jobs.commit under real contention: collisions are forced in the real pyiceberg path
-(SQLite catalog, real commits), in threads and in separate processes."""
+"""jobs.commit under real contention: every writer's first commit attempt is held at
+icefeed's own seam (``commit_staged(on_attempt=...)``) until all have loaded the same
+base, then all commit for real (pyiceberg, SQLite catalog), in threads and in separate
+processes; the attempts each writer made show icefeed's retry landing the losers."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from jobs.commit import RUN_ID_PROPERTY, CommitResult, StagedWrite, commit_staged
 from jobs.writer import stage_write, write_iceberg
-from tests.jobs.held_commits import HeldCommits, commit_in_process
+from tests.jobs.held_commits import HeldAttempts, commit_in_process
 
 pytestmark = pytest.mark.spark
 
@@ -24,15 +26,20 @@ def _ids(spark: SparkSession, n: int, start: int) -> DataFrame:
     return spark.range(start, start + n, numPartitions=1).select("id")
 
 
-def _release_in_threads(catalog, staged: list[StagedWrite]) -> tuple[list[CommitResult], int]:
-    """Commit every write in its own thread, all catalog commits released together."""
-    held = HeldCommits(catalog, threading.Barrier(len(staged)))
-    results: list[CommitResult] = []
+#: What one writer's commit gave: its result and the attempts ``commit_staged`` made.
+Outcome = tuple[CommitResult, list[int]]
+
+
+def _release_in_threads(catalog, staged: list[StagedWrite]) -> list[Outcome]:
+    """Commit every write in its own thread, every first attempt released together."""
+    barrier = threading.Barrier(len(staged))
+    outcomes: list[Outcome] = []
     errors: list[BaseException] = []
 
     def commit(one: StagedWrite) -> None:
+        held = HeldAttempts(barrier)
         try:
-            results.append(commit_staged(one, catalog=catalog))
+            outcomes.append((commit_staged(one, catalog=catalog, on_attempt=held), held.attempts))
         except BaseException as exc:
             errors.append(exc)
 
@@ -42,11 +49,11 @@ def _release_in_threads(catalog, staged: list[StagedWrite]) -> tuple[list[Commit
     for thread in threads:
         thread.join(timeout=300)
     assert not errors
-    return results, held.calls
+    return outcomes
 
 
-def _release_in_processes(catalog, staged: list[StagedWrite]) -> tuple[list[CommitResult], int]:
-    """Commit every write in its own process (own catalog), commits released together."""
+def _release_in_processes(catalog, staged: list[StagedWrite]) -> list[Outcome]:
+    """Commit every write in its own process (own catalog), first attempts released together."""
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(len(staged))
     queue = ctx.Queue()
@@ -58,22 +65,24 @@ def _release_in_processes(catalog, staged: list[StagedWrite]) -> tuple[list[Comm
         proc.join(timeout=60)
     assert [a for a in answers if a[0] == "error"] == []
     assert all(proc.exitcode == 0 for proc in procs)
-    results = [
-        CommitResult(
-            table=TABLE,
-            snapshot_id=snapshot_id,
-            run_id=run_id,
-            data_files=0,
-            rows=rows,
-            bytes=0,
-            already_committed=already,
+    return [
+        (
+            CommitResult(
+                table=TABLE,
+                snapshot_id=snapshot_id,
+                run_id=run_id,
+                data_files=0,
+                rows=rows,
+                bytes=0,
+                already_committed=already,
+            ),
+            attempts,
         )
-        for run_id, already, snapshot_id, rows, _ in answers
+        for run_id, already, snapshot_id, rows, attempts in answers
     ]
-    return results, sum(a[4] for a in answers)
 
 
-RELEASES: dict[str, Callable[..., tuple[list[CommitResult], int]]] = {
+RELEASES: dict[str, Callable[..., list[Outcome]]] = {
     "threads": _release_in_threads,
     "processes": _release_in_processes,
 }
@@ -95,10 +104,15 @@ def test_writers_of_one_run_id_released_together_commit_it_once(
         stage_write(_ids(spark, 20, start=0), TABLE, catalog=catalog, run_id="daily")
         for _ in range(writers)
     ]
-    results, calls = RELEASES[release](catalog, staged)
+    outcomes = RELEASES[release](catalog, staged)
+    results = [result for result, _ in outcomes]
 
-    assert calls == writers  # every writer reached the catalog; none committed a second time
-    assert sorted(r.already_committed for r in results) == [False] + [True] * (writers - 1)
+    # one won the first round; every other lost it, and its retry (attempt 1, on the
+    # refreshed table) found the run committed and committed nothing
+    by_landing = sorted(outcomes, key=lambda o: o[0].already_committed)
+    assert [(r.already_committed, a) for r, a in by_landing] == [(False, [0])] + [
+        (True, [0, 1])
+    ] * (writers - 1)
     assert len({r.snapshot_id for r in results}) == 1
     assert all(r.rows == 20 for r in results)
     assert len(_snapshots_of(catalog, "daily")) == 1
@@ -118,10 +132,14 @@ def test_colliding_writers_of_different_run_ids_all_land_after_retries(
         stage_write(_ids(spark, 10, start=10 * i), TABLE, catalog=catalog, run_id=f"run-{i}")
         for i in range(writers)
     ]
-    results, calls = RELEASES[release](catalog, staged)
+    outcomes = RELEASES[release](catalog, staged)
+    results = [result for result, _ in outcomes]
 
-    # all built on one base, so all but one lost the first round and committed again
-    assert calls >= 2 * writers - 1
+    # all built on one base, so one won the first round and every other writer landed
+    # through icefeed's retry (attempts 0, 1, ... in order; more if it lost again)
+    attempts = sorted((a for _, a in outcomes), key=len)
+    assert attempts[0] == [0]
+    assert all(len(a) >= 2 and a == list(range(len(a))) for a in attempts[1:]), attempts
     assert not any(r.already_committed for r in results)
     assert all(len(_snapshots_of(catalog, f"run-{i}")) == 1 for i in range(writers))
     table = catalog.load_table(TABLE)

@@ -4,7 +4,11 @@ and a fresh embedded catalog per test."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import os
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,8 +37,11 @@ from jobs.writer import (
     stage_write,
     write_iceberg,
 )
+from tests.jobs import retried_task
 
 pytestmark = pytest.mark.spark
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ALL_TYPES = T.StructType(
     [
@@ -322,13 +329,46 @@ def test_a_failed_job_leaves_the_table_and_the_disk_unchanged(
     assert disk_files(table) == snapshot_files(table)
 
 
-def test_the_write_job_keeps_a_retried_tasks_files_once_and_deletes_the_lost_attempts(
+@pytest.mark.slow
+def test_a_retried_task_is_committed_once_and_its_dead_attempts_files_deleted(
+    catalog, icefeed_home, disk_files, snapshot_files, tmp_path
+) -> None:
+    """A real Spark task retry (own ``local[2,2]`` session, see tests/jobs/retried_task.py):
+    the first attempt of one task closes a data file and its Python worker dies before
+    reporting; Spark runs the task again; write_iceberg commits each row once and the
+    driver's cleanup deletes the dead attempt's file."""
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    env = {**os.environ, "ICEFEED_HOME": str(icefeed_home), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "tests.jobs.retried_task", str(journal)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=env, check=False, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+
+    # the task really failed once and was retried: its attempt 0 died after closing a file
+    died = json.loads((journal / "died.json").read_text())
+    assert (died["partition"], died["attempt"]) == (retried_task.DYING_PARTITION, 0)
+    assert len(died["files"]) == 1
+    assert (journal / f"attempt-{retried_task.DYING_PARTITION}-1").exists()
+    table = catalog.load_table(retried_task.TABLE)
+    snapshot_id = table.current_snapshot().snapshot_id
+    assert result == {"rows": retried_task.ROWS, "snapshot_id": snapshot_id}
+    assert len(table.snapshots()) == 1
+    ids = table.scan().to_arrow().column("id").to_pylist()
+    assert sorted(ids) == list(range(retried_task.ROWS))  # every row once
+    assert len(snapshot_files(table)) == 4  # one file per Arrow batch of the two tasks
+    assert not Path(died["files"][0]).exists()  # the dead attempt's file is deleted
+    assert disk_files(table) == snapshot_files(table)
+
+
+def test_the_write_job_keeps_one_copy_of_a_file_reported_twice_and_deletes_unreported_ones(
     spark, catalog, disk_files, snapshot_files
 ) -> None:
-    """The state a Spark task retry leaves, made by real Spark write tasks and handed to
-    the driver's production path (``_run_write_job``): the first attempt's files are on
-    disk but never reported, the retried attempt's report arrives twice. (The shared
-    local[2] session cannot retry a task: local mode's task.maxFailures is fixed at 1.)"""
+    """``_run_write_job`` given real Spark write tasks' outputs shaped as a speculative or
+    retried job could leave them: one run's files on disk but never reported, the
+    other's report arrives twice; only the reported files are kept, each once."""
     write_iceberg(_ids(spark, 1), "test.retry", catalog=catalog)
     table = catalog.load_table("test.retry")
     plan = TaskPlan(

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
+import jobs.writer as writer_module
 from jobs.clean import CleanReport, CleanSpec, run
 from jobs.errors import CommitError, SpecError
+from jobs.orphans import GRACE_PROPERTY
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -115,18 +117,25 @@ def test_repair_after_a_crash_between_the_two_commits(
     disk_files: Any,
     snapshot_files: Any,
 ) -> None:
+    """The run dies at the seam between its two commits (after the clean table's
+    commit returned, before the rejects table's starts): the re-run with the same run
+    id commits the rejects once, leaves the clean table alone, and the writer's orphan
+    sweep deletes the files the dead run staged for the rejects table."""
     spec = CleanSpec.from_dict(spec_dict(source))
-    real_commit_table = catalog.commit_table
+    real_commit_staged = writer_module.commit_staged
+    commits: list[str] = []
 
-    def dies_at_the_rejects_commit(table: Any, *args: Any, **kwargs: Any) -> Any:
-        if ".".join(table.name()[-2:]) == "test.events__rejects":
+    def dies_before_the_rejects_commit(staged: Any, **kwargs: Any) -> Any:
+        commits.append(staged.table)
+        if staged.table == spec.rejects_table:
             raise Crash
-        return real_commit_table(table, *args, **kwargs)
+        return real_commit_staged(staged, **kwargs)
 
-    monkeypatch.setattr(catalog, "commit_table", dies_at_the_rejects_commit)
+    monkeypatch.setattr(writer_module, "commit_staged", dies_before_the_rejects_commit)
     with pytest.raises(Crash):
         run(spec, spark=spark, catalog=catalog, run_id="crashy")
-    monkeypatch.setattr(catalog, "commit_table", real_commit_table)
+    monkeypatch.setattr(writer_module, "commit_staged", real_commit_staged)
+    assert commits == [spec.table, spec.rejects_table]  # the seam, in that order
 
     # the state the crash left: the clean table committed; the rejects table exists
     # with the second commit's files staged on disk and no snapshot
@@ -136,6 +145,10 @@ def test_repair_after_a_crash_between_the_two_commits(
     assert rejects.current_snapshot() is None
     crashed_files = disk_files(rejects)
     assert crashed_files
+    # a grace period of 0 s: the repair's own sweep (at the start of its staging)
+    # may take the dead run's files at once, as it would after the default 3 days
+    with rejects.transaction() as tx:
+        tx.set_properties({GRACE_PROPERTY: "0"})
 
     repaired = run(spec, spark=spark, catalog=catalog, run_id="crashy")
     assert not repaired.already_committed
@@ -145,9 +158,9 @@ def test_repair_after_a_crash_between_the_two_commits(
     assert len(catalog.load_table("test.events").snapshots()) == 1
     assert len(catalog.load_table("test.events__rejects").snapshots()) == 1
     assert disk_files(clean) == snapshot_files(clean)
-    # the repair leaves no orphan of its own; the crashed attempt's staged files are
-    # swept only once issue 20 item 9 (orphan sweep) lands
-    assert disk_files(rejects) - snapshot_files(rejects) <= crashed_files
+    committed = snapshot_files(rejects)
+    assert committed and committed.isdisjoint(crashed_files)  # the repair wrote its own
+    assert disk_files(rejects) == committed  # and the dead run's staged files are gone
 
 
 def test_overwrite_replaces_both_tables(

@@ -37,6 +37,7 @@ from feeder.protocol.modes import Mode
 from feeder.protocol.shuffle_kind import Shuffle, parse_shuffle
 from feeder.torch.batching import rebatch as rebatch  # re-exported: it lived here before
 from feeder.torch.batching import tensor_batches
+from feeder.torch.handover import BatchGroup, pack
 from feeder.torch.prefetch import Prefetcher
 from feeder.torch.resume import ResumeState, merge_worker_states
 from feeder.torch.shared import to_shared
@@ -172,6 +173,8 @@ class FeederDataset(IterableDataset[Batch]):
         self._ahead: tuple[tuple[World, int], Prefetcher[_Group]] | None = None
         self._current: Prefetcher[_Group] | None = None
         self._ahead_lock = threading.Lock()
+        # batches a DataLoader worker packs into one hand-over (set by FeederDataLoader)
+        self.handover_batches = 1
 
     # --- epochs and resume -------------------------------------------------------
 
@@ -297,7 +300,14 @@ class FeederDataset(IterableDataset[Batch]):
         self._resume_from = origin
         fresh = skip == 0 and origin is None
         ahead = self._take_ahead((world, epoch) if fresh else None)
-        return self._iterate(world, epoch, skip, ahead, origin)
+        batches = self._iterate(world, epoch, skip, ahead, origin)
+        if self._grouped():
+            return _grouped(batches, self.handover_batches)  # type: ignore[return-value]
+        return batches
+
+    def _grouped(self) -> bool:
+        """True in a DataLoader worker that hands batches over in groups."""
+        return self.handover_batches > 1 and get_worker_info() is not None
 
     def _next_read(self) -> tuple[World, int, int, Progress | None]:
         """Return (world, epoch, rows to skip, elastic origin) of the next iteration here.
@@ -461,7 +471,7 @@ class FeederDataset(IterableDataset[Batch]):
         # in a DataLoader worker, batches are built in shared memory: the hand-over to
         # the main process then passes one handle per batch instead of copying
         # (feeder.torch.shared); the main process keeps its zero-copy views
-        in_worker = get_worker_info() is not None
+        in_worker = get_worker_info() is not None and not self._grouped()
         try:
             for group in tensor_batches(
                 stream, self.batch_size, drop_last=self.drop_last, options=self.tensor_options
@@ -534,6 +544,19 @@ class FeederDataset(IterableDataset[Batch]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._ahead_lock = threading.Lock()
+
+
+def _grouped(batches: Iterator[Batch], size: int) -> Iterator[BatchGroup]:
+    """Yield ``batches`` packed ``size`` at a time into shared memory (the last group may
+    be smaller): a DataLoader worker's hand-over (:mod:`feeder.torch.handover`)."""
+    group: list[Batch] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield pack(group)
+            group = []
+    if group:
+        yield pack(group)
 
 
 def _refuse_unsafe_fork() -> None:

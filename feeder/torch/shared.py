@@ -24,7 +24,7 @@ from feeder.torch.tensors import Batch
 ALIGN = 64
 
 
-def _packable(value: object) -> bool:
+def packable(value: object) -> bool:
     """A dense, CPU, unpinned tensor that is not already in shared memory."""
     return (
         isinstance(value, torch.Tensor)
@@ -36,7 +36,7 @@ def _packable(value: object) -> bool:
     )
 
 
-def _strides(shape: torch.Size) -> list[int]:
+def strides(shape: torch.Size) -> list[int]:
     """The strides of a contiguous tensor of ``shape``."""
     strides: list[int] = []
     step = 1
@@ -59,7 +59,7 @@ def to_shared(batch: Batch) -> Batch:
         A new dict; its packed tensors are views of one fresh shared storage
         (``tensor.is_shared()`` is True).
     """
-    keys = [key for key, value in batch.items() if _packable(value)]
+    keys = [key for key, value in batch.items() if packable(value)]
     if not keys:
         return batch
     offsets: list[int] = []
@@ -74,7 +74,7 @@ def to_shared(batch: Batch) -> Batch:
     for key, offset in zip(keys, offsets, strict=True):
         value = batch[key]
         view = torch.empty(0, dtype=value.dtype)
-        view.set_(storage, offset // value.element_size(), value.shape, _strides(value.shape))
+        view.set_(storage, offset // value.element_size(), value.shape, strides(value.shape))
         view.copy_(value)
         out[key] = view
     return out

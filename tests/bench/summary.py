@@ -185,6 +185,10 @@ TORCH = PanelSpec(
         _torch_bar(
             "feeder_dataset_seq_dataloader_2workers", "FeederDataset via DataLoader, 2 workers"
         ),
+        _torch_bar(
+            "feeder_dataset_seq_feederdataloader_2workers",
+            "FeederDataset via FeederDataLoader, 2 workers",
+        ),
         _torch_bar("pyiceberg_direct", "pyiceberg scan → same tensors"),
         _torch_bar("petastorm_0_13_1", "Petastorm 0.13.1 make_torch_dataloader"),
     ),

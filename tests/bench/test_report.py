@@ -90,6 +90,7 @@ def synthetic(
         ("feeder_dataset_shuffle_1c", 17e6),
         ("feeder_dataset_shuffle_2c", 18e6),
         ("feeder_dataset_seq_dataloader_2workers", 8e6),
+        ("feeder_dataset_seq_feederdataloader_2workers", 30e6),
         ("feeder_dataset_seq_1c_prefetch0", 70e6),
         ("pyiceberg_direct", 27e6),
         ("petastorm_0_13_1", 0.4e6),

@@ -624,3 +624,78 @@ def test_worker_batches_are_built_in_shared_memory_and_arrive_intact_pinned(serv
     got, want = _by_id(from_workers), _by_id(in_main)
     assert got["id"] == list(range(ROWS))
     assert got == want
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_feeder_dataloader_hands_groups_over_and_yields_every_batch_once(served, shuffle):
+    """FeederDataLoader with 2 workers: every worker batch crosses to the main process in
+    groups (one shared segment per group), the loader yields them one by one: the same
+    batches as a plain DataLoader's, every row once, ``len`` equal to what it yields."""
+    import warnings
+
+    from torch.utils.data import DataLoader
+
+    from feeder.torch import FeederDataLoader
+    from feeder.torch.handover import BatchGroup
+
+    def dataset(job: str) -> FeederDataset:
+        return FeederDataset(
+            served.endpoint,
+            batch_size=100,
+            columns=["id", "x", "name"],
+            job=job,
+            shuffle=shuffle,
+            seed=4,
+            drop_last=False,
+            mix=MixParams(block_rows=32, window_rows=1024),
+        )
+
+    run = uuid.uuid4().hex[:8]
+    plain = list(
+        DataLoader(
+            dataset(f"plain-{run}"),
+            batch_size=None,
+            num_workers=2,
+            multiprocessing_context=FORK_SAFE,
+        )
+    )
+    ds = dataset(f"grouped-{run}")
+    loader = FeederDataLoader(ds, num_workers=2, handover_batches=7, pin_memory=True)
+    assert loader.multiprocessing_context is not None  # forkserver unless told otherwise
+    assert loader.multiprocessing_context.get_start_method() == "forkserver"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a CPU-only build turns pin_memory off
+        raw = [item for item in DataLoader.__iter__(loader)]  # what crossed: the groups
+        got = list(loader)
+    assert raw and all(isinstance(item, BatchGroup) for item in raw)
+    assert max(len(g) for g in raw) == 7
+    assert sum(len(g) for g in raw) == len(got) == len(loader) == len(plain)
+    assert sorted(_flat([b["id"].tolist() for b in got])) == list(range(ROWS))
+    # each worker's batches are the plain DataLoader's, in the worker's own order
+    key = lambda b: b["id"].tolist()  # noqa: E731
+    assert sorted(map(key, got)) == sorted(map(key, plain))
+    by_first = {b["id"][0].item(): b for b in plain}
+    for batch in got:
+        twin = by_first[batch["id"][0].item()]
+        assert torch.equal(batch["x"], twin["x"]) and batch["name"] == twin["name"]
+    if shuffle:  # set_epoch on the dataset reaches the loader's workers
+        ds.set_epoch(1)
+        again = _flat([b["id"].tolist() for b in loader])
+        assert sorted(again) == list(range(ROWS))
+        assert again != _flat([b["id"].tolist() for b in got])
+
+
+def test_feeder_dataloader_refuses_what_does_not_fit():
+    from feeder.torch import FeederDataLoader
+
+    ds = FeederDataset("grpc://127.0.0.1:1", batch_size=8)
+    with pytest.raises(SpecError, match="not list"):
+        FeederDataLoader([1, 2, 3])  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match="handover_batches"):
+        FeederDataLoader(ds, handover_batches=0)
+    with pytest.raises(SpecError, match="batch_size, sampler"):
+        FeederDataLoader(ds, batch_size=4, sampler=[0])
+    loader = FeederDataLoader(ds)  # no workers: read in this process, nothing packed
+    assert ds.handover_batches == 1 and loader.num_workers == 0

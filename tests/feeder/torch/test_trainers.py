@@ -1,13 +1,16 @@
 """The trainer recipes of docs/torch.md (*Trainer frameworks*), run as written against a
-local feeder: each recipe's first code block is executed from the doc itself."""
+local feeder: each recipe's first code block is executed from the doc itself
+(``doc_recipes.recipe``); the Accelerate one also on 2 real processes (torchrun, gloo)."""
 
 from __future__ import annotations
 
-import re
-import uuid
+import json
+import os
+import socket
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -16,26 +19,11 @@ from torch.utils.data import DataLoader
 from feeder.torch.dataset import FeederDataset
 from tests.feeder.local_feeder import local_feeder
 from tests.feeder.tables import make_table
+from tests.feeder.torch.doc_recipes import ACCELERATE, LIGHTNING, recipe
 
-DOC = Path(__file__).resolve().parents[3] / "docs" / "torch.md"
 ROWS = 3000
 BATCH = 250
 SEED = 3
-LIGHTNING = "PyTorch Lightning (a `LightningDataModule`)"
-ACCELERATE = "Hugging Face Accelerate (no double sharding)"
-_FENCE = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
-
-
-def recipe(title: str) -> dict[str, Any]:
-    """Run the first python block under ``### title`` of docs/torch.md; its namespace."""
-    text = DOC.read_text(encoding="utf-8")
-    match = re.search(rf"^### {re.escape(title)}\s*$(.*?)(?=^#{{1,3}} |\Z)", text, re.M | re.S)
-    assert match is not None, f"docs/torch.md has no '### {title}' section"
-    block = _FENCE.search(match.group(1))
-    assert block is not None, f"'### {title}' has no python block"
-    namespace: dict[str, Any] = {"__name__": f"recipe_{uuid.uuid4().hex[:6]}"}
-    exec(compile(block.group(1), f"{DOC}:{title}", "exec"), namespace)
-    return namespace
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +194,59 @@ def test_accelerate_prepare_for_two_processes_shards_the_sharded_dataset_again(f
     with pytest.raises(TypeError):
         next(iter(prepared))
     ds.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_accelerate_recipe_on_two_processes_reads_each_row_once_and_prepare_would_not(
+    feed, tmp_path
+):
+    """2 real processes (Accelerate's MULTI_CPU): the recipe's loaders share every epoch
+    exactly once between the processes and the models stay in sync; a loader passed
+    through ``accelerator.prepare`` (dispatching, the default) gives the processes only
+    rank 0's share of the epoch (docs/torch.md, *Hugging Face Accelerate*)."""
+    pytest.importorskip("accelerate")
+    repo = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        # in its own folder: tests/feeder/ would shadow torch with the test package
+        str(Path(__file__).with_name("accelerate_train.py")),
+        "--endpoint",
+        feed.endpoint,
+        "--out",
+        str(out),
+        "--batch-size",
+        str(BATCH),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [(r["process_index"], r["num_processes"]) for r in ranks] == [(0, 2), (1, 2)]
+    assert ranks[0]["distributed_type"] == "DistributedType.MULTI_CPU"
+    for epoch in range(2):
+        a, b = (r["ids"][epoch] for r in ranks)
+        assert len(a) == len(b) == ROWS // 2
+        assert sorted(a + b) == list(range(ROWS)), "not every row exactly once"
+    assert ranks[0]["ids"][0] != ranks[0]["ids"][1]
+    assert ranks[0]["params"] == ranks[1]["params"], "gradients were not synchronised"
+    # through prepare: process 0's dataset (rank 0 of 2) is the only one read
+    prepared = [set(r["via_prepare"]) for r in ranks]
+    assert not prepared[0] & prepared[1]
+    assert len(prepared[0] | prepared[1]) == ROWS // 2  # half the epoch never arrives

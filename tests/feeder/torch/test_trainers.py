@@ -5,10 +5,6 @@ local feeder: each recipe's first code block is executed from the doc itself
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,8 +14,9 @@ from torch.utils.data import DataLoader
 
 from feeder.torch.dataset import FeederDataset
 from tests.feeder.local_feeder import local_feeder
-from tests.feeder.tables import make_table
+from tests.feeder.tables import embedded_catalog, make_table
 from tests.feeder.torch.doc_recipes import ACCELERATE, LIGHTNING, recipe
+from tests.feeder.torch.torchrun import torchrun
 
 ROWS = 3000
 BATCH = 250
@@ -28,14 +25,8 @@ SEED = 3
 
 @pytest.fixture(scope="module")
 def feed(tmp_path_factory):
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    from jobs.catalog import embedded_catalog_properties
-
     home = tmp_path_factory.mktemp("trainers-home")
-    (home / "warehouse").mkdir()
-    catalog = SqlCatalog("trainers", **embedded_catalog_properties(home))
-    catalog.create_namespace("test")
+    catalog = embedded_catalog(home, "trainers")
     make_table(catalog, files=2, rows_per_file=ROWS // 2, row_group_rows=500)
     with local_feeder(catalog, cache_dir=home / "cache", nodes=1) as running:
         yield running
@@ -196,12 +187,6 @@ def test_accelerate_prepare_for_two_processes_shards_the_sharded_dataset_again(f
     ds.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_accelerate_recipe_on_two_processes_reads_each_row_once_and_prepare_would_not(
     feed, tmp_path
@@ -211,31 +196,11 @@ def test_accelerate_recipe_on_two_processes_reads_each_row_once_and_prepare_woul
     through ``accelerator.prepare`` (dispatching, the default) gives the processes only
     rank 0's share of the epoch (docs/torch.md, *Hugging Face Accelerate*)."""
     pytest.importorskip("accelerate")
-    repo = Path(__file__).resolve().parents[3]
-    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(_free_port()),
-        # in its own folder: tests/feeder/ would shadow torch with the test package
-        str(Path(__file__).with_name("accelerate_train.py")),
-        "--endpoint",
-        feed.endpoint,
-        "--out",
-        str(out),
-        "--batch-size",
-        str(BATCH),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = torchrun(
+        Path(__file__).with_name("accelerate_train.py"),
+        ["--endpoint", feed.endpoint, "--out", str(out), "--batch-size", str(BATCH)],
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert [(r["process_index"], r["num_processes"]) for r in ranks] == [(0, 2), (1, 2)]

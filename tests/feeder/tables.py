@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
@@ -36,3 +39,16 @@ def make_table(
     for f in range(files):
         table.append(sample_arrow(rows_per_file, start=f * rows_per_file))
     return catalog.load_table(name)
+
+
+def embedded_catalog(home: Path, name: str) -> Any:
+    """A pyiceberg SqlCatalog ``name`` in ``home`` (SQLite, warehouse below it), namespace
+    ``test`` created: the embedded catalog without ``ICEFEED_HOME``."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from jobs.catalog import embedded_catalog_properties
+
+    (home / "warehouse").mkdir(exist_ok=True)
+    catalog = SqlCatalog(name, **embedded_catalog_properties(home))
+    catalog.create_namespace("test")
+    return catalog

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.feeder.torch.torchrun import torchrun
+
 ROWS = 4000
 BATCH = 64
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.spark
@@ -32,34 +23,21 @@ def test_two_process_ddp_sees_disjoint_rows_and_syncs_gradients(spark, catalog, 
     out = icefeed_home / "ddp-out"
     with serve("test.ddp", spark=spark, catalog=catalog, nodes=1) as feeder:
         feeder.wait_ready(180)
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-            env.pop(key, None)
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-addr",
-            "127.0.0.1",
-            "--master-port",
-            str(_free_port()),
-            # a script's folder comes first on sys.path: in tests/feeder/ the test package
-            # tests/feeder/torch/ would shadow the real torch
-            str(REPO / "tests" / "feeder" / "torch" / "ddp_train.py"),
-            "--endpoint",
-            feeder.endpoint,
-            "--out",
-            str(out),
-            "--epochs",
-            "2",
-            "--batch-size",
-            str(BATCH),
-            "--workers",
-            "1",
-        ]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        proc = torchrun(
+            Path(__file__).with_name("ddp_train.py"),
+            [
+                "--endpoint",
+                feeder.endpoint,
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--batch-size",
+                str(BATCH),
+                "--workers",
+                "1",
+            ],
+        )
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["rank"] for r in ranks] == [0, 1]

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from feeder.torch.dataset import FeederDataset
 from feeder.torch.resume import merge_worker_states
 from tests.feeder.local_feeder import local_feeder
-from tests.feeder.tables import make_table
+from tests.feeder.tables import embedded_catalog, make_table
 
 ROWS = 6000
 BATCH = 64
@@ -19,14 +19,8 @@ FORK_SAFE = "forkserver"
 
 @pytest.fixture(scope="module")
 def feed(tmp_path_factory):
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    from jobs.catalog import embedded_catalog_properties
-
     home = tmp_path_factory.mktemp("elastic-home")
-    (home / "warehouse").mkdir()
-    catalog = SqlCatalog("elastic", **embedded_catalog_properties(home))
-    catalog.create_namespace("test")
+    catalog = embedded_catalog(home, "elastic")
     make_table(catalog, files=2, rows_per_file=ROWS // 2, row_group_rows=500)
     with local_feeder(catalog, cache_dir=home / "cache", nodes=1) as running:
         yield running

@@ -147,51 +147,61 @@ class ConsumerActions:
             raise SpecError("only command descriptors are served (FlightDescriptor.for_command)")
         request = StaticRequest.from_command(bytes(descriptor.command or b""))
         schema = self.served.project(request.columns)
+        # Under the lock: the row counts, the consumer's note and the locations. The
+        # plan itself (a pure function of the counts) and the signing (~20 µs a ticket)
+        # run outside it, so leases do not queue behind a large plan.
         with self._lock:
             counts = self._row_counts()
-            if request.shuffle is Shuffle.MIX:
-                endpoints, total = mixplan.static_endpoints(
-                    request, counts, self._ticket, self.registry.locations
-                )
-                self._note_consumer(request, f"static:{request.rank}/{request.worker}", "static")
-                if self.metrics is not None:
-                    self.metrics.plans.labels(job=request.job).inc()
-                return flight.FlightInfo(schema, descriptor, endpoints, total, -1)
-            if request.resume_from is None:
-                ranges = rank_ranges(
-                    counts,
-                    seed=request.seed,
-                    epoch=request.epoch,
-                    shuffle=request.shuffle.shuffled,
-                    rank=request.rank,
-                    world_size=request.world_size,
-                    drop_last=request.drop_last,
-                )
-                ranges = split_ranges(
-                    ranges, part=request.worker, parts=request.num_workers, unit=request.unit
-                )
-                ranges = skip_rows(ranges, request.skip_rows)
-            else:  # elastic resume: this consumer's share of what the old shape left
-                stream = epoch_stream(
-                    counts,
-                    seed=request.seed,
-                    epoch=request.epoch,
-                    shuffle=request.shuffle.shuffled,
-                )
-                spans = mixplan.request_spans(request, sum(counts))
-                ranges = position_ranges(stream, spans)
+        if request.shuffle is Shuffle.MIX:
+            reads = mixplan.static_reads(request, counts)
+            locations = self._planned(request, mixplan.read_slices(reads))
+            endpoints, total = mixplan.static_endpoints(
+                request, reads, self._ticket, locations.__getitem__
+            )
+        else:
+            ranges = self._static_ranges(request, counts)
+            locations = self._planned(request, {r.slice_id for r in ranges})
             endpoints = [
                 flight.FlightEndpoint(
                     self._ticket(request, r),
-                    [flight.Location(uri) for uri in self.registry.locations(r.slice_id)],
+                    [flight.Location(uri) for uri in locations[r.slice_id]],
                 )
                 for r in ranges
             ]
-            self._note_consumer(request, f"static:{request.rank}/{request.worker}", "static")
+            total = sum(r.num_rows for r in ranges)
         if self.metrics is not None:
             self.metrics.plans.labels(job=self.metrics.job_label(request.job)).inc()
-        total = sum(r.num_rows for r in ranges)
         return flight.FlightInfo(schema, descriptor, endpoints, total, -1)
+
+    def _planned(self, request: StaticRequest, slices: set[int]) -> dict[int, list[str]]:
+        """Note the consumer of a plan made; return every live location of each of
+        ``slices`` (under the lock)."""
+        with self._lock:
+            self._note_consumer(request, f"static:{request.rank}/{request.worker}", "static")
+            return {sid: self.registry.locations(sid) for sid in slices}
+
+    @staticmethod
+    def _static_ranges(request: StaticRequest, counts: list[int]) -> list[SliceRange]:
+        """The slice ranges of a static request (any shuffle but MIX), in delivery order."""
+        if request.resume_from is None:
+            ranges = rank_ranges(
+                counts,
+                seed=request.seed,
+                epoch=request.epoch,
+                shuffle=request.shuffle.shuffled,
+                rank=request.rank,
+                world_size=request.world_size,
+                drop_last=request.drop_last,
+            )
+            ranges = split_ranges(
+                ranges, part=request.worker, parts=request.num_workers, unit=request.unit
+            )
+            return skip_rows(ranges, request.skip_rows)
+        # elastic resume: this consumer's share of what the old shape left
+        stream = epoch_stream(
+            counts, seed=request.seed, epoch=request.epoch, shuffle=request.shuffle.shuffled
+        )
+        return position_ranges(stream, mixplan.request_spans(request, sum(counts)))
 
     # --- dynamic mode -----------------------------------------------------------------------
 
@@ -254,14 +264,14 @@ class ConsumerActions:
             unit = lease.unit
             mixed = entry.params.shuffle is Shuffle.MIX
             if mixed:
-                window = mixplan.lease_window(
-                    entry.params, counts, unit, self._ticket, self.registry.locations
-                )
+                read = mixplan.lease_read(entry.params, counts, unit)
+                where = {s: self.registry.locations(s) for s in mixplan.read_slices([read])}
             else:
                 locations = self.registry.locations(unit.slice_id)
         if self.metrics is not None:
             self.metrics.leases.labels(job=self.metrics.job_label(request.job)).inc()
-        if mixed:
+        if mixed:  # tickets are signed outside the lock
+            window = mixplan.lease_window(entry.params, read, self._ticket, where.__getitem__)
             return {
                 "lease": lease.lease_id,
                 "unit": {"slice_id": unit.slice_id, "start": unit.start, "stop": unit.stop},

@@ -71,14 +71,23 @@ def request_spans(request: StaticRequest, total: int) -> list[tuple[int, int]]:
     return elastic_spans(total, r.resume_from, **split)
 
 
+def static_reads(request: StaticRequest, counts: Sequence[int]) -> list[WindowRead]:
+    """Return one consumer's MIX window reads, in order (pure: no lock needed)."""
+    return consumer_reads(counts, request_spans(request, sum(counts)), request.mix)
+
+
+def read_slices(reads: Sequence[WindowRead]) -> set[int]:
+    """The slices the pieces of ``reads`` come from (whose locations an answer needs)."""
+    return {piece.slice_id for read in reads for piece in read.pieces}
+
+
 def static_endpoints(
-    request: StaticRequest, counts: Sequence[int], sign: Sign, locate: Locate
+    request: StaticRequest, reads: Sequence[WindowRead], sign: Sign, locate: Locate
 ) -> tuple[list[flight.FlightEndpoint], int]:
     """Return one consumer's MIX endpoints (in read order) and the rows it delivers."""
-    spans = request_spans(request, sum(counts))
     endpoints: list[flight.FlightEndpoint] = []
     total = 0
-    for index, read in enumerate(consumer_reads(counts, spans, request.mix)):
+    for index, read in enumerate(reads):
         meta = json.dumps(read_metadata(read, index), separators=(",", ":")).encode()
         total += read.num_rows
         endpoints.extend(
@@ -108,13 +117,17 @@ def lease_units(params: EpochParams, counts: Sequence[int]) -> list[SliceRange]:
     return [SliceRange(w, 0, int(n)) for w, n in enumerate(layout.sizes.tolist()) if n > 0]
 
 
-def lease_window(
-    params: EpochParams, counts: Sequence[int], unit: SliceRange, sign: Sign, locate: Locate
-) -> dict[str, Any]:
-    """Return the ``window`` and ``pieces`` fields of a MIX lease answer for ``unit``."""
+def lease_read(params: EpochParams, counts: Sequence[int], unit: SliceRange) -> WindowRead:
+    """Return the window read a MIX lease of ``unit`` delivers."""
     layout = _layout(tuple(counts), params.mix)
     w = unit.slice_id
-    read = WindowRead(w, int(layout.sizes[w]), unit.start, unit.stop, tuple(layout.pieces(w)))
+    return WindowRead(w, int(layout.sizes[w]), unit.start, unit.stop, tuple(layout.pieces(w)))
+
+
+def lease_window(
+    params: EpochParams, read: WindowRead, sign: Sign, locate: Locate
+) -> dict[str, Any]:
+    """Return the ``window`` and ``pieces`` fields of a MIX lease answer for ``read``."""
     return {
         "window": read_metadata(read, 0),
         "pieces": [

@@ -18,7 +18,7 @@ import yaml
 
 from jobs.errors import ManifestError
 from sparkapps import kube
-from sparkapps.crds import GROUP, VERSION, Kind
+from sparkapps.crds import Kind
 from sparkapps.manifests import load_manifest
 from sparkapps.paths import MANIFEST_DIR
 from sparkapps.problems import (
@@ -61,17 +61,6 @@ def app(crds: None) -> dict[str, Any]:
     return copy.deepcopy(load_manifest(MANIFEST_DIR / "clean-flights.yaml"))
 
 
-def created(client: Any, app: dict[str, Any]) -> None:
-    """Create ``app`` in namespace ml as ``kube.submit`` would, without its validation
-    (which needs the operator's CRDs): for the tests of what comes after a submit."""
-    from kubernetes.client import CustomObjectsApi
-
-    body = {**app, "metadata": {**app["metadata"], "namespace": "ml"}}
-    CustomObjectsApi(client).create_namespaced_custom_object(
-        GROUP, VERSION, "ml", Kind.SPARK_APPLICATION.plural, body
-    )
-
-
 def test_submit_sends_the_validated_manifest_to_the_right_resource(
     fake_api: FakeKubeApiServer, client: Any, app: dict
 ) -> None:
@@ -105,9 +94,9 @@ def test_a_second_submit_of_the_same_name_is_a_conflict(
 
 
 def test_wait_streams_state_changes_until_completed(
-    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
+    fake_api: FakeKubeApiServer, client: Any, app: dict
 ) -> None:
-    created(client, clean_app)
+    kube.submit(app, namespace="ml", client=client)
     seen: list[AppState] = []
     final = kube.wait(
         "clean-flights",
@@ -122,9 +111,9 @@ def test_wait_streams_state_changes_until_completed(
 
 
 def test_failed_executors_do_not_make_a_running_application_failed(
-    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
+    fake_api: FakeKubeApiServer, client: Any, app: dict
 ) -> None:
-    created(client, clean_app)
+    kube.submit(app, namespace="ml", client=client)
     kube.status("clean-flights", namespace="ml", client=client)  # SUBMITTED
     running = kube.status("clean-flights", namespace="ml", client=client)
     assert running.state is AppState.RUNNING
@@ -133,7 +122,7 @@ def test_failed_executors_do_not_make_a_running_application_failed(
 
 
 def test_wait_raises_the_operators_error_message_on_failed(
-    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
+    fake_api: FakeKubeApiServer, client: Any, app: dict
 ) -> None:
     fake_api.script(
         "clean-flights",
@@ -141,26 +130,26 @@ def test_wait_raises_the_operators_error_message_on_failed(
         ("RUNNING", ""),
         ("FAILED", "driver container failed with ExitCode: 2, Reason: Error"),
     )
-    created(client, clean_app)
+    kube.submit(app, namespace="ml", client=client)
     with pytest.raises(ApplicationFailedError, match="ExitCode: 2") as info:
         kube.wait("clean-flights", namespace="ml", client=client, poll_seconds=0.01)
     assert info.value.error_message.startswith("driver container failed")
 
 
 def test_submission_failed_is_not_terminal_and_wait_times_out(
-    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
+    fake_api: FakeKubeApiServer, client: Any, app: dict
 ) -> None:
     fake_api.script("clean-flights", ("SUBMISSION_FAILED", "retrying"))
-    created(client, clean_app)
+    kube.submit(app, namespace="ml", client=client)
     with pytest.raises(WaitTimeoutError, match="SUBMISSION_FAILED"):
         kube.wait("clean-flights", namespace="ml", client=client, timeout=0.2, poll_seconds=0.02)
 
 
 def test_logs_read_the_driver_pod_named_by_the_operator(
-    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
+    fake_api: FakeKubeApiServer, client: Any, app: dict
 ) -> None:
     fake_api.driver_logs["clean-flights"] = "line 1\nline 2\nrows_written: 42\n"
-    created(client, clean_app)
+    kube.submit(app, namespace="ml", client=client)
     with pytest.raises(ManifestError, match="no driver pod yet"):
         kube.logs("clean-flights", namespace="ml", client=client)  # SUBMITTED: no driver
     assert kube.logs("clean-flights", namespace="ml", client=client).endswith("rows_written: 42\n")
@@ -172,9 +161,9 @@ def test_logs_read_the_driver_pod_named_by_the_operator(
 
 
 def test_delete_removes_it_and_then_it_is_not_found(
-    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
+    fake_api: FakeKubeApiServer, client: Any, app: dict
 ) -> None:
-    created(client, clean_app)
+    kube.submit(app, namespace="ml", client=client)
     kube.delete("clean-flights", namespace="ml", client=client)
     assert fake_api.requests[-1].method == "DELETE"
     with pytest.raises(ApplicationNotFoundError):
@@ -204,13 +193,13 @@ def test_scheduled_applications_use_their_own_resource(
     )
 
 
-def test_conflicting_namespaces_are_refused(client: Any, clean_app: dict) -> None:
-    clean_app["metadata"]["namespace"] = "ml"
+def test_conflicting_namespaces_are_refused(client: Any, app: dict) -> None:
+    app["metadata"]["namespace"] = "ml"
     with pytest.raises(ManifestError, match="differs"):
-        kube.submit(clean_app, namespace="other", client=client)
+        kube.submit(app, namespace="other", client=client)
 
 
-def test_an_unreachable_api_server_is_a_manifest_error() -> None:
+def test_an_unreachable_api_server_is_a_manifest_error(app: dict) -> None:
     import socket
 
     from kubernetes import client as k8s

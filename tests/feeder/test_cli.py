@@ -1,4 +1,5 @@
-"""``icefeed feeder status`` against a real coordinator; ``feeder serve`` refusing bad input."""
+"""``icefeed feeder status`` against a real coordinator; ``feeder serve`` refusing bad input
+and, as a real ``python -m feeder serve`` process, serving a table until SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import json
 import pytest
 
 from feeder.cli import main as feeder_main
+from feeder.client.client import FeederClient
 from sparkapps.cli import main
-from tests.feeder.local_feeder import local_feeder
+from tests.feeder.local_feeder import ids_of, local_feeder
 from tests.feeder.tables import make_table
 
 
@@ -80,6 +82,42 @@ def test_python_dash_m_feeder_serve_refuses_an_unknown_table(catalog):
     )
     assert result.returncode == 2, result.stderr
     assert "test.nope" in result.stderr and "not found" in result.stderr
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_python_dash_m_feeder_serve_serves_every_row_until_sigterm(catalog, tmp_path):
+    """``python -m feeder serve`` as a real process (its own Spark): it writes its
+    endpoint once ready, serves every row, and exits 0 on SIGTERM with its cache gone."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    make_table(catalog, "test.sub", files=1, rows_per_file=2000, row_group_rows=500)
+    endpoint_file, cache = tmp_path / "endpoint", tmp_path / "cache"
+    command = [sys.executable, "-m", "feeder", "serve", "test.sub", "--nodes", "1"]
+    command += ["--endpoint-file", str(endpoint_file), "--cache-dir", str(cache)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not endpoint_file.exists():
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no endpoint file after 300 s"
+            time.sleep(0.1)  # polling a file the server writes atomically, bounded
+        client = FeederClient(endpoint_file.read_text().strip())
+        assert client.status()["ready"]
+        assert sorted(ids_of(client.stream(0))) == list(range(2000))
+        assert sorted(ids_of(client.stream(0, mode="dynamic", seed=3))) == list(range(2000))
+        assert list(cache.rglob("*.arrow")), "the node cached nothing under --cache-dir"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        assert list(cache.rglob("*.arrow")) == []  # the node deleted its cache on stop
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def test_serve_refuses_a_wildcard_bind_without_tls_unless_insecure(capsys):

@@ -77,20 +77,36 @@ def test_helm_lint_passes(helm: str, values: Path | None) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def assert_valid(objects: Sequence[dict[str, Any]], kinds: set[str]) -> None:
+    """Validate the objects of ``kinds`` (CRD layers for Spark kinds, so those need the
+    operator's CRDs; kubernetes-validate for the core kinds, which do not)."""
+    for obj in objects:
+        if obj["kind"] in kinds:
+            problems = validate(obj)
+            assert problems == [], f"{obj['kind']} {obj['metadata']['name']}: {problems}"
+
+
+def core_kinds(objects: Sequence[dict[str, Any]]) -> set[str]:
+    return {o["kind"] for o in objects} - SPARK_KINDS - THIRD_PARTY_KINDS
+
+
 @pytest.mark.parametrize("values", [None, PRODUCTION], ids=["default", "production"])
-def test_every_rendered_object_validates(helm: str, crds: None, values: Path | None) -> None:
+def test_every_rendered_core_object_validates(helm: str, values: Path | None) -> None:
     objects = template(helm, *(["-f", str(values)] if values else []))
     kinds = {o["kind"] for o in objects}
     assert {"SparkApplication", "Service", "ServiceAccount", "Role", "RoleBinding"} <= kinds
     assert "NetworkPolicy" in kinds
-    for obj in objects:
-        if obj["kind"] in THIRD_PARTY_KINDS:
-            continue
-        problems = validate(obj)  # CRD layers for Spark kinds, kubernetes-validate otherwise
-        assert problems == [], f"{obj['kind']} {obj['metadata']['name']}: {problems}"
+    assert_valid(objects, core_kinds(objects))
     if values is PRODUCTION:
         assert kinds >= {"ScheduledSparkApplication", "ServiceMonitor"}
         assert "Secret" not in kinds  # existingSecret: the chart creates none
+
+
+@pytest.mark.parametrize("values", [None, PRODUCTION], ids=["default", "production"])
+def test_every_rendered_spark_application_validates(
+    helm: str, crds: None, values: Path | None
+) -> None:
+    assert_valid(template(helm, *(["-f", str(values)] if values else [])), SPARK_KINDS)
 
 
 def test_the_chart_renders_the_same_feeder_as_the_shipped_manifest(helm: str) -> None:
@@ -333,17 +349,20 @@ def main_container(pod: RenderedPod) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("option", sorted(RESTRICTED_OPTIONS))
-def test_every_rendered_pod_meets_pod_security_restricted(
-    helm: str, crds: None, option: str
-) -> None:
+def test_every_rendered_pod_meets_pod_security_restricted(helm: str, option: str) -> None:
     objects = template(helm, *RESTRICTED_OPTIONS[option])
     pods = rendered_pods(objects)
     spark_apps = [o for o in objects if o["kind"] in SPARK_KINDS]
     assert len(pods) == 2 * len(spark_apps) >= 2  # a driver and an executor pod each
     for pod in pods:
         assert violations(pod, Level.RESTRICTED) == [], pod.source
-    for obj in spark_apps:
-        assert validate(obj) == [], obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("option", sorted(RESTRICTED_OPTIONS))
+def test_the_spark_applications_of_every_restricted_option_validate(
+    helm: str, crds: None, option: str
+) -> None:
+    assert_valid(template(helm, *RESTRICTED_OPTIONS[option]), SPARK_KINDS)
 
 
 @pytest.mark.parametrize("path", shipped_manifests(), ids=lambda p: p.name)
@@ -387,12 +406,13 @@ def test_the_empty_dir_size_limit_caps_what_each_data_node_caches(helm: str) -> 
     assert "--cache-capacity" not in on_host["spec"]["arguments"]  # its free disk is real
 
 
-def test_a_host_path_cache_is_an_option_and_pod_security_baseline_refuses_it(
-    helm: str, crds: None
-) -> None:
-    objects = template(helm, "--set", "feeder.cache.type=hostPath")
-    (app,) = by_kind(objects, "SparkApplication")
+def test_a_feeder_with_a_host_path_cache_validates(helm: str, crds: None) -> None:
+    (app,) = by_kind(template(helm, "--set", "feeder.cache.type=hostPath"), "SparkApplication")
     assert validate(app) == []
+
+
+def test_a_host_path_cache_is_an_option_and_pod_security_baseline_refuses_it(helm: str) -> None:
+    objects = template(helm, "--set", "feeder.cache.type=hostPath")
     executor = the_pod(objects, "executor")
     (cache,) = [v for v in executor.spec["volumes"] if v["name"] == "spark-local-dir-1"]
     assert cache["hostPath"] == {"path": "/mnt/nvme/icefeed", "type": "Directory"}
@@ -571,13 +591,15 @@ def test_feeder_spark_conf_replaces_a_chart_default_without_a_duplicate_key(helm
 # --- A CleanSpec carried in the values: a ConfigMap mounted into the driver ---
 
 
-def test_an_inline_clean_spec_is_a_configmap_the_driver_reads(helm: str, crds: None) -> None:
+def test_a_chart_with_an_inline_clean_spec_validates(helm: str, crds: None) -> None:
+    assert_valid(template(helm, *INLINE_JOB), SPARK_KINDS)
+
+
+def test_an_inline_clean_spec_is_a_configmap_the_driver_reads(helm: str) -> None:
     from jobs.clean.spec import CleanSpec
 
     objects = template(helm, *INLINE_JOB)
-    for obj in objects:
-        if obj["kind"] not in THIRD_PARTY_KINDS:
-            assert validate(obj) == [], f"{obj['kind']} {obj['metadata']['name']}"
+    assert_valid(objects, core_kinds(objects))
     (config_map,) = [
         o for o in by_kind(objects, "ConfigMap") if "cleanspec" in o["metadata"]["name"]
     ]

@@ -81,11 +81,28 @@ def test_order_is_mixed_repeats_for_a_seed_and_differs_across_epochs(feed):
     assert {i * 3 // ROWS for i in first[:2048]} == {0, 1, 2}
 
 
+#: reads whose order must not depend on how many data nodes serve the table
+_ORDERED_READS = {
+    "mix": dict(seed=5, mix=MIX),
+    "slice": dict(seed=5, shuffle="slice"),
+    "off": dict(seed=5, shuffle=False),
+    "mix-rank-1-of-2": dict(seed=5, mix=MIX, rank=1, world_size=2),
+}
+
+
+def _orders(endpoint: str) -> dict[str, list[int]]:
+    client = FeederClient(endpoint, job="order-n")
+    return {name: ids_of(client.stream(2, **kw)) for name, kw in _ORDERED_READS.items()}
+
+
 def test_the_order_does_not_depend_on_the_number_of_nodes(feed, module_catalog, home):
-    two = ids_of(FeederClient(feed.endpoint, job="mix-n").stream(2, seed=5, mix=MIX))
-    with local_feeder(module_catalog, cache_dir=home / "one", nodes=1) as single:
-        one = ids_of(FeederClient(single.endpoint, job="mix-n").stream(2, seed=5, mix=MIX))
-    assert one == two
+    """The same reads from 1, 2 and 3 data nodes give the same ids in the same order."""
+    two = _orders(feed.endpoint)
+    assert sorted(two["mix"]) == list(range(ROWS)) and two["mix"] != two["off"]
+    for nodes in (1, 3):
+        with local_feeder(module_catalog, cache_dir=home / f"n{nodes}", nodes=nodes) as other:
+            assert len(other.coordinator.status()["nodes"]) == nodes
+            assert _orders(other.endpoint) == two, f"{nodes} nodes"
 
 
 @pytest.mark.parametrize("skip", [1, 1000, 2047, 2048, 5001])

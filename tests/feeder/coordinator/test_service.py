@@ -437,7 +437,11 @@ def test_nodes_advertise_a_name_their_certificate_carries(module_catalog, tmp_pa
 
 
 def test_tls_with_a_self_signed_certificate(module_catalog, tmp_path):
-    from tests.feeder.protocol.test_auth import make_self_signed, unrelated_ca
+    from tests.feeder.protocol.test_auth import (
+        CERTIFICATE_REFUSED,
+        make_self_signed,
+        unrelated_ca,
+    )
 
     server_tls = make_self_signed(tmp_path)
     with local_feeder(
@@ -447,7 +451,7 @@ def test_tls_with_a_self_signed_certificate(module_catalog, tmp_path):
         client = FeederClient(f.endpoint, token="t0k", tls=TLSConfig(ca_file=server_tls.cert_file))
         assert sorted(ids_of(client.stream(0, mode="dynamic"))) == list(range(ROWS))
         stranger = FeederClient(f.endpoint, token="t0k", tls=unrelated_ca(tmp_path), timeout=2)
-        with pytest.raises(FeederError):
+        with pytest.raises(FeederError, match=CERTIFICATE_REFUSED):
             stranger.status()
         plain = FeederClient(f.endpoint.replace("grpc+tls", "grpc"), token="t0k", timeout=2)
         with pytest.raises(FeederError):

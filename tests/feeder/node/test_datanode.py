@@ -356,7 +356,11 @@ def test_run_data_node_registers_caches_serves_and_stops(catalog, tmp_path):
 
 
 def test_node_over_tls_with_token(catalog, tmp_path):
-    from tests.feeder.protocol.test_auth import make_self_signed, unrelated_ca
+    from tests.feeder.protocol.test_auth import (
+        CERTIFICATE_REFUSED,
+        make_self_signed,
+        unrelated_ca,
+    )
 
     tls = make_self_signed(tmp_path)
     cache = SliceCache(tmp_path / "cache")
@@ -378,7 +382,7 @@ def test_node_over_tls_with_token(catalog, tmp_path):
         client.close()
         # a client that trusts an unrelated CA must refuse the node's certificate
         stranger = connect(location_uri("127.0.0.1", node.port, tls), tls=unrelated_ca(tmp_path))
-        with pytest.raises(flight.FlightError):
+        with pytest.raises(flight.FlightUnavailableError, match=CERTIFICATE_REFUSED):
             fetch(stranger, ticket)
         stranger.close()
     finally:

@@ -1,4 +1,4 @@
-"""Node ↔ coordinator messages (pure): round trips, wire fields, only SpecError for garbage."""
+"""Node ↔ coordinator messages (pure): round trips, wire fields, garbage refused (SpecError)."""
 
 from __future__ import annotations
 
@@ -118,10 +118,22 @@ def test_bad_values_fail_at_construction_too():
         CachedReport(node_id="n", slice_id=0, num_rows=1, nbytes=-5)
 
 
+def _json_object(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw), dict)
+    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError)
+        return False
+
+
 @settings(deadline=None)
-@given(st.binary(max_size=200))
-def test_random_bytes_only_ever_raise_spec_error(raw):
+@given(st.binary(max_size=200) | st.sampled_from([b"[]", b"1", b'"x"', b"null", b"{"]))
+def test_random_bytes_are_refused_unless_a_json_object(raw):
+    """Only SpecError escapes; and bytes that are not a JSON object are always refused."""
     for message in MESSAGES:
+        if not _json_object(raw):
+            with pytest.raises(SpecError):
+                message.from_json(raw)
+            continue
         with contextlib.suppress(SpecError):
             message.from_json(raw)
 
@@ -165,3 +177,27 @@ def test_random_json_only_ever_raises_spec_error(body):
     for message in MESSAGES:
         with contextlib.suppress(SpecError):
             message.from_json(raw)
+
+
+# Values of the wrong type for a field, by the type of its valid value (truthy, so that a
+# parser's "missing or empty means default" cannot take them for a missing field).
+_WRONG = {
+    str: [7, ["s"], {"s": 1}, True],
+    int: ["7", 1.5, True, [1]],
+    bool: ["yes", 1],
+    list: ["x", 7, {"a": 1}],
+    dict: [[1], "x", 7],
+}
+
+
+@settings(deadline=None)
+@given(st.data())
+def test_a_valid_message_is_kept_and_one_wrong_field_is_refused(data):
+    """A parser that accepted everything (or refused everything) fails here."""
+    message = data.draw(st.sampled_from(SAMPLES))
+    wire = json.loads(message.to_json())
+    assert type(message).from_json(json.dumps(wire).encode()) == message
+    key = data.draw(st.sampled_from(sorted(k for k, v in wire.items() if v is not None)))
+    bad = data.draw(st.sampled_from(_WRONG[type(wire[key])]))
+    with pytest.raises(SpecError):
+        type(message).from_json(json.dumps({**wire, key: bad}).encode())

@@ -218,8 +218,9 @@ def _flat(batches: list[list[int]]) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["static", "dynamic"])
 def test_each_row_once_per_epoch_across_ranks_and_workers(served, mode):
-    """Both ranks (2 DataLoader workers each) read the epoch at the same time: batches
-    are taken from the two loaders in turn, so neither can drain the queue first."""
+    """Both ranks (2 DataLoader workers each) read the epoch at the same time: one thread
+    per rank, released together by a barrier and joined, so neither can drain the
+    queue before the other starts."""
     from torch.utils.data import DataLoader
 
     run = uuid.uuid4().hex[:8]  # a fresh job: dynamic mode consumes (job, epoch) once
@@ -238,17 +239,27 @@ def test_each_row_once_per_epoch_across_ranks_and_workers(served, mode):
             # MIX windows of 256 rows: ~24 units to share (one default window holds it all)
             mix=MixParams(block_rows=32, window_rows=256),
         )
-        loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=FORK_SAFE)
-        loaders.append(iter(loader))
+        loaders.append(
+            DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=FORK_SAFE)
+        )
     per_rank: list[list[list[int]]] = [[], []]
-    live = {0, 1}
-    while live:  # one batch from each live rank in turn
-        for rank in sorted(live):
-            batch = next(loaders[rank], None)
-            if batch is None:
-                live.discard(rank)
-            else:
-                per_rank[rank].append(batch["id"].tolist())
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def read(rank: int) -> None:
+        try:
+            start.wait(60)
+            per_rank[rank] = _ids(loaders[rank])  # starts its workers, reads the epoch
+        except BaseException as exc:  # surfaced below: a thread's exception is not a failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(rank,)) for rank in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not any(t.is_alive() for t in threads), "a rank did not finish its epoch"
+    assert errors == []
     all_ids = _flat(per_rank[0]) + _flat(per_rank[1])
     assert sorted(all_ids) == list(range(ROWS))
     for batches in per_rank:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import base64
 import copy
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sparkapps.problems import Check
 from sparkapps.trainjob import API_VERSION, trainjob_problems
@@ -203,3 +206,29 @@ def test_the_shared_local_volume_is_not_built_and_must_stay_unset(helm: str) -> 
     )
     assert result.returncode != 0
     assert "sharedLocalVolume" in result.stderr
+
+
+def test_icefeed_sparkapp_validate_checks_a_rendered_trainjob(
+    helm: str, tmp_path: Path, sparkapp_cli: Callable[..., int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = template_text(helm, *ON, "--show-only", "templates/trainjob.yaml")
+    good = tmp_path / "trainjob.yaml"
+    good.write_text(text)
+    bad = tmp_path / "misspelt.yaml"
+    bad.write_text(text.replace("numProcPerNode:", "numProcsPerNode:"))
+    assert sparkapp_cli("validate", str(good)) == 0
+    assert sparkapp_cli("validate", str(bad)) != 0
+    out = capsys.readouterr().out
+    assert "TrainJob icefeed-train: ok" in out
+    assert "spec.trainer.numProcsPerNode: unknown field" in out
+
+
+def test_the_docs_training_values_render_a_valid_trainjob(helm: str, tmp_path: Path) -> None:
+    from tests.sparkapps.test_docs import yaml_blocks
+
+    (values,) = [b for b in yaml_blocks() if isinstance(b, dict) and "training" in b]
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    job = the_trainjob(template(helm, "-f", str(path)))
+    assert job["spec"]["trainer"]["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "1"
+    assert validate(job) == []

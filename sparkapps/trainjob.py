@@ -32,7 +32,14 @@ TRAINER_CONTAINER = "node"
 
 
 def is_trainjob(manifest: Mapping[str, Any]) -> bool:
-    """Return True when ``manifest`` is a Kubeflow Trainer TrainJob (any version)."""
+    """Return True when ``manifest`` is a Kubeflow Trainer TrainJob (any version).
+
+    Args:
+        manifest: a parsed manifest of any kind.
+
+    Returns:
+        True for kind TrainJob in the trainer.kubeflow.org group.
+    """
     group = str(manifest.get("apiVersion", "")).rpartition("/")[0]
     return manifest.get("kind") == KIND and group == GROUP
 
@@ -72,6 +79,13 @@ def model_problems(manifest: Mapping[str, Any], model: Any) -> list[Problem]:
     The generated ``from_dict`` builds nested models one by one (and the oneOf
     wrappers such as Quantity), so it stops at the first wrong model: the
     problem names that model and the field in it.
+
+    Args:
+        manifest: the parsed TrainJob.
+        model: the pydantic model class of the whole TrainJob.
+
+    Returns:
+        The problems (Check.SCHEMA) of the first model that refused its part.
     """
     pydantic = require("pydantic", "k8s")
     hint = f"checked against kubeflow-trainer-api's {model.__name__} (not the cluster's CRD)"
@@ -154,7 +168,17 @@ def _walk(value: Any, annotation: Any, path: str) -> list[Problem]:
 
 
 def pod_problems(manifest: Mapping[str, Any]) -> list[Problem]:
-    """Check the TrainJob's pod parts as Pods against Kubernetes' schema (strict)."""
+    """Check the TrainJob's pod parts as Pods against Kubernetes' schema (strict).
+
+    The parts: the trainer's container (image, command, args, env, resourcesPerNode
+    as resources) and the pod template of every replicated job a runtime patch patches.
+
+    Args:
+        manifest: the parsed TrainJob.
+
+    Returns:
+        The problems (Check.KUBERNETES) with their paths in the TrainJob.
+    """
     from sparkapps.validation import validate_core_object
 
     spec = manifest.get("spec")

@@ -232,3 +232,8 @@ def test_the_docs_training_values_render_a_valid_trainjob(helm: str, tmp_path: P
     job = the_trainjob(template(helm, "-f", str(path)))
     assert job["spec"]["trainer"]["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "1"
     assert validate(job) == []
+
+
+def test_helm_lint_passes_with_training_on(helm: str) -> None:
+    result = run_helm(helm, "lint", "--strict", str(CHART), *ON)
+    assert result.returncode == 0, result.stdout + result.stderr

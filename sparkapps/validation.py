@@ -30,6 +30,7 @@ from jobs.errors import ManifestError
 from jobs.extras import require
 from sparkapps.crds import API_VERSION, CrdSource, CrdUnavailableError, Kind, crd_source
 from sparkapps.problems import Check, Problem
+from sparkapps.trainjob import is_trainjob, trainjob_problems
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,8 @@ def validation_report(
     """Check ``manifest`` with every layer that can run; report problems and skipped checks.
 
     SparkApplication and ScheduledSparkApplication go through all four layers;
-    any other kind is checked against Kubernetes' own schema.
+    a Kubeflow Trainer TrainJob through :mod:`sparkapps.trainjob` (the Trainer's
+    Python models, not a CRD); any other kind against Kubernetes' own schema.
 
     Args:
         manifest: the parsed manifest.
@@ -129,6 +131,8 @@ def validation_report(
                 check=Check.MANIFEST,
             )
             return ValidationReport(problems=[problem])
+        if is_trainjob(manifest):
+            return ValidationReport(problems=trainjob_problems(manifest))
         return ValidationReport(problems=validate_core_object(manifest))
     kind = Kind.parse(kind_name)
     problems = list(document_problems(manifest))

@@ -88,7 +88,7 @@ def test_the_values_example_passes_the_chart_schema() -> None:
 
     schema = json.loads((chart_dir() / "values.schema.json").read_text())
     examples = [b for b in yaml_blocks() if isinstance(b, dict) and "kind" not in b]
-    assert len(examples) == 2  # the feeder's values, a clean job with an inline spec
+    assert len(examples) == 3  # the feeder's values, a clean job with an inline spec, training
     for values in examples:
         merged = {**chart_defaults()}
         for key, value in values.items():

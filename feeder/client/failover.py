@@ -28,6 +28,8 @@ from jobs.errors import AuthError, FeederError
 log = logging.getLogger(__name__)
 
 SUSPECT_SECONDS = 30.0  # a location that failed is tried last for this long
+#: pyarrow's error for a call on a FlightClient closed under the call
+CLOSED = "FlightClient is closed"
 
 #: ``resume(ticket, delivered) -> (ticket, locations)``: the coordinator's fresh ticket
 #: for the rows of ``ticket`` after the first ``delivered``.
@@ -88,12 +90,16 @@ class NodeReader:
                 client = self._nodes[location] = connect(location, tls=self._tls)
             return client
 
-    def _drop_node(self, location: str) -> None:
+    def _drop_node(self, location: str, *, suspect: bool = True) -> None:
+        """Forget ``location``'s connection (the next read opens a new one).
+
+        Not closed here: a sibling read (MIX reads a window's pieces on parallel
+        threads) may still hold it; it closes when its last user lets go.
+        """
         with self._lock:
-            self._suspects[location] = time.monotonic()
-            client = self._nodes.pop(location, None)
-        if client is not None:
-            client.close()
+            if suspect:
+                self._suspects[location] = time.monotonic()
+            self._nodes.pop(location, None)
 
     def read(
         self, ticket: str, locations: list[str], *, position: int = 0, unit: int = 1
@@ -134,7 +140,12 @@ class NodeReader:
                 except REFUSED as exc:
                     raise AuthError(f"data node {location} refused a ticket: {clean(exc)}") from exc
                 except pa.ArrowInvalid as exc:
-                    raise FeederError(f"data node {location}: {clean(exc)}") from exc
+                    if CLOSED not in str(exc):
+                        raise FeederError(f"data node {location}: {clean(exc)}") from exc
+                    last = exc  # closed under this read (``close``): open it again
+                    self._drop_node(location, suspect=False)
+                    if delivered:
+                        break
                 except RETRIABLE as exc:
                     last = exc
                     log.warning(

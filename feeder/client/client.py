@@ -76,8 +76,8 @@ class FeederClient:
             the time to materialise one slice from table storage) before it treats
             the node as lost.
         restart_seconds: how long a coordinator that answered before is retried while
-            unreachable (a driver restart), before :class:`FeederError`. Keep
-            ``retry_seconds`` above it, so a range's failover outlasts the restart.
+            unreachable (a driver restart), before :class:`FeederError`; that wait
+            does not count against ``retry_seconds``.
 
     Raises:
         SpecError: an argument is invalid.

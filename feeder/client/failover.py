@@ -3,8 +3,9 @@
 When a data-node stream breaks (or stalls for ``stall_seconds``, see
 :mod:`feeder.client.stall_watch`), the reader asks the coordinator to ``resume``
 the ticket at the rows delivered (a fresh ticket for the rest, with the live
-locations) and reads on from the next node, for up to ``retry_seconds``. Locations
-that failed recently are tried last.
+locations) and reads on from the next node, for up to ``retry_seconds`` (time the
+coordinator keeps a ``resume`` waiting, e.g. while it restarts, not counted).
+Locations that failed recently are tried last.
 """
 
 from __future__ import annotations
@@ -168,7 +169,11 @@ class NodeReader:
                 time.sleep(delay)  # retry backoff while a replacement node starts
                 delay = min(delay * 2, 1.0)
             # progress of a lease keeps counting from the unit's start across resumes
+            asked = time.monotonic()
             ticket, locations = self._resume(ticket, delivered)
+            # a coordinator that keeps the resume waiting (a driver restart: bounded by
+            # the client's restart_seconds) does not use up the range's failover time
+            deadline += time.monotonic() - asked
             position += delivered  # the new ticket starts where the delivered rows end
 
     def _node_batches(

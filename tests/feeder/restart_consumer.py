@@ -1,8 +1,9 @@
 """A training process of its own that reads one epoch across a feeder restart.
 
-``python -m tests.feeder.restart_consumer ENDPOINT MODE PAUSE_BATCHES OUT``: iterates
-epoch 0 of job ``restart-e2e`` through a real :class:`~feeder.torch.FeederDataset`
-(batches of 500 rows, MIX windows of 1000); after ``PAUSE_BATCHES`` batches it prints
+``python -m tests.feeder.restart_consumer ENDPOINT MODE SHUFFLE PAUSE_BATCHES OUT``:
+iterates epoch 0 of job ``restart-e2e`` through a real :class:`~feeder.torch.FeederDataset`
+(batches of 500 rows; ``SHUFFLE`` ``slice`` or ``mix``, MIX windows of 1000 rows);
+after ``PAUSE_BATCHES`` batches it prints
 ``read PAUSE_BATCHES batches`` and waits for a line on stdin (the test kills and
 restarts the feeder meanwhile), then reads on to the end of the epoch, writes the
 ``id`` of every row it got, as JSON, to ``OUT`` and prints ``DONE``. Exit code 0
@@ -28,13 +29,14 @@ RESTART_SECONDS = 240.0
 
 def main(argv: list[str]) -> int:
     """Read the epoch; see the module docstring for the arguments."""
-    endpoint, mode, pause, out = argv[0], argv[1], int(argv[2]), Path(argv[3])
+    endpoint, mode, shuffle, pause, out = argv[0], argv[1], argv[2], int(argv[3]), Path(argv[4])
     dataset = FeederDataset(
         endpoint,
         batch_size=BATCH_ROWS,
         columns=["id"],
         job="restart-e2e",
         mode=mode,
+        shuffle=shuffle,
         seed=11,
         mix=MIX,
         restart_seconds=RESTART_SECONDS,

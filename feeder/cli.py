@@ -67,6 +67,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help=port_help)
     parser.add_argument("--cache-dir", help="node cache dir (default: SPARK_LOCAL_DIRS)")
     parser.add_argument(
+        "--journal-dir",
+        help="where the coordinator journals what a driver restart must not lose "
+        "(default: <cache-dir>/icefeed-journal; none without --cache-dir)",
+    )
+    parser.add_argument(
         "--cache-capacity",
         dest="cache_capacity_bytes",
         type=byte_quantity,
@@ -157,6 +162,7 @@ def serve_config(args: argparse.Namespace) -> FeederConfig:
         "host": args.host,
         "port": args.port,
         "cache_dir": args.cache_dir,
+        "journal_dir": args.journal_dir,
         "cache_capacity_bytes": args.cache_capacity_bytes,
         "slice_bytes": args.slice_bytes,
         "lease_seconds": args.lease_seconds,

@@ -16,8 +16,10 @@ delivered and reads on from the next node, for up to ``retry_seconds``. A node
 that keeps the stream open but sends nothing for ``stall_seconds`` while the
 client waits (:mod:`feeder.client.stall_watch`) counts as broken the same way.
 A coordinator that cannot be reached for ``timeout`` seconds raises
-:class:`FeederError`; wrong token → :class:`AuthError`; a bad request (unknown
-column, ``rank >= world_size``) → :class:`SpecError`.
+:class:`FeederError`; one that answered before and went away (a driver restart)
+is retried for ``restart_seconds``, and a feeder with a journal continues the
+epoch exactly once (docs/feeder.md, *Restarts*); wrong token → :class:`AuthError`;
+a bad request (unknown column, ``rank >= world_size``) → :class:`SpecError`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import pyarrow.flight as flight
 from pydantic import SecretStr
 
 from feeder.client.allocator import tune_for_streaming
-from feeder.client.coordinator_calls import READY_TIMEOUT, CoordinatorCalls
+from feeder.client.coordinator_calls import READY_TIMEOUT, RESTART_SECONDS, CoordinatorCalls
 from feeder.client.failover import NodeReader
 from feeder.client.heartbeat import LeaseHeartbeater
 from feeder.client.read_ahead import read_ahead
@@ -61,8 +63,8 @@ class FeederClient:
         job: this training job's name (its own epoch state on the feeder).
         token: the bearer token; None reads ``ICEFEED_TOKEN`` / ``ICEFEED_TOKEN_FILE``.
         tls: TLS settings for ``grpc+tls://``.
-        timeout: bounds every coordinator call and how long an unreachable
-            coordinator is retried.
+        timeout: bounds every coordinator call and how long a coordinator never
+            reached is retried.
         retry_seconds: bounds failover of one slice range.
         ready_timeout: how long to wait for a feeder that is still caching.
         read_ahead: how many further slice ranges a static-mode stream reads
@@ -72,6 +74,9 @@ class FeederClient:
             its first, which a node sends only once it has the slice: keep it above
             the time to materialise one slice from table storage) before it treats
             the node as lost.
+        restart_seconds: how long a coordinator that answered before is retried while
+            unreachable (a driver restart), before :class:`FeederError`; that wait
+            does not count against ``retry_seconds``.
 
     Raises:
         SpecError: an argument is invalid.
@@ -89,13 +94,17 @@ class FeederClient:
         ready_timeout: float = READY_TIMEOUT,
         read_ahead: int = 0,
         stall_seconds: float = DEFAULT_STALL_SECONDS,
+        restart_seconds: float = RESTART_SECONDS,
     ) -> None:
         if not isinstance(endpoint, str) or "://" not in endpoint:
             raise SpecError(f"endpoint: {endpoint!r} must look like grpc://host:port")
         if not isinstance(job, str) or not job:
             raise SpecError(f"job: {job!r} must be a non-empty string")
-        if timeout <= 0 or retry_seconds <= 0 or ready_timeout <= 0 or stall_seconds <= 0:
-            raise SpecError("timeout, retry_seconds, ready_timeout and stall_seconds must be > 0")
+        if min(timeout, retry_seconds, ready_timeout, stall_seconds, restart_seconds) <= 0:
+            raise SpecError(
+                "timeout, retry_seconds, ready_timeout, stall_seconds and restart_seconds "
+                "must be > 0"
+            )
         if not isinstance(read_ahead, int) or not 0 <= read_ahead <= 8:
             raise SpecError(f"read_ahead: {read_ahead!r} must be an integer in 0..8")
         tune_for_streaming()
@@ -107,6 +116,7 @@ class FeederClient:
         self.retry_seconds = float(retry_seconds)
         self.ready_timeout = float(ready_timeout)
         self.stall_seconds = float(stall_seconds)
+        self.restart_seconds = float(restart_seconds)
         self._coordinator = CoordinatorCalls(
             endpoint,
             job=job,
@@ -114,6 +124,7 @@ class FeederClient:
             tls=tls,
             timeout=self.timeout,
             ready_timeout=self.ready_timeout,
+            restart_seconds=self.restart_seconds,
         )
         self._nodes = NodeReader(
             options=self._coordinator.options,

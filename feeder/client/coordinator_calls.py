@@ -2,7 +2,9 @@
 
 One connection per client, reopened after a transport error. A refused token
 raises AuthError, a bad request SpecError, a server-side failure FeederError;
-transport errors are retried for ``timeout`` seconds, and the coordinator's
+transport errors are retried for ``timeout`` seconds — for ``restart_seconds``
+once the coordinator has answered (a driver restart: a feeder with a journal comes
+back on the same endpoint and continues the epoch) — and the coordinator's
 "alive, but not ready" answer for ``ready_timeout`` seconds.
 """
 
@@ -22,6 +24,7 @@ from feeder.client.flight_errors import REFUSED, RETRIABLE, RETRY_MARK, clean, f
 from feeder.protocol.auth import call_options, connect
 from feeder.protocol.chunking import Chunking
 from feeder.protocol.config import TLSConfig
+from feeder.protocol.wire_errors import error_code
 from jobs.errors import AuthError, FeederError, SpecError
 
 T = TypeVar("T")
@@ -29,6 +32,8 @@ T = TypeVar("T")
 
 #: Seconds a client waits, by default, for a feeder that is still caching.
 READY_TIMEOUT = 600.0
+#: Seconds a client retries, by default, a coordinator that answered before and went away.
+RESTART_SECONDS = 60.0
 
 
 class CoordinatorCalls:
@@ -39,8 +44,10 @@ class CoordinatorCalls:
         job: the job name sent with every call.
         token: the bearer token (None: no token).
         tls: TLS settings for ``grpc+tls://``.
-        timeout: bounds each call and how long an unreachable coordinator is retried.
+        timeout: bounds each call and how long a coordinator never reached is retried.
         ready_timeout: how long a coordinator that is still caching is waited for.
+        restart_seconds: how long a coordinator that answered before is retried while
+            unreachable (it is restarting).
     """
 
     def __init__(
@@ -52,11 +59,14 @@ class CoordinatorCalls:
         tls: TLSConfig | None,
         timeout: float,
         ready_timeout: float,
+        restart_seconds: float = RESTART_SECONDS,
     ) -> None:
         self.endpoint = endpoint
         self.job = job
         self.timeout = timeout
         self.ready_timeout = ready_timeout
+        self.restart_seconds = restart_seconds
+        self._answered = False  # whether the coordinator ever answered this client
         self._token = token
         self._tls = tls
         self._lock = threading.Lock()
@@ -95,15 +105,19 @@ class CoordinatorCalls:
             AuthError: the token was refused.
             SpecError: the coordinator rejected the request as invalid.
             FeederError: the call failed on the server, the coordinator was unreachable
-                for ``timeout`` seconds, or not ready for ``ready_timeout`` seconds.
+                for ``timeout`` seconds (``restart_seconds`` once it had answered), or
+                not ready for ``ready_timeout`` seconds.
         """
         start = time.monotonic()
         delay = 0.05
         while True:
             try:
                 try:
-                    return fn(self._connection(), self.options(self.timeout))
+                    result = fn(self._connection(), self.options(self.timeout))
+                    self._answered = True
+                    return result
                 except flight.FlightError as exc:
+                    self._answered = self._answered or error_code(exc) is not None
                     who = f"feeder at {self.endpoint}: {what}"
                     final = final_error(exc, who, internal_is_final=True)
                     if final is not None:
@@ -125,10 +139,16 @@ class CoordinatorCalls:
                         f"feeder at {self.endpoint} still not ready after {waited:.0f}s: "
                         f"{clean(exc)}"
                     ) from exc
-                if not alive and waited > self.timeout:
+                limit = self.restart_seconds if self._answered else self.timeout
+                if not alive and waited > limit:
+                    hint = (
+                        "it did not come back within restart_seconds"
+                        if self._answered
+                        else "is the feeder running?"
+                    )
                     raise FeederError(
                         f"coordinator at {self.endpoint} unreachable for {waited:.0f}s "
-                        f"({what}): {clean(exc)}; is the feeder running?"
+                        f"({what}): {clean(exc)}; {hint}"
                     ) from exc
                 if not alive:
                     with self._lock:

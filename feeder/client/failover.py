@@ -3,8 +3,9 @@
 When a data-node stream breaks (or stalls for ``stall_seconds``, see
 :mod:`feeder.client.stall_watch`), the reader asks the coordinator to ``resume``
 the ticket at the rows delivered (a fresh ticket for the rest, with the live
-locations) and reads on from the next node, for up to ``retry_seconds``. Locations
-that failed recently are tried last.
+locations) and reads on from the next node, for up to ``retry_seconds`` (time the
+coordinator keeps a ``resume`` waiting, e.g. while it restarts, not counted).
+Locations that failed recently are tried last.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from jobs.errors import AuthError, FeederError
 log = logging.getLogger(__name__)
 
 SUSPECT_SECONDS = 30.0  # a location that failed is tried last for this long
+#: pyarrow's error for a call on a FlightClient closed under the call
+CLOSED = "FlightClient is closed"
 
 #: ``resume(ticket, delivered) -> (ticket, locations)``: the coordinator's fresh ticket
 #: for the rows of ``ticket`` after the first ``delivered``.
@@ -89,12 +92,16 @@ class NodeReader:
                 client = self._nodes[location] = connect(location, tls=self._tls)
             return client
 
-    def _drop_node(self, location: str) -> None:
+    def _drop_node(self, location: str, *, suspect: bool = True) -> None:
+        """Forget ``location``'s connection (the next read opens a new one).
+
+        Not closed here: a sibling read (MIX reads a window's pieces on parallel
+        threads) may still hold it; it closes when its last user lets go.
+        """
         with self._lock:
-            self._suspects[location] = time.monotonic()
-            client = self._nodes.pop(location, None)
-        if client is not None:
-            client.close()
+            if suspect:
+                self._suspects[location] = time.monotonic()
+            self._nodes.pop(location, None)
 
     def read(
         self, ticket: str, locations: list[str], *, position: int = 0, unit: int = 1
@@ -135,7 +142,12 @@ class NodeReader:
                 except REFUSED as exc:
                     raise AuthError(f"data node {location} refused a ticket: {clean(exc)}") from exc
                 except pa.ArrowInvalid as exc:
-                    raise FeederError(f"data node {location}: {clean(exc)}") from exc
+                    if CLOSED not in str(exc):
+                        raise FeederError(f"data node {location}: {clean(exc)}") from exc
+                    last = exc  # closed under this read (``close``): open it again
+                    self._drop_node(location, suspect=False)
+                    if delivered:
+                        break
                 except RETRIABLE as exc:
                     last = exc
                     log.warning(
@@ -158,7 +170,11 @@ class NodeReader:
                 time.sleep(delay)  # retry backoff while a replacement node starts
                 delay = min(delay * 2, 1.0)
             # progress of a lease keeps counting from the unit's start across resumes
+            asked = time.monotonic()
             ticket, locations = self._resume(ticket, delivered)
+            # a coordinator that keeps the resume waiting (a driver restart: bounded by
+            # the client's restart_seconds) does not use up the range's failover time
+            deadline += time.monotonic() - asked
             position += delivered  # the new ticket starts where the delivered rows end
 
     def read_bundle(self, location: str, tickets: list[str]) -> Iterator[pa.RecordBatch]:

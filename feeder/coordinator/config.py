@@ -9,6 +9,7 @@ line or an error message.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 
 from feeder.coordinator.limits import CoordinatorLimits
@@ -35,6 +36,9 @@ class FeederConfig(NodeSettings):
         metrics_port: serve Prometheus ``/metrics`` here (None: no metrics).
         catalog: the catalog's name (None: configured or embedded).
         limits: bounds on the coordinator's per-job state (docs/feeder.md, *Limits*).
+        journal_dir: where the coordinator journals what a restart must not lose
+            (:mod:`feeder.coordinator.journal`; None: ``<cache_dir>/icefeed-journal``,
+            or no journal without a ``cache_dir``).
         host, token, tls, cache_dir, cache_capacity_bytes, heartbeat_seconds, batch_rows,
             row_copy: the
             data nodes' settings (:class:`~feeder.node.settings.NodeSettings`);
@@ -55,6 +59,7 @@ class FeederConfig(NodeSettings):
     metrics_port: int | None = None
     catalog: str | None = None
     limits: CoordinatorLimits = field(default_factory=CoordinatorLimits)
+    journal_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.table, str) or not self.table.strip():
@@ -89,6 +94,10 @@ class FeederConfig(NodeSettings):
             raise SpecError(f"lease_seconds: {value!r} must be a positive number of seconds")
         if self.catalog is not None and not isinstance(self.catalog, str):
             raise SpecError(f"catalog: {self.catalog!r} must be a catalog name or None")
+        if self.journal_dir is not None:
+            if not isinstance(self.journal_dir, str | os.PathLike) or not str(self.journal_dir):
+                raise SpecError(f"journal_dir: {self.journal_dir!r} must be a folder path or None")
+            object.__setattr__(self, "journal_dir", str(self.journal_dir))
         if not isinstance(self.limits, CoordinatorLimits):
             raise SpecError("limits: must be a CoordinatorLimits")
         super().__post_init__()

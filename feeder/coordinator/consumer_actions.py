@@ -21,6 +21,7 @@ import pyarrow.flight as flight
 
 from feeder.coordinator import mixplan
 from feeder.coordinator.epochs import EpochBook, EpochBooks
+from feeder.coordinator.journal import Journal
 from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.registry import NodeRegistry
@@ -45,7 +46,7 @@ from feeder.protocol.shuffle import (
 )
 from feeder.protocol.shuffle_kind import Shuffle
 from feeder.protocol.tickets import TicketClaims, TicketSigner, check_session
-from jobs.errors import SpecError
+from jobs.errors import FeederError, SpecError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,14 @@ NO_SNAPSHOT = -1  # ticket snapshot id of a table without snapshots (no ticket i
 
 
 class ConsumerActions:
-    """The consumer handlers of one coordinator session; they share the coordinator's lock."""
+    """The consumer handlers of one coordinator session; they share the coordinator's lock.
+
+    With a ``journal``, every change of the epoch state is saved before the answer
+    goes out, and ``restored`` (the journal's last state) is continued.
+
+    Raises:
+        FeederError: ``restored`` is not a valid epoch state.
+    """
 
     def __init__(
         self,
@@ -66,8 +74,11 @@ class ConsumerActions:
         metrics: FeederMetrics | None,
         clock: Callable[[], float],
         limits: CoordinatorLimits | None = None,
+        journal: Journal | None = None,
+        restored: dict[str, Any] | None = None,
     ) -> None:
         self.served = served
+        self.journal = journal
         self.signer = signer
         self.registry = registry
         self.lease_seconds = lease_seconds
@@ -80,6 +91,15 @@ class ConsumerActions:
             clock=clock,
             session_id=signer.session_id,
         )
+        if restored is not None:
+            try:
+                self.books.restore(restored)
+            except (KeyError, TypeError, ValueError, SpecError) as exc:
+                where = journal.path if journal is not None else "the restored state"
+                raise FeederError(
+                    f"journal {where}: its epoch state is damaged ({exc!r}); move the "
+                    "folder away to start a fresh session"
+                ) from exc
 
     def handlers(
         self,
@@ -97,6 +117,19 @@ class ConsumerActions:
         return self.books.status()
 
     # --- shared ----------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        """Journal the epoch state (the caller holds the lock); a failed write is logged.
+
+        Serving goes on without a journal write: a full or read-only journal volume
+        costs the restart guarantee, not the running epochs.
+        """
+        if self.journal is None:
+            return
+        try:
+            self.journal.save(self.books.state())
+        except OSError as exc:
+            log.error("journal %s not written (%s): a restart now loses epochs", self.journal, exc)
 
     def _row_counts(self) -> list[int]:
         """Exact row counts (caller holds the lock); Unavailable until ready."""
@@ -178,6 +211,7 @@ class ConsumerActions:
         ``slices`` (under the lock)."""
         with self._lock:
             self._note_consumer(request, f"static:{request.rank}/{request.worker}", "static")
+            self._save()
             return {sid: self.registry.locations(sid) for sid in slices}
 
     @staticmethod
@@ -254,6 +288,7 @@ class ConsumerActions:
             self._expire_book(entry)
             lease = entry.book.lease(request.consumer)
             self._note_consumer(request, f"dynamic:{request.consumer}", "dynamic")
+            self._save()
             if lease is None:
                 self._announce_end(entry)
                 return {
@@ -328,6 +363,7 @@ class ConsumerActions:
                 return {"lost": list(progress)}
             self._expire_book(entry)
             lost = entry.book.heartbeat(consumer, progress)
+            self._save()
             why = {i: w for i in lost if (w := entry.book.why_lost(i)) is not None}
         return {"lost": lost, "why": why} if why else {"lost": lost}
 
@@ -339,6 +375,7 @@ class ConsumerActions:
             if entry is None:
                 return {"acknowledged": False}
             acknowledged = entry.book.done(consumer, lease_id)
+            self._save()
             self._announce_end(entry)
             why = None if acknowledged else entry.book.why_lost(lease_id)
         answer: dict[str, Any] = {"acknowledged": acknowledged}

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from feeder.coordinator.leases import LeaseBook
 from feeder.coordinator.limits import RETIRED_EPOCHS_KEPT, CoordinatorLimits
 from feeder.protocol.messages import EpochParams
+from feeder.protocol.mix import MixParams
 from feeder.protocol.shuffle import SliceRange
 from jobs.errors import LimitError, SpecError
 
@@ -146,13 +147,7 @@ class EpochBooks:
             if gone is not None:
                 raise SpecError(f"job {params.job!r} epoch {params.epoch} {gone.why}")
             self._make_room(params.job)
-            book = LeaseBook(
-                units(),
-                lease_seconds=self.lease_seconds,
-                stall_seconds=self.limits.stall_leases * self.lease_seconds,
-                id_prefix=f"{self.session_id}." if self.session_id else "",
-                clock=self._clock,
-            )
+            book = self._new_book(units())
             entry = self._books[key] = EpochBook(params, book, last_used=self._clock())
             state.epochs_started += 1
             log.info("job %s started epoch %d (dynamic mode)", params.job, params.epoch)
@@ -169,6 +164,15 @@ class EpochBooks:
             )
         entry.last_used = self._clock()
         return entry
+
+    def _new_book(self, units: Iterable[SliceRange]) -> LeaseBook:
+        return LeaseBook(
+            units,
+            lease_seconds=self.lease_seconds,
+            stall_seconds=self.limits.stall_leases * self.lease_seconds,
+            id_prefix=f"{self.session_id}." if self.session_id else "",
+            clock=self._clock,
+        )
 
     def get(self, job: str, epoch: int) -> EpochBook | None:
         """Return the book of a job's epoch (None: never leased).
@@ -260,3 +264,69 @@ class EpochBooks:
                 "modes": sorted(state.modes),
             }
         return out
+
+    # --- journal (feeder.coordinator.journal) ------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Return every job's state and lease book as a JSON-able document (no clock times)."""
+        jobs = {
+            job: {
+                "epochs_started": st.epochs_started,
+                "static_epochs": list(st.static_epochs),
+                "consumers_seen": st.consumers_seen,
+                "modes": sorted(st.modes),
+                "retired": [[e, r.finished, r.why] for e, r in st.retired.items()],
+                "forgotten_below": st.forgotten_below,
+            }
+            for job, st in self._jobs.items()
+        }
+        books = [
+            {
+                "job": job,
+                "epoch": epoch,
+                "seed": e.params.seed,
+                "shuffle": e.params.shuffle.value,
+                "columns": list(e.params.columns) if e.params.columns is not None else None,
+                "block_rows": e.params.mix.block_rows,
+                "window_rows": e.params.mix.window_rows,
+                "announced_end": e.announced_end,
+                "book": e.book.state(),
+            }
+            for (job, epoch), e in self._books.items()
+        ]
+        return {"jobs": jobs, "books": books}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state` (a restarted coordinator); every book counts as just used.
+
+        Raises:
+            KeyError, TypeError, ValueError: ``state`` is not what :meth:`state` returns.
+        """
+        now = self._clock()
+        for job, st in state["jobs"].items():
+            self._jobs[job] = _JobState(
+                last_seen=now,
+                epochs_started=int(st["epochs_started"]),
+                static_epochs=OrderedDict((int(e), None) for e in st["static_epochs"]),
+                consumers_seen=int(st["consumers_seen"]),
+                modes={str(m) for m in st["modes"]},
+                retired=OrderedDict(
+                    (int(e), Retired(bool(f), str(w))) for e, f, w in st["retired"]
+                ),
+                forgotten_below=int(st["forgotten_below"]),
+            )
+        for entry in state["books"]:
+            params = EpochParams(
+                job=entry["job"],
+                epoch=int(entry["epoch"]),
+                seed=int(entry["seed"]),
+                shuffle=entry["shuffle"],
+                columns=tuple(entry["columns"]) if entry["columns"] is not None else None,
+                mix=MixParams(block_rows=entry["block_rows"], window_rows=entry["window_rows"]),
+            )
+            book = self._new_book(())
+            book.restore(entry["book"])
+            self._jobs.setdefault(params.job, _JobState(last_seen=now))
+            self._books[(params.job, params.epoch)] = EpochBook(
+                params, book, last_used=now, announced_end=bool(entry["announced_end"])
+            )

@@ -18,11 +18,11 @@ then says so to the consumer when it wakes.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from feeder.protocol.shuffle import SliceRange
 
@@ -72,7 +72,7 @@ class LeaseBook:
         self._clock = clock
         self._queue: deque[SliceRange] = deque(u for u in units if u.num_rows > 0)
         self._leases: dict[str, Lease] = {}
-        self._ids = itertools.count()
+        self._next_id = 0  # number of the next lease id
         self.total_rows = sum(u.num_rows for u in self._queue)
         self.rows_done = 0
         self.expiries = 0
@@ -147,7 +147,7 @@ class LeaseBook:
         unit = self._queue.popleft()
         now = self._clock()
         lease = Lease(
-            lease_id=f"{self.id_prefix}L{next(self._ids)}",
+            lease_id=f"{self.id_prefix}L{self._take_id()}",
             consumer=consumer,
             unit=unit,
             deadline=now + self.lease_seconds,
@@ -155,6 +155,10 @@ class LeaseBook:
         )
         self._leases[lease.lease_id] = lease
         return lease
+
+    def _take_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
 
     def heartbeat(self, consumer: str, progress: Mapping[str, int]) -> list[str]:
         """Extend ``consumer``'s leases and record rows delivered per lease id.
@@ -208,3 +212,43 @@ class LeaseBook:
             if rest is not None:
                 self._queue.appendleft(rest)
         return len(mine)
+
+    # --- journal (feeder.coordinator.journal) ------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Return what a restarted coordinator needs to continue this book (JSON-able).
+
+        Deadlines are left out: they are monotonic-clock times of this process.
+        """
+        return {
+            "queue": [[u.slice_id, u.start, u.stop] for u in self._queue],
+            "leases": [
+                [x.lease_id, x.consumer, x.unit.slice_id, x.unit.start, x.unit.stop, x.delivered]
+                for x in self._leases.values()
+            ],
+            "next_id": self._next_id,
+            "total_rows": self.total_rows,
+            "rows_done": self.rows_done,
+            "expiries": self.expiries,
+            "consumers": sorted(self.consumers),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state` of a book of the same epoch (a restarted coordinator).
+
+        Every restored lease gets a fresh ``lease_seconds`` (its holder was cut off by
+        the restart, not idle). Raises KeyError, TypeError or ValueError for a bad state.
+        """
+        now = self._clock()
+        self._queue = deque(SliceRange(int(s), int(a), int(b)) for s, a, b in state["queue"])
+        self._leases = {}
+        for lease_id, consumer, slice_id, start, stop, delivered in state["leases"]:
+            unit = SliceRange(int(slice_id), int(start), int(stop))
+            self._leases[str(lease_id)] = Lease(
+                str(lease_id), str(consumer), unit, now + self.lease_seconds, int(delivered), now
+            )
+        self._next_id = int(state["next_id"])
+        self.total_rows = int(state["total_rows"])
+        self.rows_done = int(state["rows_done"])
+        self.expiries = int(state["expiries"])
+        self.consumers = {str(c) for c in state["consumers"]}

@@ -24,6 +24,7 @@ import pyarrow.flight as flight
 from pydantic import SecretStr
 
 from feeder.coordinator.consumer_actions import NO_SNAPSHOT, ConsumerActions
+from feeder.coordinator.journal import Journal
 from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.node_actions import NodeActions
@@ -70,6 +71,8 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         clock: monotonic clock (injectable for tests).
         row_copy: whether the nodes cache row copies (they budget twice the disk,
             :func:`~feeder.coordinator.registry.cache_budget`).
+        journal: where the epoch state is saved on every change (None: nowhere).
+        restored: the journal's epoch state to continue (None: a fresh session).
     """
 
     def __init__(
@@ -88,6 +91,8 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         limits: CoordinatorLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         row_copy: bool = True,
+        journal: Journal | None = None,
+        restored: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
             location_uri(host, port, tls),
@@ -110,16 +115,22 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             clock=clock,
             slice_sizes=[cache_budget(p.estimated_bytes, row_copy=row_copy) for p in served.plans],
         )
-        self._consumers = ConsumerActions(
-            served,
-            signer=signer,
-            registry=self.registry,
-            lock=self._ready,
-            lease_seconds=lease_seconds,
-            metrics=metrics,
-            clock=clock,
-            limits=limits,
-        )
+        try:
+            self._consumers = ConsumerActions(
+                served,
+                signer=signer,
+                registry=self.registry,
+                lock=self._ready,
+                lease_seconds=lease_seconds,
+                metrics=metrics,
+                clock=clock,
+                limits=limits,
+                journal=journal,
+                restored=restored,
+            )
+        except FeederError:  # a damaged journal: free the port before saying so
+            self.shutdown()
+            raise
         self._nodes = NodeActions(
             served, registry=self.registry, ready=self._ready, metrics=metrics
         )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
     from pyspark.sql import SparkSession
 
+    from feeder.coordinator.journal import Journal
     from feeder.coordinator.launcher import NodeLauncher
     from feeder.coordinator.metrics import FeederMetrics
     from feeder.coordinator.served import ServedSnapshot
@@ -139,6 +140,7 @@ class Feeder:
         coordinator: the coordinator's Flight server.
         launcher: runs and replaces the data nodes' Spark jobs.
         metrics: the Prometheus metrics, if ``config.metrics_port`` is set.
+        journal: the restart journal (None: the session keeps none).
     """
 
     config: FeederConfig
@@ -147,6 +149,7 @@ class Feeder:
     coordinator: Coordinator
     launcher: NodeLauncher
     metrics: FeederMetrics | None
+    journal: Journal | None = None
 
     @property
     def endpoint(self) -> str:
@@ -238,6 +241,7 @@ class Feeder:
             self.spark,
             port=port,
             metrics=self.metrics,
+            journal=self.journal,
         )
         log.info("feeder refreshed to snapshot %s", served.snapshot_id)
         return served.snapshot_id
@@ -248,8 +252,13 @@ class Feeder:
         self.coordinator.close()
 
     def stop(self) -> None:
-        """Stop the nodes (their caches are deleted), the coordinator and the metrics server."""
+        """Stop the nodes (their caches are deleted), the coordinator and the metrics server.
+
+        A clean stop ends the session: its journal is deleted (a crash keeps it).
+        """
         self._stop_session()
+        if self.journal is not None:
+            self.journal.clear()
         if self.metrics is not None:
             self.metrics.close()
         log.info("feeder at %s stopped", self.endpoint)
@@ -268,14 +277,19 @@ def _start_session(
     *,
     port: int,
     metrics: FeederMetrics | None,
+    journal: Journal | None = None,
 ) -> tuple[Coordinator, NodeLauncher]:
+    from feeder.coordinator.journal import session_identity
     from feeder.coordinator.launcher import NodeLauncher, NodeTaskSpec
     from feeder.coordinator.service import Coordinator
     from feeder.protocol.tickets import TicketSigner, new_key
 
     sc = spark.sparkContext
     nodes = config.nodes or max(1, int(sc.defaultParallelism))
-    key = new_key()
+    key, restored = new_key(), None
+    if journal is not None:
+        resumed = journal.begin(session_identity(served, slice_bytes=config.slice_bytes))
+        key, restored = resumed.key, resumed.books
     coordinator = Coordinator(
         served,
         signer=TicketSigner(key),
@@ -289,6 +303,8 @@ def _start_session(
         metrics=metrics,
         limits=config.limits,
         row_copy=config.row_copy,
+        journal=journal,
+        restored=restored,
     )
     warn_if_insecure("the coordinator", config.host, config.tls)
     spec = NodeTaskSpec(
@@ -358,7 +374,8 @@ def serve(
             an unparsable filter or a missing snapshot.
     """
     config = _config(table_or_config, catalog, settings)
-    served = resolve(config, catalog if catalog is not None else config.catalog)
+    journal = _journal(config)
+    served = _resolve_pinned(config, catalog if catalog is not None else config.catalog, journal)
     if spark is None:
         from jobs.spark import get_spark
 
@@ -370,7 +387,9 @@ def serve(
         metrics = FeederMetrics(
             port=config.metrics_port, host=config.host, metric_jobs=config.limits.metric_jobs
         )
-    coordinator, launcher = _start_session(served, config, spark, port=config.port, metrics=metrics)
+    coordinator, launcher = _start_session(
+        served, config, spark, port=config.port, metrics=metrics, journal=journal
+    )
     return Feeder(
         config=config,
         spark=spark,
@@ -378,7 +397,41 @@ def serve(
         coordinator=coordinator,
         launcher=launcher,
         metrics=metrics,
+        journal=journal,
     )
+
+
+def _journal(config: FeederConfig) -> Journal | None:
+    """The session's journal (``journal_dir``, else under ``cache_dir``), or None."""
+    from feeder.coordinator.journal import Journal, default_journal_dir
+
+    path = default_journal_dir(config.journal_dir, config.cache_dir)
+    return Journal(path) if path is not None else None
+
+
+def _resolve_pinned(
+    config: FeederConfig, catalog: Catalog | str | None, journal: Journal | None
+) -> ServedSnapshot:
+    """:func:`resolve`, at the journal's snapshot when it served the same arguments.
+
+    So a restarted driver serves what it served before even if the table moved on;
+    a journal snapshot the table no longer has starts a fresh session at the current one.
+    """
+    pinned = None
+    if journal is not None and config.snapshot_id is None:
+        pinned = journal.pinned_snapshot(
+            table=config.table,
+            columns=config.columns,
+            row_filter=config.row_filter,
+            slice_bytes=config.slice_bytes,
+        )
+    if pinned is None:
+        return resolve(config, catalog)
+    try:
+        return resolve(replace(config, snapshot_id=pinned), catalog)
+    except SpecError as exc:
+        log.warning("journal %s: its snapshot cannot be served (%s); starting fresh", journal, exc)
+        return resolve(config, catalog)
 
 
 def _config(

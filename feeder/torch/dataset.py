@@ -26,7 +26,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 # at import: not on the first batch's path
 from feeder.client.client import FeederClient
-from feeder.client.coordinator_calls import READY_TIMEOUT
+from feeder.client.coordinator_calls import READY_TIMEOUT, RESTART_SECONDS
 from feeder.client.request import ReadRequest
 from feeder.protocol import fork_guard
 from feeder.protocol.config import TLSConfig
@@ -91,6 +91,8 @@ class FeederDataset(IterableDataset[Batch]):
         prefetch: batches read and converted ahead in a background thread (0: none).
         transform: applied to each converted batch, in the prefetch thread.
         timeout: seconds; bounds every coordinator call.
+        restart_seconds: how long a coordinator that answered before is retried while
+            unreachable (a driver restart; a feeder with a journal continues the epoch).
         tensors: how columns become tensors (nulls, lists, strings, pinning,
             device); None for the :class:`~feeder.torch.tensors.TensorOptions` defaults.
 
@@ -118,6 +120,7 @@ class FeederDataset(IterableDataset[Batch]):
         prefetch: int = 2,
         transform: Callable[[Batch], Batch] | None = None,
         timeout: float = 30.0,
+        restart_seconds: float = RESTART_SECONDS,
         tensors: TensorOptions | None = None,
         mix: MixParams | None = None,
         **removed: Any,
@@ -130,8 +133,10 @@ class FeederDataset(IterableDataset[Batch]):
             raise SpecError(f"prefetch: {prefetch!r} must be >= 0 (0 = no background thread)")
         if not 0 <= seed < 2**64:
             raise SpecError(f"seed: {seed!r} must be in [0, 2**64)")
-        if timeout <= 0:
-            raise SpecError(f"timeout: {timeout!r} must be > 0 seconds")
+        if timeout <= 0 or restart_seconds <= 0:
+            raise SpecError(
+                f"timeout, restart_seconds: {timeout!r}, {restart_seconds!r} must be > 0"
+            )
         if tensors is not None and not isinstance(tensors, TensorOptions):
             raise SpecError(f"tensors: {tensors!r} must be a TensorOptions or None")
         try:
@@ -158,6 +163,7 @@ class FeederDataset(IterableDataset[Batch]):
         self.prefetch = prefetch
         self.transform = transform
         self.timeout = timeout
+        self.restart_seconds = restart_seconds
         self.tensor_options = tensors if tensors is not None else TensorOptions()
         self._epoch = 0
         self._pending: ResumeState | None = None
@@ -524,7 +530,12 @@ class FeederDataset(IterableDataset[Batch]):
 
     def _new_client(self) -> FeederClient:
         return FeederClient(
-            self.endpoint, job=self.job, token=self.token, tls=self.tls, timeout=self.timeout
+            self.endpoint,
+            job=self.job,
+            token=self.token,
+            tls=self.tls,
+            timeout=self.timeout,
+            restart_seconds=self.restart_seconds,
         )
 
     def _client(self) -> FeederClient:

@@ -530,6 +530,62 @@ def test_every_shipped_and_rendered_feeder_command_line_is_one_the_feeder_accept
         assert bool(args.tls_cert) != bool(args.insecure)  # TLS, or --insecure said out loud
 
 
+def journal_of(app: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The driver's journal volume and its mount (None, None: no journal)."""
+    spec = app["spec"]["driver"]["template"]["spec"]
+    volume = next((v for v in spec["volumes"] if v["name"] == "journal"), None)
+    (container,) = spec["containers"]
+    mount = next((m for m in container["volumeMounts"] if m["name"] == "journal"), None)
+    return volume, mount
+
+
+def test_the_driver_restarts_on_failure_and_journals_to_a_volume(helm: str, crds: None) -> None:
+    objects = template(helm)
+    (app,) = by_kind(objects, "SparkApplication")
+    policy = app["spec"]["restartPolicy"]
+    assert policy["type"] == "OnFailure" and policy["onFailureRetries"] > 0
+    assert policy["onSubmissionFailureRetries"] > 0  # the operator requires it with OnFailure
+    volume, mount = journal_of(app)
+    assert volume == {
+        "name": "journal",
+        "persistentVolumeClaim": {"claimName": "icefeed-feeder-journal"},
+    }
+    assert mount == {"name": "journal", "mountPath": "/var/lib/icefeed/journal"}
+    assert feeder_arguments(app).journal_dir == "/var/lib/icefeed/journal"
+    (claim,) = by_kind(objects, "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == "icefeed-feeder-journal"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert validate(claim) == [] and validate(app) == []
+    assert violations(the_pod(objects, "driver"), Level.RESTRICTED) == []
+    # the executors' cache is not the journal: a driver restart does not need it
+    assert "journal" not in yaml.safe_dump(app["spec"]["executor"])
+
+
+def test_the_journal_can_use_an_existing_claim_or_be_switched_off(helm: str, crds: None) -> None:
+    existing = template(helm, "--set", "feeder.journal.existingClaim=ml-journal")
+    (app,) = by_kind(existing, "SparkApplication")
+    assert journal_of(app)[0] == {
+        "name": "journal",
+        "persistentVolumeClaim": {"claimName": "ml-journal"},
+    }
+    assert by_kind(existing, "PersistentVolumeClaim") == []  # the chart creates none
+    assert validate(app) == []
+
+    sized = template(
+        helm, "--set", "feeder.journal.size=1Gi", "--set", "feeder.journal.storageClassName=fast"
+    )
+    (claim,) = by_kind(sized, "PersistentVolumeClaim")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert claim["spec"]["storageClassName"] == "fast" and validate(claim) == []
+
+    off = template(helm, "--set", "feeder.journal.enabled=false")
+    (app,) = by_kind(off, "SparkApplication")
+    assert journal_of(app) == (None, None)
+    assert feeder_arguments(app).journal_dir is None
+    assert by_kind(off, "PersistentVolumeClaim") == []
+    assert validate(app) == []
+
+
 def test_mutual_tls_and_the_server_name_reach_the_feeder(helm: str) -> None:
     (app,) = by_kind(
         template(

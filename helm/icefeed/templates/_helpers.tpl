@@ -93,3 +93,8 @@ sparkoperator.k8s.io/app-name: {{ .Values.feeder.name }}
 spark.authenticate: "true"
 spark.network.crypto.enabled: "true"
 {{- end -}}
+
+{{/* The PVC holding the coordinator's journal: feeder.journal.existingClaim, else <feeder.name>-journal. */}}
+{{- define "icefeed.journalClaimName" -}}
+{{- .Values.feeder.journal.existingClaim | default (printf "%s-journal" .Values.feeder.name) -}}
+{{- end -}}

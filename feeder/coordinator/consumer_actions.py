@@ -22,6 +22,7 @@ import pyarrow.flight as flight
 from feeder.coordinator import mixplan
 from feeder.coordinator.epochs import EpochBook, EpochBooks
 from feeder.coordinator.journal import Journal
+from feeder.coordinator.journal_commit import GroupCommit
 from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.registry import NodeRegistry
@@ -49,6 +50,8 @@ from feeder.protocol.tickets import TicketClaims, TicketSigner, check_session
 from jobs.errors import FeederError, SpecError
 
 log = logging.getLogger(__name__)
+
+Handler = Callable[[flight.ServerCallContext, bytes], dict[str, Any]]
 
 NO_SNAPSHOT = -1  # ticket snapshot id of a table without snapshots (no ticket is ever issued)
 
@@ -91,6 +94,12 @@ class ConsumerActions:
             clock=clock,
             session_id=signer.session_id,
         )
+        # a journal write per change, shared by the calls that arrive together; an
+        # answer leaves once the journal holds what it reports (journal_commit)
+        self._commit = (
+            GroupCommit(journal.save, self.books.state, lock) if journal is not None else None
+        )
+        self._change = threading.local()  # the change the current call made, to wait for
         if restored is not None:
             try:
                 self.books.restore(restored)
@@ -101,16 +110,31 @@ class ConsumerActions:
                     "folder away to start a fresh session"
                 ) from exc
 
-    def handlers(
-        self,
-    ) -> dict[str, Callable[[flight.ServerCallContext, bytes], dict[str, Any]]]:
+    def handlers(self) -> dict[str, Handler]:
         """Return the consumer actions this side answers (``status`` is the coordinator's)."""
         return {
-            "lease": self.lease,
-            "heartbeat": self.heartbeat,
-            "done": self.done,
+            "lease": self._durable(self.lease),
+            "heartbeat": self._durable(self.heartbeat),
+            "done": self._durable(self.done),
             "resume": self.resume,
         }
+
+    def close(self) -> None:
+        """Write what the journal still owes, then stop its writer (after the server)."""
+        if self._commit is not None:
+            self._commit.close()
+
+    def _durable(self, handler: Handler) -> Handler:
+        """``handler``, answering only once the journal holds the change it made."""
+
+        def answer(context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
+            self._change.number = 0
+            result = handler(context, body)
+            if self._commit is not None and self._change.number:
+                self._commit.wait(self._change.number)  # outside the lock
+            return result
+
+        return answer
 
     def jobs_status(self) -> dict[str, Any]:
         """Return the status document's ``jobs`` entry (the caller holds the lock)."""
@@ -119,17 +143,12 @@ class ConsumerActions:
     # --- shared ----------------------------------------------------------------------------
 
     def _save(self) -> None:
-        """Journal the epoch state (the caller holds the lock); a failed write is logged.
-
-        Serving goes on without a journal write: a full or read-only journal volume
-        costs the restart guarantee, not the running epochs.
-        """
-        if self.journal is None:
-            return
-        try:
-            self.journal.save(self.books.state())
-        except OSError as exc:
-            log.error("journal %s not written (%s): a restart now loses epochs", self.journal, exc)
+        """Note that the epoch state changed (the caller holds the lock): the journal
+        writer saves it, and a :meth:`_durable` call waits for that write. A failed write
+        is logged; serving goes on (a full or read-only journal volume costs the restart
+        guarantee, not the running epochs)."""
+        if self._commit is not None:
+            self._change.number = self._commit.changed()
 
     def _row_counts(self) -> list[int]:
         """Exact row counts (caller holds the lock); Unavailable until ready."""

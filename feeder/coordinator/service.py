@@ -244,6 +244,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         self._closed.set()
         self.shutdown()
         self._monitor.join(timeout=5)
+        self._consumers.close()  # the journal's last write, after the last call
 
     def status(self) -> dict[str, Any]:
         """Return the status document (PROTOCOL.md, *Status document*)."""

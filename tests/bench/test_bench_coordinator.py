@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from feeder.coordinator.journal import Journal
 from tests.bench.recorder import record
 from tests.feeder.local_feeder import local_feeder
 from tests.feeder.tables import make_table
@@ -73,9 +74,19 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def test_one_coordinator_serves_1000_consumers(catalog, tmp_path):
+@pytest.mark.parametrize("journal", [False, True], ids=["no_journal", "journal"])
+def test_one_coordinator_serves_1000_consumers(catalog, tmp_path, journal):
+    """Without a journal, and with one (what a feeder started with a cache folder keeps:
+    every lease, heartbeat and done answered once its change is fsynced, group commit)."""
     make_table(catalog, files=1, rows_per_file=SLICES * SLICE_ROWS, row_group_rows=SLICE_ROWS)
-    with local_feeder(catalog, cache_dir=tmp_path / "cache", slice_bytes=10_000) as feeder:
+    book = None
+    if journal:
+        book = Journal(tmp_path / "journal")
+        book.begin({"bench": "coordinator"})
+    suffix = "_journal" if journal else ""
+    with local_feeder(
+        catalog, cache_dir=tmp_path / "cache", slice_bytes=10_000, journal=book
+    ) as feeder:
         assert len(feeder.coordinator.served.plans) == SLICES
         share = CONSUMERS // LOAD_PROCESSES
         procs = [
@@ -131,7 +142,7 @@ def test_one_coordinator_serves_1000_consumers(catalog, tmp_path):
     units = len(by_action["done"])
     record(
         GROUP,
-        f"load_x{CONSUMERS}",
+        f"load_x{CONSUMERS}{suffix}",
         seconds=round(wall, 3),
         consumers=CONSUMERS,
         requests=len(calls),
@@ -150,7 +161,7 @@ def test_one_coordinator_serves_1000_consumers(catalog, tmp_path):
     for action, latencies in sorted(by_action.items()):
         record(
             GROUP,
-            f"{action}_x{CONSUMERS}",
+            f"{action}_x{CONSUMERS}{suffix}",
             count=len(latencies),
             p50_ms=round(_percentile(latencies, 0.50) * 1e3, 2),
             p99_ms=round(_percentile(latencies, 0.99) * 1e3, 2),

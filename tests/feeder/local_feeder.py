@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from feeder.coordinator.config import FeederConfig
+from feeder.coordinator.journal import Journal
 from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.service import Coordinator
@@ -66,6 +67,7 @@ def local_feeder(
     node_capacity: Sequence[int | None] | None = None,
     ready_timeout: float = 60.0,
     node_metrics_port: int | None = None,
+    journal: Journal | None = None,
 ) -> Iterator[LocalFeeder]:
     """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready.
 
@@ -99,6 +101,7 @@ def local_feeder(
         metrics=metrics,
         limits=limits,
         clock=clock,
+        journal=journal,
     )
     dial = node_endpoint(coordinator.endpoint) if node_endpoint else coordinator.endpoint
     threads = [

@@ -112,7 +112,7 @@ def test_validate_without_any_crds_runs_the_rest_and_names_what_it_skipped(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("ICEFEED_CRDS_DIR")
+    monkeypatch.delenv("ICEFEED_CRDS_DIR", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     assert sparkapp_cli("validate", APP) == 0
@@ -131,7 +131,7 @@ def test_validate_with_a_named_crd_folder_skips_nothing(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("ICEFEED_CRDS_DIR")
+    monkeypatch.delenv("ICEFEED_CRDS_DIR", raising=False)
     assert sparkapp_cli("validate", APP, "--crds", str(crds)) == 0
     captured = capsys.readouterr()
     assert captured.out.strip().endswith(": ok") and captured.err == ""

@@ -61,19 +61,20 @@ def test_submit_refuses_an_invalid_manifest_and_sends_nothing(
 
 
 def test_a_second_submit_of_the_same_name_is_a_conflict(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
-    kube.submit(app, namespace="ml", client=client)
+    kube.submit(clean_app, namespace="ml", client=client)
     with pytest.raises(ApplicationExistsError, match="already exists") as info:
-        kube.submit(app, namespace="ml", client=client)
+        kube.submit(clean_app, namespace="ml", client=client)
     assert info.value.status == 409
-    kube.submit(app, namespace="other", client=client)  # same name, other namespace: fine
+    kube.submit(clean_app, namespace="other", client=client)  # same name, other namespace: fine
 
 
 def test_wait_streams_state_changes_until_completed(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
-    kube.submit(app, namespace="ml", client=client)
+    kube.submit(clean_app, namespace="ml", client=client)
+    submitted = len(fake_api.requests)  # (without CRDs, submit reads the cluster's)
     seen: list[AppState] = []
     final = kube.wait(
         "clean-flights",
@@ -84,13 +85,14 @@ def test_wait_streams_state_changes_until_completed(
     )
     assert seen == [AppState.SUBMITTED, AppState.RUNNING, AppState.COMPLETED]
     assert final.state is AppState.COMPLETED and final.driver_pod == "clean-flights-driver"
-    assert {r.path for r in fake_api.requests if r.method == "GET"} == {f"{APPS}/clean-flights"}
+    waited = fake_api.requests[submitted:]
+    assert {r.path for r in waited if r.method == "GET"} == {f"{APPS}/clean-flights"}
 
 
 def test_failed_executors_do_not_make_a_running_application_failed(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
-    kube.submit(app, namespace="ml", client=client)
+    kube.submit(clean_app, namespace="ml", client=client)
     kube.status("clean-flights", namespace="ml", client=client)  # SUBMITTED
     running = kube.status("clean-flights", namespace="ml", client=client)
     assert running.state is AppState.RUNNING
@@ -99,7 +101,7 @@ def test_failed_executors_do_not_make_a_running_application_failed(
 
 
 def test_wait_raises_the_operators_error_message_on_failed(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
     fake_api.script(
         "clean-flights",
@@ -107,26 +109,26 @@ def test_wait_raises_the_operators_error_message_on_failed(
         ("RUNNING", ""),
         ("FAILED", "driver container failed with ExitCode: 2, Reason: Error"),
     )
-    kube.submit(app, namespace="ml", client=client)
+    kube.submit(clean_app, namespace="ml", client=client)
     with pytest.raises(ApplicationFailedError, match="ExitCode: 2") as info:
         kube.wait("clean-flights", namespace="ml", client=client, poll_seconds=0.01)
     assert info.value.error_message.startswith("driver container failed")
 
 
 def test_submission_failed_is_not_terminal_and_wait_times_out(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
     fake_api.script("clean-flights", ("SUBMISSION_FAILED", "retrying"))
-    kube.submit(app, namespace="ml", client=client)
+    kube.submit(clean_app, namespace="ml", client=client)
     with pytest.raises(WaitTimeoutError, match="SUBMISSION_FAILED"):
         kube.wait("clean-flights", namespace="ml", client=client, timeout=0.2, poll_seconds=0.02)
 
 
 def test_logs_read_the_driver_pod_named_by_the_operator(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
     fake_api.driver_logs["clean-flights"] = "line 1\nline 2\nrows_written: 42\n"
-    kube.submit(app, namespace="ml", client=client)
+    kube.submit(clean_app, namespace="ml", client=client)
     with pytest.raises(ManifestError, match="no driver pod yet"):
         kube.logs("clean-flights", namespace="ml", client=client)  # SUBMITTED: no driver
     assert kube.logs("clean-flights", namespace="ml", client=client).endswith("rows_written: 42\n")
@@ -138,9 +140,9 @@ def test_logs_read_the_driver_pod_named_by_the_operator(
 
 
 def test_delete_removes_it_and_then_it_is_not_found(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
-    kube.submit(app, namespace="ml", client=client)
+    kube.submit(clean_app, namespace="ml", client=client)
     kube.delete("clean-flights", namespace="ml", client=client)
     assert fake_api.requests[-1].method == "DELETE"
     with pytest.raises(ApplicationNotFoundError):
@@ -170,13 +172,13 @@ def test_scheduled_applications_use_their_own_resource(
     )
 
 
-def test_conflicting_namespaces_are_refused(client: Any, app: dict) -> None:
-    app["metadata"]["namespace"] = "ml"
+def test_conflicting_namespaces_are_refused(client: Any, clean_app: dict) -> None:
+    clean_app["metadata"]["namespace"] = "ml"
     with pytest.raises(ManifestError, match="differs"):
-        kube.submit(app, namespace="other", client=client)
+        kube.submit(clean_app, namespace="other", client=client)
 
 
-def test_an_unreachable_api_server_is_a_manifest_error(app: dict) -> None:
+def test_an_unreachable_api_server_is_a_manifest_error() -> None:
     import socket
 
     from kubernetes import client as k8s

@@ -35,7 +35,7 @@ def cluster_crds(
 ) -> FakeKubeApiServer:
     """The FAKE with the operator's CRDs installed, and no CRD folder named locally."""
     fake_api.install_crds(crds)
-    monkeypatch.delenv("ICEFEED_CRDS_DIR")
+    monkeypatch.delenv("ICEFEED_CRDS_DIR", raising=False)
     return fake_api
 
 

@@ -37,7 +37,7 @@ from feeder.protocol.modes import Mode
 from feeder.protocol.shuffle_kind import Shuffle, parse_shuffle
 from feeder.torch.batching import rebatch as rebatch  # re-exported: it lived here before
 from feeder.torch.batching import tensor_batches
-from feeder.torch.handover import BatchGroup, pack
+from feeder.torch.handover import grouped
 from feeder.torch.prefetch import Prefetcher
 from feeder.torch.resume import ResumeState, merge_worker_states
 from feeder.torch.shared import to_shared
@@ -308,7 +308,7 @@ class FeederDataset(IterableDataset[Batch]):
         ahead = self._take_ahead((world, epoch) if fresh else None)
         batches = self._iterate(world, epoch, skip, ahead, origin)
         if self._grouped():
-            return _grouped(batches, self.handover_batches)  # type: ignore[return-value]
+            return grouped(batches, self.handover_batches)  # type: ignore[return-value]
         return batches
 
     def _grouped(self) -> bool:
@@ -555,19 +555,6 @@ class FeederDataset(IterableDataset[Batch]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._ahead_lock = threading.Lock()
-
-
-def _grouped(batches: Iterator[Batch], size: int) -> Iterator[BatchGroup]:
-    """Yield ``batches`` packed ``size`` at a time into shared memory (the last group may
-    be smaller): a DataLoader worker's hand-over (:mod:`feeder.torch.handover`)."""
-    group: list[Batch] = []
-    for batch in batches:
-        group.append(batch)
-        if len(group) == size:
-            yield pack(group)
-            group = []
-    if group:
-        yield pack(group)
 
 
 def _refuse_unsafe_fork() -> None:

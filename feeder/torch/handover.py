@@ -113,3 +113,16 @@ def pack(batches: Sequence[Batch]) -> BatchGroup:
             if torch.is_tensor(value) and value is not batch[key]:
                 value.copy_(batch[key])
     return group
+
+
+def grouped(batches: Iterator[Batch], size: int) -> Iterator[BatchGroup]:
+    """Yield ``batches`` packed ``size`` at a time (the last group may be smaller): a
+    DataLoader worker's side of the hand-over."""
+    group: list[Batch] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield pack(group)
+            group = []
+    if group:
+        yield pack(group)

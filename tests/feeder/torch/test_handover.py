@@ -75,3 +75,13 @@ def test_torchs_pin_memory_thread_calls_the_groups_pin_memory():
             assert "accelerator" in str(exc).lower() or "cuda" in str(exc).lower(), exc
         else:
             raise AssertionError("pinning without an accelerator should fail as torch's does")
+
+
+def test_grouped_packs_in_order_and_keeps_a_short_last_group():
+    from feeder.torch.handover import grouped
+
+    batches = [_batch(i * 3, 3) for i in range(5)]
+    groups = list(grouped(iter(batches), 2))
+    assert [len(g) for g in groups] == [2, 2, 1]
+    ids = [b["id"].tolist() for g in groups for b in g.batches()]
+    assert ids == [b["id"].tolist() for b in batches]

@@ -23,11 +23,11 @@ def _submit(app: dict[str, Any], name: str, namespace: str, client: Any, **label
 
 
 def test_list_one_namespace_all_namespaces_and_by_label(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
-    _submit(app, "b-app", "ml", client, team="x")
-    _submit(app, "a-app", "ml", client, team="y")
-    _submit(app, "c-app", "other", client, team="x")
+    _submit(clean_app, "b-app", "ml", client, team="x")
+    _submit(clean_app, "a-app", "ml", client, team="y")
+    _submit(clean_app, "c-app", "other", client, team="x")
     names = [o["metadata"]["name"] for o in observe.list_objects(namespace="ml", client=client)]
     assert names == ["a-app", "b-app"]  # sorted
     everywhere = observe.list_objects(namespace=None, client=client)
@@ -45,10 +45,10 @@ def test_list_one_namespace_all_namespaces_and_by_label(
 
 
 def test_events_of_the_application_and_then_of_its_driver_pod(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
     fake_api.script("clean-flights", ("SUBMITTED", ""), ("FAILED", "OOMKilled"))
-    kube.submit(app, namespace="ml", client=client)
+    kube.submit(clean_app, namespace="ml", client=client)
     (submitted,) = observe.events("clean-flights", namespace="ml", client=client)
     assert submitted.reason == "SparkApplicationSubmitted"  # the FAKE operator's first step
     found = observe.events("clean-flights", namespace="ml", client=client)  # now FAILED
@@ -70,9 +70,9 @@ def test_events_of_an_unknown_application_is_not_found(
 
 
 def test_follow_waits_for_the_driver_and_streams_the_log_as_it_is_written(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
-    kube.submit(app, namespace="ml", client=client)
+    kube.submit(clean_app, namespace="ml", client=client)
     fake_api.log_waiting["clean-flights"] = 2  # the container pulls its image first
     pipe = fake_api.log_pipe("clean-flights")
     pipe.write("line 1\n")
@@ -89,10 +89,10 @@ def test_follow_waits_for_the_driver_and_streams_the_log_as_it_is_written(
 
 
 def test_follow_gives_up_when_no_driver_starts(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
     fake_api.script("clean-flights", ("SUBMITTED", ""))
-    kube.submit(app, namespace="ml", client=client)
+    kube.submit(clean_app, namespace="ml", client=client)
     with pytest.raises(WaitTimeoutError, match="waiting for driver pod"):
         list(
             observe.follow_logs(

@@ -21,7 +21,7 @@ Cli = Callable[..., int]
 
 
 @pytest.fixture()
-def cluster(kubeconfig: str, crds: Path) -> tuple[str, ...]:
+def cluster(kubeconfig: str) -> tuple[str, ...]:
     """The options that point a command at namespace ml of the FAKE server."""
     return ("-n", "ml", "--kubeconfig", kubeconfig)
 

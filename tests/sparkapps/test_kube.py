@@ -151,12 +151,17 @@ def test_delete_removes_it_and_then_it_is_not_found(
         kube.delete("clean-flights", namespace="ml", client=client)
 
 
+def _app_requests(fake_api: FakeKubeApiServer) -> list[Any]:
+    """The requests about applications (without CRDs, submit reads the cluster's first)."""
+    return [r for r in fake_api.requests if "customresourcedefinitions" not in r.path]
+
+
 def test_scheduled_applications_use_their_own_resource(
-    fake_api: FakeKubeApiServer, client: Any, crds: None
+    fake_api: FakeKubeApiServer, client: Any
 ) -> None:
     nightly = load_manifest(MANIFEST_DIR / "clean-flights-nightly.yaml")
     kube.submit(nightly, namespace="ml", client=client)
-    assert fake_api.requests[0].path.endswith("/namespaces/ml/scheduledsparkapplications")
+    assert _app_requests(fake_api)[0].path.endswith("/namespaces/ml/scheduledsparkapplications")
     obj = kube.get_object(
         "clean-flights-nightly",
         namespace="ml",
@@ -202,7 +207,7 @@ def _cli(*args: str) -> int:
 
 
 def test_cli_submit_wait_streams_states_and_exits_zero(
-    kubeconfig: str, capsys: pytest.CaptureFixture[str], crds: None
+    kubeconfig: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = _cli(
         "submit",
@@ -226,7 +231,7 @@ def test_cli_submit_wait_streams_states_and_exits_zero(
 
 
 def test_cli_submit_wait_exits_nonzero_with_the_error_message_on_failed(
-    fake_api: FakeKubeApiServer, kubeconfig: str, capsys: pytest.CaptureFixture[str], crds: None
+    fake_api: FakeKubeApiServer, kubeconfig: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_api.script("clean-flights", ("RUNNING", ""), ("FAILED", "OOMKilled"))
     code = _cli(
@@ -247,7 +252,7 @@ def test_cli_submit_wait_exits_nonzero_with_the_error_message_on_failed(
 
 
 def test_cli_conflict_status_logs_delete(
-    fake_api: FakeKubeApiServer, kubeconfig: str, capsys: pytest.CaptureFixture[str], crds: None
+    fake_api: FakeKubeApiServer, kubeconfig: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     file = str(MANIFEST_DIR / "clean-flights.yaml")
     assert _cli("submit", file, "-n", "ml", "--kubeconfig", kubeconfig) == 0
@@ -282,10 +287,10 @@ def test_cli_submit_of_an_invalid_file_sends_nothing(
 
 
 def test_the_namespace_given_at_submit_is_what_the_webhook_rule_checks(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
-    app["spec"]["sparkConf"]["spark.kubernetes.namespace"] = "ml"
-    kube.submit(app, namespace="ml", client=client)
+    clean_app["spec"]["sparkConf"]["spark.kubernetes.namespace"] = "ml"
+    kube.submit(clean_app, namespace="ml", client=client)
     with pytest.raises(ManifestInvalidError, match=r"spark\.kubernetes\.namespace"):
-        kube.submit(app, namespace="other", client=client)
-    assert [r.query.get("dryRun") for r in fake_api.requests] == [["All"], None]
+        kube.submit(clean_app, namespace="other", client=client)
+    assert [r.query.get("dryRun") for r in _app_requests(fake_api)] == [["All"], None]

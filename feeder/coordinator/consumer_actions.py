@@ -231,7 +231,11 @@ class ConsumerActions:
         with self._lock:
             self._note_consumer(request, f"static:{request.rank}/{request.worker}", "static")
             self._save()
-            return {sid: self.registry.locations(sid) for sid in slices}
+            return self._locations(slices)
+
+    def _locations(self, slices: set[int]) -> dict[int, list[str]]:
+        """Every live location of each of ``slices`` (the caller holds the lock)."""
+        return {sid: self.registry.locations(sid) for sid in slices}
 
     @staticmethod
     def _static_ranges(request: StaticRequest, counts: list[int]) -> list[SliceRange]:
@@ -319,7 +323,7 @@ class ConsumerActions:
             mixed = entry.params.shuffle is Shuffle.MIX
             if mixed:
                 read = mixplan.lease_read(entry.params, counts, unit)
-                where = {s: self.registry.locations(s) for s in mixplan.read_slices([read])}
+                where = self._locations(mixplan.read_slices([read]))
             else:
                 locations = self.registry.locations(unit.slice_id)
         if self.metrics is not None:

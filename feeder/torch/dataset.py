@@ -37,10 +37,9 @@ from feeder.protocol.modes import Mode
 from feeder.protocol.shuffle_kind import Shuffle, parse_shuffle
 from feeder.torch.batching import rebatch as rebatch  # re-exported: it lived here before
 from feeder.torch.batching import tensor_batches
-from feeder.torch.handover import grouped
+from feeder.torch.handover import grouped, to_shared
 from feeder.torch.prefetch import Prefetcher
 from feeder.torch.resume import ResumeState, merge_worker_states
-from feeder.torch.shared import to_shared
 from feeder.torch.tensors import Batch, TensorOptions
 from feeder.torch.world import World, resolve_world
 from jobs.errors import FeederError, SpecError
@@ -476,7 +475,7 @@ class FeederDataset(IterableDataset[Batch]):
         stream = client.stream(request=self._request(world, epoch, skip, origin))
         # in a DataLoader worker, batches are built in shared memory: the hand-over to
         # the main process then passes one handle per batch instead of copying
-        # (feeder.torch.shared); the main process keeps its zero-copy views
+        # (feeder.torch.handover); the main process keeps its zero-copy views
         in_worker = get_worker_info() is not None and not self._grouped()
         try:
             for group in tensor_batches(

@@ -8,7 +8,9 @@ batches' dense tensors into ONE fresh shared segment; the worker yields the
 :class:`BatchGroup`, the main process receives one handle for ``k`` batches and
 :meth:`BatchGroup.batches` hands them out as views (no copy). ``pin_memory`` pins
 the whole segment in one copy. :class:`feeder.torch.loader.FeederDataLoader` does
-both ends.
+both ends. :func:`to_shared` is the one-batch case, which a plain DataLoader's
+workers use: torch's pickler would otherwise move every zero-copy column's whole
+storage (the incoming record batch's column) into a segment of its own.
 
 A fresh segment per group (never a reused one) keeps the hand-over safe: the main
 process may hold a batch as long as it likes, nothing writes to it again.
@@ -22,8 +24,32 @@ from typing import Any
 
 import torch
 
-from feeder.torch.shared import ALIGN, packable, strides
 from feeder.torch.tensors import Batch
+
+#: Byte alignment of each tensor inside a segment (cache line; any dtype).
+ALIGN = 64
+
+
+def _packable(value: object) -> bool:
+    """A dense, CPU, unpinned tensor that is not already in shared memory."""
+    return (
+        isinstance(value, torch.Tensor)
+        and value.layout is torch.strided
+        and not value.is_nested
+        and value.device.type == "cpu"
+        and not value.is_pinned()
+        and not value.is_shared()
+    )
+
+
+def _strides(shape: tuple[int, ...]) -> list[int]:
+    """The strides of a contiguous tensor of ``shape``."""
+    out: list[int] = []
+    step = 1
+    for size in reversed(shape):
+        out.append(step)
+        step *= max(size, 1)
+    return out[::-1]
 
 
 @dataclass(frozen=True)
@@ -58,19 +84,16 @@ class BatchGroup:
 
     def batches(self) -> Iterator[Batch]:
         """Yield the batches, in order; their tensors are views of the group's storage."""
-        out: list[dict[str, Any]] = [dict(r) for r in self.rest]
+        out: list[dict[str, Any]] = [dict(r) for r in self.rest]  # keeps each key order
         for slot in self.slots:
-            view = torch.empty(0, dtype=slot.dtype, device=self.storage.device)
-            element = view.element_size()
-            view.set_(
-                self.storage.untyped_storage(),
-                slot.offset // element,
-                slot.shape,
-                strides(torch.Size(slot.shape)),
-            )
-            out[slot.batch][slot.key] = view
-        for batch, rest in zip(out, self.rest, strict=True):
-            yield {key: batch[key] for key in rest}  # the batch's own key order
+            out[slot.batch][slot.key] = self._view(slot)
+        yield from out
+
+    def _view(self, slot: _Slot) -> torch.Tensor:
+        view = torch.empty(0, dtype=slot.dtype, device=self.storage.device)
+        offset = slot.offset // view.element_size()
+        view.set_(self.storage.untyped_storage(), offset, slot.shape, _strides(slot.shape))
+        return view
 
     def pin_memory(self, device: Any = None) -> BatchGroup:
         """Return this group with its storage in pinned memory (one copy for every batch);
@@ -95,24 +118,30 @@ def pack(batches: Sequence[Batch]) -> BatchGroup:
     rest: list[dict[str, Any]] = []
     end = 0
     for index, batch in enumerate(batches):
-        kept: dict[str, Any] = {}
+        kept: dict[str, Any] = dict(batch)
         for key, value in batch.items():
-            kept[key] = value
-            if packable(value):
+            if _packable(value):
                 end = -(-end // ALIGN) * ALIGN
                 slots.append(_Slot(index, key, value.dtype, tuple(value.shape), end))
-                kept[key] = None  # filled with its view by BatchGroup.batches
+                kept[key] = None  # its view, once the group exists
                 end += value.numel() * value.element_size()
         rest.append(kept)
     storage = torch.empty(0, dtype=torch.uint8)
     storage.set_(torch.UntypedStorage._new_shared(max(end, 1)))
     group = BatchGroup(storage, slots, rest)
-    views = group.batches()
-    for batch, view in zip(batches, views, strict=True):
-        for key, value in view.items():
-            if torch.is_tensor(value) and value is not batch[key]:
-                value.copy_(batch[key])
+    for slot in slots:
+        group._view(slot).copy_(batches[slot.batch][slot.key])
     return group
+
+
+def to_shared(batch: Batch) -> Batch:
+    """Return ``batch`` with its dense CPU tensors copied into one fresh shared-memory
+    segment (a DataLoader worker's one-batch hand-over); other values (string lists,
+    nested tensors, tensors already shared) are kept. A batch with nothing to pack is
+    returned as it is."""
+    if not any(_packable(value) for value in batch.values()):
+        return batch
+    return next(pack([batch]).batches())
 
 
 def grouped(batches: Iterator[Batch], size: int) -> Iterator[BatchGroup]:

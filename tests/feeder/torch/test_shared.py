@@ -10,7 +10,7 @@ import pyarrow as pa
 import torch
 import torch.multiprocessing  # registers the tensor reductions with ForkingPickler
 
-from feeder.torch.shared import to_shared
+from feeder.torch.handover import to_shared
 from feeder.torch.tensors import batch_to_tensors
 
 

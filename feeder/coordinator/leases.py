@@ -18,6 +18,7 @@ then says so to the consumer when it wakes.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -72,6 +73,10 @@ class LeaseBook:
         self._clock = clock
         self._queue: deque[SliceRange] = deque(u for u in units if u.num_rows > 0)
         self._leases: dict[str, Lease] = {}
+        self._held: dict[str, dict[str, None]] = {}  # consumer -> its lease ids, in lease order
+        # no lease can expire before this time (a lower bound: deadlines and ``moved_at``
+        # only move later), so a call before it skips the scan of every lease
+        self._next_check = math.inf
         self._next_id = 0  # number of the next lease id
         self.total_rows = sum(u.num_rows for u in self._queue)
         self.rows_done = 0
@@ -102,16 +107,36 @@ class LeaseBook:
         lease first), so it is the next thing leased.
         """
         now = self._clock()
+        if now < self._next_check:
+            return []
         expired = [lease for lease in self._leases.values() if self._why_expired(lease, now)]
         for lease in reversed(expired):
             self._note_lost(lease.lease_id, self._why_expired(lease, now) or "expired")
-            del self._leases[lease.lease_id]
+            self._remove(lease)
             rest = lease.remaining
             self.rows_done += lease.delivered
             if rest is not None:
                 self._queue.appendleft(rest)
         self.expiries += len(expired)
+        self._next_check = min((self._earliest(x) for x in self._leases.values()), default=math.inf)
         return expired
+
+    def _earliest(self, lease: Lease) -> float:
+        """The soonest ``lease`` can expire if nothing else happens to it."""
+        stall = self.stall_seconds
+        return lease.deadline if stall is None else min(lease.deadline, lease.moved_at + stall)
+
+    def _add(self, lease: Lease) -> None:
+        self._leases[lease.lease_id] = lease
+        self._held.setdefault(lease.consumer, {})[lease.lease_id] = None
+        self._next_check = min(self._next_check, self._earliest(lease))
+
+    def _remove(self, lease: Lease) -> None:
+        del self._leases[lease.lease_id]
+        held = self._held[lease.consumer]
+        del held[lease.lease_id]
+        if not held:
+            del self._held[lease.consumer]
 
     def _why_expired(self, lease: Lease, now: float) -> str | None:
         if lease.deadline <= now:
@@ -153,7 +178,7 @@ class LeaseBook:
             deadline=now + self.lease_seconds,
             moved_at=now,
         )
-        self._leases[lease.lease_id] = lease
+        self._add(lease)
         return lease
 
     def _take_id(self) -> int:
@@ -184,9 +209,9 @@ class LeaseBook:
             self._leases[lease_id] = replace(
                 lease, delivered=delivered, deadline=deadline, moved_at=moved_at
             )
-        for lease_id, lease in self._leases.items():
-            if lease.consumer == consumer and lease_id not in progress:
-                self._leases[lease_id] = replace(lease, deadline=deadline)
+        for lease_id in self._held.get(consumer, ()):
+            if lease_id not in progress:
+                self._leases[lease_id] = replace(self._leases[lease_id], deadline=deadline)
         return lost
 
     def done(self, consumer: str, lease_id: str) -> bool:
@@ -198,15 +223,15 @@ class LeaseBook:
         lease = self._leases.get(lease_id)
         if lease is None or lease.consumer != consumer:
             return False
-        del self._leases[lease_id]
+        self._remove(lease)
         self.rows_done += lease.unit.num_rows
         return True
 
     def release(self, consumer: str) -> int:
         """Give back every lease of ``consumer`` now (a clean consumer exit); return how many."""
-        mine = [lease for lease in self._leases.values() if lease.consumer == consumer]
+        mine = [self._leases[i] for i in self._held.get(consumer, ())]
         for lease in reversed(mine):
-            del self._leases[lease.lease_id]
+            self._remove(lease)
             self.rows_done += lease.delivered
             rest = lease.remaining
             if rest is not None:
@@ -241,12 +266,11 @@ class LeaseBook:
         """
         now = self._clock()
         self._queue = deque(SliceRange(int(s), int(a), int(b)) for s, a, b in state["queue"])
-        self._leases = {}
+        self._leases, self._held, self._next_check = {}, {}, math.inf
         for lease_id, consumer, slice_id, start, stop, delivered in state["leases"]:
             unit = SliceRange(int(slice_id), int(start), int(stop))
-            self._leases[str(lease_id)] = Lease(
-                str(lease_id), str(consumer), unit, now + self.lease_seconds, int(delivered), now
-            )
+            deadline = now + self.lease_seconds
+            self._add(Lease(str(lease_id), str(consumer), unit, deadline, int(delivered), now))
         self._next_id = int(state["next_id"])
         self.total_rows = int(state["total_rows"])
         self.rows_done = int(state["rows_done"])

@@ -73,7 +73,8 @@ def request_spans(request: StaticRequest, total: int) -> list[tuple[int, int]]:
 
 def static_reads(request: StaticRequest, counts: Sequence[int]) -> list[WindowRead]:
     """Return one consumer's MIX window reads, in order (pure: no lock needed)."""
-    return consumer_reads(counts, request_spans(request, sum(counts)), request.mix)
+    spans = request_spans(request, sum(counts))
+    return consumer_reads(counts, spans, request.mix, layout=_layout(tuple(counts), request.mix))
 
 
 def read_slices(reads: Sequence[WindowRead]) -> set[int]:
@@ -103,7 +104,7 @@ def static_endpoints(
 
 @functools.lru_cache(maxsize=16)
 def _layout(counts: tuple[int, ...], mix: MixParams) -> WindowLayout:
-    """The epoch's window layout, computed once per (row counts, knobs): every lease of an
+    """The epoch's window layout, computed once per (row counts, knobs): every plan and lease of an
     epoch asks for it (recomputing it was most of a lease's cost with many windows)."""
     layout = window_layout(counts, mix)
     for array in (layout.bounds, layout.sizes, layout.offsets):

@@ -368,10 +368,18 @@ def consumer_spans(
 
 
 def consumer_reads(
-    row_counts: Sequence[int], spans: Sequence[tuple[int, int]], params: MixParams
+    row_counts: Sequence[int],
+    spans: Sequence[tuple[int, int]],
+    params: MixParams,
+    *,
+    layout: WindowLayout | None = None,
 ) -> list[WindowRead]:
-    """Return the window reads of ``spans`` (from :func:`consumer_spans`), in order."""
-    layout = window_layout(row_counts, params)
+    """Return the window reads of ``spans`` (from :func:`consumer_spans`), in order.
+
+    ``layout``: ``window_layout(row_counts, params)`` if the caller already has it.
+    """
+    if layout is None:
+        layout = window_layout(row_counts, params)
     return [read for a, b in spans for read in window_reads(layout, a, b)]
 
 

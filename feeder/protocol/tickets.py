@@ -53,6 +53,8 @@ _SESSION = "sess"
 _SESSION_ID = re.compile(r"[0-9a-f]{16}")
 _B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
 _INT64 = 2**63
+#: cached payload heads per signer (one per job, epoch and order; cleared when full)
+_MAX_HEADS = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +113,7 @@ class TicketSigner:
             raise ValueError("a ticket key must be at least 16 random bytes (see new_key())")
         self._key = key
         self.session_id = self.derived_key("session-id").hex()[:16]
+        self._heads: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
 
     def __repr__(self) -> str:
         return "TicketSigner(key=<hidden>)"
@@ -125,24 +128,53 @@ class TicketSigner:
         return hmac.new(self._key, label, hashlib.sha256).digest()
 
     def sign(self, claims: TicketClaims) -> bytes:
-        """Return the wire form of ``claims``."""
-        payload = {
-            "v": VERSION,
-            "job": claims.job,
-            "snap": claims.snapshot_id,
-            "slice": claims.slice_id,
-            "start": claims.start,
-            "stop": claims.stop,
-            "epoch": claims.epoch,
-            "seed": claims.seed,
-            "shuffle": claims.shuffle.value,
-            "block": claims.block_rows,
-            "cols": list(claims.columns) if claims.columns is not None else None,
-            _SESSION: self.session_id,
-        }
-        raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-        mac = hmac.new(self._key, raw, hashlib.sha256).digest()
+        """Return the wire form of ``claims``.
+
+        The payload is the compact, key-sorted JSON of the claims; everything but
+        ``slice``, ``start`` and ``stop`` is the same for all of an epoch's tickets of a
+        job, so that part's JSON is made once (a plan or lease signs dozens of tickets).
+        """
+        head, snap = self._head(claims)
+        raw = b'%s%d,"snap":%s,"start":%d,"stop":%d,"v":%d}' % (
+            head,
+            claims.slice_id,
+            snap,
+            claims.start,
+            claims.stop,
+            VERSION,
+        )
+        mac = hmac.digest(self._key, raw, "sha256")
         return _b64encode(raw) + b"." + _b64encode(mac)
+
+    def _head(self, claims: TicketClaims) -> tuple[bytes, bytes]:
+        """The payload's JSON before the slice id (keys ``block`` to ``shuffle``, sorted),
+        and the snapshot id's JSON, for ``claims``' job, epoch and order (cached)."""
+        key = (
+            claims.job,
+            claims.columns,
+            claims.shuffle,
+            claims.block_rows,
+            claims.epoch,
+            claims.seed,
+            claims.snapshot_id,
+        )
+        found = self._heads.get(key)
+        if found is None:
+            fields = {
+                "block": claims.block_rows,
+                "cols": list(claims.columns) if claims.columns is not None else None,
+                "epoch": claims.epoch,
+                "job": claims.job,
+                "seed": claims.seed,
+                _SESSION: self.session_id,
+                "shuffle": claims.shuffle.value,
+            }
+            head = json.dumps(fields, separators=(",", ":"), sort_keys=True)
+            found = (head[:-1] + ',"slice":').encode(), json.dumps(claims.snapshot_id).encode()
+            if len(self._heads) >= _MAX_HEADS:
+                self._heads.clear()
+            self._heads[key] = found
+        return found
 
     def verify(self, raw: bytes) -> TicketClaims:
         """Return the claims of a ticket signed with this key.
@@ -160,7 +192,7 @@ class TicketSigner:
         if len(parts) != 2:
             raise AuthError("invalid ticket: expected 'payload.signature'")
         payload_raw, mac = _b64decode(parts[0]), _b64decode(parts[1])
-        expected = hmac.new(self._key, payload_raw, hashlib.sha256).digest()
+        expected = hmac.digest(self._key, payload_raw, "sha256")
         if not hmac.compare_digest(mac, expected):
             check_session(_unverified_session(payload_raw), self.session_id, "ticket")
             raise AuthError("invalid ticket: bad signature (not issued by this feeder session)")

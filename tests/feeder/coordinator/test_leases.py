@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
@@ -164,3 +165,42 @@ def test_a_lease_stalled_for_stall_seconds_expires_despite_heartbeats():
     assert "stalled" in (book.why_lost(lease.lease_id) or "")
     rest = book.lease("b")
     assert rest is not None and (rest.unit.start, rest.unit.stop) == (40, 100)
+
+
+class ScanEveryCall(LeaseBook):
+    """The book without its expiry shortcut: every call scans every lease."""
+
+    def expire(self):  # type: ignore[no-untyped-def]
+        self._next_check = -math.inf
+        return super().expire()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=8), ops, st.sampled_from([None, 15.0, 30.0]))
+def test_skipping_the_expiry_scan_changes_nothing(sizes, operations, stall):
+    """The book skips its scan of every lease until the earliest time one can expire; a
+    book that scans on every call makes the same leases, expiries and queue, step by step."""
+    clock = FakeClock()
+    fast, slow = (
+        cls(units_of(sizes), lease_seconds=10, stall_seconds=stall, clock=clock)
+        for cls in (LeaseBook, ScanEveryCall)
+    )
+    delivered: dict[str, int] = {}
+    for op, consumer, n in operations:
+        name = f"c{consumer}"
+        mine = sorted(x.lease_id for x in fast.outstanding() if x.consumer == name)
+        if op == "lease":
+            assert fast.lease(name) == slow.lease(name)
+        elif op == "progress" and mine:
+            rows = delivered[mine[0]] = delivered.get(mine[0], 0) + n
+            assert fast.heartbeat(name, {mine[0]: rows}) == slow.heartbeat(name, {mine[0]: rows})
+        elif op == "done" and mine:
+            assert fast.done(name, mine[0]) == slow.done(name, mine[0])
+        elif op == "tick":
+            clock.now += n / 4
+            assert fast.expire() == slow.expire()
+        elif op == "release":
+            assert fast.release(name) == slow.release(name)
+        assert fast.outstanding() == slow.outstanding()
+        assert fast.queued() == slow.queued()
+        assert (fast.expiries, fast.rows_done) == (slow.expiries, slow.rows_done)

@@ -61,6 +61,49 @@ def test_sign_verify_round_trip(claims):
     assert SIGNER.verify(SIGNER.sign(claims)) == claims
 
 
+@given(claims_st)
+def test_the_payload_is_compact_sorted_json_and_the_mac_is_hmac_sha256(claims):
+    """The cached-head signing writes exactly PROTOCOL.md's payload: compact JSON with
+    sorted keys, every claim (the head cache keyed on all but the range) and the MAC."""
+    raw = SIGNER.sign(claims)
+    payload_b64, mac_b64 = raw.split(b".")
+    unb64 = lambda b: base64.urlsafe_b64decode(b + b"=" * (-len(b) % 4))  # noqa: E731
+    payload = unb64(payload_b64)
+    decoded = json.loads(payload)
+    assert payload == json.dumps(decoded, separators=(",", ":"), sort_keys=True).encode()
+    assert decoded["slice"] == claims.slice_id and decoded["snap"] == claims.snapshot_id
+    assert (decoded["start"], decoded["stop"]) == (claims.start, claims.stop)
+    assert decoded["job"] == claims.job and decoded["seed"] == claims.seed
+    assert unb64(mac_b64) == hmac.new(SIGNER._key, payload, hashlib.sha256).digest()
+
+
+def test_tickets_of_one_job_differ_in_every_claim():
+    """Two claims that differ in any one field sign to different payloads (the head
+    cache must not hand one job's or epoch's head to another)."""
+    base = good()
+    changes = {
+        "job": "k",
+        "snapshot_id": 43,
+        "slice_id": 4,
+        "start": 1,
+        "stop": 11,
+        "epoch": 2,
+        "seed": 8,
+        "shuffle": Shuffle.OFF,
+        "columns": ("a",),
+    }
+    signed = {SIGNER.sign(base)}
+    for field, value in changes.items():
+        changed = TicketClaims(**{**claims_dict_of(base), field: value})
+        assert SIGNER.verify(SIGNER.sign(changed)) == changed
+        signed.add(SIGNER.sign(changed))
+    assert len(signed) == len(changes) + 1
+
+
+def claims_dict_of(claims: TicketClaims) -> dict[str, object]:
+    return {f: getattr(claims, f) for f in TicketClaims.__dataclass_fields__}
+
+
 def test_ticket_from_another_key_is_refused():
     other = TicketSigner(new_key())
     with pytest.raises(RestartedError, match="the feeder was restarted") as refused:

@@ -97,7 +97,7 @@ class ConsumerActions:
         # a journal write per change, shared by the calls that arrive together; an
         # answer leaves once the journal holds what it reports (journal_commit)
         self._commit = (
-            GroupCommit(journal.save, self.books.state, lock) if journal is not None else None
+            GroupCommit(journal.save, self.books.state_text, lock) if journal is not None else None
         )
         self._change = threading.local()  # the change the current call made, to wait for
         if restored is not None:

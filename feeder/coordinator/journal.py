@@ -120,6 +120,7 @@ class Journal:
         self.key_file = self.path / KEY_NAME
         self.state_file = self.path / STATE_NAME
         self._identity: dict[str, Any] | None = None
+        self._head: str | None = None  # the state file's text before the books (per session)
         self._session: str | None = None
 
     def __repr__(self) -> str:
@@ -181,7 +182,7 @@ class Journal:
                 raise self._damaged(
                     f"{KEY_NAME} is of session {session}, {STATE_NAME} of {state.get('session')}"
                 )
-            self._identity, self._session = dict(identity), session
+            self._identity, self._session, self._head = dict(identity), session, None
             books = state.get("books")
             log.info(
                 "journal %s: continuing feeder session %s (%d epoch book(s))",
@@ -198,6 +199,7 @@ class Journal:
             )
         key = new_key()
         self._identity, self._session = dict(identity), TicketSigner(key).session_id
+        self._head = None
         self._write(self.key_file, key)
         self.save(None)
         log.info("journal %s: new feeder session %s", self.path, self._session)
@@ -246,11 +248,12 @@ class Journal:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def save(self, books: Mapping[str, Any] | None) -> None:
+    def save(self, books: Mapping[str, Any] | str | None) -> None:
         """Replace the journal's epoch state with ``books`` (atomically, fsynced).
 
         Args:
-            books: ``EpochBooks.state()``, or None for none yet.
+            books: ``EpochBooks.state()``, the same as JSON text (``EpochBooks.state_text()``,
+                spliced in as it is), or None for none yet.
 
         Raises:
             RuntimeError: :meth:`begin` was not called.
@@ -258,14 +261,16 @@ class Journal:
         """
         if self._identity is None:
             raise RuntimeError("Journal.begin() must run before save()")
-        state = {
-            "format": FORMAT,
-            "version": VERSION,
-            "session": self._session,
-            "identity": self._identity,
-            "books": books,
-        }
-        self._write(self.state_file, json.dumps(state, separators=(",", ":")).encode())
+        if self._head is None:  # the same for every write of a session
+            state = {
+                "format": FORMAT,
+                "version": VERSION,
+                "session": self._session,
+                "identity": self._identity,
+            }
+            self._head = json.dumps(state, separators=(",", ":"))[:-1] + ',"books":'
+        text = books if isinstance(books, str) else json.dumps(books, separators=(",", ":"))
+        self._write(self.state_file, f"{self._head}{text}}}".encode())
 
     def _write(self, target: Path, data: bytes) -> None:
         """Write ``data`` to ``target`` atomically: temporary file, fsync, rename, fsync folder."""
@@ -291,7 +296,7 @@ class Journal:
         """Delete the journal (a clean stop: the session ends, nothing is to be continued)."""
         for path in (self.state_file, self.key_file):
             path.unlink(missing_ok=True)
-        self._identity = self._session = None
+        self._identity = self._session = self._head = None
         log.info("journal %s cleared (clean stop)", self.path)
 
 

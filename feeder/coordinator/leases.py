@@ -18,6 +18,7 @@ then says so to the consumer when it wakes.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import OrderedDict, deque
@@ -72,6 +73,10 @@ class LeaseBook:
         self._lost: OrderedDict[str, str] = OrderedDict()  # recent lease id -> why it was lost
         self._clock = clock
         self._queue: deque[SliceRange] = deque(u for u in units if u.num_rows > 0)
+        # the journal's text of each queued unit and held lease, kept beside them, so a
+        # journal write joins strings instead of encoding thousands of small lists
+        self._queue_text: deque[str] = deque(_unit_text(u) for u in self._queue)
+        self._lease_text: dict[str, str] = {}
         self._leases: dict[str, Lease] = {}
         self._held: dict[str, dict[str, None]] = {}  # consumer -> its lease ids, in lease order
         # no lease can expire before this time (a lower bound: deadlines and ``moved_at``
@@ -82,6 +87,7 @@ class LeaseBook:
         self.rows_done = 0
         self.expiries = 0
         self.consumers: set[str] = set()
+        self._consumers_text: str | None = None  # their journal text, until a new one comes
 
     # --- queries -------------------------------------------------------------------
 
@@ -116,7 +122,7 @@ class LeaseBook:
             rest = lease.remaining
             self.rows_done += lease.delivered
             if rest is not None:
-                self._queue.appendleft(rest)
+                self._push_front(rest)
         self.expiries += len(expired)
         self._next_check = min((self._earliest(x) for x in self._leases.values()), default=math.inf)
         return expired
@@ -126,13 +132,19 @@ class LeaseBook:
         stall = self.stall_seconds
         return lease.deadline if stall is None else min(lease.deadline, lease.moved_at + stall)
 
+    def _push_front(self, unit: SliceRange) -> None:
+        self._queue.appendleft(unit)
+        self._queue_text.appendleft(_unit_text(unit))
+
     def _add(self, lease: Lease) -> None:
         self._leases[lease.lease_id] = lease
+        self._lease_text[lease.lease_id] = _lease_text(lease)
         self._held.setdefault(lease.consumer, {})[lease.lease_id] = None
         self._next_check = min(self._next_check, self._earliest(lease))
 
     def _remove(self, lease: Lease) -> None:
         del self._leases[lease.lease_id]
+        del self._lease_text[lease.lease_id]
         held = self._held[lease.consumer]
         del held[lease.lease_id]
         if not held:
@@ -166,10 +178,13 @@ class LeaseBook:
         again before newer units.
         """
         self.expire()
-        self.consumers.add(consumer)
+        if consumer not in self.consumers:
+            self.consumers.add(consumer)
+            self._consumers_text = None
         if not self._queue:
             return None
         unit = self._queue.popleft()
+        self._queue_text.popleft()
         now = self._clock()
         lease = Lease(
             lease_id=f"{self.id_prefix}L{self._take_id()}",
@@ -209,6 +224,8 @@ class LeaseBook:
             self._leases[lease_id] = replace(
                 lease, delivered=delivered, deadline=deadline, moved_at=moved_at
             )
+            if delivered != lease.delivered:
+                self._lease_text[lease_id] = _lease_text(self._leases[lease_id])
         for lease_id in self._held.get(consumer, ()):
             if lease_id not in progress:
                 self._leases[lease_id] = replace(self._leases[lease_id], deadline=deadline)
@@ -235,7 +252,7 @@ class LeaseBook:
             self.rows_done += lease.delivered
             rest = lease.remaining
             if rest is not None:
-                self._queue.appendleft(rest)
+                self._push_front(rest)
         return len(mine)
 
     # --- journal (feeder.coordinator.journal) ------------------------------------------------
@@ -245,18 +262,19 @@ class LeaseBook:
 
         Deadlines are left out: they are monotonic-clock times of this process.
         """
-        return {
-            "queue": [[u.slice_id, u.start, u.stop] for u in self._queue],
-            "leases": [
-                [x.lease_id, x.consumer, x.unit.slice_id, x.unit.start, x.unit.stop, x.delivered]
-                for x in self._leases.values()
-            ],
-            "next_id": self._next_id,
-            "total_rows": self.total_rows,
-            "rows_done": self.rows_done,
-            "expiries": self.expiries,
-            "consumers": sorted(self.consumers),
-        }
+        return dict(json.loads(self.state_text()))
+
+    def state_text(self) -> str:
+        """Return :meth:`state` as JSON text, joined from the kept texts of its units and
+        leases (what a journal write costs under the coordinator's lock)."""
+        if self._consumers_text is None:
+            self._consumers_text = json.dumps(sorted(self.consumers), separators=(",", ":"))
+        queue, leases = ",".join(self._queue_text), ",".join(self._lease_text.values())
+        return (
+            f'{{"queue":[{queue}],"leases":[{leases}],"next_id":{self._next_id},'
+            f'"total_rows":{self.total_rows},"rows_done":{self.rows_done},'
+            f'"expiries":{self.expiries},"consumers":{self._consumers_text}}}'
+        )
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state` of a book of the same epoch (a restarted coordinator).
@@ -266,6 +284,8 @@ class LeaseBook:
         """
         now = self._clock()
         self._queue = deque(SliceRange(int(s), int(a), int(b)) for s, a, b in state["queue"])
+        self._queue_text = deque(_unit_text(u) for u in self._queue)
+        self._lease_text = {}
         self._leases, self._held, self._next_check = {}, {}, math.inf
         for lease_id, consumer, slice_id, start, stop, delivered in state["leases"]:
             unit = SliceRange(int(slice_id), int(start), int(stop))
@@ -276,3 +296,13 @@ class LeaseBook:
         self.rows_done = int(state["rows_done"])
         self.expiries = int(state["expiries"])
         self.consumers = {str(c) for c in state["consumers"]}
+        self._consumers_text = None
+
+
+def _unit_text(unit: SliceRange) -> str:
+    return f"[{unit.slice_id},{unit.start},{unit.stop}]"
+
+
+def _lease_text(x: Lease) -> str:
+    fields = [x.lease_id, x.consumer, x.unit.slice_id, x.unit.start, x.unit.stop, x.delivered]
+    return json.dumps(fields, separators=(",", ":"))

@@ -158,6 +158,21 @@ class FeederClient:
         result: dict[str, Any] = self._coordinator.action("status")
         return result
 
+    def refresh(self) -> dict[str, Any]:
+        """Have the feeder serve its table's current snapshot to each job's next epoch.
+
+        Returns:
+            What the refresh did (PROTOCOL.md, ``refresh``): ``changed`` and, after a
+            change, the slices kept and added and the storage bytes read so far.
+
+        Raises:
+            AuthError: the token was refused.
+            FeederError: the coordinator could not be reached within ``timeout``, cannot
+                refresh, or the table no longer resolves (the message says why).
+        """
+        result: dict[str, Any] = self._coordinator.action("refresh")
+        return result
+
     def schema(self, columns: Sequence[str] | None = None) -> pa.Schema:
         """Return the schema of this job's batches.
 

@@ -39,10 +39,10 @@ from feeder.node.cache_dirs import (
     session_tag,
     sweep_dead_folders,
 )
-from feeder.node.credentials import node_io_properties
 from feeder.node.materialize import SliceSource
 from feeder.node.metrics import NodeMetricsServer
 from feeder.node.ranges import range_rows
+from feeder.node.refresh import SourceOpener, apply_refresh
 from feeder.node.settings import DEFAULT_BATCH_ROWS, NodeSettings
 from feeder.protocol.auth import (
     call_options,
@@ -64,7 +64,6 @@ from feeder.protocol.node_messages import (
     NodeRequest,
     RegisterAnswer,
     RegisterRequest,
-    SnapshotSource,
 )
 from feeder.protocol.slice_plan import SlicePlan
 from feeder.protocol.tickets import (
@@ -117,7 +116,7 @@ class DataNode(UnservedCalls, TrackedFlightServer):
         self.batch_rows = batch_rows
         self.on_cached = on_cached
         self.configured = False
-        self.opener: _SourceOpener | None = None  # opens the sources of later snapshots
+        self.opener: SourceOpener | None = None  # opens the sources of later snapshots
         #: the snapshots whose tickets this node honours (ticket snapshot ids)
         self.snapshots: set[int] = set()
         self.plans: dict[int, SlicePlan] = {}
@@ -516,7 +515,7 @@ def _register(
     )
     try:
         answer = RegisterAnswer.from_json(link.call(request))
-        opener = _SourceOpener(answer)
+        opener = SourceOpener(answer)
         sources = [(src, opener.open(src)) for src in answer.snapshot_sources()]
     except (flight.FlightError, SpecError, KeyError, TypeError, ValueError) as exc:
         raise FeederError(
@@ -571,7 +570,7 @@ def _heartbeat_loop(
             else:
                 last_ok = time.monotonic()
                 answer = NodeHeartbeatAnswer.from_json(raw)
-                _apply_refresh(node, answer)
+                apply_refresh(node, answer)
                 for slice_id in answer.assign:
                     work.put(slice_id)
                 if answer.stop:
@@ -583,47 +582,6 @@ def _heartbeat_loop(
         raise
     finally:
         stop.set()
-
-
-class _SourceOpener:
-    """Opens a :class:`SliceSource` per snapshot with the session's filter, columns and IO."""
-
-    def __init__(self, answer: RegisterAnswer) -> None:
-        self.io_properties = node_io_properties(answer.io_properties, os.environ)
-        self.row_filter = answer.row_filter
-        self.columns = answer.columns
-
-    def open(self, source: SnapshotSource) -> SliceSource:
-        """The source reading ``source``'s snapshot (its metadata file is read now)."""
-        return SliceSource.from_metadata(
-            source.metadata_location,
-            io_properties=self.io_properties,
-            snapshot_id=source.snapshot_id,
-            row_filter=self.row_filter,
-            columns=self.columns,
-        )
-
-
-def _apply_refresh(node: DataNode, answer: NodeHeartbeatAnswer) -> None:
-    """Serve a refresh's new snapshots and plans, drop retired snapshots and slices."""
-    if answer.sources:
-        opener = node.opener
-        if opener is None:
-            raise FeederError("a refresh reached a data node that never registered")
-        by_id = {p.slice_id: p for p in answer.plans}
-        for src in answer.sources:
-            node.add_snapshot(
-                snapshot_id=src.snapshot_id,
-                source=opener.open(src),
-                plans={s: by_id[s] for s in src.slices if s in by_id},
-            )
-            log.info(
-                "data node: serving snapshot %s too (%d new slices)",
-                src.snapshot_id,
-                len(src.slices),
-            )
-    if answer.retired or answer.drop:
-        node.retire(answer.retired, answer.drop)
 
 
 def cache_capacity(root: Path, limit: int | None, cached_bytes: int) -> int:

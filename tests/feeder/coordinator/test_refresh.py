@@ -17,6 +17,7 @@ import pytest
 
 from feeder.client.client import FeederClient
 from feeder.coordinator.session import serve
+from feeder.torch import FeederDataset
 from jobs.errors import SpecError
 from tests.feeder.local_feeder import ids_of
 from tests.feeder.tables import make_table, sample_arrow
@@ -137,8 +138,17 @@ def test_a_refresh_after_a_delete_reads_nothing_and_drops_the_removed_files_slic
     with _serve(spark, catalog, tmp_path, nodes=1, slice_bytes=40_000) as f:
         f.wait_ready(300)
         before = f.fresh_status()
-        client = FeederClient(f.endpoint, job="train")
-        assert sorted(ids_of(client.stream(0))) == list(range(ROWS))
+        first = before["snapshot_id"]
+        # a training job stops mid-epoch; its resume state names the epoch's snapshot
+        dataset = FeederDataset(
+            f.endpoint, batch_size=256, job="train", shuffle="slice", prefetch=0
+        )
+        batches = iter(dataset)
+        for _ in range(3):
+            next(batches)
+        state = dataset.state_dict()
+        assert state["snapshot_id"] == first and state["rows_consumed"] == 3 * 256
+        dataset.close()
 
         table.delete("id < 3000")  # the first file, whole: dropped, nothing rewritten
         answer = f.refresh_report()
@@ -146,8 +156,14 @@ def test_a_refresh_after_a_delete_reads_nothing_and_drops_the_removed_files_slic
         assert answer["kept_slices"] < before["slices"]
         f.wait_ready(60)
 
+        client = FeederClient(f.endpoint, job="train")
         assert sorted(ids_of(client.stream(1))) == list(range(PER_FILE, ROWS))
         assert f.coordinator.wait_for(lambda s: len(s["snapshots"]) == 1, 30)
+        # resuming the stopped epoch: its snapshot is no longer served, an error naming both
+        resumed = FeederDataset(f.endpoint, batch_size=256, job="train", shuffle="slice")
+        resumed.load_state_dict(state)
+        with pytest.raises(SpecError, match=rf"snapshot {first}.*{answer['snapshot_id']}"):
+            next(iter(resumed))
         # the nodes delete the removed file's slices from their caches
         dropped = before["slices"] - answer["kept_slices"]
         assert f.coordinator.wait_for(
@@ -157,3 +173,15 @@ def test_a_refresh_after_a_delete_reads_nothing_and_drops_the_removed_files_slic
         assert after["storage_bytes_read"] == before["storage_bytes_read"]
         assert after["bytes_cached"] < before["bytes_cached"]
         assert f.refresh_report() == {"changed": False, "snapshot_id": answer["snapshot_id"]}
+
+
+def test_a_following_feeder_serves_each_new_snapshot_by_itself(spark, catalog, tmp_path):
+    table = make_table(catalog, files=1, rows_per_file=PER_FILE, row_group_rows=500)
+    with _serve(spark, catalog, tmp_path, nodes=1, follow_seconds=0.5) as f:
+        f.wait_ready(300)
+        table.append(sample_arrow(PER_FILE, start=PER_FILE))
+        new = table.current_snapshot().snapshot_id
+        assert f.coordinator.wait_for(lambda s: s["snapshot_id"] == new and s["ready"], 120)
+        client = FeederClient(f.endpoint, job="train")
+        assert sorted(ids_of(client.stream(0))) == list(range(2 * PER_FILE))
+        assert len(f.status()["refreshes"]) == 1  # later polls found nothing new

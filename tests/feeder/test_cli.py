@@ -86,28 +86,40 @@ def test_python_dash_m_feeder_serve_refuses_an_unknown_table(catalog):
     assert "test.nope" in result.stderr and "not found" in result.stderr
 
 
+def _spawn_serve(table: str, tmp_path, cache):
+    """``python -m feeder serve TABLE`` with one node, writing its endpoint under tmp_path."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "feeder", "serve", table, "--nodes", "1"]
+    command += ["--endpoint-file", str(tmp_path / "endpoint"), "--cache-dir", str(cache)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _endpoint_of(proc, endpoint_file) -> str:
+    """The endpoint a ``python -m feeder serve`` process writes once ready (300 s at most)."""
+    import time
+
+    deadline = time.monotonic() + 300
+    while not endpoint_file.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no endpoint file after 300 s"
+        time.sleep(0.1)  # polling a file the server writes atomically, bounded
+    return str(endpoint_file.read_text().strip())
+
+
 @pytest.mark.spark
 @pytest.mark.slow
 def test_python_dash_m_feeder_serve_serves_every_row_until_sigterm(catalog, tmp_path):
     """``python -m feeder serve`` as a real process (its own Spark): it writes its
     endpoint once ready, serves every row, and exits 0 on SIGTERM with its cache gone."""
     import signal
-    import subprocess
-    import sys
-    import time
 
     make_table(catalog, "test.sub", files=1, rows_per_file=2000, row_group_rows=500)
-    endpoint_file, cache = tmp_path / "endpoint", tmp_path / "cache"
-    command = [sys.executable, "-m", "feeder", "serve", "test.sub", "--nodes", "1"]
-    command += ["--endpoint-file", str(endpoint_file), "--cache-dir", str(cache)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cache = tmp_path / "cache"
+    proc = _spawn_serve("test.sub", tmp_path, cache)
     try:
-        deadline = time.monotonic() + 300
-        while not endpoint_file.exists():
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no endpoint file after 300 s"
-            time.sleep(0.1)  # polling a file the server writes atomically, bounded
-        client = FeederClient(endpoint_file.read_text().strip())
+        client = FeederClient(_endpoint_of(proc, tmp_path / "endpoint"))
         assert client.status()["ready"]
         assert sorted(ids_of(client.stream(0))) == list(range(2000))
         assert sorted(ids_of(client.stream(0, mode="dynamic", seed=3))) == list(range(2000))
@@ -152,24 +164,14 @@ def test_icefeed_feeder_refresh_moves_a_running_feeder_to_the_appended_snapshot(
 ):
     """``icefeed feeder refresh ENDPOINT`` against a real ``python -m feeder serve``
     process, after a pyiceberg append to the catalog both use."""
-    import subprocess
-    import sys
     import time
 
     from tests.feeder.tables import sample_arrow
 
     table = make_table(catalog, "test.sub", files=2, rows_per_file=1000, row_group_rows=500)
-    endpoint_file = tmp_path / "endpoint"
-    command = [sys.executable, "-m", "feeder", "serve", "test.sub", "--nodes", "1"]
-    command += ["--endpoint-file", str(endpoint_file), "--cache-dir", str(tmp_path / "c")]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _spawn_serve("test.sub", tmp_path, tmp_path / "c")
     try:
-        deadline = time.monotonic() + 300
-        while not endpoint_file.exists():
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no endpoint file after 300 s"
-            time.sleep(0.1)  # polling a file the server writes atomically, bounded
-        endpoint = endpoint_file.read_text().strip()
+        endpoint = _endpoint_of(proc, tmp_path / "endpoint")
         client = FeederClient(endpoint, job="train")
         assert sorted(ids_of(client.stream(0))) == list(range(2000))
 

@@ -11,6 +11,7 @@ snapshot the feeder does not serve is a clear error naming both.
 
 from __future__ import annotations
 
+import urllib.request
 from itertools import islice
 
 import pytest
@@ -177,11 +178,19 @@ def test_a_refresh_after_a_delete_reads_nothing_and_drops_the_removed_files_slic
 
 def test_a_following_feeder_serves_each_new_snapshot_by_itself(spark, catalog, tmp_path):
     table = make_table(catalog, files=1, rows_per_file=PER_FILE, row_group_rows=500)
-    with _serve(spark, catalog, tmp_path, nodes=1, follow_seconds=0.5) as f:
+    with _serve(spark, catalog, tmp_path, nodes=1, follow_seconds=0.5, metrics_port=0) as f:
         f.wait_ready(300)
         table.append(sample_arrow(PER_FILE, start=PER_FILE))
         new = table.current_snapshot().snapshot_id
         assert f.coordinator.wait_for(lambda s: s["snapshot_id"] == new and s["ready"], 120)
         client = FeederClient(f.endpoint, job="train")
         assert sorted(ids_of(client.stream(0))) == list(range(2 * PER_FILE))
-        assert len(f.status()["refreshes"]) == 1  # later polls found nothing new
+        (record,) = f.status()["refreshes"]  # later polls found nothing new
+        assert f.metrics is not None
+        url = f"http://127.0.0.1:{f.metrics.port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+    assert f'icefeed_snapshot_info{{snapshot_id="{new}"}} 1.0' in text
+    assert "icefeed_refreshes_total 1.0" in text
+    read = record["storage_bytes_read"]
+    assert read > 0 and f"icefeed_refresh_storage_bytes_read_total {float(read)}" in text

@@ -1,4 +1,4 @@
-"""The feeder's command line: ``icefeed feeder serve|status`` and ``python -m feeder serve|status``.
+"""The feeder's command line: ``icefeed feeder serve|status|refresh`` (and ``python -m feeder``).
 
 Registration imports argparse only; the feeder (pyspark, pyiceberg) is imported
 when a command runs. ``serve`` builds a :class:`~feeder.coordinator.config.FeederConfig`
@@ -28,29 +28,45 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``feeder`` command and its ``serve`` / ``status`` subcommands."""
+    """Add the ``feeder`` command and its ``serve`` / ``status`` / ``refresh`` subcommands."""
     parser = subparsers.add_parser("feeder", help="serve an Iceberg table to PyTorch over Flight")
     add_commands(parser)
 
 
 def add_commands(parser: argparse.ArgumentParser) -> None:
-    """Add the ``serve`` and ``status`` subcommands to ``parser``."""
+    """Add the ``serve``, ``status`` and ``refresh`` subcommands to ``parser``."""
     sub = parser.add_subparsers(dest="feeder_command", required=True, metavar="SUBCOMMAND")
 
     serve = sub.add_parser("serve", help="run a feeder in the foreground until SIGTERM")
     add_serve_arguments(serve)
     serve.set_defaults(func=run_serve)
 
-    status = sub.add_parser("status", help="print a running feeder's status")
-    status.add_argument("endpoint", help="coordinator endpoint, e.g. grpc://host:8815")
-    status.add_argument("--json", action="store_true", help="print the status document as JSON")
-    status.add_argument("--job", default="default", help="job name sent with the call")
-    status.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
-    status.add_argument("--tls-ca", help="PEM roots to trust for grpc+tls")
-    status.add_argument("--tls-client-cert", help="PEM client certificate (mutual TLS)")
-    status.add_argument("--tls-client-key", help="PEM private key of --tls-client-cert")
-    status.add_argument("--tls-server-name", help="name to check the server certificate against")
-    status.set_defaults(func=_status)
+    _add_client_command(sub, "status", "print a running feeder's status", _status, 10.0)
+    _add_client_command(
+        sub,
+        "refresh",
+        "serve the table's current snapshot to each job's next epoch",
+        _refresh,
+        120.0,
+    )
+
+
+def _add_client_command(sub: Any, name: str, help_text: str, func: Any, timeout: float) -> None:
+    """Add a subcommand that calls a running feeder at ENDPOINT."""
+    parser = sub.add_parser(name, help=help_text)
+    parser.add_argument("endpoint", help="coordinator endpoint, e.g. grpc://host:8815")
+    parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+    parser.add_argument("--job", default="default", help="job name sent with the call")
+    parser.add_argument("--timeout", type=float, default=timeout, help="seconds to wait")
+    _add_client_tls(parser)
+    parser.set_defaults(func=func)
+
+
+def _add_client_tls(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-ca", help="PEM roots to trust for grpc+tls")
+    parser.add_argument("--tls-client-cert", help="PEM client certificate (mutual TLS)")
+    parser.add_argument("--tls-client-key", help="PEM private key of --tls-client-cert")
+    parser.add_argument("--tls-server-name", help="name to check the server certificate against")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,6 +121,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--insecure",
         action="store_true",
         help="allow a non-loopback --host without TLS (clear text: trusted networks only)",
+    )
+    parser.add_argument(
+        "--follow",
+        dest="follow_seconds",
+        type=float,
+        metavar="SECONDS",
+        help="poll the catalog every SECONDS and serve each new snapshot of the table "
+        "to each job's next epoch, caching only the data files it added",
     )
     parser.add_argument("--ready-timeout", type=float, default=DEFAULT_READY_TIMEOUT)
     parser.add_argument("--endpoint-file", help="write the endpoint here once ready")
@@ -182,6 +206,7 @@ def serve_config(args: argparse.Namespace) -> FeederConfig:
         ),
         "advertise_host": args.advertise_host,
         "insecure": True if args.insecure else None,
+        "follow_seconds": args.follow_seconds,
     }
     return FeederConfig(table=args.table, **{k: v for k, v in given.items() if v is not None})
 
@@ -221,7 +246,8 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
+def _client(args: argparse.Namespace) -> Any:
+    """The FeederClient a ``status`` / ``refresh`` command calls the feeder with."""
     from feeder.client.client import FeederClient
     from feeder.protocol.config import TLSConfig
 
@@ -235,12 +261,32 @@ def _status(args: argparse.Namespace) -> int:
         if args.tls_ca
         else None
     )
-    with FeederClient(args.endpoint, job=args.job, tls=tls, timeout=args.timeout) as client:
+    return FeederClient(args.endpoint, job=args.job, tls=tls, timeout=args.timeout)
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
         status = client.status()
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
         return 0
     _print_status(status)
+    return 0
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        answer = client.refresh()
+    if args.json:
+        print(json.dumps(answer, indent=2, sort_keys=True))
+    elif not answer["changed"]:
+        print(f"feeder already serves snapshot {answer['snapshot_id']}")
+    else:
+        print(
+            f"feeder refreshing from snapshot {answer['from_snapshot_id']} to "
+            f"{answer['snapshot_id']}: {answer['kept_slices']} slices kept, "
+            f"{answer['added_slices']} new slices to cache; each job moves at its next epoch"
+        )
     return 0
 
 
@@ -280,7 +326,8 @@ def _print_status(status: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m feeder serve TABLE ...`` or ``status ENDPOINT``; returns the exit code."""
+    """``python -m feeder serve TABLE ...``, ``status ENDPOINT`` or ``refresh ENDPOINT``;
+    returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m feeder", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     add_commands(parser)

@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -158,6 +158,21 @@ class FeederClient:
         result: dict[str, Any] = self._coordinator.action("status")
         return result
 
+    def refresh(self) -> dict[str, Any]:
+        """Have the feeder serve its table's current snapshot to each job's next epoch.
+
+        Returns:
+            What the refresh did (PROTOCOL.md, ``refresh``): ``changed`` and, after a
+            change, the slices kept and added and the storage bytes read so far.
+
+        Raises:
+            AuthError: the token was refused.
+            FeederError: the coordinator could not be reached within ``timeout``, cannot
+                refresh, or the table no longer resolves (the message says why).
+        """
+        result: dict[str, Any] = self._coordinator.action("refresh")
+        return result
+
     def schema(self, columns: Sequence[str] | None = None) -> pa.Schema:
         """Return the schema of this job's batches.
 
@@ -195,7 +210,12 @@ class FeederClient:
         return self._plan(read.static())
 
     def stream(
-        self, epoch: int | None = None, *, request: ReadRequest | None = None, **fields: Any
+        self,
+        epoch: int | None = None,
+        *,
+        request: ReadRequest | None = None,
+        on_snapshot: Callable[[int], None] | None = None,
+        **fields: Any,
     ) -> Iterator[pa.RecordBatch]:
         """Yield this consumer's batches of an epoch; see the module docstring.
 
@@ -210,6 +230,9 @@ class FeederClient:
         Args:
             epoch: the epoch (None: the request's, else 0).
             request: the read; ``epoch`` and ``fields`` override its fields.
+            on_snapshot: called with the snapshot id the epoch reads, as soon as the
+                feeder says (a following feeder binds each epoch to one snapshot;
+                ``-1``: a table without snapshots).
             **fields: :class:`ReadRequest` fields (``mode``, ``rank``, ``seed``, ...).
 
         Returns:
@@ -225,9 +248,9 @@ class FeederClient:
         """
         read = ReadRequest.build(epoch, request, fields).for_job(self.job)
         if read.mode is Mode.STATIC:
-            return self._static(read.static())
+            return self._static(read.static(), on_snapshot)
         name = f"{os.uname().nodename}-{os.getpid()}-r{read.rank}w{read.worker}"
-        return self._dynamic(read.lease(f"{name}-{uuid.uuid4().hex[:8]}"), read.unit)
+        return self._dynamic(read.lease(f"{name}-{uuid.uuid4().hex[:8]}"), read.unit, on_snapshot)
 
     def _plan(self, request: StaticRequest) -> flight.FlightInfo:
         descriptor = flight.FlightDescriptor.for_command(request.to_command())
@@ -240,8 +263,14 @@ class FeederClient:
         answer = self._coordinator.action("resume", {"ticket": ticket, "delivered": delivered})
         return answer["ticket"], list(answer["locations"])
 
-    def _static(self, request: StaticRequest) -> Iterator[pa.RecordBatch]:
+    def _static(
+        self, request: StaticRequest, on_snapshot: Callable[[int], None] | None = None
+    ) -> Iterator[pa.RecordBatch]:
         info = self._plan(request)
+        if on_snapshot is not None:
+            answered = StaticRequest.from_command(bytes(info.descriptor.command or b""))
+            if answered.snapshot_id is not None:  # an older coordinator names none
+                on_snapshot(answered.snapshot_id)
         if is_mixed(info.endpoints):
             yield from read_static_windows(
                 info.endpoints, seed=request.seed, epoch=request.epoch, nodes=self._nodes
@@ -266,7 +295,12 @@ class FeederClient:
             join_timeout=self.timeout,
         )
 
-    def _dynamic(self, request: LeaseRequest, unit: int) -> Iterator[pa.RecordBatch]:
+    def _dynamic(
+        self,
+        request: LeaseRequest,
+        unit: int,
+        on_snapshot: Callable[[int], None] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
         body = json.loads(request.to_body())
         beat = LeaseHeartbeater(self._coordinator.action, request, join_timeout=self.timeout)
         position = 0  # rows yielded, for the chunking hint
@@ -279,6 +313,9 @@ class FeederClient:
                     beat.wait(float(answer.get("retry_after", 0.5)))
                     continue
                 lease_id = answer["lease"]
+                if on_snapshot is not None and isinstance(answer.get("snapshot_id"), int):
+                    on_snapshot(answer["snapshot_id"])
+                    on_snapshot = None  # once: every lease of the epoch names the same
                 beat.track(lease_id, float(answer.get("lease_seconds", 30.0)))
                 completed = True
                 batches = read_unit(

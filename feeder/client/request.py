@@ -40,6 +40,8 @@ class ReadRequest(StaticRequest):
 
     Fields (all keyword-only, validated at construction):
         epoch, seed, shuffle, columns: what fixes the epoch's order and projection.
+        snapshot_id: the snapshot to read (a job that pins one, or resumes an epoch);
+            None: the one the feeder serves new epochs (a following feeder's newest).
         mode: ``Mode.STATIC`` (or ``"static"``, DDP: fixed equal shares) or
             ``Mode.DYNAMIC`` (``"dynamic"``: lease units until the epoch is done).
         rank, world_size, drop_last: this rank's equal part of the epoch (static mode).
@@ -137,4 +139,5 @@ class ReadRequest(StaticRequest):
             columns=self.columns,
             mix=self.mix,
             consumer=consumer,
+            snapshot_id=self.snapshot_id,
         )

@@ -39,6 +39,8 @@ class FeederConfig(NodeSettings):
         journal_dir: where the coordinator journals what a restart must not lose
             (:mod:`feeder.coordinator.journal`; None: ``<cache_dir>/icefeed-journal``,
             or no journal without a ``cache_dir``).
+        follow_seconds: poll the catalog this often and refresh to the table's new
+            snapshots (None: serve the pinned snapshot until told to ``refresh``).
         host, token, tls, cache_dir, cache_capacity_bytes, heartbeat_seconds, batch_rows,
             row_copy: the
             data nodes' settings (:class:`~feeder.node.settings.NodeSettings`);
@@ -60,6 +62,7 @@ class FeederConfig(NodeSettings):
     catalog: str | None = None
     limits: CoordinatorLimits = field(default_factory=CoordinatorLimits)
     journal_dir: str | None = None
+    follow_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.table, str) or not self.table.strip():
@@ -92,6 +95,13 @@ class FeederConfig(NodeSettings):
         value = self.lease_seconds
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise SpecError(f"lease_seconds: {value!r} must be a positive number of seconds")
+        follow = self.follow_seconds
+        if follow is not None and (
+            isinstance(follow, bool) or not isinstance(follow, int | float) or follow <= 0
+        ):
+            raise SpecError(
+                f"follow_seconds: {follow!r} must be a positive number of seconds, or None"
+            )
         if self.catalog is not None and not isinstance(self.catalog, str):
             raise SpecError(f"catalog: {self.catalog!r} must be a catalog name or None")
         if self.journal_dir is not None:

@@ -27,6 +27,7 @@ from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.registry import NodeRegistry
 from feeder.coordinator.served import ServedSnapshot
+from feeder.coordinator.snapshots import LiveSnapshots
 from feeder.protocol.auth import caller_job
 from feeder.protocol.messages import (
     EpochParams,
@@ -53,8 +54,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[flight.ServerCallContext, bytes], dict[str, Any]]
 
-NO_SNAPSHOT = -1  # ticket snapshot id of a table without snapshots (no ticket is ever issued)
-
 
 class ConsumerActions:
     """The consumer handlers of one coordinator session; they share the coordinator's lock.
@@ -70,6 +69,7 @@ class ConsumerActions:
         self,
         served: ServedSnapshot,
         *,
+        snapshots: LiveSnapshots,
         signer: TicketSigner,
         registry: NodeRegistry,
         lock: threading.Condition,
@@ -81,6 +81,11 @@ class ConsumerActions:
         restored: dict[str, Any] | None = None,
     ) -> None:
         self.served = served
+        self.snapshots = snapshots
+        #: called (under the lock) after an epoch is bound to a snapshot: retires unused ones
+        self.on_bound: Callable[[], None] | None = None
+        #: whether every live node serves a snapshot (a refresh reaches them by heartbeat)
+        self.nodes_serve: Callable[[int], bool] = lambda snapshot: True
         self.journal = journal
         self.signer = signer
         self.registry = registry
@@ -142,6 +147,11 @@ class ConsumerActions:
 
     # --- shared ----------------------------------------------------------------------------
 
+    def journal_changed(self) -> None:
+        """Have the journal written again soon (the caller holds the lock)."""
+        if self._commit is not None:
+            self._commit.changed()
+
     def _save(self) -> None:
         """Note that the epoch state changed (the caller holds the lock): the journal
         writer saves it, and a :meth:`_durable` call waits for that write. A failed write
@@ -150,20 +160,73 @@ class ConsumerActions:
         if self._commit is not None:
             self._change.number = self._commit.changed()
 
-    def _row_counts(self) -> list[int]:
-        """Exact row counts (caller holds the lock); Unavailable until ready."""
-        reg = self.registry
-        if not reg.ready:
-            cached = sum(1 for n in reg.row_counts if n is not None)
-            raise flight.FlightUnavailableError(
-                f"feeder is not ready: {cached} of {reg.num_slices} slices cached; retry"
-            )
-        return reg.exact_row_counts()
+    def current_snapshot(self) -> int | None:
+        """The snapshot a new epoch reads: the newest whose slices are all cached and that
+        every live node serves (None: none is ready yet). The caller holds the lock."""
+        for key in reversed(self.snapshots.live()):
+            if self.registry.ready_for(self.snapshots.members(key)) and self.nodes_serve(key):
+                return key
+        return None
 
-    def _ticket(self, params: EpochParams, unit: SliceRange) -> str:
+    def _epoch_snapshot(self, params: EpochParams) -> int:
+        """Bind ``params``' epoch to a snapshot (once: every consumer of it reads the same)
+        and return it. The caller holds the lock.
+
+        Raises:
+            SpecError: the request names another snapshot than its epoch reads, or one
+                this feeder does not serve (a resume state of another snapshot).
+            flight.FlightUnavailableError: no snapshot is cached yet.
+        """
+        bound = self.books.snapshot_of(params.job, params.epoch)
+        asked = params.snapshot_id
+        if bound is not None and asked is not None and asked != bound:
+            raise SpecError(
+                f"job {params.job!r} epoch {params.epoch} reads snapshot {bound}, but this "
+                f"request names snapshot {asked}: every consumer of an epoch reads one snapshot"
+            )
+        key = bound if bound is not None else asked
+        if key is not None and key not in self.snapshots:
+            raise SpecError(
+                f"job {params.job!r} epoch {params.epoch} reads snapshot {key}, but this feeder "
+                f"serves snapshot(s) {self.snapshots.live()} (the resume state or pin is of "
+                "another snapshot): start a new epoch on the served snapshot, or serve "
+                f"snapshot {key} (--snapshot-id {key})"
+            )
+        if key is None:
+            key = self.current_snapshot()
+            if key is None:
+                reg = self.registry
+                cached = sum(1 for s in reg.live_slices() if reg.row_counts[s] is not None)
+                raise flight.FlightUnavailableError(
+                    f"feeder is not ready: {cached} of {len(reg.live_slices())} slices cached; "
+                    "retry"
+                )
+        if bound is None:
+            self.books.bind(params.job, params.epoch, key)
+            if self.on_bound is not None:
+                self.on_bound()
+        return key
+
+    def _row_counts(self, params: EpochParams) -> tuple[int, list[int]]:
+        """The snapshot ``params``' epoch reads and its exact row counts over every slice
+        id (caller holds the lock); Unavailable until that snapshot is cached."""
+        key = self._epoch_snapshot(params)
+        members = self.snapshots.members(key)
+        if not self.registry.ready_for(members):
+            cached = sum(1 for s in members if self.registry.row_counts[s] is not None)
+            raise flight.FlightUnavailableError(
+                f"snapshot {key} is not cached yet: {cached} of {len(members)} slices; retry"
+            )
+        return key, self.snapshots.counts(key, self.registry.row_counts)
+
+    def _signer(self, snapshot: int) -> Callable[[EpochParams, SliceRange], str]:
+        """Sign tickets of ``snapshot``'s epoch order."""
+        return lambda params, unit: self._ticket(params, unit, snapshot)
+
+    def _ticket(self, params: EpochParams, unit: SliceRange, snapshot: int) -> str:
         claims = TicketClaims(
             job=params.job,
-            snapshot_id=self._snapshot(),
+            snapshot_id=snapshot,
             slice_id=unit.slice_id,
             start=unit.start,
             stop=unit.stop,
@@ -174,10 +237,6 @@ class ConsumerActions:
             block_rows=params.mix.block_rows if params.shuffle is Shuffle.MIX else 0,
         )
         return self.signer.sign(claims).decode("ascii")
-
-    def _snapshot(self) -> int:
-        sid = self.served.snapshot_id
-        return NO_SNAPSHOT if sid is None else sid
 
     def _note_consumer(self, params: EpochParams, consumer: str, mode: str) -> None:
         consumers = self.books.note_consumer(params, consumer, mode)
@@ -203,19 +262,19 @@ class ConsumerActions:
         # plan itself (a pure function of the counts) and the signing (~20 µs a ticket)
         # run outside it, so leases do not queue behind a large plan.
         with self._lock:
-            counts = self._row_counts()
+            snapshot, counts = self._row_counts(request)
+            self._save()
+        sign = self._signer(snapshot)
         if request.shuffle is Shuffle.MIX:
             reads = mixplan.static_reads(request, counts)
             locations = self._planned(request, mixplan.read_slices(reads))
-            endpoints, total = mixplan.static_endpoints(
-                request, reads, self._ticket, locations.__getitem__
-            )
+            endpoints, total = mixplan.static_endpoints(request, reads, sign, locations.__getitem__)
         else:
             ranges = self._static_ranges(request, counts)
             locations = self._planned(request, {r.slice_id for r in ranges})
             endpoints = [
                 flight.FlightEndpoint(
-                    self._ticket(request, r),
+                    sign(request, r),
                     [flight.Location(uri) for uri in locations[r.slice_id]],
                 )
                 for r in ranges
@@ -223,7 +282,12 @@ class ConsumerActions:
             total = sum(r.num_rows for r in ranges)
         if self.metrics is not None:
             self.metrics.plans.labels(job=self.metrics.job_label(request.job)).inc()
-        return flight.FlightInfo(schema, descriptor, endpoints, total, -1)
+        # the descriptor names the snapshot the epoch reads (consumers keep it in their
+        # resume state): the request with its snapshot_id set
+        answered = flight.FlightDescriptor.for_command(
+            replace(request, snapshot_id=snapshot).to_command()
+        )
+        return flight.FlightInfo(schema, answered, endpoints, total, -1)
 
     def _planned(self, request: StaticRequest, slices: set[int]) -> dict[int, list[str]]:
         """Note the consumer of a plan made; return every live location of each of
@@ -303,10 +367,10 @@ class ConsumerActions:
         request = LeaseRequest.from_body(body)
         self.served.project(request.columns)
         with self._lock:
-            counts = self._row_counts()
             gone = self.books.retired(request.job, request.epoch)
             if gone is not None and gone.finished:
                 return {"unit": None, "epoch_done": True, "retry_after": 0.0}
+            snapshot, counts = self._row_counts(request)
             entry = self._book(request, counts)
             self._expire_book(entry)
             lease = entry.book.lease(request.consumer)
@@ -328,22 +392,25 @@ class ConsumerActions:
                 locations = self.registry.locations(unit.slice_id)
         if self.metrics is not None:
             self.metrics.leases.labels(job=self.metrics.job_label(request.job)).inc()
+        sign = self._signer(snapshot)
         if mixed:  # tickets are signed outside the lock
-            window = mixplan.lease_window(entry.params, read, self._ticket, where.__getitem__)
+            window = mixplan.lease_window(entry.params, read, sign, where.__getitem__)
             return {
                 "lease": lease.lease_id,
                 "unit": {"slice_id": unit.slice_id, "start": unit.start, "stop": unit.stop},
                 **window,
                 "lease_seconds": self.lease_seconds,
                 "session": self.signer.session_id,
+                "snapshot_id": snapshot,
             }
         return {
             "lease": lease.lease_id,
             "unit": {"slice_id": unit.slice_id, "start": unit.start, "stop": unit.stop},
-            "ticket": self._ticket(request, unit),
+            "ticket": sign(request, unit),
             "locations": locations,
             "lease_seconds": self.lease_seconds,
             "session": self.signer.session_id,
+            "snapshot_id": snapshot,
         }
 
     def _lease_call(self, body: bytes, what: str) -> tuple[dict[str, Any], EpochBook | None, str]:
@@ -423,8 +490,11 @@ class ConsumerActions:
         delivered = field_int(data, "delivered")
         start = min(claims.start + delivered, claims.stop)
         with self._lock:
-            if claims.snapshot_id != self._snapshot():
-                raise flight.FlightUnauthorizedError("ticket is for another snapshot")
+            if claims.snapshot_id not in self.snapshots:
+                raise flight.FlightUnauthorizedError(
+                    f"ticket is for snapshot {claims.snapshot_id}, which this feeder no longer "
+                    f"serves (it serves {self.snapshots.live()}): start the next epoch"
+                )
             locations = self.registry.locations(claims.slice_id)
         if not locations:
             raise flight.FlightUnavailableError("no live data node right now; retry")

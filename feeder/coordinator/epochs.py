@@ -28,6 +28,7 @@ from jobs.errors import LimitError, SpecError
 log = logging.getLogger(__name__)
 
 RECENT_STATIC_EPOCHS = 8  # static epochs a job's status lists
+EPOCH_SNAPSHOTS_KEPT = 16  # epochs per job whose snapshot is remembered
 
 
 @dataclass
@@ -58,6 +59,7 @@ class _JobState:
     modes: set[str] = field(default_factory=set)
     retired: OrderedDict[int, Retired] = field(default_factory=OrderedDict)
     forgotten_below: int = 0  # epochs below it were dropped and are no longer remembered
+    snapshots: OrderedDict[int, int] = field(default_factory=OrderedDict)  # epoch -> snapshot
 
 
 class EpochBooks:
@@ -128,6 +130,35 @@ class EpochBooks:
             state = self._jobs[job] = _JobState(last_seen=now)
         state.last_seen = now
         return state
+
+    # --- snapshots (a following feeder, feeder.coordinator.snapshots) ------------------------
+
+    def snapshot_of(self, job: str, epoch: int) -> int | None:
+        """The snapshot ``job``'s ``epoch`` reads (None: not bound yet, or forgotten)."""
+        state = self._jobs.get(job)
+        return state.snapshots.get(epoch) if state is not None else None
+
+    def bind(self, job: str, epoch: int, snapshot: int) -> None:
+        """Record that ``job``'s ``epoch`` reads ``snapshot`` (every consumer of it will).
+
+        Raises:
+            LimitError: a new job while ``max_jobs`` jobs are live.
+        """
+        state = self._job(job)
+        state.snapshots[epoch] = snapshot
+        state.snapshots.move_to_end(epoch)
+        while len(state.snapshots) > EPOCH_SNAPSHOTS_KEPT:
+            state.snapshots.popitem(last=False)
+
+    def snapshots_in_use(self) -> set[int]:
+        """The snapshots some job's latest epoch reads, or an unfinished lease book."""
+        used = {st.snapshots[max(st.snapshots)] for st in self._jobs.values() if st.snapshots}
+        for (job, epoch), entry in self._books.items():
+            if not entry.book.finished:
+                bound = self.snapshot_of(job, epoch)
+                if bound is not None:
+                    used.add(bound)
+        return used
 
     # --- books -----------------------------------------------------------------------------
 
@@ -258,7 +289,9 @@ class EpochBooks:
         out: dict[str, Any] = {}
         for job, state in self._jobs.items():
             dynamic = sorted(epoch for j, epoch in self._books if j == job)
+            latest = max(state.snapshots) if state.snapshots else None
             out[job] = {
+                "snapshot_id": state.snapshots[latest] if latest is not None else None,
                 "epochs": sorted(set(dynamic) | set(state.static_epochs)),
                 "epochs_started": state.epochs_started,
                 "consumers": state.consumers_seen,
@@ -284,6 +317,7 @@ class EpochBooks:
                 "modes": sorted(st.modes),
                 "retired": [[e, r.finished, r.why] for e, r in st.retired.items()],
                 "forgotten_below": st.forgotten_below,
+                "snapshots": [[e, snap] for e, snap in st.snapshots.items()],
             }
             for job, st in self._jobs.items()
         }
@@ -320,6 +354,7 @@ class EpochBooks:
                     (int(e), Retired(bool(f), str(w))) for e, f, w in st["retired"]
                 ),
                 forgotten_below=int(st["forgotten_below"]),
+                snapshots=OrderedDict((int(e), int(k)) for e, k in st.get("snapshots", [])),
             )
         for entry in state["books"]:
             params = EpochParams(

@@ -248,6 +248,18 @@ class Journal:
 
     # --- writing ---------------------------------------------------------------------------
 
+    def refreshed(self, snapshot_id: int | None) -> None:
+        """Record that the session refreshed to ``snapshot_id`` (written with the next save).
+
+        A refreshed session's slice ids span several snapshots, which a restart does
+        not rebuild: its identity is marked, so a restart with the same arguments
+        serves ``snapshot_id`` in a fresh session (consumers mid-epoch start it again).
+        """
+        if self._identity is None:
+            raise RuntimeError("Journal.begin() must run before refreshed()")
+        self._identity = {**self._identity, "snapshot_id": snapshot_id, "refreshed": True}
+        self._head = None  # the identity is part of the head
+
     def save(self, books: Mapping[str, Any] | str | None) -> None:
         """Replace the journal's epoch state with ``books`` (atomically, fsynced).
 

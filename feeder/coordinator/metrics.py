@@ -94,6 +94,21 @@ class FeederMetrics:
         self.nodes_lost = prom.Counter(
             "icefeed_nodes_lost", "data nodes declared dead", registry=self.registry
         )
+        self.snapshot = prom.Info(
+            "icefeed_snapshot",
+            "the snapshot new epochs read (a label: snapshot ids exceed a float's precision)",
+            registry=self.registry,
+        )
+        self.refreshes = prom.Counter(
+            "icefeed_refreshes",
+            "refreshes to a newer snapshot of the table",
+            registry=self.registry,
+        )
+        self.refresh_storage_bytes = prom.Counter(
+            "icefeed_refresh_storage_bytes_read",
+            "table storage bytes read to cache the slices refreshes added",
+            registry=self.registry,
+        )
         self.port: int | None = None
         self._server: Any = None
         if port is not None:
@@ -101,6 +116,10 @@ class FeederMetrics:
             self._server = server
             self.port = int(server.server_port)
             log.info("metrics on http://%s:%d/metrics", host, self.port)
+
+    def set_snapshot(self, snapshot_id: int | None) -> None:
+        """Publish the snapshot new epochs read."""
+        self.snapshot.info({"snapshot_id": str(snapshot_id)})
 
     def job_label(self, job: str) -> str:
         """Return the label to count ``job`` under (its name, or ``"other"`` past the cap)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.flight as flight
@@ -18,13 +19,28 @@ import pyarrow.flight as flight
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.registry import NodeRegistry
 from feeder.coordinator.served import ServedSnapshot
+from feeder.coordinator.snapshots import Added, LiveSnapshots
 from feeder.protocol.node_messages import (
     CachedReport,
     NodeHeartbeat,
     NodeHeartbeatAnswer,
     RegisterAnswer,
     RegisterRequest,
+    SnapshotSource,
 )
+from feeder.protocol.slice_plan import SlicePlan
+from feeder.protocol.tickets import snapshot_key
+
+
+@dataclass
+class _Outbox:
+    """A refresh's news for one node, delivered with its next heartbeat answer."""
+
+    plans: list[SlicePlan] = field(default_factory=list)
+    sources: list[SnapshotSource] = field(default_factory=list)
+    drop: list[int] = field(default_factory=list)
+    retired: list[int] = field(default_factory=list)
+
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +56,22 @@ class NodeActions:
         self,
         served: ServedSnapshot,
         *,
+        snapshots: LiveSnapshots,
         registry: NodeRegistry,
         ready: threading.Condition,
         metrics: FeederMetrics | None,
     ) -> None:
         self.served = served
+        self.snapshots = snapshots
         self.registry = registry
         self.metrics = metrics
         self._ready = ready
         self._heartbeats: dict[str, int] = {}
+        self._outbox: dict[str, _Outbox] = {}
+        #: snapshots in each node's last heartbeat answer: it serves them from its next beat
+        self._sent: dict[str, set[int]] = {}
+        #: slices a refresh added (their storage bytes count as the refresh's)
+        self.refreshed: set[int] = set()
         self._stopping = False
         #: why the table cannot be cached (no node has room for some slices), else None
         self.capacity_error: str | None = None
@@ -66,6 +89,41 @@ class NodeActions:
     def request_stop(self) -> None:
         """Refuse new nodes and answer ``stop`` to every heartbeat (the caller holds the lock)."""
         self._stopping = True
+
+    def announce(self, added: Added) -> None:
+        """Tell every live node about a refreshed snapshot (the caller holds the lock)."""
+        new = added.served
+        source = SnapshotSource(
+            snapshot_id=new.snapshot_id,
+            metadata_location=new.metadata_location,
+            slices=tuple(p.slice_id for p in added.new),
+        )
+        self.refreshed.update(source.slices)
+        for node in self.registry.alive():
+            box = self._outbox.setdefault(node.node_id, _Outbox())
+            box.plans.extend(added.new)
+            box.sources.append(source)
+
+    def announce_retired(self, snapshot: int, dropped: list[int]) -> None:
+        """Tell every live node that ``snapshot`` is retired and ``dropped`` slices are gone
+        (the caller holds the lock)."""
+        for node in self.registry.alive():
+            box = self._outbox.setdefault(node.node_id, _Outbox())
+            box.retired.append(snapshot)
+            box.drop.extend(dropped)
+
+    def nodes_serve(self, snapshot: int) -> bool:
+        """Whether every live node serves ``snapshot`` (told of it and heartbeating since),
+        so its tickets may go out (the caller holds the lock)."""
+        for node in self.registry.alive():
+            box = self._outbox.get(node.node_id)
+            if box is not None and any(
+                snapshot_key(s.snapshot_id) == snapshot for s in box.sources
+            ):
+                return False
+            if snapshot in self._sent.get(node.node_id, ()):
+                return False
+        return True
 
     def heartbeats(self, node_id: str) -> int:
         """Return how many heartbeats ``node_id`` sent (the caller holds the lock)."""
@@ -114,6 +172,7 @@ class NodeActions:
             if self.capacity_error is not None:
                 log.error("%s", self.capacity_error)
             self._ready.notify_all()
+            answer = self._register_answer(assigned)
         log.info(
             "data node %s registered at %s (slot %s, pid %s): %d slices assigned",
             request.node_id,
@@ -123,16 +182,38 @@ class NodeActions:
             len(assigned),
         )
         self.publish_nodes()
-        served = self.served
+        return answer.to_dict()
+
+    def _register_answer(self, assigned: list[int]) -> RegisterAnswer:
+        """Every live snapshot and slice plan; each slice read by the oldest live snapshot
+        holding it (the caller holds the lock)."""
+        snaps = self.snapshots
+        sources: list[SnapshotSource] = []
+        plans: list[SlicePlan] = []
+        listed: set[int] = set()
+        for key in snaps.live():
+            served = snaps.get(key)
+            mine = sorted(snaps.members(key) - listed)
+            listed.update(mine)
+            plans.extend(snaps.plans[s] for s in mine)
+            sources.append(
+                SnapshotSource(
+                    snapshot_id=served.snapshot_id,
+                    metadata_location=served.metadata_location,
+                    slices=tuple(mine),
+                )
+            )
+        newest = snaps.get(snaps.newest)
         return RegisterAnswer(
-            snapshot_id=served.snapshot_id,
-            metadata_location=served.metadata_location,
-            io_properties=served.io_properties,
-            row_filter=served.row_filter,
-            columns=served.columns,
-            plans=served.plans,
+            snapshot_id=newest.snapshot_id,
+            metadata_location=newest.metadata_location,
+            io_properties=newest.io_properties,
+            row_filter=newest.row_filter,
+            columns=newest.columns,
+            plans=tuple(plans),
             assigned=tuple(assigned),
-        ).to_dict()
+            sources=tuple(sources) if len(sources) > 1 else (),
+        )
 
     def _shortfall_message(self) -> str | None:
         """Why the table cannot fit in the nodes' caches, with the numbers; else None.
@@ -176,14 +257,22 @@ class NodeActions:
         report = CachedReport.from_json(body)
         with self._ready:
             was_ready = self.registry.ready
-            self.registry.cached(report.node_id, report.slice_id, report.num_rows, report.nbytes)
+            self.registry.cached(
+                report.node_id,
+                report.slice_id,
+                report.num_rows,
+                report.nbytes,
+                report.storage_bytes,
+            )
             now_ready = self.registry.ready
             self._ready.notify_all()
             rows = sum(n or 0 for n in self.registry.row_counts)
         if now_ready and not was_ready:
-            log.info("feeder ready: %d slices, %d rows cached", len(self.served.plans), rows)
+            log.info("feeder ready: %d slices, %d rows cached", len(self.snapshots.plans), rows)
             if self.metrics is not None:
                 self.metrics.ready.set(1)
+        if self.metrics is not None and report.slice_id in self.refreshed:
+            self.metrics.refresh_storage_bytes.inc(report.storage_bytes)
         return {}
 
     def node_heartbeat(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
@@ -201,7 +290,16 @@ class NodeActions:
                 return NodeHeartbeatAnswer(stop=True).to_dict()
             assign = self.registry.heartbeat(beat.node_id, beat.stats)
             self._heartbeats[beat.node_id] = self._heartbeats.get(beat.node_id, 0) + 1
+            box = self._outbox.pop(beat.node_id, _Outbox())
+            self._sent[beat.node_id] = {snapshot_key(s.snapshot_id) for s in box.sources}
             self._ready.notify_all()
         if self.metrics is not None:
             self.metrics.node_stats(beat.node_id, node.stats)
-        return NodeHeartbeatAnswer(stop=False, assign=tuple(assign)).to_dict()
+        return NodeHeartbeatAnswer(
+            stop=False,
+            assign=tuple(assign),
+            plans=tuple(box.plans),
+            sources=tuple(box.sources),
+            drop=tuple(box.drop),
+            retired=tuple(box.retired),
+        ).to_dict()

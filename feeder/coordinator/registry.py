@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,19 +121,35 @@ class NodeRegistry:
         self.slice_sizes = sizes
         #: the slot that caches each slice; None while no node has room for it
         self.owner: list[int | None] = [s % slots for s in range(num_slices)]
+        #: storage bytes read to cache each slice the first time (0 until known)
+        self.storage_bytes: list[int] = [0] * num_slices
+        #: slices no live snapshot holds any more (a refresh retired them): never placed
+        self.dropped: set[int] = set()
 
     # --- queries -------------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        """True once every slice's exact row count is known (each was cached once)."""
-        return all(n is not None for n in self.row_counts)
+        """True once every live slice's exact row count is known (each was cached once)."""
+        return all(self.row_counts[s] is not None for s in self.live_slices())
 
     def exact_row_counts(self) -> list[int]:
-        """Every slice's row count; raises ValueError before the registry is ready."""
-        if not self.ready:
+        """Every slice's row count; raises ValueError before every slice is cached."""
+        if any(n is None for n in self.row_counts):
             raise ValueError("row counts are known only once every slice is cached")
         return [int(n) for n in self.row_counts if n is not None]
+
+    def ready_for(self, slices: Iterable[int]) -> bool:
+        """True once every slice of ``slices`` was cached once."""
+        return all(self.row_counts[s] is not None for s in slices)
+
+    def live_slices(self) -> list[int]:
+        """Every slice id not dropped."""
+        return [s for s in range(self.num_slices) if s not in self.dropped]
+
+    def _waiting(self, s: int) -> bool:
+        """Whether slice ``s`` still has to be cached once (live and never cached)."""
+        return self.row_counts[s] is None and s not in self.dropped
 
     def alive(self) -> list[NodeInfo]:
         """Live nodes in registration order."""
@@ -141,7 +157,7 @@ class NodeRegistry:
 
     def slot_slices(self, slot: int) -> list[int]:
         """The slices slot ``slot`` owns."""
-        return [s for s, owner in enumerate(self.owner) if owner == slot]
+        return [s for s, owner in enumerate(self.owner) if owner == slot and s not in self.dropped]
 
     def room(self, node: NodeInfo) -> float:
         """Bytes ``node`` can still be asked to cache (by estimate; inf without a capacity)."""
@@ -153,7 +169,7 @@ class NodeRegistry:
         """Uncached slices no node has room for, once every slot has a live node (else [])."""
         if {n.slot for n in self.alive()} != set(range(self.slots)):
             return []
-        return [s for s, o in enumerate(self.owner) if o is None and self.row_counts[s] is None]
+        return [s for s, o in enumerate(self.owner) if o is None and self._waiting(s)]
 
     def locations(self, slice_id: int) -> list[str]:
         """Every live node's location for ``slice_id``: cachers first, then owners, then others."""
@@ -197,7 +213,7 @@ class NodeRegistry:
             node_id, slot, location, pid, cache_dir, last_seen=self._clock(), capacity=capacity
         )
         self.nodes[node_id] = node
-        unplaced = [s for s, o in enumerate(self.owner) if o is None and self.row_counts[s] is None]
+        unplaced = [s for s, o in enumerate(self.owner) if o is None and self._waiting(s)]
         for s in (*self.slot_slices(slot), *unplaced):
             if self.slice_sizes[s] <= self.room(node):
                 self.owner[s] = slot
@@ -207,8 +223,11 @@ class NodeRegistry:
         self._place_unplaced()
         return sorted(node.placed)
 
-    def cached(self, node_id: str, slice_id: int, num_rows: int, nbytes: int) -> None:
-        """Record that ``node_id`` cached ``slice_id`` with ``num_rows`` rows.
+    def cached(
+        self, node_id: str, slice_id: int, num_rows: int, nbytes: int, storage_bytes: int = 0
+    ) -> None:
+        """Record that ``node_id`` cached ``slice_id`` with ``num_rows`` rows, having read
+        ``storage_bytes`` from table storage for it (0: adopted, or already counted).
 
         Raises ValueError for an unknown or dead node, an unknown slice, or a row
         count that differs from the one another node reported (the plan is
@@ -225,6 +244,7 @@ class NodeRegistry:
             )
         self.row_counts[slice_id] = num_rows
         self.slice_bytes[slice_id] = nbytes
+        self.storage_bytes[slice_id] += storage_bytes
         if node_id not in self.cached_by[slice_id]:
             self.cached_by[slice_id].append(node_id)
         node.last_seen = self._clock()
@@ -278,7 +298,7 @@ class NodeRegistry:
         queued = {s for n in live for s in n.pending}
         moved: list[int] = []
         for s, owner in enumerate(self.owner):
-            if self.row_counts[s] is not None or owner is None:
+            if not self._waiting(s) or owner is None:
                 continue
             if owner in covered or s in queued:
                 continue
@@ -296,7 +316,7 @@ class NodeRegistry:
         for it (it becomes the slice's slot); return the slices handed out."""
         moved = []
         for s, owner in enumerate(self.owner):
-            if owner is not None or self.row_counts[s] is not None:
+            if owner is not None or not self._waiting(s):
                 continue
             fits = [n for n in self.alive() if self.slice_sizes[s] <= self.room(n)]
             if not fits:
@@ -307,6 +327,52 @@ class NodeRegistry:
             self._reserve(target, s)
             moved.append(s)
         return moved
+
+    def add_slices(self, sizes: Sequence[int]) -> list[int]:
+        """Add slices of ``sizes`` cache bytes (a refresh's new slices); return their ids.
+
+        Each goes to its slot's live node (``s % slots``) if it has room, else to the
+        live node with the most room (both by heartbeat), else waits for a node.
+
+        Raises ValueError for a negative size.
+        """
+        if any(b < 0 for b in sizes):
+            raise ValueError("slice sizes must be >= 0")
+        first = self.num_slices
+        ids = list(range(first, first + len(sizes)))
+        self.num_slices += len(sizes)
+        self.row_counts.extend([None] * len(sizes))
+        self.slice_bytes.extend([None] * len(sizes))
+        self.cached_by.extend([] for _ in sizes)
+        self.slice_sizes.extend(sizes)
+        self.storage_bytes.extend([0] * len(sizes))
+        self.owner.extend(s % self.slots for s in ids)
+        live = {n.slot: n for n in self.alive()}
+        for s in ids:
+            node = live.get(s % self.slots)
+            if node is None:
+                continue  # the slot's (replacement) node takes it at register
+            if self.slice_sizes[s] <= self.room(node):
+                node.pending.append(s)
+                self._reserve(node, s)
+            else:
+                self.owner[s] = None
+        self._place_unplaced()
+        return ids
+
+    def drop(self, slice_ids: Iterable[int]) -> None:
+        """Forget slices no live snapshot holds: never placed or listed again, their
+        cache bytes no longer reserved on any node."""
+        for s in slice_ids:
+            self._check_slice(s)
+            self.dropped.add(s)
+            self.cached_by[s] = []
+            for node in self.nodes.values():
+                if s in node.placed:
+                    node.placed.discard(s)
+                    node.reserved -= self.slice_sizes[s]
+                if s in node.pending:
+                    node.pending.remove(s)
 
     def _reserve(self, node: NodeInfo, slice_id: int) -> None:
         """Record that ``node`` was asked to cache ``slice_id`` (once)."""

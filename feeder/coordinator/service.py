@@ -23,13 +23,14 @@ from typing import Any
 import pyarrow.flight as flight
 from pydantic import SecretStr
 
-from feeder.coordinator.consumer_actions import NO_SNAPSHOT, ConsumerActions
+from feeder.coordinator.consumer_actions import ConsumerActions
 from feeder.coordinator.journal import Journal
 from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.node_actions import NodeActions
 from feeder.coordinator.registry import NodeRegistry, cache_budget
 from feeder.coordinator.served import ServedSnapshot
+from feeder.coordinator.snapshots import LiveSnapshots
 from feeder.protocol.actions import ACTIONS, Audience
 from feeder.protocol.auth import caller_node_proof, location_uri, server_middleware
 from feeder.protocol.auth import server_tls_kwargs as _server_tls_kwargs
@@ -37,7 +38,7 @@ from feeder.protocol.config import TLSConfig
 from feeder.protocol.fork_guard import TrackedFlightServer
 from feeder.protocol.messages import StaticRequest
 from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallVerifier
-from feeder.protocol.tickets import TicketSigner
+from feeder.protocol.tickets import NO_SNAPSHOT, TicketSigner
 from feeder.protocol.wire_errors import ErrorCode, UnservedCalls, to_wire, wire_error
 from jobs.errors import AuthError, FeederError, SpecError
 
@@ -46,8 +47,11 @@ __all__ = ["NO_SNAPSHOT", "STATUS_VERSION", "Coordinator", "ServedSnapshot"]
 log = logging.getLogger(__name__)
 
 STATUS_VERSION = 1
+REFRESHES_KEPT = 8  # refreshes the status document lists
 
 Handler = Callable[[flight.ServerCallContext, bytes], dict[str, Any]]
+#: what the ``refresh`` action runs (Feeder.refresh): resolve the table, add its snapshot
+Refresher = Callable[[], dict[str, Any]]
 
 
 class Coordinator(UnservedCalls, TrackedFlightServer):
@@ -73,6 +77,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             :func:`~feeder.coordinator.registry.cache_budget`).
         journal: where the epoch state is saved on every change (None: nowhere).
         restored: the journal's epoch state to continue (None: a fresh session).
+        refresher: what the ``refresh`` action runs (None: the action is refused).
     """
 
     def __init__(
@@ -93,6 +98,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         row_copy: bool = True,
         journal: Journal | None = None,
         restored: dict[str, Any] | None = None,
+        refresher: Refresher | None = None,
     ) -> None:
         super().__init__(
             location_uri(host, port, tls),
@@ -100,6 +106,10 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             **_server_tls_kwargs(tls),
         )
         self.served = served
+        self.snapshots = LiveSnapshots(served)
+        self.refresher = refresher
+        self.row_copy = row_copy
+        self._refreshes: list[dict[str, Any]] = []
         self.signer = signer
         self._node_calls = NodeCallVerifier(signer.derived_key(KEY_PURPOSE))
         self.endpoint = location_uri(host, self.port, tls)
@@ -118,6 +128,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         try:
             self._consumers = ConsumerActions(
                 served,
+                snapshots=self.snapshots,
                 signer=signer,
                 registry=self.registry,
                 lock=self._ready,
@@ -132,8 +143,16 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             self.shutdown()
             raise
         self._nodes = NodeActions(
-            served, registry=self.registry, ready=self._ready, metrics=metrics
+            served,
+            snapshots=self.snapshots,
+            registry=self.registry,
+            ready=self._ready,
+            metrics=metrics,
         )
+        self._consumers.on_bound = self._retire_unused
+        self._consumers.nodes_serve = self._nodes.nodes_serve
+        if metrics is not None:
+            metrics.set_snapshot(served.snapshot_id)
         self._handlers = self._dispatch_table()
         self._closed = threading.Event()
         self._monitor = threading.Thread(
@@ -152,7 +171,11 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
     def _dispatch_table(self) -> dict[str, Handler]:
         """One handler per action of the protocol's table, from the side its audience names."""
         sides: dict[Audience, dict[str, Handler]] = {
-            Audience.CONSUMER: {"status": self._act_status, **self._consumers.handlers()},
+            Audience.CONSUMER: {
+                "status": self._act_status,
+                "refresh": self._act_refresh,
+                **self._consumers.handlers(),
+            },
             Audience.NODE: self._nodes.handlers(),
         }
         missing = [name for name, spec in ACTIONS.items() if name not in sides[spec.audience]]
@@ -167,9 +190,13 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
 
     @property
     def ready(self) -> bool:
-        """True once every slice is cached somewhere (exact row counts known)."""
+        """True once every slice is cached somewhere (exact row counts known) and new
+        epochs read the newest snapshot."""
         with self._lock:
-            return self.registry.ready
+            return self._ready_locked()
+
+    def _ready_locked(self) -> bool:
+        return self.registry.ready and (self._consumers.current_snapshot() == self.snapshots.newest)
 
     def wait_ready(self, timeout: float) -> bool:
         """Block until every slice is cached somewhere.
@@ -188,7 +215,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         with self._ready:
             nodes = self._nodes
             ready = self._ready.wait_for(
-                lambda: self.registry.ready or nodes.capacity_error is not None, timeout=timeout
+                lambda: self._ready_locked() or nodes.capacity_error is not None, timeout=timeout
             )
             if nodes.capacity_error is not None and not self.registry.ready:
                 raise FeederError(nodes.capacity_error)
@@ -234,6 +261,84 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             len(moved),
         )
 
+    def add_snapshot(self, served: ServedSnapshot) -> dict[str, Any]:
+        """Serve ``served`` (a newer snapshot of the table) to each job's next epoch.
+
+        Slices of data files it shares with a live snapshot keep their ids and caches;
+        the nodes cache only its new slices (told with their next heartbeat). Jobs
+        mid-epoch finish on the snapshot they read; once no job's current epoch reads an
+        older snapshot, it is retired and the slices only it held are dropped.
+
+        Args:
+            served: the new snapshot, planned like the first (same table, projection,
+                filter and slice size).
+
+        Returns:
+            The refresh's record (as in the status document's ``refreshes``).
+
+        Raises:
+            SpecError: its schema differs from the served one.
+            ValueError: it is already served.
+        """
+        with self._ready:
+            previous = self.snapshots.newest
+            added = self.snapshots.add(served)
+            sizes = [cache_budget(p.estimated_bytes, row_copy=self.row_copy) for p in added.new]
+            ids = self.registry.add_slices(sizes)
+            if ids != [p.slice_id for p in added.new]:  # a programming error
+                raise RuntimeError(f"registry ids {ids} disagree with the new slices")
+            self._nodes.announce(added)
+            self._consumers.journal_changed()
+            record = {
+                "from_snapshot_id": _snapshot_id(previous),
+                "snapshot_id": served.snapshot_id,
+                "slices": len(added.served.plans),
+                "kept_slices": added.kept,
+                "added_slices": ids,
+            }
+            self._refreshes.append(record)
+            del self._refreshes[:-REFRESHES_KEPT]
+            self._ready.notify_all()
+        if self.metrics is not None:
+            self.metrics.refreshes.inc()
+            self.metrics.ready.set(0)
+        log.info(
+            "refresh to snapshot %s: %d slices kept (cached), %d new slices to cache",
+            served.snapshot_id,
+            added.kept,
+            len(ids),
+        )
+        return self._refresh_record(record)
+
+    def _refresh_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A refresh's status entry: its storage bytes and readiness as of now."""
+        reg = self.registry
+        added = record["added_slices"]
+        return {
+            **{k: v for k, v in record.items() if k != "added_slices"},
+            "added_slices": len(added),
+            "slices_cached": sum(1 for s in added if reg.row_counts[s] is not None),
+            "storage_bytes_read": sum(reg.storage_bytes[s] for s in added),
+        }
+
+    def _retire_unused(self) -> None:
+        """Retire every snapshot older than the current one that no job's current epoch
+        reads; tell the nodes to drop the slices only it held (the caller holds the lock)."""
+        current = self._consumers.current_snapshot()
+        if current is None:
+            return
+        keys = self.snapshots.live()
+        used = self._consumers.books.snapshots_in_use()
+        for key in keys[: keys.index(current)]:
+            if key in used:
+                continue
+            dropped = self.snapshots.retire(key)
+            self.registry.drop(dropped)
+            self._nodes.announce_retired(key, dropped)
+            log.info("snapshot %s retired: %d slices dropped from the caches", key, len(dropped))
+        if self.metrics is not None:
+            self.metrics.set_snapshot(_snapshot_id(current))
+
     def request_stop(self) -> None:
         """Tell every node to stop at its next heartbeat (and refuse new ones)."""
         with self._lock:
@@ -258,29 +363,45 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             entry = node.to_dict()
             entry["heartbeats"] = self._nodes.heartbeats(node.node_id)
             nodes.append(entry)
-        known = [n for n in reg.row_counts if n is not None]
+        snaps = self.snapshots
+        current = self._consumers.current_snapshot()
+        newest = snaps.members(snaps.newest)
+        newest_ready = reg.ready_for(newest)
         return {
             "version": STATUS_VERSION,
             "session": self.signer.session_id,
             "endpoint": self.endpoint,
             "table": self.served.table,
-            "snapshot_id": self.served.snapshot_id,
+            "snapshot_id": _snapshot_id(current if current is not None else snaps.newest),
             "row_filter": self.served.row_filter,
             "columns": list(self.served.schema.names),
-            "ready": reg.ready,
-            "slices": reg.num_slices,
-            "slices_cached": sum(1 for n in reg.row_counts if n is not None),
-            "rows": sum(known) if reg.ready else None,
+            "ready": reg.ready and current == snaps.newest,
+            "slices": len(newest),
+            "slices_cached": sum(1 for s in newest if reg.row_counts[s] is not None),
+            "rows": sum(reg.row_counts[s] or 0 for s in newest) if newest_ready else None,
             "bytes_cached": sum(n["cache_bytes"] for n in nodes if n["alive"]),
             "storage_bytes_read": sum(n["storage_bytes_read"] for n in nodes),
             "nodes_alive": len(reg.alive()),
             "nodes": nodes,
             "jobs": self._consumers.jobs_status(),
+            "snapshots": [
+                {
+                    "snapshot_id": _snapshot_id(key),
+                    "slices": len(snaps.members(key)),
+                    "ready": reg.ready_for(snaps.members(key)),
+                    "current": key == current,
+                }
+                for key in snaps.live()
+            ],
+            "refreshes": [self._refresh_record(r) for r in self._refreshes],
         }
 
     def _watch_nodes(self) -> None:
         while not self._closed.wait(self.heartbeat_seconds):
             with self._ready:
+                if len(self.snapshots.live()) > 1:  # a refresh: retire what no job reads
+                    self._consumers.books.sweep()
+                    self._retire_unused()
                 silent = self.registry.expire()
                 if silent:
                     self._ready.notify_all()
@@ -409,6 +530,14 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
     def _act_status(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
         return self.status()
 
+    def _act_refresh(self, context: flight.ServerCallContext, body: bytes) -> dict[str, Any]:
+        """``refresh``: serve the table's current snapshot to each job's next epoch."""
+        if self.refresher is None:
+            raise flight.FlightUnavailableError(
+                "this coordinator cannot refresh: it was started without a table to follow"
+            )
+        return self.refresher()
+
     def _count_error(self, kind: str) -> None:
         if self.metrics is not None:
             self.metrics.errors.labels(kind=kind).inc()
@@ -429,3 +558,8 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             if self.metrics is not None:
                 elapsed = time.perf_counter() - start
                 self.metrics.request_seconds.labels(call=kind).observe(elapsed)
+
+
+def _snapshot_id(key: int) -> int | None:
+    """The status document's snapshot id of a snapshot key (None: a table without one)."""
+    return None if key == NO_SNAPSHOT else key

@@ -11,12 +11,13 @@ foreground until SIGTERM/SIGINT — the entry point of the feeder's SparkApplica
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+import threading
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from feeder.coordinator.config import FeederConfig
 from feeder.protocol.config import TLSConfig, load_token, warn_if_insecure
-from jobs.errors import FeederError, SpecError
+from jobs.errors import FeederError, IcefeedError, SpecError
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -150,6 +151,12 @@ class Feeder:
     launcher: NodeLauncher
     metrics: FeederMetrics | None
     journal: Journal | None = None
+    _refresh_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _follower: threading.Thread | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.coordinator.refresher = self.refresh_report
 
     @property
     def endpoint(self) -> str:
@@ -217,34 +224,74 @@ class Feeder:
         return self
 
     def refresh(self) -> int | None:
-        """Serve the table's current snapshot from now on; return its id.
+        """Serve the table's current snapshot to each job's next epoch; return its id.
 
-        A no-op if the snapshot did not change. Otherwise the nodes stop, a new
-        coordinator session starts on the same port (consumers start their next
-        epoch against it) and new nodes cache the new snapshot. ``config`` keeps
-        the snapshot the feeder was started with (None: the current one then).
+        Incremental (:meth:`refresh_report`): the nodes cache only the slices of the
+        data files the new snapshot added; jobs mid-epoch finish on their snapshot.
 
         Returns:
-            The snapshot id served from now on (None for a table without snapshots).
+            The newest snapshot id served from now on (None for a table without snapshots).
 
         Raises:
-            SpecError: the table, a column or the filter no longer resolves.
+            SpecError: the table, a column or the filter no longer resolves, or the
+                schema changed.
         """
-        served = resolve(replace(self.config, snapshot_id=None), self.catalog)
-        if served.snapshot_id == self.snapshot_id:
-            return self.snapshot_id
-        port = self.coordinator.port
-        self._stop_session()
-        self.coordinator, self.launcher = _start_session(
-            served,
-            self.config,
-            self.spark,
-            port=port,
-            metrics=self.metrics,
-            journal=self.journal,
-        )
-        log.info("feeder refreshed to snapshot %s", served.snapshot_id)
-        return served.snapshot_id
+        report = self.refresh_report()
+        snapshot_id: int | None = report["snapshot_id"]
+        return snapshot_id
+
+    def refresh_report(self) -> dict[str, Any]:
+        """Add the table's current snapshot if it is new; return what the refresh did.
+
+        What the ``refresh`` Flight action and ``icefeed feeder refresh`` answer:
+        ``changed`` (false: the snapshot is already served) and, after a change, the
+        refresh's record (PROTOCOL.md, *Status document*, ``refreshes``): its
+        ``from_snapshot_id``, ``snapshot_id``, ``slices``, ``kept_slices``,
+        ``added_slices`` (to cache), ``slices_cached`` and ``storage_bytes_read``.
+
+        Raises:
+            SpecError: the table, a column or the filter no longer resolves, or the
+                schema changed.
+        """
+        from feeder.protocol.tickets import snapshot_key
+
+        with self._refresh_lock:
+            served = resolve(replace(self.config, snapshot_id=None), self.catalog)
+            if snapshot_key(served.snapshot_id) in self.coordinator.snapshots:
+                return {"changed": False, "snapshot_id": served.snapshot_id}
+            if self.journal is not None:
+                self.journal.refreshed(served.snapshot_id)
+            record = self.coordinator.add_snapshot(served)
+        log.info("feeder refreshing to snapshot %s", served.snapshot_id)
+        return {"changed": True, **record}
+
+    def follow(self, seconds: float) -> None:
+        """Poll the catalog every ``seconds`` and refresh to each new snapshot, until stop.
+
+        A failed poll (catalog unreachable, a schema change) is logged and retried at
+        the next one; serving goes on.
+
+        Raises:
+            SpecError: ``seconds`` is not positive, or the feeder already follows.
+        """
+        if seconds <= 0:
+            raise SpecError(f"follow: {seconds!r} must be a positive number of seconds")
+        if self._follower is not None:
+            raise SpecError("follow: this feeder already follows its table")
+        stop = self._stopping
+
+        def poll() -> None:
+            while not stop.wait(seconds):
+                try:
+                    self.refresh_report()
+                except (IcefeedError, OSError, ValueError) as exc:
+                    log.warning(
+                        "feeder: refresh of %s failed (%s); retrying", self.config.table, exc
+                    )
+
+        self._follower = threading.Thread(target=poll, name="icefeed-follow", daemon=True)
+        self._follower.start()
+        log.info("feeder follows %s: the catalog is polled every %gs", self.config.table, seconds)
 
     def _stop_session(self) -> None:
         self.coordinator.request_stop()
@@ -256,6 +303,9 @@ class Feeder:
 
         A clean stop ends the session: its journal is deleted (a crash keeps it).
         """
+        self._stopping.set()
+        if self._follower is not None:
+            self._follower.join(timeout=60)
         self._stop_session()
         if self.journal is not None:
             self.journal.clear()
@@ -390,7 +440,7 @@ def serve(
     coordinator, launcher = _start_session(
         served, config, spark, port=config.port, metrics=metrics, journal=journal
     )
-    return Feeder(
+    feeder = Feeder(
         config=config,
         spark=spark,
         catalog=catalog if catalog is not None else config.catalog,
@@ -399,6 +449,9 @@ def serve(
         metrics=metrics,
         journal=journal,
     )
+    if config.follow_seconds is not None:
+        feeder.follow(config.follow_seconds)
+    return feeder
 
 
 def _journal(config: FeederConfig) -> Journal | None:

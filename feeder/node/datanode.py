@@ -23,7 +23,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,10 +39,10 @@ from feeder.node.cache_dirs import (
     session_tag,
     sweep_dead_folders,
 )
-from feeder.node.credentials import node_io_properties
 from feeder.node.materialize import SliceSource
 from feeder.node.metrics import NodeMetricsServer
 from feeder.node.ranges import range_rows
+from feeder.node.refresh import SourceOpener, apply_refresh
 from feeder.node.settings import DEFAULT_BATCH_ROWS, NodeSettings
 from feeder.protocol.auth import (
     call_options,
@@ -66,7 +66,13 @@ from feeder.protocol.node_messages import (
     RegisterRequest,
 )
 from feeder.protocol.slice_plan import SlicePlan
-from feeder.protocol.tickets import TicketClaims, TicketSigner, split_bundle
+from feeder.protocol.tickets import (
+    NO_SNAPSHOT,
+    TicketClaims,
+    TicketSigner,
+    snapshot_key,
+    split_bundle,
+)
 from feeder.protocol.wire_errors import UnservedCalls, to_wire
 from jobs.errors import FeederError, SpecError
 
@@ -102,17 +108,20 @@ class DataNode(UnservedCalls, TrackedFlightServer):
         token: str | SecretStr | None = None,
         tls: TLSConfig | None = None,
         batch_rows: int = DEFAULT_BATCH_ROWS,
-        on_cached: Callable[[CachedSlice], None] | None = None,
+        on_cached: Callable[[CachedSlice, int], None] | None = None,
     ) -> None:
         super().__init__(location, middleware=server_middleware(token), **_server_tls_kwargs(tls))
         self.signer = signer
         self.cache = cache
         self.batch_rows = batch_rows
         self.on_cached = on_cached
-        self.snapshot_id: int | None = None
-        self.source: SliceSource | None = None
+        self.configured = False
+        self.opener: SourceOpener | None = None  # opens the sources of later snapshots
+        #: the snapshots whose tickets this node honours (ticket snapshot ids)
+        self.snapshots: set[int] = set()
         self.plans: dict[int, SlicePlan] = {}
-        self.schema: pa.Schema | None = None
+        self._sources: dict[int, SliceSource | None] = {}
+        self._slice_source: dict[int, int] = {}  # slice id -> the snapshot that reads it
         self._stats = NodeStats()
         self._lock = threading.Lock()
         self._slice_locks: dict[int, threading.Lock] = {}
@@ -124,12 +133,42 @@ class DataNode(UnservedCalls, TrackedFlightServer):
         source: SliceSource | None,
         plans: Mapping[int, SlicePlan],
     ) -> None:
-        """Pin the snapshot and the slice plans this node serves (from ``register``)."""
+        """Serve one snapshot and its slice plans (from ``register``), replacing any others."""
         with self._lock:
-            self.snapshot_id = snapshot_id
-            self.source = source
-            self.plans = dict(plans)
-            self.schema = source.schema() if source is not None else None
+            self.snapshots, self._sources, self.plans, self._slice_source = set(), {}, {}, {}
+        self.add_snapshot(snapshot_id=snapshot_id, source=source, plans=plans)
+
+    def add_snapshot(
+        self,
+        *,
+        snapshot_id: int | None,
+        source: SliceSource | None,
+        plans: Mapping[int, SlicePlan],
+    ) -> None:
+        """Also serve ``snapshot_id``; ``source`` reads ``plans`` (slices new to this node)."""
+        key = snapshot_key(snapshot_id)
+        with self._lock:
+            self.snapshots.add(key)
+            if source is not None or key not in self._sources:
+                self._sources[key] = source
+            self.plans.update(plans)
+            self._slice_source.update(dict.fromkeys(plans, key))
+            self.configured = True
+
+    def retire(self, snapshot_ids: Iterable[int], drop: Iterable[int]) -> None:
+        """Stop honouring tickets of ``snapshot_ids``; delete the caches of slices ``drop``."""
+        with self._lock:
+            self.snapshots.difference_update(snapshot_ids)
+            dropped = [s for s in drop if self.plans.pop(s, None) is not None]
+            for s in dropped:
+                self._slice_source.pop(s, None)
+                self._slice_locks.pop(s, None)
+            used = set(self._slice_source.values()) | self.snapshots
+            for key in [k for k in self._sources if k not in used]:
+                del self._sources[key]
+        for s in drop:
+            self.cache.drop(s)
+        log.info("data node: %d slice(s) dropped after a refresh", len(dropped))
 
     def stats(self) -> dict[str, int]:
         """Return the node's counters as a JSON-able dict."""
@@ -153,7 +192,8 @@ class DataNode(UnservedCalls, TrackedFlightServer):
             return entry
         with self._lock:
             lock = self._slice_locks.setdefault(slice_id, threading.Lock())
-            plan, source = self.plans.get(slice_id), self.source
+            plan = self.plans.get(slice_id)
+            source = self._sources.get(self._slice_source.get(slice_id, NO_SNAPSHOT))
         with lock:
             entry = self.cache.get(slice_id)
             if entry is not None:
@@ -164,7 +204,7 @@ class DataNode(UnservedCalls, TrackedFlightServer):
             entry = self.cache.write(slice_id, result.table)
             self._count(storage_bytes_read=result.storage_bytes)
         if self.on_cached is not None:
-            self.on_cached(entry)
+            self.on_cached(entry, result.storage_bytes)
         return entry
 
     def _open_cached(self, slice_id: int) -> tuple[CachedSlice, pa.Table]:
@@ -221,14 +261,15 @@ class DataNode(UnservedCalls, TrackedFlightServer):
                     f"ticket was issued to job {c.job!r}, not to the caller's job {job!r}"
                 )
         chunking = caller_chunking(context)  # FeederError for a malformed hint, before any work
-        if self.snapshot_id is None:
+        if not self.configured:
             raise flight.FlightUnavailableError("data node is not registered yet; retry")
         if len({c.columns for c in claims}) > 1:
             raise FeederError("the tickets of a bundle must name the same columns")
         for c in claims:
-            if c.snapshot_id != self.snapshot_id:
+            if c.snapshot_id not in self.snapshots:
                 raise flight.FlightUnauthorizedError(
-                    f"ticket is for snapshot {c.snapshot_id}, this node serves {self.snapshot_id}"
+                    f"ticket is for snapshot {c.snapshot_id}, this node serves "
+                    f"{sorted(self.snapshots)} (the feeder moved on: start the next epoch)"
                 )
             if self.cache.get(c.slice_id) is None and c.slice_id not in self.plans:
                 raise flight.FlightUnavailableError(
@@ -368,9 +409,13 @@ def run_data_node(
     work: queue.Queue[int] = queue.Queue()
     stop = threading.Event()
 
-    def report_cached(entry: CachedSlice) -> None:
+    def report_cached(entry: CachedSlice, storage_bytes: int = 0) -> None:
         report = CachedReport(
-            node_id=node_id, slice_id=entry.slice_id, num_rows=entry.num_rows, nbytes=entry.nbytes
+            node_id=node_id,
+            slice_id=entry.slice_id,
+            num_rows=entry.num_rows,
+            nbytes=entry.nbytes,
+            storage_bytes=storage_bytes,
         )
         for attempt in range(3):
             try:
@@ -470,22 +515,23 @@ def _register(
     )
     try:
         answer = RegisterAnswer.from_json(link.call(request))
-        source = SliceSource.from_metadata(
-            answer.metadata_location,
-            io_properties=node_io_properties(answer.io_properties, os.environ),
-            snapshot_id=answer.snapshot_id,
-            row_filter=answer.row_filter,
-            columns=answer.columns,
-        )
+        opener = SourceOpener(answer)
+        sources = [(src, opener.open(src)) for src in answer.snapshot_sources()]
     except (flight.FlightError, SpecError, KeyError, TypeError, ValueError) as exc:
         raise FeederError(
             f"data node {node_id} could not register with the coordinator at {endpoint}: {exc}"
         ) from exc
     plans = answer.plans
+    by_id = {p.slice_id: p for p in plans}
     assigned = list(answer.assigned)
-    node.configure(
-        snapshot_id=answer.snapshot_id, source=source, plans={p.slice_id: p for p in plans}
-    )
+    node.configure(snapshot_id=answer.snapshot_id, source=None, plans={})
+    for src, source in sources:
+        node.add_snapshot(
+            snapshot_id=src.snapshot_id,
+            source=source,
+            plans={s: by_id[s] for s in src.slices if s in by_id},
+        )
+    node.opener = opener
     log.info(
         "data node %s serving at %s: %d slices planned, %d assigned",
         node_id,
@@ -524,6 +570,7 @@ def _heartbeat_loop(
             else:
                 last_ok = time.monotonic()
                 answer = NodeHeartbeatAnswer.from_json(raw)
+                apply_refresh(node, answer)
                 for slice_id in answer.assign:
                     work.put(slice_id)
                 if answer.stop:

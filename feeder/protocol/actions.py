@@ -50,6 +50,11 @@ ACTIONS: Mapping[str, ActionSpec] = _table(
         "failover: re-sign the rest of a ticket, with the current live locations",
     ),
     ActionSpec(
+        "refresh",
+        Audience.CONSUMER,
+        "follow the table: serve its current snapshot to each job's next epoch",
+    ),
+    ActionSpec(
         "register", Audience.NODE, "data nodes: join the feeder, get the plan and assigned slices"
     ),
     ActionSpec(

@@ -74,6 +74,15 @@ def _columns(data: Mapping[str, Any]) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def _snapshot(data: Mapping[str, Any], key: str = "snapshot_id") -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+        raise SpecError(f"{key}: {value!r} must be a snapshot id (an integer) or null")
+    return value
+
+
 def parse_json(raw: bytes, what: str) -> dict[str, Any]:
     """Decode a JSON object body; raises SpecError for anything else."""
     if len(raw) > MAX_REQUEST_BYTES:
@@ -122,8 +131,11 @@ class EpochParams:
     shuffle: Shuffle = DEFAULT_SHUFFLE
     columns: tuple[str, ...] | None = None
     mix: MixParams = field(default_factory=MixParams)
+    #: the snapshot the consumer asks for (pinned, or its resume state's); None: the feeder's
+    snapshot_id: int | None = None
 
     def __post_init__(self) -> None:
+        _snapshot({"snapshot_id": self.snapshot_id})
         _job({"job": self.job})
         _int({"epoch": self.epoch}, "epoch", 0, _U32)
         _int({"seed": self.seed}, "seed", 0, _MAX_SEED)
@@ -136,6 +148,8 @@ class EpochParams:
         out: dict[str, Any] = {"shuffle": self.shuffle.value}
         if self.shuffle is Shuffle.MIX:
             out.update(block_rows=self.mix.block_rows, window_rows=self.mix.window_rows)
+        if self.snapshot_id is not None:  # only then: older coordinators parse the rest
+            out["snapshot_id"] = self.snapshot_id
         return out
 
 
@@ -225,6 +239,7 @@ class StaticRequest(EpochParams):
             "unit",
             "skip_rows",
             "resume_from",
+            "snapshot_id",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -246,6 +261,7 @@ class StaticRequest(EpochParams):
             unit=_int(data, "unit", 1, _MAX_COUNT, 1),
             skip_rows=_int(data, "skip_rows", 0, 2**62, 0),
             resume_from=_progress(data.get("resume_from")),
+            snapshot_id=_snapshot(data),
         )
 
 
@@ -281,6 +297,7 @@ class LeaseRequest(EpochParams):
             columns=_columns(data),
             mix=_mix(data),
             consumer=_name(data, "consumer"),
+            snapshot_id=_snapshot(data),
         )
 
 

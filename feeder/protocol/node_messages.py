@@ -154,6 +154,67 @@ class RegisterRequest(NodeRequest):
         )
 
 
+def _snapshot_id(what: str, value: object) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise SpecError(f"{what}: {value!r} must be an integer or null")
+    return value
+
+
+def _plans(what: str, value: object) -> tuple[SlicePlan, ...]:
+    if not isinstance(value, list):
+        raise SpecError(f"{what}: must be a list of slice plans")
+    plans = []
+    for i, raw in enumerate(value):
+        try:
+            plans.append(SlicePlan.from_dict(raw))
+        except FeederError as exc:
+            raise SpecError(f"{what}[{i}]: {exc}") from exc
+    return tuple(plans)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SnapshotSource:
+    """Snapshot ``snapshot_id`` (metadata at ``metadata_location``) reads slices ``slices``.
+
+    A node opens one source per snapshot and materialises each slice with the
+    source that lists it. Raises SpecError for an invalid field.
+    """
+
+    snapshot_id: int | None
+    metadata_location: str
+    slices: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        _snapshot_id("snapshot_id", self.snapshot_id)
+        _text("metadata_location", self.metadata_location)
+        object.__setattr__(self, "slices", _counts("slices", self.slices))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able wire form."""
+        return {
+            "snapshot_id": self.snapshot_id,
+            "metadata_location": self.metadata_location,
+            "slices": list(self.slices),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SnapshotSource:
+        """Parse the wire form; raises SpecError naming the bad field."""
+        if not isinstance(data, Mapping):
+            raise SpecError("sources: each source must be a JSON object")
+        return cls(
+            snapshot_id=data.get("snapshot_id"),
+            metadata_location=data.get("metadata_location"),  # type: ignore[arg-type]
+            slices=data.get("slices") or (),
+        )
+
+
+def _sources(value: object) -> tuple[SnapshotSource, ...]:
+    if not isinstance(value, list | tuple):
+        raise SpecError("sources: must be a list of snapshot sources")
+    return tuple(v if isinstance(v, SnapshotSource) else SnapshotSource.from_dict(v) for v in value)
+
+
 @dataclass(frozen=True, kw_only=True)
 class RegisterAnswer(NodeMessage):
     """The answer to ``register``: what to serve, every slice plan, the slices to cache now.
@@ -173,12 +234,11 @@ class RegisterAnswer(NodeMessage):
     columns: tuple[str, ...] | None = None
     plans: tuple[SlicePlan, ...] = ()
     assigned: tuple[int, ...] = ()
+    sources: tuple[SnapshotSource, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.snapshot_id is not None and (
-            isinstance(self.snapshot_id, bool) or not isinstance(self.snapshot_id, int)
-        ):
-            raise SpecError(f"snapshot_id: {self.snapshot_id!r} must be an integer or null")
+        _snapshot_id("snapshot_id", self.snapshot_id)
+        object.__setattr__(self, "sources", _sources(self.sources))
         _text("metadata_location", self.metadata_location)
         props = public_io_properties(_str_map("io_properties", self.io_properties))
         object.__setattr__(self, "io_properties", props)
@@ -206,28 +266,33 @@ class RegisterAnswer(NodeMessage):
             "columns": list(self.columns) if self.columns is not None else None,
             "plans": [p.to_dict() for p in self.plans],
             "assigned": list(self.assigned),
+            **({"sources": [src.to_dict() for src in self.sources]} if self.sources else {}),
         }
+
+    def snapshot_sources(self) -> tuple[SnapshotSource, ...]:
+        """The sources of every plan: ``sources``, or (without) the one snapshot served."""
+        if self.sources:
+            return self.sources
+        ids = tuple(p.slice_id for p in self.plans)
+        return (
+            SnapshotSource(
+                snapshot_id=self.snapshot_id, metadata_location=self.metadata_location, slices=ids
+            ),
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RegisterAnswer:
         """Parse the wire form; raises SpecError naming the bad field."""
-        raw_plans = data.get("plans") or []
-        if not isinstance(raw_plans, list):
-            raise SpecError("plans: must be a list of slice plans")
-        plans = []
-        for i, raw in enumerate(raw_plans):
-            try:
-                plans.append(SlicePlan.from_dict(raw))
-            except FeederError as exc:
-                raise SpecError(f"plans[{i}]: {exc}") from exc
+        plans = _plans("plans", data.get("plans") or [])
         return cls(
             snapshot_id=data.get("snapshot_id"),
             metadata_location=_text("metadata_location", data.get("metadata_location")),
             io_properties=data.get("io_properties") or {},
             row_filter=data.get("row_filter"),
             columns=data.get("columns"),
-            plans=tuple(plans),
+            plans=plans,
             assigned=data.get("assigned") or (),
+            sources=data.get("sources") or (),
         )
 
 
@@ -245,10 +310,11 @@ class CachedReport(NodeRequest):
     slice_id: int
     num_rows: int
     nbytes: int
+    storage_bytes: int = 0
 
     def __post_init__(self) -> None:
         _name("node_id", self.node_id)
-        for name in ("slice_id", "num_rows", "nbytes"):
+        for name in ("slice_id", "num_rows", "nbytes", "storage_bytes"):
             _count(name, getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
@@ -258,6 +324,7 @@ class CachedReport(NodeRequest):
             "slice_id": self.slice_id,
             "num_rows": self.num_rows,
             "nbytes": self.nbytes,
+            "storage_bytes": self.storage_bytes,
         }
 
     @classmethod
@@ -268,6 +335,7 @@ class CachedReport(NodeRequest):
             slice_id=_count("slice_id", data.get("slice_id")),
             num_rows=_count("num_rows", data.get("num_rows")),
             nbytes=_count("nbytes", data.get("nbytes")),
+            storage_bytes=_count("storage_bytes", data.get("storage_bytes", 0)),
         )
 
 
@@ -311,7 +379,11 @@ class NodeHeartbeat(NodeRequest):
 class NodeHeartbeatAnswer(NodeMessage):
     """The answer to ``node_heartbeat``: slices to cache now, or ``stop``.
 
-    ``stop`` is true when the feeder stops or the node was declared dead.
+    ``stop`` is true when the feeder stops or the node was declared dead. After a
+    refresh it also carries the new snapshot: ``plans`` of its new slices and the
+    ``sources`` that read them; ``drop`` lists slices no live snapshot holds any more
+    (delete their caches) and ``retired`` the snapshots no longer served. A node
+    applies ``plans``, ``sources``, ``drop`` and ``retired`` before ``assign``.
     Raises SpecError for an invalid field.
     """
 
@@ -319,17 +391,42 @@ class NodeHeartbeatAnswer(NodeMessage):
 
     stop: bool = False
     assign: tuple[int, ...] = ()
+    plans: tuple[SlicePlan, ...] = ()
+    sources: tuple[SnapshotSource, ...] = ()
+    drop: tuple[int, ...] = ()
+    retired: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.stop, bool):
             raise SpecError(f"stop: {self.stop!r} must be true or false")
         object.__setattr__(self, "assign", _counts("assign", self.assign))
+        object.__setattr__(self, "plans", tuple(self.plans))
+        object.__setattr__(self, "sources", _sources(self.sources))
+        object.__setattr__(self, "drop", _counts("drop", self.drop))
+        if not isinstance(self.retired, list | tuple) or not all(
+            isinstance(k, int) and not isinstance(k, bool) for k in self.retired
+        ):
+            raise SpecError("retired: must be a list of snapshot ids")
+        object.__setattr__(self, "retired", tuple(self.retired))
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-able wire form."""
-        return {"stop": self.stop, "assign": list(self.assign)}
+        """Return the JSON-able wire form (the refresh fields only when set)."""
+        out: dict[str, Any] = {"stop": self.stop, "assign": list(self.assign)}
+        if self.plans or self.sources or self.drop or self.retired:
+            out["plans"] = [p.to_dict() for p in self.plans]
+            out["sources"] = [src.to_dict() for src in self.sources]
+            out["drop"] = list(self.drop)
+            out["retired"] = list(self.retired)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NodeHeartbeatAnswer:
-        """Parse the wire form (missing ``assign``: none); raises SpecError naming the field."""
-        return cls(stop=data.get("stop", False), assign=data.get("assign") or ())
+        """Parse the wire form (missing fields: none); raises SpecError naming the field."""
+        return cls(
+            stop=data.get("stop", False),
+            assign=data.get("assign") or (),
+            plans=_plans("plans", data.get("plans") or []),
+            sources=data.get("sources") or (),
+            drop=data.get("drop") or (),
+            retired=data.get("retired") or (),
+        )

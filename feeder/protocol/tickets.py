@@ -55,6 +55,13 @@ _B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
 _INT64 = 2**63
 #: cached payload heads per signer (one per job, epoch and order; cleared when full)
 _MAX_HEADS = 1024
+#: the ticket snapshot id of a table without snapshots
+NO_SNAPSHOT = -1
+
+
+def snapshot_key(snapshot_id: int | None) -> int:
+    """The snapshot id tickets carry for ``snapshot_id`` (``NO_SNAPSHOT`` for None)."""
+    return NO_SNAPSHOT if snapshot_id is None else snapshot_id
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -94,6 +94,9 @@ class FeederDataset(IterableDataset[Batch]):
             unreachable (a driver restart; a feeder with a journal continues the epoch).
         tensors: how columns become tensors (nulls, lists, strings, pinning,
             device); None for the :class:`~feeder.torch.tensors.TensorOptions` defaults.
+        snapshot_id: read this table snapshot in every epoch (a feeder that follows its
+            table keeps it while the job reads it); None: each epoch reads the snapshot
+            the feeder serves new epochs. The resume state names the snapshot of its epoch.
 
     Raises:
         SpecError: an argument is invalid.
@@ -122,6 +125,7 @@ class FeederDataset(IterableDataset[Batch]):
         restart_seconds: float = RESTART_SECONDS,
         tensors: TensorOptions | None = None,
         mix: MixParams | None = None,
+        snapshot_id: int | None = None,
         **removed: Any,
     ) -> None:
         super().__init__()
@@ -153,6 +157,13 @@ class FeederDataset(IterableDataset[Batch]):
         if mix is not None and not isinstance(mix, MixParams):
             raise SpecError(f"mix: {mix!r} must be a MixParams (or None for the defaults)")
         self.mix = mix if mix is not None else MixParams()
+        if snapshot_id is not None and (
+            isinstance(snapshot_id, bool) or not isinstance(snapshot_id, int)
+        ):
+            raise SpecError(f"snapshot_id: {snapshot_id!r} must be a snapshot id or None")
+        self.snapshot_id = snapshot_id
+        self._snapshots: dict[int, int] = {}  # epoch -> the snapshot the feeder said it reads
+        self._resume_snapshot: int | None = None  # the snapshot a mid-epoch resume asks for
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
@@ -194,6 +205,8 @@ class FeederDataset(IterableDataset[Batch]):
         """
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise SpecError(f"epoch: {epoch!r} must be an integer >= 0")
+        if epoch != self._epoch:
+            self._resume_snapshot = None  # a resume state's snapshot is its epoch's only
         self._epoch = epoch
 
     @property
@@ -216,7 +229,9 @@ class FeederDataset(IterableDataset[Batch]):
         rows_consumed: int,
         resume_from: Progress | None = None,
     ) -> ResumeState:
+        snapshot = self._snapshots.get(epoch)
         return ResumeState(
+            snapshot_id=snapshot if snapshot is not None else self.snapshot_id,
             job=self.job,
             epoch=epoch,
             rows_consumed=rows_consumed,
@@ -280,6 +295,8 @@ class FeederDataset(IterableDataset[Batch]):
         self._pending = resumed
         self._epoch = resumed.epoch
         self._position = None
+        mid_epoch = resumed.rows_consumed > 0 or any(resumed.delivered or ())
+        self._resume_snapshot = resumed.snapshot_id if mid_epoch else None
 
     # --- iteration ---------------------------------------------------------------
 
@@ -472,7 +489,14 @@ class FeederDataset(IterableDataset[Batch]):
         self, world: World, epoch: int, skip: int, origin: Progress | None = None
     ) -> Generator[_Group, None, None]:
         client = self._client()
-        stream = client.stream(request=self._request(world, epoch, skip, origin))
+
+        def note(snapshot: int) -> None:
+            self._snapshots[epoch] = snapshot
+            for old in [e for e in self._snapshots if e < epoch - 2]:
+                self._snapshots.pop(old, None)
+
+        request = self._request(world, epoch, skip, origin)
+        stream = client.stream(request=request, on_snapshot=note)
         # in a DataLoader worker, batches are built in shared memory: the hand-over to
         # the main process then passes one handle per batch instead of copying
         # (feeder.torch.handover); the main process keeps its zero-copy views
@@ -509,7 +533,15 @@ class FeederDataset(IterableDataset[Batch]):
             unit=self.batch_size,
             skip_rows=skip,
             resume_from=origin,
+            snapshot_id=self._snapshot_for(epoch),
         )
+
+    def _snapshot_for(self, epoch: int) -> int | None:
+        """The snapshot to ask for: the pinned one, else a mid-epoch resume state's."""
+        if self.snapshot_id is not None:
+            return self.snapshot_id
+        pending = self._resume_snapshot
+        return pending if pending is not None and epoch == self._epoch else None
 
     def _planned_rows(self, request: ReadRequest) -> int:
         """This consumer's rows for ``request``, asked without making this process unsafe to fork.

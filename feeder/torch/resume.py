@@ -3,11 +3,11 @@
 The state is a small plain dict, safe to put in a checkpoint next to the model
 (``torch.save``, JSON): it names *where* a consumer stopped, never *what* it read.
 
-Version 2 fields (a version 1 state is read as version 2 with the two new
-fields null):
+Version 3 fields (a version 1 or 2 state is read as version 3 with the fields
+it lacks null):
 
 ==================  =============================================================
-``version``         ``2``
+``version``         ``3``
 ``job``             feeder job name
 ``epoch``           epoch being read
 ``rows_consumed``   rows of this worker's share already yielded in ``epoch``
@@ -52,10 +52,11 @@ from feeder.protocol.elastic import Progress
 from feeder.protocol.modes import Mode
 from jobs.errors import SpecError
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
-#: Versions :meth:`ResumeState.from_dict` reads (a v1 state has no ``delivered``/``resume_from``).
-READABLE_VERSIONS = (1, 2)
+#: Versions :meth:`ResumeState.from_dict` reads (a v1 state has no ``delivered``/``resume_from``,
+#: a v2 state no ``snapshot_id``).
+READABLE_VERSIONS = (1, 2, 3)
 
 
 #: Fields that must match between a saved state and the dataset resuming it mid-epoch.
@@ -83,6 +84,7 @@ class ResumeState:
     mode: Mode
     delivered: tuple[int, ...] | None = None
     resume_from: Progress | None = None
+    snapshot_id: int | None = None
     version: int = STATE_VERSION
 
     def __post_init__(self) -> None:
@@ -135,6 +137,9 @@ class ResumeState:
             object.__setattr__(self, "resume_from", _progress(self.resume_from))
         if self.resume_from is not None and not isinstance(self.resume_from, Progress):
             raise SpecError(f"resume state resume_from: {self.resume_from!r} is not an object")
+        sid = self.snapshot_id
+        if sid is not None and (isinstance(sid, bool) or not isinstance(sid, int)):
+            raise SpecError(f"resume state snapshot_id: {sid!r} must be an integer or null")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the plain, JSON-serialisable dict form."""
@@ -183,7 +188,13 @@ class ResumeState:
                 f"resume state version {data['version']!r} is not supported (expected one of "
                 f"{list(READABLE_VERSIONS)})"
             )
-        data = {"delivered": None, "resume_from": None, **data, "version": STATE_VERSION}
+        data = {
+            "delivered": None,
+            "resume_from": None,
+            "snapshot_id": None,
+            **data,
+            "version": STATE_VERSION,
+        }
         names = {f.name for f in fields(cls)}
         missing = sorted(names - set(data) - {"version"})
         unknown = sorted(set(data) - names)

@@ -56,8 +56,10 @@ def test_serve_no_row_copy_flag_reaches_serve(monkeypatch, capsys):
     assert feeder_main(["serve", "test.t", "--port", "8815", "--columns", "a, b"]) == 2
     assert feeder_main(["serve", "test.t", "--cache-capacity", "100Gi"]) == 2
     assert feeder_main(["serve", "test.t", "--cache-capacity", "5000"]) == 2
-    assert [c.row_copy for c in seen] == [False, True, True, True]
-    assert [c.cache_capacity_bytes for c in seen] == [None, None, 100 * 2**30, 5000]
+    assert feeder_main(["serve", "test.t", "--follow", "300"]) == 2
+    assert [c.row_copy for c in seen] == [False, True, True, True, True]
+    assert [c.cache_capacity_bytes for c in seen] == [None, None, 100 * 2**30, 5000, None]
+    assert [c.follow_seconds for c in seen] == [None, None, None, None, 300.0]
     assert seen[1] == FeederConfig(table="test.t", port=8815, columns=("a", "b"))
     assert seen[0] == FeederConfig(table="test.t", row_copy=False)  # the rest: defaults
     assert "not found" in capsys.readouterr().err
@@ -84,28 +86,40 @@ def test_python_dash_m_feeder_serve_refuses_an_unknown_table(catalog):
     assert "test.nope" in result.stderr and "not found" in result.stderr
 
 
+def _spawn_serve(table: str, tmp_path, cache):
+    """``python -m feeder serve TABLE`` with one node, writing its endpoint under tmp_path."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "feeder", "serve", table, "--nodes", "1"]
+    command += ["--endpoint-file", str(tmp_path / "endpoint"), "--cache-dir", str(cache)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _endpoint_of(proc, endpoint_file) -> str:
+    """The endpoint a ``python -m feeder serve`` process writes once ready (300 s at most)."""
+    import time
+
+    deadline = time.monotonic() + 300
+    while not endpoint_file.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no endpoint file after 300 s"
+        time.sleep(0.1)  # polling a file the server writes atomically, bounded
+    return str(endpoint_file.read_text().strip())
+
+
 @pytest.mark.spark
 @pytest.mark.slow
 def test_python_dash_m_feeder_serve_serves_every_row_until_sigterm(catalog, tmp_path):
     """``python -m feeder serve`` as a real process (its own Spark): it writes its
     endpoint once ready, serves every row, and exits 0 on SIGTERM with its cache gone."""
     import signal
-    import subprocess
-    import sys
-    import time
 
     make_table(catalog, "test.sub", files=1, rows_per_file=2000, row_group_rows=500)
-    endpoint_file, cache = tmp_path / "endpoint", tmp_path / "cache"
-    command = [sys.executable, "-m", "feeder", "serve", "test.sub", "--nodes", "1"]
-    command += ["--endpoint-file", str(endpoint_file), "--cache-dir", str(cache)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cache = tmp_path / "cache"
+    proc = _spawn_serve("test.sub", tmp_path, cache)
     try:
-        deadline = time.monotonic() + 300
-        while not endpoint_file.exists():
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no endpoint file after 300 s"
-            time.sleep(0.1)  # polling a file the server writes atomically, bounded
-        client = FeederClient(endpoint_file.read_text().strip())
+        client = FeederClient(_endpoint_of(proc, tmp_path / "endpoint"))
         assert client.status()["ready"]
         assert sorted(ids_of(client.stream(0))) == list(range(2000))
         assert sorted(ids_of(client.stream(0, mode="dynamic", seed=3))) == list(range(2000))
@@ -141,3 +155,40 @@ def test_cache_capacity_takes_bytes_or_a_kubernetes_quantity():
     for bad in ("", "Gi", "1.5Gi", "10GB", "-1", "1 Gi"):
         with pytest.raises(argparse.ArgumentTypeError, match="not a byte count"):
             byte_quantity(bad)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_icefeed_feeder_refresh_moves_a_running_feeder_to_the_appended_snapshot(
+    catalog, tmp_path, capsys
+):
+    """``icefeed feeder refresh ENDPOINT`` against a real ``python -m feeder serve``
+    process, after a pyiceberg append to the catalog both use."""
+    import time
+
+    from tests.feeder.tables import sample_arrow
+
+    table = make_table(catalog, "test.sub", files=2, rows_per_file=1000, row_group_rows=500)
+    proc = _spawn_serve("test.sub", tmp_path, tmp_path / "c")
+    try:
+        endpoint = _endpoint_of(proc, tmp_path / "endpoint")
+        client = FeederClient(endpoint, job="train")
+        assert sorted(ids_of(client.stream(0))) == list(range(2000))
+
+        table.append(sample_arrow(1000, start=2000))
+        new = table.current_snapshot().snapshot_id
+        assert main(["feeder", "refresh", endpoint, "--json"]) == 0
+        answer = json.loads(capsys.readouterr().out)
+        assert answer["changed"] and answer["snapshot_id"] == new
+        assert answer["kept_slices"] >= 2 and answer["added_slices"] >= 1
+        deadline = time.monotonic() + 120
+        while not (status := client.status())["ready"]:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)  # polling the status the new slices' caching changes, bounded
+        assert status["snapshot_id"] == new and status["rows"] == 3000
+        assert sorted(ids_of(client.stream(1))) == list(range(3000))
+        assert main(["feeder", "refresh", endpoint]) == 0
+        assert f"already serves snapshot {new}" in capsys.readouterr().out
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=120)

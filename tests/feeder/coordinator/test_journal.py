@@ -113,6 +113,18 @@ def test_other_arguments_start_a_fresh_session_with_a_warning(tmp_path, caplog):
     assert started.key.hex() not in caplog.text
 
 
+def test_a_refreshed_session_restarts_fresh_at_its_newest_snapshot(tmp_path):
+    journal = Journal(tmp_path)
+    started = journal.begin(IDENTITY)
+    journal.refreshed(9)
+    journal.save(None)
+    again = Journal(tmp_path)
+    assert again.pinned_snapshot(table="ns.t", columns=None, row_filter=None, slice_bytes=1000) == 9
+    # the restart plans snapshot 9 afresh: not the refreshed session's slice ids
+    fresh = again.begin({**IDENTITY, "snapshot_id": 9})
+    assert fresh.key != started.key and fresh.books is None
+
+
 def test_a_truncated_journal_is_a_clear_error_naming_the_file(tmp_path):
     journal = Journal(tmp_path)
     journal.begin(IDENTITY)

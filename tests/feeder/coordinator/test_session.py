@@ -85,12 +85,14 @@ def test_serve_exactly_once_static_and_dynamic_storage_once_and_snapshot_isolati
         assert sorted(ids_of(client.stream(3, seed=1))) == list(range(ROWS))
         assert f.status()["snapshot_id"] == pinned
 
-        # refresh picks the new snapshot up (same endpoint, new session)
-        endpoint = f.endpoint
+        # refresh picks the new snapshot up at the job's next epoch (same endpoint and
+        # session); an epoch the job read before keeps its snapshot
+        endpoint, session = f.endpoint, f.status()["session"]
         assert f.refresh() == table.current_snapshot().snapshot_id
         f.wait_ready(120)
-        assert f.endpoint == endpoint
-        assert sorted(ids_of(client.stream(0, seed=1))) == list(range(ROWS + 500))
+        assert f.endpoint == endpoint and f.status()["session"] == session
+        assert sorted(ids_of(client.stream(4, seed=1))) == list(range(ROWS + 500))
+        assert sorted(ids_of(client.stream(0, seed=1))) == list(range(ROWS))
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
 
 

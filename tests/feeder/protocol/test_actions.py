@@ -12,7 +12,7 @@ def test_every_action_has_one_audience_and_a_description():
     assert not CONSUMER_ACTIONS & NODE_ACTIONS
     assert all(spec.name == name and spec.description for name, spec in ACTIONS.items())
     assert {"register", "cached", "node_heartbeat"} == NODE_ACTIONS
-    assert {"status", "lease", "heartbeat", "done", "resume"} == CONSUMER_ACTIONS
+    assert {"status", "lease", "heartbeat", "done", "resume", "refresh"} == CONSUMER_ACTIONS
 
 
 def test_node_auth_guards_exactly_the_node_actions_of_the_table():

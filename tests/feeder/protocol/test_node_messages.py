@@ -15,6 +15,7 @@ from feeder.protocol.node_messages import (
     NodeHeartbeatAnswer,
     RegisterAnswer,
     RegisterRequest,
+    SnapshotSource,
 )
 from feeder.protocol.slice_plan import SlicePlan
 from jobs.errors import SpecError
@@ -41,6 +42,23 @@ SAMPLES = [
     NodeHeartbeat(node_id="n0", stats={"rows_served": 5, "errors": 0}),
     NodeHeartbeatAnswer(stop=False, assign=(4, 5)),
     NodeHeartbeatAnswer(stop=True),
+    RegisterAnswer(
+        snapshot_id=13,
+        metadata_location="/m2.json",
+        plans=(PLAN,),
+        sources=(
+            SnapshotSource(snapshot_id=12, metadata_location="/m.json", slices=(0,)),
+            SnapshotSource(snapshot_id=13, metadata_location="/m2.json", slices=()),
+        ),
+    ),
+    CachedReport(node_id="n0", slice_id=3, num_rows=10, nbytes=400, storage_bytes=77),
+    NodeHeartbeatAnswer(
+        assign=(0,),
+        plans=(PLAN,),
+        sources=(SnapshotSource(snapshot_id=13, metadata_location="/m2.json", slices=(0,)),),
+        drop=(2, 3),
+        retired=(12, -1),
+    ),
 ]
 
 
@@ -67,9 +85,22 @@ def test_the_wire_fields_are_those_of_protocol_md():
         "slice_id": 3,
         "num_rows": 10,
         "nbytes": 400,
+        "storage_bytes": 0,
     }
     assert set(json.loads(SAMPLES[5].to_json())) == {"node_id", "stats"}
     assert json.loads(SAMPLES[6].to_json()) == {"stop": False, "assign": [4, 5]}
+    # a refresh's fields: only when there is news (older nodes parse the rest)
+    assert set(json.loads(SAMPLES[8].to_json())) == set(json.loads(SAMPLES[2].to_json())) | {
+        "sources"
+    }
+    assert set(json.loads(SAMPLES[10].to_json())) == {
+        "stop",
+        "assign",
+        "plans",
+        "sources",
+        "drop",
+        "retired",
+    }
 
 
 def test_optional_fields_may_be_missing_and_unknown_ones_are_ignored():

@@ -67,7 +67,8 @@ def test_mode_accepts_its_string_value():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"version": 3}, "version 3 is not supported"),
+        ({"version": 4}, "version 4 is not supported"),
+        ({"snapshot_id": "7"}, "snapshot_id"),
         ({"delivered": (1,)}, r"resume_from.delivered: .* list of 2"),
         ({"rows_consumed": -1}, "rows_consumed: -1 must be an integer >= 0"),
         ({"epoch": 1.5}, "epoch: 1.5"),
@@ -155,13 +156,21 @@ def test_merge_refuses_states_that_are_not_one_rank_s_workers():
         merge_worker_states([])
 
 
-def test_a_version_1_state_is_still_read():
+def test_version_1_and_2_states_are_still_read():
     data = _state().to_dict()
-    del data["delivered"], data["resume_from"]
+    del data["delivered"], data["resume_from"], data["snapshot_id"]
     data["version"] = 1
     state = ResumeState.from_dict(data)
-    assert state.version == STATE_VERSION == 2
-    assert state.delivered is None and state.resume_from is None
+    assert state.version == STATE_VERSION == 3
+    assert state.delivered is None and state.resume_from is None and state.snapshot_id is None
+    v2 = {**_state().to_dict(), "version": 2}
+    del v2["snapshot_id"]
+    assert ResumeState.from_dict(v2).snapshot_id is None
+
+
+def test_the_state_names_the_snapshot_of_its_epoch():
+    state = ResumeState.from_dict({**_state().to_dict(), "snapshot_id": 2**62})
+    assert state.snapshot_id == 2**62 and state.to_dict()["snapshot_id"] == 2**62
 
 
 def test_epoch_boundary_resume_allows_a_new_shape():

@@ -1,0 +1,104 @@
+"""LiveSnapshots (pure): a refresh keeps the ids of kept files' slices, numbers new ones
+after every id used, and retiring a snapshot frees only the slices no live one holds."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from feeder.coordinator.registry import NodeRegistry
+from feeder.coordinator.served import ServedSnapshot
+from feeder.coordinator.snapshots import LiveSnapshots
+from feeder.protocol.shuffle import epoch_stream
+from feeder.protocol.slice_plan import SlicePlan
+from jobs.errors import SpecError
+
+SCHEMA = pa.schema([("id", pa.int64())])
+
+
+def _plan(i: int, path: str, groups: tuple[int, ...], *, deletes: bool = False) -> SlicePlan:
+    return SlicePlan(
+        slice_id=i,
+        file_path=path,
+        row_groups=groups,
+        estimated_rows=10,
+        estimated_bytes=100,
+        has_deletes=deletes,
+    )
+
+
+def _snapshot(snapshot_id: int, files: list[tuple[str, tuple[int, ...], bool]], schema=SCHEMA):
+    plans = tuple(_plan(i, p, g, deletes=d) for i, (p, g, d) in enumerate(files))
+    return ServedSnapshot(
+        table="t",
+        snapshot_id=snapshot_id,
+        metadata_location=f"/m{snapshot_id}.json",
+        io_properties={},
+        row_filter=None,
+        columns=None,
+        schema=schema,
+        plans=plans,
+    )
+
+
+A0, A1, B0 = ("a", (0,), False), ("a", (1,), False), ("b", (0,), False)
+
+
+def test_a_refresh_keeps_the_ids_of_kept_slices_and_numbers_new_ones_after_all():
+    live = LiveSnapshots(_snapshot(1, [A0, A1, B0]))
+    # file b removed, file c added (sorted before b would be, ids are not positions)
+    added = live.add(_snapshot(2, [A0, A1, ("c", (0,), False)]))
+    assert [p.slice_id for p in added.served.plans] == [0, 1, 3]
+    assert [p.file_path for p in added.new] == ["c"] and added.kept == 2
+    assert live.members(2) == {0, 1, 3} and live.newest == 2
+    # the old snapshot's counts are its own; a new epoch's are the new snapshot's
+    counts = [10, 20, 30, 40]
+    assert live.counts(1, counts) == [10, 20, 30, 0]
+    assert live.counts(2, counts) == [10, 20, 0, 40]
+    assert (
+        sum(r.num_rows for r in epoch_stream(live.counts(2, counts), seed=1, epoch=0, shuffle=True))
+        == 70
+    )
+    # retiring the first frees only b's slice
+    assert live.retire(1) == [2]
+    assert live.live() == [2]
+
+
+def test_slices_with_delete_files_are_never_shared_between_snapshots():
+    live = LiveSnapshots(_snapshot(1, [("a", (0, 1), True)]))
+    added = live.add(_snapshot(2, [("a", (0, 1), True)]))
+    assert added.kept == 0 and [p.slice_id for p in added.new] == [1]
+
+
+def test_a_schema_change_an_unknown_count_and_retiring_the_newest_are_refused():
+    live = LiveSnapshots(_snapshot(1, [A0]))
+    other = pa.schema([("id", pa.int64()), ("x", pa.float64())])
+    with pytest.raises(SpecError, match=r"another schema.*restart the feeder"):
+        live.add(_snapshot(2, [A0], schema=other))
+    live.add(_snapshot(3, [A0, B0]))
+    with pytest.raises(ValueError, match="not cached yet"):
+        live.counts(3, [5, None])
+    with pytest.raises(ValueError, match="newest"):
+        live.retire(3)
+    with pytest.raises(ValueError, match="already served"):
+        live.add(_snapshot(3, [A0]))
+
+
+def test_the_registry_places_added_slices_and_forgets_dropped_ones():
+    reg = NodeRegistry(2, slots=2, node_timeout=10, slice_sizes=[100, 100])
+    reg.register("a", slot=0, location="grpc://a:1", capacity=250)
+    reg.register("b", slot=1, location="grpc://b:1")
+    for s in (0, 1):
+        reg.cached("a" if s == 0 else "b", s, 10, 100, storage_bytes=7)
+    assert reg.ready
+    ids = reg.add_slices([100, 100])
+    assert ids == [2, 3] and not reg.ready and reg.ready_for([0, 1])
+    assert reg.heartbeat("a", {}) == [2] and reg.heartbeat("b", {}) == [3]
+    reg.cached("a", 2, 5, 50, storage_bytes=40)
+    reg.cached("b", 3, 5, 50, storage_bytes=60)
+    assert reg.ready and sum(reg.storage_bytes[s] for s in ids) == 100
+    reg.drop([0])
+    assert reg.live_slices() == [1, 2, 3] and reg.nodes["a"].reserved == 100
+    # a dropped slice is never placed again, even on a new node of its slot
+    reg.mark_dead("a")
+    assert 0 not in reg.register("a2", slot=0, location="grpc://a2:1")

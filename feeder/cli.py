@@ -67,6 +67,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help=port_help)
     parser.add_argument("--cache-dir", help="node cache dir (default: SPARK_LOCAL_DIRS)")
     parser.add_argument(
+        "--local-dir",
+        help="data nodes serve short-circuit local reads on a Unix socket in this dir, to "
+        "consumers that see it (same host or a shared node-local volume; default: off)",
+    )
+    parser.add_argument(
         "--journal-dir",
         help="where the coordinator journals what a driver restart must not lose "
         "(default: <cache-dir>/icefeed-journal; none without --cache-dir)",
@@ -162,6 +167,7 @@ def serve_config(args: argparse.Namespace) -> FeederConfig:
         "host": args.host,
         "port": args.port,
         "cache_dir": args.cache_dir,
+        "local_dir": args.local_dir,
         "journal_dir": args.journal_dir,
         "cache_capacity_bytes": args.cache_capacity_bytes,
         "slice_bytes": args.slice_bytes,

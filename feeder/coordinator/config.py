@@ -40,7 +40,7 @@ class FeederConfig(NodeSettings):
             (:mod:`feeder.coordinator.journal`; None: ``<cache_dir>/icefeed-journal``,
             or no journal without a ``cache_dir``).
         host, token, tls, cache_dir, cache_capacity_bytes, heartbeat_seconds, batch_rows,
-            row_copy: the
+            row_copy, local_dir: the
             data nodes' settings (:class:`~feeder.node.settings.NodeSettings`);
             ``host`` is the coordinator's bind address too.
 

@@ -28,7 +28,8 @@ from jobs.errors import FeederError
 
 #: schema metadata key of a cache file naming its row-major copy (stripped when read)
 ROWS_TOKEN_KEY = b"icefeed.rows"
-#: rows per ``take`` when a shuffled range is gathered
+#: rows per ``take`` when a shuffled range is gathered: smaller than sequential batches,
+#: because gathered batches are a node's private memory (a few in flight per stream)
 DEFAULT_TAKE_ROWS = 32 * 1024
 
 _PERMUTATION_LOCK = threading.Lock()

@@ -263,7 +263,8 @@ def _print_status(status: dict[str, Any]) -> None:
         f"{status['storage_bytes_read']:,} bytes read from storage"
     )
     nodes = Table(title="data nodes")
-    for column in ("node", "location", "alive", "slices", "cache bytes", "rows served", "errors"):
+    columns = ("node", "location", "alive", "slices", "cache bytes", "rows served", "of them local")
+    for column in (*columns, "errors"):
         nodes.add_column(column)
     for node in status["nodes"]:
         nodes.add_row(
@@ -273,6 +274,7 @@ def _print_status(status: dict[str, Any]) -> None:
             str(node["slices_cached"]),
             f"{node['cache_bytes']:,}",
             f"{node['rows_served']:,}",
+            f"{node.get('rows_served_local', 0):,}",
             str(node["errors"]),
         )
     console.print(nodes)

@@ -103,16 +103,24 @@ class LocalReads:
         path = self.socket_for(location)
         if path is None:
             return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            answer, fds = self._ask(path, ticket)
-        except OSError as exc:  # cannot open the socket: not this host, or not allowed
-            with self._lock:
-                self._unusable.add((location, path))
-            self._note(location, "connect", f"cannot open its local socket {path} ({exc})")
+            sock.settimeout(LOCAL_TIMEOUT)
+            try:
+                sock.connect(path)
+            except OSError as exc:  # cannot open the socket: not this host, or not allowed
+                with self._lock:
+                    self._unusable.add((location, path))
+                self._note(location, "connect", f"cannot open its local socket {path} ({exc})")
+                return None
+            request = {"v": VERSION, "token": self._bearer, "job": self._job, "ticket": ticket}
+            send_frame(sock, request)
+            answer, fds = recv_frame(sock)
+        except (OSError, LocalReadError) as exc:  # e.g. a slow answer: this read over Flight
+            self._note(location, "exchange", f"local read failed ({exc})")
             return None
-        except LocalReadError as exc:
-            self._note(location, "protocol", str(exc))
-            return None
+        finally:
+            sock.close()
         try:
             if not answer.get("ok"):
                 code = str(answer.get("code"))
@@ -127,14 +135,6 @@ class LocalReads:
         finally:
             close_all(fds)
         return _ranges(tables, ranges, chunks, batch_rows)
-
-    def _ask(self, path: str, ticket: str) -> tuple[dict[str, Any], list[int]]:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(LOCAL_TIMEOUT)
-            sock.connect(path)
-            request = {"v": VERSION, "token": self._bearer, "job": self._job, "ticket": ticket}
-            send_frame(sock, request)
-            return recv_frame(sock)
 
     def _note(self, location: str, reason: str, message: str) -> None:
         """Log once per node and reason that its reads go over Flight."""

@@ -457,6 +457,11 @@ def _client_copy_drain(
     return rows
 
 
+#: rounds of the local read cases: a local read is memory-bound, so other tenants'
+#: memory traffic on this shared machine moves single rounds by 3x; best of more rounds
+LOCAL_REPEATS = 9
+
+
 def test_short_circuit_local_read_against_the_raw_flight_ceiling(
     servers, coordinator, local_coordinator
 ):
@@ -501,7 +506,7 @@ def test_short_circuit_local_read_against_the_raw_flight_ceiling(
     }
     reference["client_stream_mix_local_copy"] = "client_stream_mix_flight_copy"
     seconds: dict[str, list[float]] = {case: [] for case in cases}
-    for _ in range(REPEATS):
+    for _ in range(LOCAL_REPEATS):
         for case, run in cases.items():
             rows, took = _run_once(1, run)
             assert rows == total

@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from pydantic import SecretStr
 from feeder.node.cache import CachedSlice
 from feeder.protocol.auth import BearerCheck
 from feeder.protocol.local_read import (
+    SOCKET_PREFIX,
+    SOCKET_SUFFIX,
     VERSION,
     LocalRange,
     LocalReadError,
@@ -57,8 +60,8 @@ class LocalReadServer:
     """Serves ``grant``'s cache files over a Unix socket at ``path`` until :meth:`close`.
 
     Args:
-        path: the socket file to create (its directory must exist; a stale file of a
-            dead process at that path is replaced).
+        path: the socket file to create (its directory must exist). Sockets of dead
+            nodes in that directory are deleted first (:func:`sweep_dead_sockets`).
         grant: checks a request's ticket for a job and returns the entries to hand over.
         token: the bearer token consumers must send (None: none).
         batch_rows: the node's largest batch (consumers cut the same batches).
@@ -79,14 +82,19 @@ class LocalReadServer:
         self._grant = grant
         self._check_token = BearerCheck(token)
         self._batch_rows = batch_rows
-        self.path.unlink(missing_ok=True)  # a socket file left by a dead process
+        sweep_dead_sockets(self.path.parent)
+        # bound and listening under a temporary name first: a sweeper never finds this
+        # node's socket under its real name refusing connections
+        staging = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._sock.bind(str(self.path))
-            os.chmod(self.path, SOCKET_MODE)
+            self._sock.bind(str(staging))
+            os.chmod(staging, SOCKET_MODE)
             self._sock.listen(64)
+            os.replace(staging, self.path)
         except BaseException:
             self._sock.close()
+            staging.unlink(missing_ok=True)
             raise
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, name="icefeed-local", daemon=True)
@@ -125,7 +133,13 @@ class LocalReadServer:
             conn.settimeout(CONNECTION_TIMEOUT)
             try:
                 request, fds = recv_frame(conn)
-            except (OSError, LocalReadError) as exc:
+            except LocalReadError as exc:
+                if exc.code == "closed":  # a probe (sweep_dead_sockets of a starting node)
+                    log.debug("local socket %s probed by %s", self.path, _peer(conn))
+                else:
+                    log.warning("local read from %s: bad request (%s)", _peer(conn), exc)
+                return
+            except OSError as exc:
                 log.warning("local read from %s: bad request (%s)", _peer(conn), exc)
                 return
             for fd in fds:  # a request carries none
@@ -190,6 +204,28 @@ class LocalReadServer:
         finally:
             for fd in fds:
                 os.close(fd)
+
+
+def sweep_dead_sockets(directory: Path) -> list[Path]:
+    """Delete the local read sockets under ``directory`` that nobody listens on any more
+    (left by data nodes that were killed); return them.
+
+    A live node's socket accepts the probe connection (closed at once, unanswered); a
+    socket file whose process is gone refuses it.
+    """
+    swept = []
+    for path in sorted(directory.glob(f"{SOCKET_PREFIX}*{SOCKET_SUFFIX}")):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+            except ConnectionRefusedError:
+                path.unlink(missing_ok=True)
+                swept.append(path)
+            except OSError as exc:  # not a socket, or not ours to probe: left alone
+                log.debug("local socket %s not probed: %s", path, exc)
+    if swept:
+        log.info("removed %d local socket(s) of dead data nodes in %s", len(swept), directory)
+    return swept
 
 
 def _send_quietly(conn: socket.socket, message: dict[str, object]) -> None:

@@ -137,7 +137,7 @@ def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
     """
     fds: list[int] = []
     try:
-        head = _recv_exact(sock, _LENGTH.size, fds)
+        head = _recv_exact(sock, _LENGTH.size, fds, opening=True)
         (length,) = _LENGTH.unpack(head)
         if length > MAX_FRAME_BYTES:
             raise LocalReadError(f"a local read frame of {length} bytes is too large", "invalid")
@@ -155,9 +155,10 @@ def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
     return message, fds
 
 
-def _recv_exact(sock: socket.socket, size: int, fds: list[int]) -> bytes:
+def _recv_exact(sock: socket.socket, size: int, fds: list[int], *, opening: bool = False) -> bytes:
     """Read exactly ``size`` bytes with recvmsg, collecting attached descriptors into ``fds``
-    (every read takes ancillary data, so no descriptor is dropped)."""
+    (every read takes ancillary data, so no descriptor is dropped). ``opening``: the first
+    bytes of a frame (a peer that closes before them is code ``closed``)."""
     parts: list[bytes] = []
     left = size
     space = socket.CMSG_SPACE(FDS_PER_MESSAGE * array.array("i").itemsize)
@@ -171,6 +172,8 @@ def _recv_exact(sock: socket.socket, size: int, fds: list[int]) -> bytes:
         if flags & socket.MSG_CTRUNC:
             raise LocalReadError("descriptors of a local read were cut off by the kernel")
         if not data:
+            if opening and not parts:
+                raise LocalReadError("the peer closed the local socket at once", "closed")
             raise LocalReadError("the peer closed the local socket mid-frame")
         parts.append(data)
         left -= len(data)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from feeder.node.local_server import sweep_dead_sockets
 from feeder.protocol.local_read import VERSION, close_all, recv_frame, send_frame
 from feeder.protocol.tickets import TicketSigner, new_key
 from tests.feeder.local_node import SLICE_ROWS, SNAPSHOT, TOKEN, CachedNode, cached_node
@@ -111,3 +112,18 @@ def test_the_socket_is_owner_and_group_only_and_removed_on_close(node):
     assert stat.S_IMODE(mode) == 0o660
     node.local.close()
     assert not node.local.path.exists()
+
+
+def test_sockets_of_dead_nodes_are_swept_live_ones_kept(node):
+    dead = node.local.path.with_name("icefeed-dead-1.sock")
+    leftover = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    leftover.bind(str(dead))  # bound, never listening: what a killed node leaves behind
+    leftover.close()
+    other = node.local.path.with_name("icefeed-other-2.sock")
+    with cached_node() as second:  # another live node's socket in another folder
+        other.symlink_to(second.local.path)
+        assert sweep_dead_sockets(node.local.path.parent) == [dead]
+        assert node.local.path.exists() and other.exists()
+    answer, fds = ask(node, ticket=node.ticket(0, 0, 10))
+    close_all(fds)
+    assert answer["ok"] is True

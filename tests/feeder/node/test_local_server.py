@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import socket
 import stat
@@ -10,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from feeder.node.datanode import _serve_local
 from feeder.node.local_server import sweep_dead_sockets
+from feeder.node.settings import NodeSettings
 from feeder.protocol.local_read import VERSION, close_all, recv_frame, send_frame
 from feeder.protocol.tickets import TicketSigner, new_key
 from tests.feeder.local_node import SLICE_ROWS, SNAPSHOT, TOKEN, CachedNode, cached_node
@@ -127,3 +130,13 @@ def test_sockets_of_dead_nodes_are_swept_live_ones_kept(node):
     answer, fds = ask(node, ticket=node.ticket(0, 0, 10))
     close_all(fds)
     assert answer["ok"] is True
+
+
+def test_a_socket_path_over_the_kernels_limit_serves_no_local_reads(node, caplog):
+    too_long = node.local.path.parent / ("d" * 120)
+    with caplog.at_level(logging.ERROR, "feeder.node.datanode"):
+        assert _serve_local("n1", node.node, too_long, NodeSettings()) is None
+    assert "longer than 107 bytes" in caplog.text
+    served = _serve_local("n1", node.node, node.local.path.parent / "ok", NodeSettings())
+    assert served is not None and served.path.exists()
+    served.close()

@@ -121,15 +121,8 @@ def test_serve_without_row_copies_caches_only_ipc_files(spark, module_catalog, h
 def test_serve_with_a_local_dir_reads_every_row_from_the_cache_files(spark, module_catalog):
     sockets = Path(tempfile.mkdtemp(prefix="icefeed-serve-", dir="/tmp"))  # short socket paths
     try:
-        with serve(
-            "test.feed",
-            spark=spark,
-            catalog=module_catalog,
-            nodes=2,
-            slice_bytes=60_000,
-            token=TOKEN,
-            local_dir=sockets,
-        ) as f:
+        options = {"nodes": 2, "slice_bytes": 60_000, "token": TOKEN, "local_dir": sockets}
+        with serve("test.feed", spark=spark, catalog=module_catalog, **options) as f:
             f.wait_ready(120)
             assert all(n["local_socket"].startswith(str(sockets)) for n in f.status()["nodes"])
             with FeederClient(f.endpoint, token=TOKEN, job="local") as client:

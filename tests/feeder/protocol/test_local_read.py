@@ -18,7 +18,6 @@ from feeder.protocol.local_read import (
     socket_name,
 )
 from feeder.protocol.shuffle_kind import Shuffle
-from feeder.protocol.tickets import TicketClaims
 
 
 @pytest.mark.parametrize("count", [0, 1, FDS_PER_MESSAGE, 2 * FDS_PER_MESSAGE + 50])
@@ -57,21 +56,11 @@ def test_a_peer_that_leaves_mid_frame_or_sends_garbage_is_an_error():
 
 
 def test_a_range_round_trips_without_job_or_snapshot():
-    claims = TicketClaims(
-        job="j",
-        snapshot_id=0,
-        slice_id=3,
-        start=5,
-        stop=90,
-        epoch=2,
-        seed=7,
-        shuffle=Shuffle.MIX,
-        columns=("a", "b"),
-        block_rows=16,
-    )
-    wire = LocalRange(file=1, claims=claims).to_dict()
-    assert "job" not in wire and "snap" not in wire
-    assert LocalRange.from_dict(wire, job="j") == LocalRange(file=1, claims=claims)
+    wire = {"file": 1, "slice": 3, "start": 5, "stop": 90, "epoch": 2, "seed": 7}
+    wire |= {"shuffle": "mix", "block": 16, "cols": ["a", "b"]}
+    parsed = LocalRange.from_dict(wire, job="j")
+    assert parsed.claims.job == "j" and parsed.claims.shuffle is Shuffle.MIX
+    assert parsed.claims.columns == ("a", "b") and parsed.to_dict() == wire
 
 
 def test_socket_names_keep_only_safe_characters():

@@ -94,6 +94,8 @@ class FeederDataset(IterableDataset[Batch]):
             unreachable (a driver restart; a feeder with a journal continues the epoch).
         tensors: how columns become tensors (nulls, lists, strings, pinning,
             device); None for the :class:`~feeder.torch.tensors.TensorOptions` defaults.
+        local_reads: read the slices of data nodes on this host from their cache files
+            where they offer it (docs/feeder.md, *Local reads*); False: always Flight.
 
     Raises:
         SpecError: an argument is invalid.
@@ -122,6 +124,7 @@ class FeederDataset(IterableDataset[Batch]):
         restart_seconds: float = RESTART_SECONDS,
         tensors: TensorOptions | None = None,
         mix: MixParams | None = None,
+        local_reads: bool = True,
         **removed: Any,
     ) -> None:
         super().__init__()
@@ -136,6 +139,8 @@ class FeederDataset(IterableDataset[Batch]):
             raise SpecError(
                 f"timeout, restart_seconds: {timeout!r}, {restart_seconds!r} must be > 0"
             )
+        if not isinstance(local_reads, bool):
+            raise SpecError(f"local_reads: {local_reads!r} must be true or false")
         if tensors is not None and not isinstance(tensors, TensorOptions):
             raise SpecError(f"tensors: {tensors!r} must be a TensorOptions or None")
         try:
@@ -163,6 +168,7 @@ class FeederDataset(IterableDataset[Batch]):
         self.transform = transform
         self.timeout = timeout
         self.restart_seconds = restart_seconds
+        self.local_reads = local_reads
         self.tensor_options = tensors if tensors is not None else TensorOptions()
         self._epoch = 0
         self._pending: ResumeState | None = None
@@ -535,6 +541,7 @@ class FeederDataset(IterableDataset[Batch]):
             tls=self.tls,
             timeout=self.timeout,
             restart_seconds=self.restart_seconds,
+            local_reads=self.local_reads,
         )
 
     def _client(self) -> FeederClient:

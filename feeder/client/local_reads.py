@@ -76,16 +76,21 @@ class LocalReads:
     def socket_for(self, location: str) -> str | None:
         """Return the usable local socket of ``location``'s node, or None."""
         with self._lock:
-            path = self._known.get(location)
             now = time.monotonic()
             stale = self._asked_at is None or now - self._asked_at > REFRESH_SECONDS
-            if path is None and stale:
+            refresh = location not in self._known and stale
+            if refresh:
                 self._asked_at = now
-                try:
-                    self._known = dict(self._sockets())
-                except Exception as exc:  # e.g. the coordinator is restarting: read over Flight
-                    self._note(location, "status", f"could not list local sockets ({exc})")
-                path = self._known.get(location)
+        if refresh:  # outside the lock: a coordinator call
+            try:
+                known = dict(self._sockets())
+            except Exception as exc:  # e.g. the coordinator is restarting: read over Flight
+                self._note(location, "status", f"could not list local sockets ({exc})")
+            else:
+                with self._lock:
+                    self._known = known
+        with self._lock:
+            path = self._known.get(location)
             if path is None or (location, path) in self._unusable:
                 return None
             return path

@@ -84,3 +84,14 @@ def test_a_node_without_a_socket_is_read_over_flight(node):
     reads = LocalReads(token=TOKEN, job="job-a", sockets=dict)
     assert reads.socket_for(node.location) is None
     assert reads.open(node.location, node.ticket(0, 0, 10), None) is None
+
+
+def test_a_failing_socket_listing_falls_back_once_logged(node, caplog):
+    def unreachable() -> dict[str, str]:
+        raise ConnectionError("coordinator restarting")
+
+    reads = LocalReads(token=TOKEN, job="job-a", sockets=unreachable)
+    with caplog.at_level(logging.WARNING, "feeder.client.local_reads"):
+        assert reads.open(node.location, node.ticket(0, 0, 10), None) is None
+        assert reads.open(node.location, node.ticket(0, 0, 10), None) is None
+    assert len(caplog.records) == 1 and "coordinator restarting" in caplog.text

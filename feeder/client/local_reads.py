@@ -65,6 +65,7 @@ class LocalReads:
         self._job = job
         self._sockets = sockets
         self._lock = threading.Lock()
+        self._listing = threading.Lock()
         self._known: dict[str, str] = {}
         self._asked_at: float | None = None
         self._unusable: set[tuple[str, str]] = set()  # (location, socket) that cannot be opened
@@ -76,24 +77,32 @@ class LocalReads:
     def socket_for(self, location: str) -> str | None:
         """Return the usable local socket of ``location``'s node, or None."""
         with self._lock:
-            now = time.monotonic()
-            stale = self._asked_at is None or now - self._asked_at > REFRESH_SECONDS
-            refresh = location not in self._known and stale
-            if refresh:
-                self._asked_at = now
-        if refresh:  # outside the lock: a coordinator call
-            try:
-                known = dict(self._sockets())
-            except Exception as exc:  # e.g. the coordinator is restarting: read over Flight
-                self._note(location, "status", f"could not list local sockets ({exc})")
-            else:
-                with self._lock:
-                    self._known = known
+            known = location in self._known
+        if not known:
+            with self._listing:  # one listing at a time: the others wait for its result
+                self._refresh(location)
         with self._lock:
             path = self._known.get(location)
             if path is None or (location, path) in self._unusable:
                 return None
             return path
+
+    def _refresh(self, location: str) -> None:
+        """List the nodes' sockets again, unless ``location`` is known by now or they were
+        listed in the last ``REFRESH_SECONDS`` (the caller holds ``_listing``)."""
+        with self._lock:
+            now = time.monotonic()
+            recent = self._asked_at is not None and now - self._asked_at <= REFRESH_SECONDS
+            if location in self._known or recent:
+                return
+            self._asked_at = now
+        try:
+            known = dict(self._sockets())
+        except Exception as exc:  # e.g. the coordinator is restarting: read over Flight
+            self._note(location, "status", f"could not list local sockets ({exc})")
+            return
+        with self._lock:
+            self._known = known
 
     def open(
         self, location: str, ticket: str, chunks: Chunking | None

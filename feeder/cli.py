@@ -83,6 +83,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help=port_help)
     parser.add_argument("--cache-dir", help="node cache dir (default: SPARK_LOCAL_DIRS)")
     parser.add_argument(
+        "--local-dir",
+        help="data nodes serve short-circuit local reads on a Unix socket in this dir, to "
+        "consumers that see it (same host or a shared node-local volume; default: off)",
+    )
+    parser.add_argument(
         "--journal-dir",
         help="where the coordinator journals what a driver restart must not lose "
         "(default: <cache-dir>/icefeed-journal; none without --cache-dir)",
@@ -186,6 +191,7 @@ def serve_config(args: argparse.Namespace) -> FeederConfig:
         "host": args.host,
         "port": args.port,
         "cache_dir": args.cache_dir,
+        "local_dir": args.local_dir,
         "journal_dir": args.journal_dir,
         "cache_capacity_bytes": args.cache_capacity_bytes,
         "slice_bytes": args.slice_bytes,
@@ -303,7 +309,8 @@ def _print_status(status: dict[str, Any]) -> None:
         f"{status['storage_bytes_read']:,} bytes read from storage"
     )
     nodes = Table(title="data nodes")
-    for column in ("node", "location", "alive", "slices", "cache bytes", "rows served", "errors"):
+    columns = ("node", "location", "alive", "slices", "cache bytes", "rows served", "of them local")
+    for column in (*columns, "errors"):
         nodes.add_column(column)
     for node in status["nodes"]:
         nodes.add_row(
@@ -313,6 +320,7 @@ def _print_status(status: dict[str, Any]) -> None:
             str(node["slices_cached"]),
             f"{node['cache_bytes']:,}",
             f"{node['rows_served']:,}",
+            f"{node.get('rows_served_local', 0):,}",
             str(node["errors"]),
         )
     console.print(nodes)

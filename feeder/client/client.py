@@ -39,6 +39,7 @@ from feeder.client.allocator import tune_for_streaming
 from feeder.client.coordinator_calls import READY_TIMEOUT, RESTART_SECONDS, CoordinatorCalls
 from feeder.client.failover import NodeReader
 from feeder.client.heartbeat import LeaseHeartbeater
+from feeder.client.local_reads import LocalReads
 from feeder.client.read_ahead import read_ahead
 from feeder.client.request import ReadRequest, column_names
 from feeder.client.stall_watch import DEFAULT_STALL_SECONDS
@@ -77,6 +78,10 @@ class FeederClient:
         restart_seconds: how long a coordinator that answered before is retried while
             unreachable (a driver restart), before :class:`FeederError`; that wait
             does not count against ``retry_seconds``.
+        local_reads: read the slices of data nodes on this host from their cache files
+            (descriptors handed over their local socket, mapped read-only) instead of over
+            gRPC, where a node offers it (:mod:`feeder.client.local_reads`); False: always
+            Flight. :meth:`read_counts` says how many rows came which way.
 
     Raises:
         SpecError: an argument is invalid.
@@ -95,6 +100,7 @@ class FeederClient:
         read_ahead: int = 0,
         stall_seconds: float = DEFAULT_STALL_SECONDS,
         restart_seconds: float = RESTART_SECONDS,
+        local_reads: bool = True,
     ) -> None:
         if not isinstance(endpoint, str) or "://" not in endpoint:
             raise SpecError(f"endpoint: {endpoint!r} must look like grpc://host:port")
@@ -126,12 +132,21 @@ class FeederClient:
             ready_timeout=self.ready_timeout,
             restart_seconds=self.restart_seconds,
         )
+        if not isinstance(local_reads, bool):
+            raise SpecError(f"local_reads: {local_reads!r} must be true or false")
+        self.local_reads = local_reads
+        local = (
+            LocalReads(token=self._coordinator.token, job=job, sockets=self._local_sockets)
+            if local_reads
+            else None
+        )
         self._nodes = NodeReader(
             options=self._coordinator.options,
             resume=self._resume,
             tls=tls,
             retry_seconds=self.retry_seconds,
             stall_seconds=self.stall_seconds,
+            local=local,
         )
 
     def __repr__(self) -> str:
@@ -172,6 +187,20 @@ class FeederClient:
         """
         result: dict[str, Any] = self._coordinator.action("refresh")
         return result
+
+    def read_counts(self) -> dict[str, int]:
+        """Rows this client read so far: ``rows_local`` from co-located nodes' cache files,
+        ``rows_flight`` over Flight."""
+        return self._nodes.read_counts()
+
+    def _local_sockets(self) -> dict[str, str]:
+        """The live data nodes' local sockets by location (from the status document)."""
+        nodes = self.status().get("nodes", [])
+        return {
+            n["location"]: n["local_socket"]
+            for n in nodes
+            if n.get("alive") and isinstance(n.get("local_socket"), str)
+        }
 
     def schema(self, columns: Sequence[str] | None = None) -> pa.Schema:
         """Return the schema of this job's batches.

@@ -72,6 +72,11 @@ class CoordinatorCalls:
         self._lock = threading.Lock()
         self._client: flight.FlightClient | None = None
 
+    @property
+    def token(self) -> SecretStr | None:
+        """The bearer token this client sends (data nodes' local sockets check it too)."""
+        return self._token
+
     def options(
         self, timeout: float | None, chunks: Chunking | None = None
     ) -> flight.FlightCallOptions:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from feeder.client.flight_errors import REFUSED, RETRIABLE, clean, final_error
+from feeder.client.local_reads import LocalReads
 from feeder.client.stall_watch import StallWatch
 from feeder.protocol.auth import connect
 from feeder.protocol.chunking import Chunking
@@ -49,6 +50,8 @@ class NodeReader:
         tls: TLS settings for ``grpc+tls://`` locations.
         retry_seconds: how long one slice range may keep failing over.
         stall_seconds: how long a node may send nothing while the reader waits.
+        local: reads co-located nodes' cache files without gRPC (None: Flight only;
+            :mod:`feeder.client.local_reads`).
     """
 
     def __init__(
@@ -59,8 +62,11 @@ class NodeReader:
         tls: TLSConfig | None,
         retry_seconds: float,
         stall_seconds: float,
+        local: LocalReads | None = None,
     ) -> None:
         self._options = options
+        self._local = local
+        self._rows = {"rows_local": 0, "rows_flight": 0}
         self._resume = resume
         self._tls = tls
         self.retry_seconds = retry_seconds
@@ -77,6 +83,15 @@ class NodeReader:
             self._nodes.clear()
         for client in clients:
             client.close()
+
+    def read_counts(self) -> dict[str, int]:
+        """Rows read so far from co-located nodes' cache files and over Flight."""
+        with self._lock:
+            return dict(self._rows)
+
+    def _count(self, key: str, rows: int) -> None:
+        with self._lock:
+            self._rows[key] += rows
 
     def order(self, locations: list[str]) -> list[str]:
         """Return ``locations`` with those that failed in the last ``SUSPECT_SECONDS`` last."""
@@ -221,7 +236,15 @@ class NodeReader:
         hand-off per batch) under the :class:`StallWatch`, which cancels a read
         blocked for longer than ``stall_seconds``. Time the caller spends between
         reads (a training step) never counts.
+
+        A co-located node's rows are read from its cache files instead, when it allows.
         """
+        local = self._local.open(location, ticket, chunks) if self._local is not None else None
+        if local is not None:
+            for batch in local:
+                self._count("rows_local", batch.num_rows)
+                yield batch
+            return
         reader = self._open_stream(location, ticket, chunks)
         read = self._watch.track(reader)
         finished = False
@@ -241,6 +264,7 @@ class NodeReader:
                     read.waiting_since = None
                 if read.stalled:  # cancelled just as the batch arrived
                     raise self._stalled(location)
+                self._count("rows_flight", chunk.data.num_rows)
                 yield chunk.data
         finally:
             self._watch.untrack(read)

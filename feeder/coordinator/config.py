@@ -42,7 +42,7 @@ class FeederConfig(NodeSettings):
         follow_seconds: poll the catalog this often and refresh to the table's new
             snapshots (None: serve the pinned snapshot until told to ``refresh``).
         host, token, tls, cache_dir, cache_capacity_bytes, heartbeat_seconds, batch_rows,
-            row_copy: the
+            row_copy, local_dir: the
             data nodes' settings (:class:`~feeder.node.settings.NodeSettings`);
             ``host`` is the coordinator's bind address too.
 

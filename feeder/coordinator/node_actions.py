@@ -166,6 +166,7 @@ class NodeActions:
                 pid=request.pid,
                 cache_dir=request.cache_dir,
                 capacity=request.capacity_bytes,
+                local_socket=request.local_socket,
             )
             self._heartbeats[request.node_id] = 0
             self.capacity_error = self._shortfall_message()

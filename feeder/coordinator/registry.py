@@ -56,6 +56,7 @@ STAT_KEYS = (
     "cache_bytes",
     "storage_bytes_read",
     "rows_served",
+    "rows_served_local",
     "bytes_served",
     "errors",
 )
@@ -78,6 +79,7 @@ class NodeInfo:
     placed: set[int] = field(default_factory=set)  # slices it was asked to cache
     reserved: int = 0  # their cache bytes (by estimate)
     serving: bool = False  # set at its first heartbeat or cached report: it is configured
+    local_socket: str | None = None  # its local read socket (None: Flight only)
 
     def to_dict(self) -> dict[str, Any]:
         """The node's entry in the status document."""
@@ -88,6 +90,7 @@ class NodeInfo:
             "pid": self.pid,
             "alive": self.alive,
             "capacity_bytes": self.capacity,
+            "local_socket": self.local_socket,
             **self.stats,
         }
 
@@ -191,6 +194,7 @@ class NodeRegistry:
         pid: int | None = None,
         cache_dir: str | None = None,
         capacity: int | None = None,
+        local_socket: str | None = None,
     ) -> list[int]:
         """Add a live node; return the slices it materialises now.
 
@@ -210,7 +214,14 @@ class NodeRegistry:
         if capacity is not None and capacity < 0:
             raise ValueError(f"capacity {capacity} must be >= 0")
         node = NodeInfo(
-            node_id, slot, location, pid, cache_dir, last_seen=self._clock(), capacity=capacity
+            node_id,
+            slot,
+            location,
+            pid,
+            cache_dir,
+            last_seen=self._clock(),
+            capacity=capacity,
+            local_socket=local_socket,
         )
         self.nodes[node_id] = node
         unplaced = [s for s, o in enumerate(self.owner) if o is None and self._waiting(s)]

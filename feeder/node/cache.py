@@ -40,17 +40,19 @@ import pyarrow as pa
 from feeder.node.rowstore import RowLayout, gather, map_rows, row_columns, worth_it, write_rows
 from feeder.node.settings import DEFAULT_BATCH_ROWS
 from feeder.protocol.chunking import Chunking
+from feeder.protocol.slice_rows import (
+    ROWS_TOKEN_KEY,
+    check_range,
+    cut,
+    read_cache_file,
+)
+from feeder.protocol.slice_rows import select as select_columns
 from jobs.errors import FeederError
 
 log = logging.getLogger(__name__)
 
-#: rows per ``take`` when shuffled: smaller than sequential batches, because gathered
-#: batches are the node's private memory (``take_threads + 1`` in flight per stream)
-DEFAULT_TAKE_ROWS = 32 * 1024
 #: gather threads per node: ``take`` is memory-bound, so a couple per core at most
 DEFAULT_TAKE_THREADS = max(2, min(4, os.cpu_count() or 2))
-#: schema metadata key of the IPC file naming its row-major copy (stripped when read)
-ROWS_TOKEN_KEY = b"icefeed.rows"
 
 
 @dataclass(frozen=True)
@@ -305,13 +307,10 @@ class SliceCache:
                 self._fds[slice_id] = [os.open(self.path(slice_id), os.O_RDONLY)]
                 self._check_sizes(slice_id, entry)  # before mapping
                 source = pa.memory_map(str(self.path(slice_id)), "r")
-                table = pa.ipc.open_file(source).read_all()
+                table, token = read_cache_file(source)
             except (OSError, pa.ArrowException) as exc:
                 self._forget_unreadable(slice_id)
                 raise SliceUnreadable(f"cached slice {slice_id} cannot be read: {exc}") from exc
-            metadata = dict(table.schema.metadata or {})
-            token = metadata.pop(ROWS_TOKEN_KEY, None)
-            table = table.replace_schema_metadata(metadata or None)
             self._open[slice_id] = table
             self._rows[slice_id] = self._map_rows(slice_id, token, table, entry)
             return table
@@ -407,12 +406,7 @@ class SliceCache:
     @staticmethod
     def select(table: pa.Table, columns: Sequence[str] | None) -> pa.Table:
         """Project ``table`` to ``columns`` (None: all); raises FeederError for unknown names."""
-        if columns is None:
-            return table
-        missing = [c for c in columns if c not in table.schema.names]
-        if missing:
-            raise FeederError(f"unknown column(s) {missing}; cached columns: {table.schema.names}")
-        return table.select(list(columns))
+        return select_columns(table, columns)
 
     def clear(self) -> None:
         """Forget and delete every cached slice."""
@@ -448,21 +442,6 @@ def _row_gatherer(
         return pa.Table.from_arrays([arrays[name] for name in names], schema=selected.schema)
 
     return take
-
-
-def check_range(slice_id: int, num_rows: int, start: int, stop: int) -> None:
-    """Raise FeederError unless ``0 <= start <= stop <= num_rows``."""
-    if not 0 <= start <= stop <= num_rows:
-        raise FeederError(f"rows [{start}, {stop}) are outside slice {slice_id} of {num_rows} rows")
-
-
-def cut(table: pa.Table, sizes: Sequence[int]) -> Iterator[pa.RecordBatch]:
-    """Yield ``table``'s rows as zero-copy batches of ``sizes`` rows (split further only
-    where ``table`` itself is chunked); ``sizes`` must sum to ``table.num_rows``."""
-    offset = 0
-    for size in sizes:
-        yield from table.slice(offset, size).to_batches()
-        offset += size
 
 
 def file_checksum(path: Path) -> int:

@@ -5,7 +5,7 @@ checks the caller's job header and the snapshot, materialises the slice from
 table storage if this node has not cached it (failover), and streams rows
 ``[start, stop)`` of the slice in the epoch's order — memory-mapped and
 zero-copy in table order, gathered with ``take`` when shuffled, as runs of
-contiguous rows for a MIX block stream (:mod:`feeder.node.blocks`). Every bad
+contiguous rows for a MIX block stream (:mod:`feeder.protocol.blocks`). Every bad
 ticket gets a Flight error; the server keeps serving.
 
 :func:`run_data_node` is what one Spark task runs (see PROTOCOL.md): start a
@@ -32,13 +32,14 @@ import pyarrow as pa
 import pyarrow.flight as flight
 from pydantic import SecretStr
 
-from feeder.node.cache import CachedSlice, SliceCache, SliceUnreadable, check_range
+from feeder.node.cache import CachedSlice, SliceCache, SliceUnreadable
 from feeder.node.cache_dirs import (
     FOLDER_PREFIX,
     claim_folder,
     session_tag,
     sweep_dead_folders,
 )
+from feeder.node.local_server import LocalReadServer
 from feeder.node.materialize import SliceSource
 from feeder.node.metrics import NodeMetricsServer
 from feeder.node.ranges import range_rows
@@ -56,6 +57,7 @@ from feeder.protocol.auth import server_tls_kwargs as _server_tls_kwargs
 from feeder.protocol.chunking import Chunking
 from feeder.protocol.config import TLSConfig, warn_if_insecure
 from feeder.protocol.fork_guard import TrackedFlightServer
+from feeder.protocol.local_read import MAX_SOCKET_PATH, socket_name
 from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallSigner
 from feeder.protocol.node_messages import (
     CachedReport,
@@ -66,6 +68,7 @@ from feeder.protocol.node_messages import (
     RegisterRequest,
 )
 from feeder.protocol.slice_plan import SlicePlan
+from feeder.protocol.slice_rows import check_range
 from feeder.protocol.tickets import (
     NO_SNAPSHOT,
     TicketClaims,
@@ -87,6 +90,7 @@ class NodeStats:
     cache_bytes: int = 0
     storage_bytes_read: int = 0
     rows_served: int = 0
+    rows_served_local: int = 0
     bytes_served: int = 0
     errors: int = 0
 
@@ -254,13 +258,43 @@ class DataNode(UnservedCalls, TrackedFlightServer):
 
     def _check(self, context: flight.ServerCallContext, claims: list[TicketClaims]) -> Chunking:
         """Refuse what no ticket of ``claims`` may have; return the caller's chunking hint."""
-        job = caller_job(context)
-        for c in claims:
-            if job != c.job:
-                raise flight.FlightUnauthorizedError(
-                    f"ticket was issued to job {c.job!r}, not to the caller's job {job!r}"
-                )
+        _check_job(caller_job(context), claims)
         chunking = caller_chunking(context)  # FeederError for a malformed hint, before any work
+        self._check_served(claims)
+        return chunking
+
+    def grant_local(self, job: str | None, ticket: bytes) -> list[tuple[CachedSlice, TicketClaims]]:
+        """Check a ``do_get`` ticket (or bundle) for a local read exactly as ``do_get`` does;
+        return each range's claims with its slice's cache entry (materialised if needed).
+
+        The ranges are counted as served (``rows_served`` and ``rows_served_local``).
+
+        Raises:
+            AuthError: a ticket is not signed by this session.
+            FlightError: the job, snapshot or slice is refused (as ``do_get`` refuses it).
+            FeederError: a range lies outside its slice, or a column is unknown.
+        """
+        try:
+            claims = [self.signer.verify(raw) for raw in split_bundle(ticket)]
+            _check_job(job, claims)
+            self._check_served(claims)
+            entries: dict[int, CachedSlice] = {}
+            for c in claims:
+                if c.slice_id not in entries:
+                    entry, opened = self._open_cached(c.slice_id)
+                    self.cache.select(opened, c.columns)  # an unknown column fails here
+                    entries[c.slice_id] = entry
+                check_range(c.slice_id, entries[c.slice_id].num_rows, c.start, c.stop)
+        except Exception:
+            self._count(errors=1)
+            raise
+        rows = sum(c.stop - c.start for c in claims)
+        self._count(rows_served=rows, rows_served_local=rows)
+        return [(entries[c.slice_id], c) for c in claims]
+
+    def _check_served(self, claims: list[TicketClaims]) -> None:
+        """Refuse tickets this node does not serve: not registered yet, another snapshot,
+        an unknown slice, or a bundle mixing projections."""
         if not self.configured:
             raise flight.FlightUnavailableError("data node is not registered yet; retry")
         if len({c.columns for c in claims}) > 1:
@@ -275,7 +309,6 @@ class DataNode(UnservedCalls, TrackedFlightServer):
                 raise flight.FlightUnavailableError(
                     f"slice {c.slice_id} is unknown to this node; try another location"
                 )
-        return chunking
 
     def _bundle(self, claims: list[TicketClaims], chunking: Chunking, what: str) -> Any:
         """Stream the ranges of a bundle one after another (the hint applies to the first).
@@ -309,6 +342,15 @@ class DataNode(UnservedCalls, TrackedFlightServer):
             # gathered batches are the node's only sizeable private memory: hand the
             # allocator's cached pages back once a shuffled stream ends
             pa.default_memory_pool().release_unused()
+
+
+def _check_job(job: str | None, claims: list[TicketClaims]) -> None:
+    """Refuse tickets issued to another job than the caller's."""
+    for c in claims:
+        if job != c.job:
+            raise flight.FlightUnauthorizedError(
+                f"ticket was issued to job {c.job!r}, not to the caller's job {job!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -439,11 +481,26 @@ def run_data_node(
     warn_if_insecure(f"data node {node_id}", settings.host, tls)
     location = location_uri(advertise_host or settings.advertised_host(), node.port, tls)
     metrics = None
+    local = None
     try:
         if settings.node_metrics_port is not None:
             metrics = _serve_metrics(node_id, node, settings)
+        if settings.local_dir is not None:
+            local = _serve_local(node_id, node, settings.local_dir, settings)
         capacity = cache_capacity(root, settings.cache_capacity_bytes, cache.total_bytes())
-        assigned = _register(link, node, node_id, location, root, capacity, coordinator_endpoint)
+        assigned = _register(
+            link,
+            node,
+            RegisterRequest(
+                node_id=node_id,
+                location=location,
+                pid=os.getpid(),
+                cache_dir=str(root),
+                capacity_bytes=capacity,
+                local_socket=str(local.path) if local is not None else None,
+            ),
+            coordinator_endpoint,
+        )
         for entry in adopted:
             if entry.slice_id in node.plans:
                 report_cached(entry)
@@ -470,6 +527,8 @@ def run_data_node(
         return node.stats()
     finally:
         stop.set()
+        if local is not None:
+            local.close()
         if metrics is not None:
             metrics.close()
         node.shutdown()
@@ -496,23 +555,38 @@ def _serve_metrics(node_id: str, node: DataNode, settings: NodeSettings) -> Any:
         return None
 
 
+def _serve_local(
+    node_id: str, node: DataNode, directory: Path, settings: NodeSettings
+) -> LocalReadServer | None:
+    """The node's local read socket in ``directory``, or None (logged) when it cannot be
+    created: consumers then read over Flight."""
+    path = directory / socket_name(node_id, os.getpid())
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        log.error(
+            "data node %s: local socket path %s is longer than %d bytes (the kernel's limit); "
+            "serving no local reads. Use a shorter local_dir",
+            node_id,
+            path,
+            MAX_SOCKET_PATH,
+        )
+        return None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return LocalReadServer(
+            path, grant=node.grant_local, token=settings.token, batch_rows=settings.batch_rows
+        )
+    except OSError as exc:
+        log.error(
+            "data node %s: cannot listen on %s (%s); serving no local reads", node_id, path, exc
+        )
+        return None
+
+
 def _register(
-    link: _CoordinatorLink,
-    node: DataNode,
-    node_id: str,
-    location: str,
-    root: Path,
-    capacity: int,
-    endpoint: str,
+    link: _CoordinatorLink, node: DataNode, request: RegisterRequest, endpoint: str
 ) -> list[int]:
     """``register`` with the coordinator, configure ``node``; return the assigned slice ids."""
-    request = RegisterRequest(
-        node_id=node_id,
-        location=location,
-        pid=os.getpid(),
-        cache_dir=str(root),
-        capacity_bytes=capacity,
-    )
+    node_id, location = request.node_id, request.location
     try:
         answer = RegisterAnswer.from_json(link.call(request))
         opener = SourceOpener(answer)

@@ -40,8 +40,11 @@ class NodeSettings:
     overstates the room, e.g. an emptyDir with a ``sizeLimit`` on Kubernetes, or to
     keep space for other tenants. None: the free disk. ``node_metrics_port``: each
     data node serves its own Prometheus ``/metrics`` on this port of ``host`` (None:
-    none; needs ``icefeed[metrics]``). The token is a ``SecretStr`` and never shows
-    in a ``repr``.
+    none; needs ``icefeed[metrics]``). ``local_dir``: each data node also listens on a
+    Unix socket in this directory and hands its cache files to consumers that can open
+    the socket — same host, or a node-local volume both mount — for short-circuit local
+    reads (docs/feeder.md, *Local reads*; None, the default: off). The token is a
+    ``SecretStr`` and never shows in a ``repr``.
 
     Raises:
         SpecError: a bad value, naming the field and what would be valid.
@@ -58,6 +61,7 @@ class NodeSettings:
     row_copy: bool = True
     cache_capacity_bytes: int | None = None
     node_metrics_port: int | None = None
+    local_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str):
@@ -92,6 +96,10 @@ class NodeSettings:
             object.__setattr__(self, "token", load_token(self.token))
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        if self.local_dir is not None:
+            if not isinstance(self.local_dir, str | Path) or not str(self.local_dir).strip():
+                raise SpecError(f"local_dir: {self.local_dir!r} must be a directory path or None")
+            object.__setattr__(self, "local_dir", Path(self.local_dir))
 
     def advertised_host(self) -> str:
         """Return the host name consumers dial to reach a server bound to ``host``.

@@ -53,24 +53,47 @@ class CallHeaders(flight.ServerMiddleware):
         self.chunks = chunks
 
 
+class BearerCheck:
+    """Checks an ``authorization`` value against ``Bearer <token>`` in constant time
+    (no token: everything passes). Flight calls and local reads use the same check."""
+
+    def __init__(self, token: str | SecretStr | None) -> None:
+        secret = _secret(token)
+        self._expected = (_BEARER + secret).encode() if secret else None
+
+    def __repr__(self) -> str:
+        return f"BearerCheck(token={'<hidden>' if self._expected else None})"
+
+    def __call__(self, given: str | bytes | None) -> None:
+        """Raise FlightUnauthenticatedError unless ``given`` is the expected value."""
+        if self._expected is None:
+            return
+        if given is None:
+            given = b""
+        raw = given.encode("utf-8", "replace") if isinstance(given, str) else bytes(given)
+        if not hmac.compare_digest(raw, self._expected):
+            raise flight.FlightUnauthenticatedError(
+                "missing or wrong bearer token: send 'authorization: Bearer <token>'"
+            )
+
+
+def bearer_value(token: str | SecretStr | None) -> str | None:
+    """Return the ``authorization`` value for ``token`` (None without one)."""
+    secret = _secret(token)
+    return _BEARER + secret if secret else None
+
+
 class BearerAuthFactory(flight.ServerMiddlewareFactory):
     """Refuses calls without the right bearer token; records the ``x-icefeed-job`` header."""
 
     def __init__(self, token: str | SecretStr | None) -> None:
         super().__init__()
-        secret = _secret(token)
-        self._expected = (_BEARER + secret).encode() if secret else None
+        self._check = BearerCheck(token)
 
     def start_call(self, info: Any, headers: dict[str, list[Any]]) -> CallHeaders:
         """Check the token (if any) and return the call's :class:`CallHeaders`."""
-        if self._expected is not None:
-            given = headers.get(AUTH_HEADER) or []
-            raw = given[0] if len(given) == 1 else b""
-            raw_bytes = raw.encode("utf-8", "replace") if isinstance(raw, str) else bytes(raw)
-            if not hmac.compare_digest(raw_bytes, self._expected):
-                raise flight.FlightUnauthenticatedError(
-                    "missing or wrong bearer token: send 'authorization: Bearer <token>'"
-                )
+        given = headers.get(AUTH_HEADER) or []
+        self._check(given[0] if len(given) == 1 else None)
         return CallHeaders(
             _header(headers, JOB_HEADER),
             _header(headers, NODE_PROOF_HEADER),
@@ -124,9 +147,9 @@ def call_options(
     proof for a node-only call (see :mod:`feeder.protocol.node_auth`), a ``do_get``'s chunking
     hint (see :mod:`feeder.protocol.chunking`) and a timeout."""
     headers: list[tuple[bytes, bytes]] = []
-    secret = _secret(token)
-    if secret:
-        headers.append((AUTH_HEADER.encode(), (_BEARER + secret).encode()))
+    bearer = bearer_value(token)
+    if bearer:
+        headers.append((AUTH_HEADER.encode(), bearer.encode()))
     if job is not None:
         headers.append((JOB_HEADER.encode(), job.encode()))
     if node_proof is not None:

@@ -107,7 +107,9 @@ class RegisterRequest(NodeRequest):
 
     ``slot=None`` lets the coordinator pick the lowest slot without a live node.
     ``pid``, ``cache_dir`` and ``capacity_bytes`` are informational (status
-    document, logs). Raises SpecError for an invalid field.
+    document, logs). ``local_socket`` is the node's local read socket (None: no local
+    reads), listed in the status document for consumers on its host. Raises SpecError
+    for an invalid field.
     """
 
     ACTION: ClassVar[str] = "register"
@@ -119,12 +121,14 @@ class RegisterRequest(NodeRequest):
     cache_dir: str | None = None
     capacity_bytes: int | None = None
     slot: int | None = None
+    local_socket: str | None = None
 
     def __post_init__(self) -> None:
         _name("node_id", self.node_id)
         _name("location", self.location)
         _optional_count("pid", self.pid)
         _optional_text("cache_dir", self.cache_dir)
+        _optional_text("local_socket", self.local_socket)
         _optional_count("capacity_bytes", self.capacity_bytes)
         _optional_count("slot", self.slot)
 
@@ -139,6 +143,8 @@ class RegisterRequest(NodeRequest):
         }
         if self.slot is not None:
             data["slot"] = self.slot
+        if self.local_socket is not None:
+            data["local_socket"] = self.local_socket
         return data
 
     @classmethod
@@ -151,6 +157,7 @@ class RegisterRequest(NodeRequest):
             cache_dir=data.get("cache_dir"),
             capacity_bytes=data.get("capacity_bytes"),
             slot=data.get("slot"),
+            local_socket=data.get("local_socket"),
         )
 
 

@@ -97,6 +97,8 @@ class FeederDataset(IterableDataset[Batch]):
         snapshot_id: read this table snapshot in every epoch (a feeder that follows its
             table keeps it while the job reads it); None: each epoch reads the snapshot
             the feeder serves new epochs. The resume state names the snapshot of its epoch.
+        local_reads: read the slices of data nodes on this host from their cache files
+            where they offer it (docs/feeder.md, *Local reads*); False: always Flight.
 
     Raises:
         SpecError: an argument is invalid.
@@ -126,6 +128,7 @@ class FeederDataset(IterableDataset[Batch]):
         tensors: TensorOptions | None = None,
         mix: MixParams | None = None,
         snapshot_id: int | None = None,
+        local_reads: bool = True,
         **removed: Any,
     ) -> None:
         super().__init__()
@@ -140,6 +143,8 @@ class FeederDataset(IterableDataset[Batch]):
             raise SpecError(
                 f"timeout, restart_seconds: {timeout!r}, {restart_seconds!r} must be > 0"
             )
+        if not isinstance(local_reads, bool):
+            raise SpecError(f"local_reads: {local_reads!r} must be true or false")
         if tensors is not None and not isinstance(tensors, TensorOptions):
             raise SpecError(f"tensors: {tensors!r} must be a TensorOptions or None")
         try:
@@ -174,6 +179,7 @@ class FeederDataset(IterableDataset[Batch]):
         self.transform = transform
         self.timeout = timeout
         self.restart_seconds = restart_seconds
+        self.local_reads = local_reads
         self.tensor_options = tensors if tensors is not None else TensorOptions()
         self._epoch = 0
         self._pending: ResumeState | None = None
@@ -567,6 +573,7 @@ class FeederDataset(IterableDataset[Batch]):
             tls=self.tls,
             timeout=self.timeout,
             restart_seconds=self.restart_seconds,
+            local_reads=self.local_reads,
         )
 
     def _client(self) -> FeederClient:

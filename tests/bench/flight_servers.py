@@ -4,10 +4,11 @@
 
 - a *raw* Flight server: the minimal ceiling — ``do_get`` returns a
   ``RecordBatchStream`` of the memory-mapped IPC file, re-cut into batches;
-- a ``feeder.node.datanode.DataNode`` over the same files (tickets signed with KEY);
+- a ``feeder.node.datanode.DataNode`` over the same files (tickets signed with KEY),
+  with its local read socket (``feeder.node.local_server``) in CACHE_DIR;
 
-prints one JSON line ``{"raw": port, "node": port, "pid": pid}`` and serves until
-stdin closes. Its own process, so the bench can read the node's private memory
+prints one JSON line ``{"raw": port, "node": port, "local": socket path, "pid": pid}``
+and serves until stdin closes. Its own process, so the bench can read the node's private memory
 (``RssAnon``) and client and server do not share a GIL.
 """
 
@@ -16,12 +17,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from feeder.node.cache import DEFAULT_BATCH_ROWS, SliceCache
 from feeder.node.datanode import DataNode
+from feeder.node.local_server import LocalReadServer
+from feeder.protocol.local_read import socket_name
 from feeder.protocol.tickets import TicketSigner
 
 
@@ -44,9 +48,16 @@ def main(argv: list[str]) -> int:
     raw = RawServer(cache)
     node = DataNode(signer=TicketSigner(bytes.fromhex(argv[1])), cache=cache)
     node.configure(snapshot_id=1, source=None, plans={})
-
-    print(json.dumps({"raw": raw.port, "node": node.port, "pid": os.getpid()}), flush=True)
+    local = LocalReadServer(
+        Path(argv[0]) / socket_name("bench", os.getpid()),
+        grant=node.grant_local,
+        token=None,
+        batch_rows=DEFAULT_BATCH_ROWS,
+    )
+    ports = {"raw": raw.port, "node": node.port, "local": str(local.path), "pid": os.getpid()}
+    print(json.dumps(ports), flush=True)
     sys.stdin.read()
+    local.close()
     raw.shutdown()
     node.shutdown()
     cache.close()

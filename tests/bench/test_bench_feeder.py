@@ -5,7 +5,9 @@ streaming the memory-mapped IPC files, client draining batches; the data
 node's own ``do_get`` with ``shuffle=False`` / ``shuffle=True``; 1 and 2
 concurrent consumers; the node's private memory (``RssAnon``) while serving a
 cache several times larger. (The FeederClient cases are added by the
-coordinator side with the same fixture and the same ``ceiling`` figures.)
+coordinator side with the same fixture and the same ``ceiling`` figures.) The
+short-circuit local read cases (``local_read_*``) read the same slices from the
+node's cache files, handed over its local socket, against the same ceiling.
 
 The node caches ``SLICES`` slices (1.09 GB); the speed cases stream the first
 ``SPEED_SLICES`` (272 MB, the size of the earlier runs, so their figures stay
@@ -38,6 +40,7 @@ from feeder.node.cache import SliceCache
 from feeder.protocol.auth import call_options
 from feeder.protocol.tickets import TicketClaims, TicketSigner, new_key
 from tests.bench.recorder import record
+from tests.bench.rounds import round_ratios
 
 pytestmark = pytest.mark.bench
 
@@ -261,6 +264,20 @@ def coordinator(servers):
     The node is entered in the coordinator's registry by hand (it was started by the
     bench helper, not by a launcher): same key, snapshot 1, exact row counts.
     """
+    coord = _coordinator(servers, local_socket=None)
+    yield coord
+    coord.close()
+
+
+@pytest.fixture(scope="module")
+def local_coordinator(servers):
+    """As ``coordinator``, with the node's local read socket registered."""
+    coord = _coordinator(servers, local_socket=servers["ports"]["local"])
+    yield coord
+    coord.close()
+
+
+def _coordinator(servers, *, local_socket: str | None):
     from feeder.coordinator.service import Coordinator, ServedSnapshot
     from feeder.protocol.slice_plan import SlicePlan
 
@@ -290,15 +307,17 @@ def coordinator(servers):
     )
     with coord._lock:
         coord.registry.register(
-            "bench-node", slot=0, location=f"grpc://127.0.0.1:{servers['ports']['node']}"
+            "bench-node",
+            slot=0,
+            location=f"grpc://127.0.0.1:{servers['ports']['node']}",
+            local_socket=local_socket,
         )
         for i in range(SPEED_SLICES):
             coord.registry.cached(
                 "bench-node", i, ROWS_PER_SLICE, servers["nbytes"] // SPEED_SLICES
             )
     assert coord.ready
-    yield coord
-    coord.close()
+    return coord
 
 
 def _client_drain(endpoint: str, shuffle: bool, job: str, read_ahead: int = 0) -> int:
@@ -364,3 +383,154 @@ def test_feeder_client_against_the_raw_flight_ceiling(servers, coordinator):
                 gbps=round(consumers * nbytes / seconds / 1e9, 3),
                 **extra,
             )
+
+
+# --- short-circuit local reads (issue 24) -------------------------------------------------
+
+
+def _values(batch: pa.RecordBatch) -> list[np.ndarray]:
+    """The bytes of each (fixed-width, null-free) column of ``batch``: only its rows — a
+    zero-copy batch's buffers span the whole mapped slice."""
+    out = []
+    for column in batch.columns:
+        assert column.null_count == 0 and pa.types.is_primitive(column.type)
+        width = column.type.bit_width // 8
+        raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)
+        out.append(raw[column.offset * width : (column.offset + len(column)) * width])
+    return out
+
+
+def _touch(batch: pa.RecordBatch) -> None:
+    """Read one byte of every page of the batch's columns (maps them in)."""
+    for values in _values(batch):
+        values[::4096].sum()
+
+
+class _Staging:
+    """Copies every byte of a batch into a reused private buffer: what a loader does when
+    it fills a (pinned) batch buffer, and the state a Flight consumer's batches are in."""
+
+    def __init__(self) -> None:
+        self.buffer = np.empty(0, dtype=np.uint8)
+
+    def __call__(self, batch: pa.RecordBatch) -> None:
+        offset = 0
+        sources = _values(batch)
+        need = sum(v.size for v in sources)
+        if need > self.buffer.size:
+            self.buffer = np.ones(need, dtype=np.uint8)  # faulted in once, then reused
+        for view in sources:
+            np.copyto(self.buffer[offset : offset + view.size], view)
+            offset += view.size
+
+
+def _local_drain(
+    socket_path: str, location: str, tickets: list[bytes], use: Callable[[pa.RecordBatch], None]
+) -> int:
+    from feeder.client.local_reads import LocalReads
+
+    reads = LocalReads(token=None, job="bench", sockets=lambda: {location: socket_path})
+    rows = 0
+    for ticket in tickets:
+        batches = reads.open(location, ticket.decode(), None)
+        assert batches is not None, "the local read fell back to Flight"
+        for batch in batches:
+            use(batch)
+            rows += batch.num_rows
+    return rows
+
+
+def _client_copy_drain(
+    endpoint: str, shuffle: str, use: Callable[[pa.RecordBatch], None], local: bool
+) -> int:
+    """A FeederClient's epoch, every batch handed to ``use``; all of it read locally
+    (``local``) or all over Flight."""
+    from feeder.client.client import FeederClient
+
+    rows = 0
+    with FeederClient(endpoint, job="bench", timeout=600, local_reads=local) as client:
+        for batch in client.stream(0, shuffle=shuffle, seed=11):
+            use(batch)
+            rows += batch.num_rows
+        counts = client.read_counts()
+    assert counts["rows_flight" if local else "rows_local"] == 0, counts
+    return rows
+
+
+#: rounds of the local read cases: a local read is memory-bound, so other tenants'
+#: memory traffic on this shared machine moves single rounds by 3x; best of more rounds
+LOCAL_REPEATS = 9
+
+
+def test_short_circuit_local_read_against_the_raw_flight_ceiling(
+    servers, coordinator, local_coordinator
+):
+    """The same slices three ways in interleaved rounds: the raw Flight ceiling, and local
+    reads of the node's cache files (descriptors over its Unix socket, mapped read-only)
+    whose every page is touched (zero-copy), or whose every byte is copied into a reused
+    private buffer — the state a Flight consumer's batches are in, so the conservative
+    comparison (bar: 3x); then the whole FeederClient path reading the same slices
+    locally in table order (against the same ceiling), and MIX epochs read locally
+    against the same client reading them over Flight."""
+    ports, nbytes, total = servers["ports"], servers["nbytes"], servers["rows"]
+    location = f"grpc://127.0.0.1:{ports['node']}"
+    tickets = _node_tickets(servers["key"], False, "bench")
+    cases: dict[str, Callable[[], int]] = {
+        "raw_flight": functools.partial(
+            _drain,
+            ports["raw"],
+            [str(i).encode() for i in range(SPEED_SLICES)],
+            flight.FlightCallOptions(),
+        ),
+        "local_read_touch": functools.partial(
+            _local_drain, ports["local"], location, tickets, _touch
+        ),
+        "local_read_copy": functools.partial(
+            _local_drain, ports["local"], location, tickets, _Staging()
+        ),
+        # the whole client path (plan from the coordinator, node sockets from its status)
+        "client_stream_seq_local_copy": functools.partial(
+            _client_copy_drain, local_coordinator.endpoint, "off", _Staging(), True
+        ),
+        # MIX gathers and permutes on both sides whichever way the bytes come: compared
+        # with the same client over Flight, not with the sequential ceiling
+        "client_stream_mix_flight_copy": functools.partial(
+            _client_copy_drain, coordinator.endpoint, "mix", _Staging(), False
+        ),
+        "client_stream_mix_local_copy": functools.partial(
+            _client_copy_drain, local_coordinator.endpoint, "mix", _Staging(), True
+        ),
+    }
+    reference = {
+        case: "raw_flight" for case in cases if "_local_" in case or case.startswith("local")
+    }
+    reference["client_stream_mix_local_copy"] = "client_stream_mix_flight_copy"
+    seconds: dict[str, list[float]] = {case: [] for case in cases}
+    for _ in range(LOCAL_REPEATS):
+        for case, run in cases.items():
+            rows, took = _run_once(1, run)
+            assert rows == total
+            seconds[case].append(took)
+    for case, took in seconds.items():
+        extra: dict[str, object] = {}
+        if case in reference:
+            base = seconds[reference[case]]
+            rounds, median = round_ratios(base, took)
+            extra = {
+                "ratio": round(min(base) / min(took), 3),
+                "round_ratios": rounds,
+                "median_round_ratio": median,
+                "against": reference[case],
+            }
+            if reference[case] == "raw_flight" and "touch" not in case:
+                extra["target"] = 3.0
+        record(
+            GROUP,
+            f"{case}_local_x1",
+            rows=total,
+            seconds=min(took),
+            nbytes=nbytes,
+            consumers=1,
+            gbps=round(nbytes / min(took) / 1e9, 3),
+            **extra,
+        )

@@ -10,7 +10,7 @@ Cost (group ``shuffle_gather``): on the torch bench table's shape (24 M rows of
 id int64, x float64, y float32, label int32, 4 slices), the extra work each order
 adds to in-order serving, per stage, in rows/s of one thread: the node's gather
 (SLICE: one random row per row from the row-major copy; MIX:
-:func:`feeder.node.blocks.read_block_stream`, runs of ``block_rows`` rows per
+:func:`feeder.protocol.blocks.read_block_stream`, runs of ``block_rows`` rows per
 column) and the consumer's (MIX: :func:`feeder.client.windows.mix_window`: the
 window's pieces concatenated and ordered in 8-row units, per column). In-order serving does
 neither (zero-copy slices); ``sequential_copy`` (one copy of every byte) is the
@@ -27,7 +27,7 @@ import pyarrow as pa
 import pytest
 
 from feeder.client.windows import mix_window
-from feeder.node.blocks import read_block_stream
+from feeder.protocol.blocks import read_block_stream
 from feeder.protocol.mix import MixParams, window_layout
 from feeder.protocol.orders import consumer_order, epoch_order
 from feeder.protocol.quality import batch_label_tv

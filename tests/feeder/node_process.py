@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from feeder.node.datanode import run_data_node
 from feeder.node.settings import NodeSettings
@@ -23,9 +24,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def start_node_process(
-    node_id: str, endpoint: str, key: bytes, cache_dir: Path, *, batch_rows: int = 64
+    node_id: str,
+    endpoint: str,
+    key: bytes,
+    cache_dir: Path,
+    *,
+    batch_rows: int = 64,
+    local_dir: Path | None = None,
+    token: str | None = None,
 ) -> subprocess.Popen[str]:
-    """Start one data node process that joins the coordinator at ``endpoint``."""
+    """Start one data node process that joins the coordinator at ``endpoint`` (serving
+    local reads on a socket in ``local_dir`` when given)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.feeder.node_process"],
         cwd=REPO,
@@ -39,6 +48,8 @@ def start_node_process(
         "key": key.hex(),
         "cache_dir": str(cache_dir),
         "batch_rows": batch_rows,
+        "local_dir": str(local_dir) if local_dir is not None else None,
+        "token": token,
     }
     proc.stdin.write(json.dumps(spec) + "\n")
     proc.stdin.close()
@@ -47,17 +58,14 @@ def start_node_process(
 
 @contextmanager
 def node_processes(
-    count: int, endpoint: str, key: bytes, cache_dir: Path, *, batch_rows: int = 64
+    count: int, endpoint: str, key: bytes, cache_dir: Path, **options: Any
 ) -> Iterator[list[subprocess.Popen[str]]]:
     """Run ``count`` node processes (ids ``p0``, ``p1``, ...); kill any left on exit.
 
     The caller tells them to stop (``Coordinator.request_stop``) and waits for them;
     a process still running when the block ends is killed, so none outlives a test.
     """
-    procs = [
-        start_node_process(f"p{i}", endpoint, key, cache_dir, batch_rows=batch_rows)
-        for i in range(count)
-    ]
+    procs = [start_node_process(f"p{i}", endpoint, key, cache_dir, **options) for i in range(count)]
     try:
         yield procs
     finally:
@@ -76,7 +84,11 @@ def main() -> None:
         spec["endpoint"],
         ticket_key=bytes.fromhex(spec["key"]),
         settings=NodeSettings(
-            cache_dir=spec["cache_dir"], heartbeat_seconds=0.2, batch_rows=spec["batch_rows"]
+            cache_dir=spec["cache_dir"],
+            heartbeat_seconds=0.2,
+            batch_rows=spec["batch_rows"],
+            local_dir=spec.get("local_dir"),
+            token=spec.get("token"),
         ),
         timeout=10.0,
     )

@@ -200,12 +200,52 @@ def test_the_training_pods_meet_pod_security_restricted(helm: str) -> None:
     assert [str(v) for v in pod_violations(pod["metadata"], pod["spec"], Level.RESTRICTED)] == []
 
 
-def test_the_shared_local_volume_is_not_built_and_must_stay_unset(helm: str) -> None:
+LOCAL = ("--set", "feeder.localReads.enabled=true")
+
+
+def test_local_reads_share_one_node_local_folder_between_executors_and_trainers(
+    helm: str, crds: Path
+) -> None:
+    objects = template(helm, *ON, *LOCAL, "--set", "feeder.localReads.mountPath=/run/feed")
+    (app,) = by_kind(objects, "SparkApplication")
+    args = app["spec"]["arguments"]
+    assert args[args.index("--local-dir") + 1] == "/run/feed"
+    executor = app["spec"]["executor"]["template"]["spec"]
+    pod = pod_patch(the_trainjob(objects))["spec"]
+    folder = {"hostPath": {"path": "/var/run/icefeed", "type": "Directory"}}
+    for spec in (executor, pod):
+        (volume,) = [v for v in spec["volumes"] if v["name"] == "icefeed-local"]
+        assert {k: v for k, v in volume.items() if k != "name"} == folder
+        (mount,) = [
+            m for c in spec["containers"] for m in c["volumeMounts"] if m["name"] == "icefeed-local"
+        ]
+        assert mount["mountPath"] == "/run/feed"
+    # the sockets are 0660, group of the executors: the trainers join that group
+    executor_group = app["spec"]["executor"]["template"]["spec"]["securityContext"]["runAsGroup"]
+    assert pod["securityContext"]["supplementalGroups"] == [executor_group]
+    assert validate(app) == []
+    for obj in objects:
+        if obj["kind"] not in {"ServiceMonitor", "SparkApplication"}:
+            assert validate(obj) == [], f"{obj['kind']} {obj['metadata']['name']}"
+
+
+def test_local_reads_are_off_by_default_and_need_a_host_path(helm: str) -> None:
+    objects = template(helm, *ON)
+    (app,) = by_kind(objects, "SparkApplication")
+    assert "--local-dir" not in app["spec"]["arguments"]
+    assert "supplementalGroups" not in pod_patch(the_trainjob(objects))["spec"]["securityContext"]
     result = run_helm(
-        helm, "template", "rel", str(CHART), *ON, "--set", "training.sharedLocalVolume=/mnt"
+        helm, "template", "rel", str(CHART), *ON, *LOCAL, "--set", "feeder.localReads.hostPath="
     )
-    assert result.returncode != 0
-    assert "sharedLocalVolume" in result.stderr
+    assert result.returncode != 0 and "feeder.localReads.hostPath" in result.stderr
+
+
+def test_pod_security_baseline_refuses_the_local_reads_folder_only(helm: str) -> None:
+    pod = pod_patch(the_trainjob(template(helm, *ON, *LOCAL)))
+    index = [v["name"] for v in pod["spec"]["volumes"]].index("icefeed-local")
+    assert [str(v) for v in pod_violations(pod["metadata"], pod["spec"], Level.BASELINE)] == [
+        f"spec.volumes[{index}].hostPath: hostPath volumes are forbidden (baseline)"
+    ]
 
 
 def test_icefeed_sparkapp_validate_checks_a_rendered_trainjob(

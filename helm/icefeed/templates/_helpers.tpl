@@ -98,3 +98,10 @@ spark.network.crypto.enabled: "true"
 {{- define "icefeed.journalClaimName" -}}
 {{- .Values.feeder.journal.existingClaim | default (printf "%s-journal" .Values.feeder.name) -}}
 {{- end -}}
+
+{{/* The node-local folder of short-circuit local reads (feeder.localReads), as a volume source. */}}
+{{- define "icefeed.localReadsVolume" -}}
+hostPath:
+  path: {{ required "feeder.localReads.hostPath is required with feeder.localReads.enabled" .Values.feeder.localReads.hostPath }}
+  type: {{ .Values.feeder.localReads.type | default "Directory" }}
+{{- end -}}

@@ -58,9 +58,11 @@ def test_token_never_in_repr():
 
 
 def test_config_normalises_and_validates():
-    cfg = FeederConfig(table="ns.t", columns=["a", "b"], cache_dir="/tmp/x")
+    cfg = FeederConfig(table="ns.t", columns=["a", "b"], cache_dir="/tmp/x", local_dir="/run/f")
     assert cfg.columns == ("a", "b")
     assert str(cfg.cache_dir) == "/tmp/x"
+    assert str(cfg.node_settings().local_dir) == "/run/f"  # the nodes get it
+    assert FeederConfig(table="ns.t").local_dir is None  # local reads are off by default
     with pytest.raises(TypeError):
         FeederConfig("ns.t")  # keyword-only
 
@@ -80,6 +82,8 @@ def test_config_normalises_and_validates():
         ({"row_copy": "no"}, "row_copy"),
         ({"cache_capacity_bytes": -1}, "cache_capacity_bytes"),
         ({"cache_capacity_bytes": "10Gi"}, "cache_capacity_bytes"),
+        ({"local_dir": 5}, "local_dir"),
+        ({"local_dir": " "}, "local_dir"),
     ],
 )
 def test_bad_values_name_the_field(kwargs, field):

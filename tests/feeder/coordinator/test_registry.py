@@ -150,3 +150,13 @@ def test_a_dead_nodes_uncached_slices_go_only_to_nodes_with_room_for_them():
     assert reg.mark_dead("c") == [5]
     assert reg.heartbeat("a", {}) == [] and reg.heartbeat("b", {}) == [5]
     assert reg.room(reg.nodes["b"]) == 0
+
+
+def test_a_nodes_local_socket_is_listed_in_its_status_entry():
+    reg = NodeRegistry(2, slots=2, node_timeout=10)
+    reg.register("a", slot=0, location="grpc://h:1", local_socket="/run/f/icefeed-a-1.sock")
+    reg.register("b", slot=1, location="grpc://h:2")
+    entries = {n.node_id: n.to_dict() for n in reg.nodes.values()}
+    assert entries["a"]["local_socket"] == "/run/f/icefeed-a-1.sock"
+    assert entries["b"]["local_socket"] is None
+    assert entries["a"]["rows_served_local"] == 0

@@ -7,6 +7,10 @@ test stops its feeder before the next one starts.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 import feeder
@@ -114,6 +118,23 @@ def test_serve_without_row_copies_caches_only_ipc_files(spark, module_catalog, h
         assert all(name.endswith(".arrow") for name in files)  # no .rows copies
         shuffled = ids_of(FeederClient(f.endpoint, job="t").stream(0, seed=5))
         assert sorted(shuffled) == list(range(status["rows"])) != shuffled
+
+
+def test_serve_with_a_local_dir_reads_every_row_from_the_cache_files(spark, module_catalog):
+    sockets = Path(tempfile.mkdtemp(prefix="icefeed-serve-", dir="/tmp"))  # short socket paths
+    try:
+        options = {"nodes": 2, "slice_bytes": 60_000, "token": TOKEN, "local_dir": sockets}
+        with serve("test.feed", spark=spark, catalog=module_catalog, **options) as f:
+            f.wait_ready(120)
+            assert all(n["local_socket"].startswith(str(sockets)) for n in f.status()["nodes"])
+            with FeederClient(f.endpoint, token=TOKEN, job="local") as client:
+                ranks = [ids_of(client.stream(0, rank=r, world_size=2)) for r in range(2)]
+                dynamic = ids_of(client.stream(1, mode="dynamic", shuffle="off"))
+                counts = client.read_counts()
+            assert sorted(ranks[0] + ranks[1]) == list(range(ROWS)) == sorted(dynamic)
+            assert counts["rows_flight"] == 0 and counts["rows_local"] >= 2 * ROWS
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 @pytest.mark.parametrize(

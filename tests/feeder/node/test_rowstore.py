@@ -10,8 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from feeder.node.cache import ROWS_TOKEN_KEY, SliceCache
+from feeder.node.cache import SliceCache
 from feeder.node.rowstore import row_columns, worth_it
+from feeder.protocol.slice_rows import ROWS_TOKEN_KEY
 
 N = 3000
 

@@ -30,11 +30,18 @@ FORK_SAFE = "forkserver"
         ({"batch_size": 8, "prefetch": -1}, "prefetch"),
         ({"batch_size": 8, "rank": 4, "world_size": 2}, "rank 4"),
         ({"batch_size": 8, "timeout": 0}, "timeout"),
+        ({"batch_size": 8, "local_reads": "yes"}, "local_reads"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs, message):
     with pytest.raises(SpecError, match=message):
         FeederDataset("grpc://127.0.0.1:1", **kwargs)
+
+
+def test_local_reads_reach_the_datasets_client():
+    assert FeederDataset("grpc://127.0.0.1:1", batch_size=8)._client().local_reads is True
+    off = FeederDataset("grpc://127.0.0.1:1", batch_size=8, local_reads=False)
+    assert off._client().local_reads is False
 
 
 def test_tensor_options_come_in_one_object():

@@ -7,7 +7,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feeder.node.blocks import read_block_stream
+from feeder.protocol.blocks import read_block_stream
 from feeder.protocol.mix import block_runs
 
 

@@ -126,13 +126,16 @@ def test_serve_with_a_local_dir_reads_every_row_from_the_cache_files(spark, modu
         options = {"nodes": 2, "slice_bytes": 60_000, "token": TOKEN, "local_dir": sockets}
         with serve("test.feed", spark=spark, catalog=module_catalog, **options) as f:
             f.wait_ready(120)
-            assert all(n["local_socket"].startswith(str(sockets)) for n in f.status()["nodes"])
+            status = f.status()
+            assert all(n["local_socket"].startswith(str(sockets)) for n in status["nodes"])
+            rows = status["rows"]  # ROWS, plus what the refresh test before this one appended
+            assert rows >= ROWS
             with FeederClient(f.endpoint, token=TOKEN, job="local") as client:
                 ranks = [ids_of(client.stream(0, rank=r, world_size=2)) for r in range(2)]
                 dynamic = ids_of(client.stream(1, mode="dynamic", shuffle="off"))
                 counts = client.read_counts()
-            assert sorted(ranks[0] + ranks[1]) == list(range(ROWS)) == sorted(dynamic)
-            assert counts["rows_flight"] == 0 and counts["rows_local"] >= 2 * ROWS
+            assert sorted(ranks[0] + ranks[1]) == list(range(rows)) == sorted(dynamic)
+            assert counts["rows_flight"] == 0 and counts["rows_local"] >= 2 * rows
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
 

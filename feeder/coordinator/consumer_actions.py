@@ -220,11 +220,21 @@ class ConsumerActions:
         return key, self.snapshots.counts(key, self.registry.row_counts)
 
     def _signer(self, snapshot: int) -> Callable[[EpochParams, SliceRange], str]:
-        """Sign tickets of ``snapshot``'s epoch order."""
-        return lambda params, unit: self._ticket(params, unit, snapshot)
+        """Sign tickets of ``snapshot``'s epoch order (one claims template per epoch
+        parameters, so each range costs only its signature)."""
+        last: list[Any] = [None, None]  # params, their template
 
-    def _ticket(self, params: EpochParams, unit: SliceRange, snapshot: int) -> str:
-        claims = TicketClaims(
+        def sign(params: EpochParams, unit: SliceRange) -> str:
+            if last[0] is not params:
+                last[0], last[1] = params, self._claims(params, unit, snapshot)
+            raw = self.signer.sign_range(last[1], unit.slice_id, unit.start, unit.stop)
+            return raw.decode("ascii")
+
+        return sign
+
+    @staticmethod
+    def _claims(params: EpochParams, unit: SliceRange, snapshot: int) -> TicketClaims:
+        return TicketClaims(
             job=params.job,
             snapshot_id=snapshot,
             slice_id=unit.slice_id,
@@ -236,7 +246,6 @@ class ConsumerActions:
             columns=params.columns,
             block_rows=params.mix.block_rows if params.shuffle is Shuffle.MIX else 0,
         )
-        return self.signer.sign(claims).decode("ascii")
 
     def _note_consumer(self, params: EpochParams, consumer: str, mode: str) -> None:
         consumers = self.books.note_consumer(params, consumer, mode)

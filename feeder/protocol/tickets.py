@@ -141,13 +141,19 @@ class TicketSigner:
         ``slice``, ``start`` and ``stop`` is the same for all of an epoch's tickets of a
         job, so that part's JSON is made once (a plan or lease signs dozens of tickets).
         """
-        head, snap = self._head(claims)
+        return self.sign_range(claims, claims.slice_id, claims.start, claims.stop)
+
+    def sign_range(self, template: TicketClaims, slice_id: int, start: int, stop: int) -> bytes:
+        """Return the wire form of ``template`` with its range replaced by ``slice_id``'s
+        rows ``[start, stop)`` (what :meth:`sign` of those claims returns, without making
+        a claims object per range: a plan or lease signs dozens)."""
+        head, snap = self._head(template)
         raw = b'%s%d,"snap":%s,"start":%d,"stop":%d,"v":%d}' % (
             head,
-            claims.slice_id,
+            slice_id,
             snap,
-            claims.start,
-            claims.stop,
+            start,
+            stop,
             VERSION,
         )
         mac = hmac.digest(self._key, raw, "sha256")

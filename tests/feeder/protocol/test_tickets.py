@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -75,6 +76,14 @@ def test_the_payload_is_compact_sorted_json_and_the_mac_is_hmac_sha256(claims):
     assert (decoded["start"], decoded["stop"]) == (claims.start, claims.stop)
     assert decoded["job"] == claims.job and decoded["seed"] == claims.seed
     assert unb64(mac_b64) == hmac.new(SIGNER._key, payload, hashlib.sha256).digest()
+
+
+@given(claims_st, st.integers(0, 2**31), st.integers(0, 2**40), st.integers(0, 2**40))
+def test_signing_a_range_of_a_template_is_signing_those_claims(template, slice_id, a, b):
+    start, stop = min(a, b), max(a, b)
+    claims = replace(template, slice_id=slice_id, start=start, stop=stop)
+    assert SIGNER.sign_range(template, slice_id, start, stop) == SIGNER.sign(claims)
+    assert SIGNER.verify(SIGNER.sign_range(template, slice_id, start, stop)) == claims
 
 
 def test_tickets_of_one_job_differ_in_every_claim():

@@ -99,7 +99,8 @@ def test_the_values_example_passes_the_chart_schema() -> None:
 
 
 def test_the_spark_manifests_the_doc_shows_or_names_validate(crds: None) -> None:
-    """SparkApplications inline in the doc, and the shipped ones it names by path."""
+    """The shipped SparkApplications the doc names by path (at least two), and any it
+    shows inline (none today: its YAML blocks are chart values and a PyTorchJob)."""
     inline = [
         b
         for b in yaml_blocks()

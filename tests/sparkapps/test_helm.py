@@ -539,7 +539,7 @@ def journal_of(app: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, An
     return volume, mount
 
 
-def test_the_driver_restarts_on_failure_and_journals_to_a_volume(helm: str, crds: None) -> None:
+def test_the_driver_restarts_on_failure_and_journals_to_a_volume(helm: str) -> None:
     objects = template(helm)
     (app,) = by_kind(objects, "SparkApplication")
     policy = app["spec"]["restartPolicy"]
@@ -555,13 +555,13 @@ def test_the_driver_restarts_on_failure_and_journals_to_a_volume(helm: str, crds
     (claim,) = by_kind(objects, "PersistentVolumeClaim")
     assert claim["metadata"]["name"] == "icefeed-feeder-journal"
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
-    assert validate(claim) == [] and validate(app) == []
+    assert validate(claim) == []
     assert violations(the_pod(objects, "driver"), Level.RESTRICTED) == []
     # the executors' cache is not the journal: a driver restart does not need it
     assert "journal" not in yaml.safe_dump(app["spec"]["executor"])
 
 
-def test_the_journal_can_use_an_existing_claim_or_be_switched_off(helm: str, crds: None) -> None:
+def test_the_journal_can_use_an_existing_claim_or_be_switched_off(helm: str) -> None:
     existing = template(helm, "--set", "feeder.journal.existingClaim=ml-journal")
     (app,) = by_kind(existing, "SparkApplication")
     assert journal_of(app)[0] == {
@@ -569,7 +569,6 @@ def test_the_journal_can_use_an_existing_claim_or_be_switched_off(helm: str, crd
         "persistentVolumeClaim": {"claimName": "ml-journal"},
     }
     assert by_kind(existing, "PersistentVolumeClaim") == []  # the chart creates none
-    assert validate(app) == []
 
     sized = template(
         helm, "--set", "feeder.journal.size=1Gi", "--set", "feeder.journal.storageClassName=fast"
@@ -583,6 +582,19 @@ def test_the_journal_can_use_an_existing_claim_or_be_switched_off(helm: str, crd
     assert journal_of(app) == (None, None)
     assert feeder_arguments(app).journal_dir is None
     assert by_kind(off, "PersistentVolumeClaim") == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], ["feeder.journal.existingClaim=ml-journal"], ["feeder.journal.enabled=false"]],
+    ids=["own-claim", "existing-claim", "off"],
+)
+def test_the_journal_settings_render_a_valid_spark_application(
+    helm: str, crds: None, values: list[str]
+) -> None:
+    """The journal tests above need no CRDs; validating the SparkApplication does."""
+    args = [arg for value in values for arg in ("--set", value)]
+    (app,) = by_kind(template(helm, *args), "SparkApplication")
     assert validate(app) == []
 
 

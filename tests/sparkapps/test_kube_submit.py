@@ -89,8 +89,9 @@ def test_skipped_checks_are_reported_and_the_rest_still_run(
 
 
 def test_an_existing_application_is_a_conflict_that_names_update_and_replace(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
+    app = clean_app  # submit reads the schema from the fake cluster, or skips it
     kube.submit(app, namespace="ml", client=client)
     with pytest.raises(ApplicationExistsError, match=r"--update.*--replace") as info:
         kube.submit(app, namespace="ml", client=client)
@@ -99,8 +100,9 @@ def test_an_existing_application_is_a_conflict_that_names_update_and_replace(
 
 
 def test_update_puts_the_new_spec_into_the_object_and_the_run_starts_again(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
+    app = clean_app  # submit reads the schema from the fake cluster, or skips it
     kube.submit(app, namespace="ml", client=client)
     first = kube.get_object("clean-flights", namespace="ml", client=client)
     assert first["status"]["applicationState"]["state"] == "SUBMITTED"
@@ -122,8 +124,9 @@ def test_update_puts_the_new_spec_into_the_object_and_the_run_starts_again(
 
 
 def test_replace_deletes_waits_until_gone_and_creates_a_new_object(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
+    app = clean_app  # submit reads the schema from the fake cluster, or skips it
     kube.submit(app, namespace="ml", client=client)
     old = kube.get_object("clean-flights", namespace="ml", client=client)
     fake_api.linger_after_delete = 3  # finalizers: three more GETs see it
@@ -138,8 +141,9 @@ def test_replace_deletes_waits_until_gone_and_creates_a_new_object(
 
 
 def test_replace_gives_up_when_the_old_object_stays(
-    fake_api: FakeKubeApiServer, client: Any, app: dict
+    fake_api: FakeKubeApiServer, client: Any, clean_app: dict
 ) -> None:
+    app = clean_app  # submit reads the schema from the fake cluster, or skips it
     kube.submit(app, namespace="ml", client=client)
     fake_api.linger_after_delete = 10_000
     with pytest.raises(WaitTimeoutError, match="still being deleted"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -263,9 +264,10 @@ def test_each_row_once_per_epoch_across_ranks_and_workers(served, mode):
     threads = [threading.Thread(target=read, args=(rank,)) for rank in range(2)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 240  # one deadline for both, well inside pytest's timeout
     for t in threads:
-        t.join(300)
-    assert not any(t.is_alive() for t in threads), "a rank did not finish its epoch"
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "a rank did not finish its epoch in 240 s"
     assert errors == []
     all_ids = _flat(per_rank[0]) + _flat(per_rank[1])
     assert sorted(all_ids) == list(range(ROWS))

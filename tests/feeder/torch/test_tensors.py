@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import feeder.torch.tensors as tensors_module
 from feeder.torch.tensors import (
     ListPolicy,
     NullPolicy,
@@ -204,9 +205,12 @@ def test_options_are_validated_at_construction():
     assert options_from({"lists": "nested"}).lists is ListPolicy.NESTED
 
 
-def test_pin_memory_pins_exactly_when_an_accelerator_can_use_it():
-    """On a machine without CUDA (as in CI) pinning is skipped, the tensor stays usable
-    on the CPU; with CUDA the tensor comes back pinned."""
+def test_pin_memory_is_skipped_without_an_accelerator_and_asked_of_torch_with_one(monkeypatch):
+    """Without CUDA (as here and in CI) pinning is skipped and the tensor stays usable on
+    the CPU. That a pinned copy is asked for when an accelerator is present is checked by
+    reporting one (``_can_pin``, the only stand-in: this machine has no accelerator):
+    the batch then reaches torch's real ``pin_memory``, which fails here for want of a
+    device. Whether the copy comes back pinned can only be seen on a machine with CUDA."""
     batch = pa.record_batch({"x": pa.array([1, 2])})
     out = batch_to_tensors(batch, TensorOptions(device="cpu", pin_memory=True))
     assert out["x"].device == torch.device("cpu")
@@ -214,6 +218,11 @@ def test_pin_memory_pins_exactly_when_an_accelerator_can_use_it():
     assert out["x"].is_pinned() == torch.cuda.is_available()
     unpinned = batch_to_tensors(batch, TensorOptions(device="cpu", pin_memory=False))
     assert not unpinned["x"].is_pinned()
+    if not torch.cuda.is_available():
+        monkeypatch.setattr(tensors_module, "_can_pin", lambda: True)
+        with pytest.raises(RuntimeError, match=r"(?i)accelerator|cuda"):
+            batch_to_tensors(batch, TensorOptions(device="cpu", pin_memory=True))
+        assert not batch_to_tensors(batch, TensorOptions(pin_memory=False))["x"].is_pinned()
 
 
 @settings(deadline=None)

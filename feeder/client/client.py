@@ -43,7 +43,7 @@ from feeder.client.local_reads import LocalReads
 from feeder.client.read_ahead import read_ahead
 from feeder.client.request import ReadRequest, column_names
 from feeder.client.stall_watch import DEFAULT_STALL_SECONDS
-from feeder.client.windows import is_mixed, read_static_windows, read_unit
+from feeder.client.windows import WindowScratch, is_mixed, read_static_windows, read_unit
 from feeder.protocol.config import TLSConfig, load_token
 from feeder.protocol.messages import LeaseRequest, StaticRequest
 from feeder.protocol.modes import Mode
@@ -333,6 +333,7 @@ class FeederClient:
         body = json.loads(request.to_body())
         beat = LeaseHeartbeater(self._coordinator.action, request, join_timeout=self.timeout)
         position = 0  # rows yielded, for the chunking hint
+        scratch = WindowScratch()  # reused by every MIX window this stream leases
         try:
             while True:
                 answer = self._coordinator.action("lease", body)
@@ -354,6 +355,7 @@ class FeederClient:
                     epoch=request.epoch,
                     position=position,
                     unit=unit,
+                    scratch=scratch,
                 )
                 for batch in batches:
                     if beat.is_lost(lease_id):

@@ -39,18 +39,50 @@ def _plain(chunks: Sequence[pa.Array], kind: pa.DataType) -> bool:
     )
 
 
+class WindowScratch:
+    """A reusable buffer in which a window's received chunks of one column are joined
+    before they are ordered: one per consumer stream, used by one thread at a time.
+
+    A fresh array per window and column is mapped anew every time (the allocator hands
+    blocks this large back to the system when they are freed): a page fault per 4 KiB
+    page, on top of the copy. This buffer stays mapped, sized for the widest column of
+    the largest window so far.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = np.empty(0, dtype=np.uint8)
+
+    def join(self, parts: Sequence[np.ndarray], item: np.dtype) -> np.ndarray:
+        """``parts`` (arrays of ``item``) end to end, in this buffer (valid until the next
+        call)."""
+        if len(parts) == 1:
+            return parts[0]
+        nbytes = sum(len(p) for p in parts) * item.itemsize
+        if len(self._buffer) < nbytes:
+            self._buffer = np.empty(nbytes, dtype=np.uint8)
+        joined = self._buffer[:nbytes].view(item)
+        np.concatenate(parts, out=joined)
+        return joined
+
+
 def _permute_plain(
-    chunks: Sequence[pa.Array], kind: pa.DataType, units: np.ndarray, keep: tuple[int, int]
+    chunks: Sequence[pa.Array],
+    kind: pa.DataType,
+    units: np.ndarray,
+    keep: tuple[int, int],
+    scratch: WindowScratch,
 ) -> pa.Array:
-    """Rows ``keep`` of the window order of a fixed-width column: whole units moved with
-    one ``numpy.take`` of ``UNIT_ROWS``-row items, the tail rows copied in order."""
+    """Rows ``keep`` of the window order of a fixed-width column: the chunks joined in
+    ``scratch``, then whole units moved with one ``numpy.take`` of ``UNIT_ROWS``-row items
+    into a new buffer (which the batch, and its tensors, then own), the tail rows copied
+    in order."""
     width = kind.bit_width // 8
     item = _item(width)
     parts = [
         np.frombuffer(c.buffers()[1], dtype=item, count=c.offset + len(c))[c.offset :]
         for c in chunks
     ]
-    values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    values = scratch.join(parts, item)
     start, stop = keep
     head = len(units) * UNIT_ROWS  # output rows from here on are the window's tail rows
     rows = np.empty(0, dtype=item)
@@ -60,7 +92,7 @@ def _permute_plain(
         moved = np.empty(last - first, dtype=blocks.dtype)
         np.take(blocks, units[first:last], out=moved, mode="clip")  # no buffered copy
         rows = moved.view(item)[start - first * UNIT_ROWS : min(stop, head) - first * UNIT_ROWS]
-    if stop > head:  # the window's tail rows follow the units in order
+    if stop > head:  # the window's tail rows follow the units in order (copied out of scratch)
         rows = np.concatenate([rows, values[max(start, head) : stop]])
     return pa.Array.from_buffers(kind, len(rows), [None, pa.py_buffer(rows)])
 
@@ -75,23 +107,26 @@ def mix_window(
     seed: int,
     epoch: int,
     window: int,
+    scratch: WindowScratch | None = None,
 ) -> pa.RecordBatch:
     """Return output rows ``[keep_start, keep_stop)`` of window ``window``'s order whose
     pieces, concatenated in slice order, are ``batches`` (``rows`` rows in all).
 
-    Raises FeederError if the pieces do not hold ``rows`` rows.
+    ``scratch`` is the stream's join buffer (None: a new one for this call). Raises
+    FeederError if the pieces do not hold ``rows`` rows.
     """
     got = sum(b.num_rows for b in batches)
     if got != rows:
         raise FeederError(f"window {window}: pieces hold {got} rows, the plan says {rows}")
     units = window_units(rows, seed=seed, epoch=epoch, window=window).astype(np.intp)
     keep = (keep_start, keep_stop)
+    scratch = scratch if scratch is not None else WindowScratch()
     row_idx: pa.Array | None = None
     arrays: list[pa.Array] = []
     for i, field in enumerate(schema):
         chunks = [b.column(i) for b in batches]
         if _plain(chunks, field.type):
-            arrays.append(_permute_plain(chunks, field.type, units, keep))
+            arrays.append(_permute_plain(chunks, field.type, units, keep, scratch))
             continue
         if row_idx is None:
             perm = window_permutation(rows, seed=seed, epoch=epoch, window=window)
@@ -101,7 +136,12 @@ def mix_window(
 
 
 def _window_rows(
-    window: Mapping[str, Any], batches: Sequence[pa.RecordBatch], *, seed: int, epoch: int
+    window: Mapping[str, Any],
+    batches: Sequence[pa.RecordBatch],
+    *,
+    seed: int,
+    epoch: int,
+    scratch: WindowScratch | None,
 ) -> pa.RecordBatch | None:
     keep_start, keep_stop = (int(x) for x in window["keep"])
     if keep_stop <= keep_start or not batches:
@@ -115,6 +155,7 @@ def _window_rows(
         seed=seed,
         epoch=epoch,
         window=int(window["window"]),
+        scratch=scratch,
     )
 
 
@@ -142,17 +183,19 @@ def read_window(
     seed: int,
     epoch: int,
     nodes: NodeReader,
+    scratch: WindowScratch | None = None,
 ) -> pa.RecordBatch | None:
     """Read every piece of one window read (``window`` as in PROTOCOL.md: ``window``,
     ``rows``, ``keep``, ``sizes``) and return its kept rows, permuted; None if it keeps
-    none. The pieces come as one bundled stream per data node."""
+    none. The pieces come as one bundled stream per data node; ``scratch`` as for
+    :func:`mix_window`."""
     wanted = _pieces(window, pieces)
     streams = PieceStreams(wanted, nodes, rows_ahead=int(window["rows"]))
     try:
         batches = [batch for i in range(len(wanted)) for batch in streams.take(i)]
     finally:
         streams.close()
-    return _window_rows(window, batches, seed=seed, epoch=epoch)
+    return _window_rows(window, batches, seed=seed, epoch=epoch, scratch=scratch)
 
 
 def read_unit(
@@ -163,6 +206,7 @@ def read_unit(
     epoch: int,
     position: int,
     unit: int,
+    scratch: WindowScratch | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the batches of one leased unit (a ``lease`` answer): a slice range, or a MIX
     window's kept rows, permuted.
@@ -175,12 +219,15 @@ def read_unit(
         epoch: the epoch.
         position: rows this consumer yielded so far (the chunking hint).
         unit: rows per unit of the consumer's batches (the chunking hint).
+        scratch: the consumer's join buffer for MIX windows (None: one per window).
     """
     if "pieces" not in answer:
         yield from nodes.read(answer["ticket"], answer["locations"], position=position, unit=unit)
         return
     pieces = [(p["ticket"], list(p["locations"])) for p in answer["pieces"]]
-    mixed = read_window(answer["window"], pieces, seed=seed, epoch=epoch, nodes=nodes)
+    mixed = read_window(
+        answer["window"], pieces, seed=seed, epoch=epoch, nodes=nodes, scratch=scratch
+    )
     if mixed is not None:
         yield mixed
 
@@ -217,12 +264,13 @@ def read_static_windows(
     flat = [piece for _, pieces in reads for piece in pieces]
     ahead = max((int(meta["rows"]) for meta, _ in reads), default=1)
     streams = PieceStreams(flat, nodes, rows_ahead=ahead)
+    scratch = WindowScratch()
     try:
         index = 0
         for meta, pieces in reads:
             batches = [b for i in range(index, index + len(pieces)) for b in streams.take(i)]
             index += len(pieces)
-            out = _window_rows(meta, batches, seed=seed, epoch=epoch)
+            out = _window_rows(meta, batches, seed=seed, epoch=epoch, scratch=scratch)
             if out is not None:
                 yield out
     finally:

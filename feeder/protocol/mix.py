@@ -273,6 +273,17 @@ def _base_units(num_rows: int, seed: int, epoch: int) -> np.ndarray:
         return _cached_base(num_rows, seed, epoch)
 
 
+def _stable_argsort(key: np.ndarray) -> np.ndarray:
+    """``np.argsort(key, kind="stable")``, about 3x faster on random keys: an unstable sort
+    gives the same order whenever no two keys are equal (then the order is unique), which
+    is checked; with ties, the stable sort decides."""
+    order = np.argsort(key)
+    ranked = key[order]
+    if len(ranked) > 1 and bool((ranked[1:] == ranked[:-1]).any()):
+        return np.argsort(key, kind="stable")
+    return order
+
+
 @functools.lru_cache(maxsize=8)
 def _cached_base(num_rows: int, seed: int, epoch: int) -> np.ndarray:
     units = num_rows // UNIT_ROWS
@@ -281,11 +292,11 @@ def _cached_base(num_rows: int, seed: int, epoch: int) -> np.ndarray:
     stratum = np.arange(units, dtype=np.int64) * strata // units
     sizes = np.bincount(stratum, minlength=strata)
     firsts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    grouped = np.argsort(stratum + rng.random(units), kind="stable")  # random within stratum
+    grouped = _stable_argsort(stratum + rng.random(units))  # random within stratum
     rank = np.empty(units, dtype=np.float64)
     rank[grouped] = np.arange(units) - np.repeat(firsts, sizes)
     key = (rank + rng.random(units)) / sizes[stratum]
-    order = np.argsort(key, kind="stable").astype(np.int32 if units < 2**31 else np.int64)
+    order = _stable_argsort(key).astype(np.int32 if units < 2**31 else np.int64)
     order.setflags(write=False)
     return order
 

@@ -12,13 +12,15 @@ adds to in-order serving, per stage, in rows/s of one thread: the node's gather
 (SLICE: one random row per row from the row-major copy; MIX:
 :func:`feeder.protocol.blocks.read_block_stream`, runs of ``block_rows`` rows per
 column) and the consumer's (MIX: :func:`feeder.client.windows.mix_window`: the
-window's pieces concatenated and ordered in 8-row units, per column). In-order serving does
+window's pieces joined in the stream's scratch buffer and ordered in 8-row units,
+per column). In-order serving does
 neither (zero-copy slices); ``sequential_copy`` (one copy of every byte) is the
 reference. Nothing is asserted about speed.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -26,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from feeder.client.windows import mix_window
+from feeder.client.windows import WindowScratch, mix_window
 from feeder.protocol.blocks import read_block_stream
 from feeder.protocol.mix import MixParams, window_layout
 from feeder.protocol.orders import consumer_order, epoch_order
@@ -161,6 +163,10 @@ def test_bench_shuffle_gather_costs(gather_table):
     schema = table.schema
     for params in SETTINGS:
         layout = window_layout([n] * slices, params)
+        # one join buffer per stream, as a consumer has
+        order = functools.partial(
+            mix_window, schema=schema, seed=0, epoch=0, scratch=WindowScratch()
+        )
         node_s = consumer_s = 0.0
         for w in range(layout.num_windows):
             t0 = time.perf_counter()
@@ -180,9 +186,7 @@ def test_bench_shuffle_gather_costs(gather_table):
             ]
             t1 = time.perf_counter()
             size = int(layout.sizes[w])
-            mix_window(
-                pieces, schema, rows=size, keep_start=0, keep_stop=size, seed=0, epoch=0, window=w
-            )
+            order(pieces, rows=size, keep_start=0, keep_stop=size, window=w)
             consumer_s += time.perf_counter() - t1
             node_s += t1 - t0
         tag = f"B{params.block_rows}_W{params.window_rows}"

@@ -236,3 +236,43 @@ def test_every_run_of_the_window_order_draws_from_every_stretch_of_the_window():
     assert min(len(np.unique(uniform[i : i + run])) for i in range(0, len(units) - run, run)) < (
         WINDOW_STRATA - 2
     )
+
+
+def _units_as_protocol_md_says(num_rows: int, seed: int, epoch: int, window: int) -> np.ndarray:
+    """PROTOCOL.md, *Epoch order*, mix step 3, written out with stable sorts."""
+    units = num_rows // UNIT_ROWS
+    m = min(WINDOW_STRATA, units)
+    rng = np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(epoch, 0, 2, num_rows)))
+    )
+    stratum = np.arange(units) * m // units
+    x = rng.random(units)
+    rank = np.empty(units)
+    for s in range(m):
+        members = np.flatnonzero(stratum == s)
+        rank[members[np.argsort(stratum[members] + x[members], kind="stable")]] = np.arange(
+            len(members)
+        )
+    y = rng.random(units)
+    sizes = np.bincount(stratum, minlength=m)
+    order = np.argsort((rank + y) / sizes[stratum], kind="stable")
+    shift_rng = np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(epoch, 0, 3, window)))
+    )
+    shift = int(shift_rng.integers(units))
+    return np.concatenate([order[shift:], order[:shift]])
+
+
+@given(st.integers(8, 40_000), seeds, epochs, st.integers(0, 100))
+@settings(max_examples=60, deadline=None)
+def test_window_units_are_the_order_protocol_md_specifies(rows, seed, epoch, window):
+    got = window_units(rows, seed=seed, epoch=epoch, window=window)
+    assert np.array_equal(got, _units_as_protocol_md_says(rows, seed, epoch, window))
+
+
+@given(st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0]), min_size=0, max_size=50))
+def test_the_fast_stable_sort_keeps_ties_in_index_order(keys):
+    from feeder.protocol.mix import _stable_argsort  # the one private helper with a branch for ties
+
+    key = np.asarray(keys, dtype=np.float64)
+    assert np.array_equal(_stable_argsort(key), np.argsort(key, kind="stable"))

@@ -5,7 +5,7 @@
 - a *raw* Flight server: the minimal ceiling — ``do_get`` returns a
   ``RecordBatchStream`` of the memory-mapped IPC file, re-cut into batches;
 - a ``feeder.node.datanode.DataNode`` over the same files (tickets signed with KEY),
-  with its local read socket (``feeder.node.local_server``) in CACHE_DIR;
+  with its local read socket (``feeder.node.local_server``) in a short folder under /tmp;
 
 prints one JSON line ``{"raw": port, "node": port, "local": socket path, "pid": pid}``
 and serves until stdin closes. Its own process, so the bench can read the node's private memory
@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -48,8 +50,11 @@ def main(argv: list[str]) -> int:
     raw = RawServer(cache)
     node = DataNode(signer=TicketSigner(bytes.fromhex(argv[1])), cache=cache)
     node.configure(snapshot_id=1, source=None, plans={})
+    # a short folder of its own: a socket path under pytest's temporary folders can pass
+    # the kernel's limit on Unix socket paths (108 bytes)
+    sockets = Path(tempfile.mkdtemp(prefix="icefeed-bench-", dir="/tmp"))
     local = LocalReadServer(
-        Path(argv[0]) / socket_name("bench", os.getpid()),
+        sockets / socket_name("bench", os.getpid()),
         grant=node.grant_local,
         token=None,
         batch_rows=DEFAULT_BATCH_ROWS,
@@ -58,6 +63,7 @@ def main(argv: list[str]) -> int:
     print(json.dumps(ports), flush=True)
     sys.stdin.read()
     local.close()
+    shutil.rmtree(sockets, ignore_errors=True)
     raw.shutdown()
     node.shutdown()
     cache.close()

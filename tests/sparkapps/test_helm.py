@@ -498,6 +498,18 @@ def feeder_arguments(app: dict[str, Any]) -> argparse.Namespace:
     return parser.parse_args(arguments[2:])
 
 
+def test_the_feeder_follows_its_table_only_when_asked(helm: str) -> None:
+    (app,) = by_kind(template(helm), "SparkApplication")
+    assert "--follow" not in app["spec"]["arguments"]
+    assert feeder_arguments(app).follow_seconds is None
+    (app,) = by_kind(template(helm, "--set", "feeder.followSeconds=600"), "SparkApplication")
+    assert feeder_arguments(app).follow_seconds == 600.0
+    for bad in ("-1", "0.5"):  # whole seconds: a cluster's catalog is not polled faster
+        value = f"feeder.followSeconds={bad}"
+        result = run_helm(helm, "template", "rel", str(CHART), "--set", value)
+        assert result.returncode != 0 and "followSeconds" in result.stderr, bad
+
+
 def test_tls_mounts_the_certificate_in_driver_and_executors_and_the_feeder_uses_it(
     helm: str,
 ) -> None:

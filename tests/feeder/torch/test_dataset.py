@@ -214,6 +214,21 @@ def served(spark, tmp_path_factory):
             feeder.stop()
 
 
+class HoldFirstBatch:
+    """A batch transform: at its first batch, each DataLoader worker (it has its own copy)
+    waits until every worker sharing ``barrier`` has one (an event, not a sleep)."""
+
+    def __init__(self, barrier) -> None:
+        self.barrier = barrier
+        self.waited = False
+
+    def __call__(self, batch):
+        if not self.waited:
+            self.waited = True
+            self.barrier.wait(120)  # BrokenBarrierError: a worker never got a batch
+        return batch
+
+
 def _ids(loader) -> list[list[int]]:
     return [batch["id"].tolist() for batch in loader]
 
@@ -227,9 +242,15 @@ def _flat(batches: list[list[int]]) -> list[int]:
 @pytest.mark.parametrize("mode", ["static", "dynamic"])
 def test_each_row_once_per_epoch_across_ranks_and_workers(served, mode):
     """Both ranks (2 DataLoader workers each) read the epoch at the same time: one thread
-    per rank, released together by a barrier and joined, so neither can drain the
-    queue before the other starts."""
+    per rank, joined with one deadline; no worker gets past its first batch until all four
+    have one (a barrier in the batch transform), so neither rank can drain the dynamic
+    queue while the other's workers are still starting."""
+    import multiprocessing
+
     from torch.utils.data import DataLoader
+
+    manager = multiprocessing.get_context("spawn").Manager()
+    first_batches = manager.Barrier(4)
 
     run = uuid.uuid4().hex[:8]  # a fresh job: dynamic mode consumes (job, epoch) once
     loaders = []
@@ -246,17 +267,16 @@ def test_each_row_once_per_epoch_across_ranks_and_workers(served, mode):
             seed=11,
             # MIX windows of 256 rows: ~24 units to share (one default window holds it all)
             mix=MixParams(block_rows=32, window_rows=256),
+            transform=HoldFirstBatch(first_batches),
         )
         loaders.append(
             DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=FORK_SAFE)
         )
     per_rank: list[list[list[int]]] = [[], []]
     errors: list[BaseException] = []
-    start = threading.Barrier(2)
 
     def read(rank: int) -> None:
         try:
-            start.wait(60)
             per_rank[rank] = _ids(loaders[rank])  # starts its workers, reads the epoch
         except BaseException as exc:  # surfaced below: a thread's exception is not a failure
             errors.append(exc)
@@ -267,6 +287,7 @@ def test_each_row_once_per_epoch_across_ranks_and_workers(served, mode):
     deadline = time.monotonic() + 240  # one deadline for both, well inside pytest's timeout
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
+    manager.shutdown()
     assert not any(t.is_alive() for t in threads), "a rank did not finish its epoch in 240 s"
     assert errors == []
     all_ids = _flat(per_rank[0]) + _flat(per_rank[1])
@@ -275,7 +296,7 @@ def test_each_row_once_per_epoch_across_ranks_and_workers(served, mode):
         # at most one short batch per consumer (DataLoader worker)
         assert sum(len(b) != 64 for b in batches) <= 2
         # both ranks took part (read one after the other, the first would drain every
-        # lease); how many units each wins in dynamic mode depends on worker start-up
+        # lease): each of its workers held a batch before any went on
         assert len(_flat(batches)) > 0
     if mode == "static":
         # 3000 rows per rank; workers get 23 whole batches + (23 batches + 56 rows)

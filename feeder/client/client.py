@@ -302,7 +302,11 @@ class FeederClient:
                 on_snapshot(answered.snapshot_id)
         if is_mixed(info.endpoints):
             yield from read_static_windows(
-                info.endpoints, seed=request.seed, epoch=request.epoch, nodes=self._nodes
+                info.endpoints,
+                seed=request.seed,
+                epoch=request.epoch,
+                nodes=self._nodes,
+                unit=request.unit,
             )
             return
         ranges = [

@@ -78,10 +78,11 @@ class CoordinatorCalls:
         return self._token
 
     def options(
-        self, timeout: float | None, chunks: Chunking | None = None
+        self, timeout: float | None, chunks: Chunking | None = None, windows: str | None = None
     ) -> flight.FlightCallOptions:
-        """Return the call options (token, job, optional chunking hint) for one call."""
-        return call_options(self._token, self.job, timeout, chunks=chunks)
+        """Return the call options (token, job, optional chunking hint and window header)
+        for one call."""
+        return call_options(self._token, self.job, timeout, chunks=chunks, windows=windows)
 
     def close(self) -> None:
         """Close the connection (the next call opens a new one)."""

@@ -26,6 +26,7 @@ from feeder.protocol.auth import connect
 from feeder.protocol.chunking import Chunking
 from feeder.protocol.config import TLSConfig
 from feeder.protocol.tickets import join_bundle
+from feeder.protocol.window_gather import WindowSpec, is_marked, windows_header
 from jobs.errors import AuthError, FeederError
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,12 @@ CLOSED = "FlightClient is closed"
 #: ``resume(ticket, delivered) -> (ticket, locations)``: the coordinator's fresh ticket
 #: for the rows of ``ticket`` after the first ``delivered``.
 Resume = Callable[[str, int], tuple[str, list[str]]]
-#: ``options(timeout, chunks)``: the call options of one data-node call.
-Options = Callable[[float | None, Chunking | None], flight.FlightCallOptions]
+#: ``options(timeout, chunks, windows)``: the call options of one data-node call.
+Options = Callable[[float | None, Chunking | None, str | None], flight.FlightCallOptions]
+
+
+class WindowsUnsupported(FeederError):
+    """A data node that predates whole-window reads (protocol 5) served plain ranges."""
 
 
 class NodeReader:
@@ -201,9 +206,50 @@ class NodeReader:
             AuthError: the node refused a ticket.
             FeederError: the node rejected a ticket.
         """
+        return self._one_call(
+            location,
+            tickets,
+            None,
+            None,
+            f"a bundle of {len(tickets)} ranges",
+            "failing over range by range",
+        )
+
+    def read_windows(
+        self, location: str, tickets: list[str], windows: list[WindowSpec], chunks: Chunking
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield whole MIX windows' kept rows, ordered by the node ``location`` that holds
+        every piece (``tickets``: the windows' pieces in order, at most
+        MAX_BUNDLE_TICKETS), in one ``do_get`` — no failover: a caller that gets a
+        RETRIABLE error or :class:`WindowsUnsupported` reads the rest another way.
+
+        Raises:
+            AuthError: the node refused a ticket.
+            FeederError: the node rejected a ticket or the windows.
+        """
+        return self._one_call(
+            location,
+            tickets,
+            chunks,
+            windows,
+            f"a read of {len(windows)} windows",
+            "reading the rest as pieces",
+        )
+
+    def _one_call(
+        self,
+        location: str,
+        tickets: list[str],
+        chunks: Chunking | None,
+        windows: list[WindowSpec] | None,
+        what: str,
+        then: str,
+    ) -> Iterator[pa.RecordBatch]:
+        """One ``do_get`` of a bundle, no failover (``what`` and ``then`` name it and what
+        the caller does after a RETRIABLE error, for the log)."""
         delivered = 0
         try:
-            batches = self._node_batches(location, join_bundle(tickets))
+            batches = self._node_batches(location, join_bundle(tickets), chunks, windows)
             for batch in _final_errors(batches, location):
                 delivered += batch.num_rows
                 yield batch
@@ -213,18 +259,22 @@ class NodeReader:
             raise FeederError(f"data node {location}: {clean(exc)}") from exc
         except RETRIABLE as exc:
             log.warning(
-                "data node %s failed after %d rows of a bundle of %d ranges (%s); failing over "
-                "range by range",
+                "data node %s failed after %d rows of %s (%s); %s",
                 location,
                 delivered,
-                len(tickets),
+                what,
                 clean(exc)[:200],
+                then,
             )
             self._drop_node(location)
             raise
 
     def _node_batches(
-        self, location: str, ticket: str, chunks: Chunking | None = None
+        self,
+        location: str,
+        ticket: str,
+        chunks: Chunking | None = None,
+        windows: list[WindowSpec] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Yield one ``do_get``'s batches, read in the caller's thread.
 
@@ -239,13 +289,19 @@ class NodeReader:
 
         A co-located node's rows are read from its cache files instead, when it allows.
         """
-        local = self._local.open(location, ticket, chunks) if self._local is not None else None
+        local = (
+            self._local.open(location, ticket, chunks, windows) if self._local is not None else None
+        )
         if local is not None:
             for batch in local:
                 self._count("rows_local", batch.num_rows)
                 yield batch
             return
-        reader = self._open_stream(location, ticket, chunks)
+        header = windows_header(windows) if windows is not None else None
+        reader = self._open_stream(location, ticket, chunks, header)
+        if windows is not None and not is_marked(reader.schema):
+            reader.cancel()
+            raise WindowsUnsupported(f"data node {location} does not serve whole windows")
         read = self._watch.track(reader)
         finished = False
         try:
@@ -278,7 +334,11 @@ class NodeReader:
         )
 
     def _open_stream(
-        self, location: str, ticket: str, chunks: Chunking | None = None
+        self,
+        location: str,
+        ticket: str,
+        chunks: Chunking | None = None,
+        windows: str | None = None,
     ) -> flight.FlightStreamReader:
         """``do_get`` on a helper thread; FlightTimedOutError if it takes ``stall_seconds``."""
         client = self._node_client(location)
@@ -292,7 +352,7 @@ class NodeReader:
             item: Any
             try:
                 item = client.do_get(
-                    flight.Ticket(ticket.encode("ascii")), self._options(None, chunks)
+                    flight.Ticket(ticket.encode("ascii")), self._options(None, chunks, windows)
                 )
             except BaseException as exc:  # handed to the caller, raised there
                 item = exc

@@ -21,7 +21,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -37,7 +37,8 @@ from feeder.protocol.local_read import (
     recv_frame,
     send_frame,
 )
-from feeder.protocol.slice_rows import read_cache_file, ticket_rows
+from feeder.protocol.slice_rows import read_cache_file, select, ticket_rows
+from feeder.protocol.window_gather import WindowSpec, window_stream
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,15 @@ class LocalReads:
             self._known = known
 
     def open(
-        self, location: str, ticket: str, chunks: Chunking | None
+        self,
+        location: str,
+        ticket: str,
+        chunks: Chunking | None,
+        windows: Sequence[WindowSpec] | None = None,
     ) -> Iterator[pa.RecordBatch] | None:
-        """Read ``ticket`` (a ticket or a bundle) from ``location``'s cache files.
+        """Read ``ticket`` (a ticket or a bundle) from ``location``'s cache files; with
+        ``windows``, the bundle's pieces as whole MIX windows, ordered here as the node
+        would order them (:mod:`feeder.protocol.window_gather`).
 
         Returns:
             The range(s)' batches, cut on ``chunks``'s grid (first range) as the node
@@ -148,6 +155,11 @@ class LocalReads:
             return None
         finally:
             close_all(fds)
+        if windows is not None:
+            pieces = [(select(tables[r.file], r.claims.columns), r.claims) for r in ranges]
+            return window_stream(
+                pieces, windows, chunking=chunks or Chunking(), batch_rows=batch_rows
+            )
         return _ranges(tables, ranges, chunks, batch_rows)
 
     def _note(self, location: str, reason: str, message: str) -> None:

@@ -1,138 +1,45 @@
-"""The consumer's half of the MIX shuffle: order one window's rows (PROTOCOL.md).
+"""The consumer's half of the MIX shuffle: read each window in its final order (PROTOCOL.md).
 
-A MIX window arrives as one piece per slice (each read from a data node with
-failover, like any slice range); :func:`mix_window` concatenates the pieces in
-slice order and applies the window's seeded order of ``UNIT_ROWS``-row units
-(:func:`feeder.protocol.mix.window_units`), keeping the output rows
-``[keep_start, keep_stop)`` the consumer delivers. Fixed-width columns without
-nulls are moved with one ``numpy.take`` of whole units per column (one random read
-per unit, not per row); other columns with Arrow ``take`` of the rows. Pure pyarrow
-and numpy: no torch, no pyspark.
+A MIX window is one piece of every slice. When one data node is the first choice
+for every piece of a window (always with one node, and with host-local windows),
+the consumer asks that node for the whole window (:meth:`NodeReader.read_windows`,
+many windows a ``do_get``): the node gathers and orders it
+(:mod:`feeder.protocol.window_gather`), and the rows arrive in their final order —
+the consumer copies nothing. Otherwise — the pieces live on several nodes, a node
+predates window reads, or it fails mid-window — the consumer reads the pieces (one
+bundled stream per node, :class:`PieceStreams`, with failover) and orders the
+window itself (:func:`feeder.protocol.window_order.mix_window`). Either way a
+window's rows are handed on only once all of them arrived, so a failure never
+delivers a row twice. Pure pyarrow and numpy: no torch, no pyspark.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from feeder.client.failover import NodeReader
+from feeder.client.failover import NodeReader, WindowsUnsupported
+from feeder.client.flight_errors import RETRIABLE
 from feeder.client.piece_streams import Piece, PieceStreams
-from feeder.protocol.mix import UNIT_ROWS, window_permutation, window_units
+from feeder.protocol.chunking import Chunking
+from feeder.protocol.tickets import MAX_BUNDLE_TICKETS
+from feeder.protocol.window_gather import WindowSpec
+from feeder.protocol.window_order import WindowScratch, mix_window
 from jobs.errors import FeederError
 
+log = logging.getLogger(__name__)
 
-def _item(width: int) -> np.dtype:
-    """An item type of ``width`` bytes: unsigned integers where numpy has one (fast take)."""
-    return np.dtype({1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}.get(width, f"V{width}"))
+__all__ = ["WindowScratch", "is_mixed", "mix_window", "read_static_windows", "read_unit"]
 
-
-def _plain(chunks: Sequence[pa.Array], kind: pa.DataType) -> bool:
-    return (
-        pa.types.is_primitive(kind)
-        and kind.bit_width % 8 == 0
-        and not any(c.null_count for c in chunks)
-    )
-
-
-class WindowScratch:
-    """A reusable buffer in which a window's received chunks of one column are joined
-    before they are ordered: one per consumer stream, used by one thread at a time.
-
-    A fresh array per window and column is mapped anew every time (the allocator hands
-    blocks this large back to the system when they are freed): a page fault per 4 KiB
-    page, on top of the copy. This buffer stays mapped, sized for the widest column of
-    the largest window so far.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = np.empty(0, dtype=np.uint8)
-
-    def join(self, parts: Sequence[np.ndarray], item: np.dtype) -> np.ndarray:
-        """``parts`` (arrays of ``item``) end to end, in this buffer (valid until the next
-        call)."""
-        if len(parts) == 1:
-            return parts[0]
-        nbytes = sum(len(p) for p in parts) * item.itemsize
-        if len(self._buffer) < nbytes:
-            self._buffer = np.empty(nbytes, dtype=np.uint8)
-        joined = self._buffer[:nbytes].view(item)
-        np.concatenate(parts, out=joined)
-        return joined
-
-
-def _permute_plain(
-    chunks: Sequence[pa.Array],
-    kind: pa.DataType,
-    units: np.ndarray,
-    keep: tuple[int, int],
-    scratch: WindowScratch,
-) -> pa.Array:
-    """Rows ``keep`` of the window order of a fixed-width column: the chunks joined in
-    ``scratch``, then whole units moved with one ``numpy.take`` of ``UNIT_ROWS``-row items
-    into a new buffer (which the batch, and its tensors, then own), the tail rows copied
-    in order."""
-    width = kind.bit_width // 8
-    item = _item(width)
-    parts = [
-        np.frombuffer(c.buffers()[1], dtype=item, count=c.offset + len(c))[c.offset :]
-        for c in chunks
-    ]
-    values = scratch.join(parts, item)
-    start, stop = keep
-    head = len(units) * UNIT_ROWS  # output rows from here on are the window's tail rows
-    rows = np.empty(0, dtype=item)
-    if start < head:
-        first, last = start // UNIT_ROWS, -(-min(stop, head) // UNIT_ROWS)
-        blocks = values[:head].view(np.dtype(f"V{width * UNIT_ROWS}"))
-        moved = np.empty(last - first, dtype=blocks.dtype)
-        np.take(blocks, units[first:last], out=moved, mode="clip")  # no buffered copy
-        rows = moved.view(item)[start - first * UNIT_ROWS : min(stop, head) - first * UNIT_ROWS]
-    if stop > head:  # the window's tail rows follow the units in order (copied out of scratch)
-        rows = np.concatenate([rows, values[max(start, head) : stop]])
-    return pa.Array.from_buffers(kind, len(rows), [None, pa.py_buffer(rows)])
-
-
-def mix_window(
-    batches: Sequence[pa.RecordBatch],
-    schema: pa.Schema,
-    *,
-    rows: int,
-    keep_start: int,
-    keep_stop: int,
-    seed: int,
-    epoch: int,
-    window: int,
-    scratch: WindowScratch | None = None,
-) -> pa.RecordBatch:
-    """Return output rows ``[keep_start, keep_stop)`` of window ``window``'s order whose
-    pieces, concatenated in slice order, are ``batches`` (``rows`` rows in all).
-
-    ``scratch`` is the stream's join buffer (None: a new one for this call). Raises
-    FeederError if the pieces do not hold ``rows`` rows.
-    """
-    got = sum(b.num_rows for b in batches)
-    if got != rows:
-        raise FeederError(f"window {window}: pieces hold {got} rows, the plan says {rows}")
-    units = window_units(rows, seed=seed, epoch=epoch, window=window).astype(np.intp)
-    keep = (keep_start, keep_stop)
-    scratch = scratch if scratch is not None else WindowScratch()
-    row_idx: pa.Array | None = None
-    arrays: list[pa.Array] = []
-    for i, field in enumerate(schema):
-        chunks = [b.column(i) for b in batches]
-        if _plain(chunks, field.type):
-            arrays.append(_permute_plain(chunks, field.type, units, keep, scratch))
-            continue
-        if row_idx is None:
-            perm = window_permutation(rows, seed=seed, epoch=epoch, window=window)
-            row_idx = pa.array(perm[keep_start:keep_stop])
-        arrays.append(pa.concat_arrays(chunks).take(row_idx))
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+#: a window read: its metadata (PROTOCOL.md: ``window``, ``rows``, ``keep``, ``sizes``)
+#: and its pieces
+Read = tuple[Mapping[str, Any], list[Piece]]
 
 
 def _window_rows(
@@ -176,26 +83,164 @@ def _pieces(window: Mapping[str, Any], pieces: Sequence[tuple[str, list[str]]]) 
     return [Piece(t, tuple(locs), int(n)) for (t, locs), n in zip(pieces, sizes, strict=True)]
 
 
-def read_window(
-    window: Mapping[str, Any],
-    pieces: Sequence[tuple[str, list[str]]],
+@dataclass
+class _Segment:
+    """Consecutive window reads ordered the same way: by the node ``location`` (every
+    piece's first choice; at most MAX_BUNDLE_TICKETS pieces in all), or by the consumer
+    (``location`` None)."""
+
+    location: str | None
+    reads: list[Read]
+    tickets: int
+
+
+def _first_choice(pieces: Sequence[Piece], nodes: NodeReader) -> str | None:
+    """The node every piece would be read from first, if it is one and the same."""
+    firsts = {next(iter(nodes.order(list(p.locations))), "") for p in pieces}
+    only = firsts.pop() if len(firsts) == 1 else ""
+    return only or None
+
+
+def _segments(reads: Sequence[Read], nodes: NodeReader) -> Iterator[_Segment]:
+    """``reads`` cut into :class:`_Segment` s, in order (lazily: each read's first choice
+    is looked at when its segment is due, after earlier failures)."""
+    current: _Segment | None = None
+    for meta, pieces in reads:
+        location = _first_choice(pieces, nodes) if len(pieces) <= MAX_BUNDLE_TICKETS else None
+        fits = current is not None and (
+            location is None or current.tickets + len(pieces) <= MAX_BUNDLE_TICKETS
+        )
+        if current is not None and current.location == location and fits:
+            current.reads.append((meta, pieces))
+            current.tickets += len(pieces)
+            continue
+        if current is not None:
+            yield current
+        current = _Segment(location, [(meta, pieces)], len(pieces))
+    if current is not None:
+        yield current
+
+
+def _spec(meta: Mapping[str, Any], pieces: int) -> WindowSpec:
+    keep_start, keep_stop = (int(x) for x in meta["keep"])
+    return WindowSpec(int(meta["window"]), pieces, keep_start, keep_stop)
+
+
+class _NodeWindows:
+    """Reads window after window ordered by one node; ``done`` counts those handed on."""
+
+    def __init__(self, location: str, reads: Sequence[Read], nodes: NodeReader) -> None:
+        self.location = location
+        self.reads = list(reads)
+        self.nodes = nodes
+        self.done = 0
+
+    def batches(self, chunks: Chunking) -> Iterator[pa.RecordBatch]:
+        """Yield the windows' kept rows; return quietly (``done`` < all) when the node
+        fails or predates window reads, so the caller reads the rest another way.
+
+        Raises:
+            AuthError, FeederError: the node refused the tickets or sent rows that do not
+                fit the windows.
+        """
+        specs = [_spec(meta, len(pieces)) for meta, pieces in self.reads]
+        wants = [s.keep_stop - s.keep_start for s in specs]
+        tickets = [p.ticket for _, pieces in self.reads for p in pieces]
+        pending: list[pa.RecordBatch] = []
+        got = 0
+        try:
+            for batch in self.nodes.read_windows(self.location, tickets, specs, chunks):
+                while self.done < len(wants) and got == wants[self.done]:
+                    yield from pending
+                    pending, got, self.done = [], 0, self.done + 1
+                if batch.num_rows == 0:
+                    continue
+                if self.done == len(wants) or got + batch.num_rows > wants[self.done]:
+                    raise FeederError(
+                        f"data node {self.location} sent more rows than window "
+                        f"{specs[min(self.done, len(specs) - 1)].window} keeps"
+                    )
+                pending.append(batch)
+                got += batch.num_rows
+            while self.done < len(wants) and got == wants[self.done]:
+                yield from pending
+                pending, got, self.done = [], 0, self.done + 1
+            if self.done < len(wants):
+                raise FeederError(
+                    f"data node {self.location} ended a window read after {self.done} of "
+                    f"{len(wants)} windows"
+                )
+        except (WindowsUnsupported, *RETRIABLE) as exc:
+            log.info(
+                "window read from %s stopped after %d of %d windows (%s); reading the rest "
+                "as pieces",
+                self.location,
+                self.done,
+                len(wants),
+                exc,
+            )
+
+
+def _consumer_ordered(
+    reads: Sequence[Read], nodes: NodeReader, *, seed: int, epoch: int, scratch: WindowScratch
+) -> Iterator[pa.RecordBatch]:
+    """Yield ``reads``' kept rows, ordered here: every piece of the reads streams in on one
+    bundled stream per data node (:class:`PieceStreams`), each node up to one window
+    ahead of the window being ordered. Errors of a piece surface in order."""
+    flat = [piece for _, pieces in reads for piece in pieces]
+    ahead = max((int(meta["rows"]) for meta, _ in reads), default=1)
+    streams = PieceStreams(flat, nodes, rows_ahead=ahead)
+    try:
+        index = 0
+        for meta, pieces in reads:
+            batches = [b for i in range(index, index + len(pieces)) for b in streams.take(i)]
+            index += len(pieces)
+            out = _window_rows(meta, batches, seed=seed, epoch=epoch, scratch=scratch)
+            if out is not None:
+                yield out
+    finally:
+        streams.close()
+
+
+def read_windows(
+    reads: Sequence[Read],
+    nodes: NodeReader,
     *,
     seed: int,
     epoch: int,
-    nodes: NodeReader,
+    position: int = 0,
+    unit: int = 1,
     scratch: WindowScratch | None = None,
-) -> pa.RecordBatch | None:
-    """Read every piece of one window read (``window`` as in PROTOCOL.md: ``window``,
-    ``rows``, ``keep``, ``sizes``) and return its kept rows, permuted; None if it keeps
-    none. The pieces come as one bundled stream per data node; ``scratch`` as for
-    :func:`mix_window`."""
-    wanted = _pieces(window, pieces)
-    streams = PieceStreams(wanted, nodes, rows_ahead=int(window["rows"]))
-    try:
-        batches = [batch for i in range(len(wanted)) for batch in streams.take(i)]
-    finally:
-        streams.close()
-    return _window_rows(window, batches, seed=seed, epoch=epoch, scratch=scratch)
+) -> Iterator[pa.RecordBatch]:
+    """Yield the kept rows of window reads, in order, each window ordered by the node that
+    holds all of it where there is one, else here (see the module docstring).
+
+    Args:
+        reads: the window reads and their pieces.
+        nodes: the client's node reader.
+        seed: the job's shuffle seed.
+        epoch: the epoch.
+        position: rows the consumer received before (the chunking hint).
+        unit: rows per unit of the consumer's batches (the chunking hint).
+        scratch: the consumer's join buffer (None: a new one).
+
+    Raises:
+        AuthError, FeederError: as reading a piece or a window does.
+    """
+    scratch = scratch if scratch is not None else WindowScratch()
+    for segment in _segments(reads, nodes):
+        rest = segment.reads
+        if segment.location is not None:
+            node = _NodeWindows(segment.location, segment.reads, nodes)
+            for batch in node.batches(Chunking.at(position, unit)):
+                position += batch.num_rows
+                yield batch
+            rest = segment.reads[node.done :]
+            if not rest:
+                continue
+        for batch in _consumer_ordered(rest, nodes, seed=seed, epoch=epoch, scratch=scratch):
+            position += batch.num_rows
+            yield batch
 
 
 def read_unit(
@@ -225,11 +270,16 @@ def read_unit(
         yield from nodes.read(answer["ticket"], answer["locations"], position=position, unit=unit)
         return
     pieces = [(p["ticket"], list(p["locations"])) for p in answer["pieces"]]
-    mixed = read_window(
-        answer["window"], pieces, seed=seed, epoch=epoch, nodes=nodes, scratch=scratch
+    window = answer["window"]
+    yield from read_windows(
+        [(window, _pieces(window, pieces))],
+        nodes,
+        seed=seed,
+        epoch=epoch,
+        position=position,
+        unit=unit,
+        scratch=scratch,
     )
-    if mixed is not None:
-        yield mixed
 
 
 def _reads(
@@ -251,30 +301,17 @@ def _reads(
 
 
 def read_static_windows(
-    endpoints: Sequence[flight.FlightEndpoint], *, seed: int, epoch: int, nodes: NodeReader
+    endpoints: Sequence[flight.FlightEndpoint],
+    *,
+    seed: int,
+    epoch: int,
+    nodes: NodeReader,
+    unit: int = 1,
 ) -> Iterator[pa.RecordBatch]:
-    """Yield a static-mode MIX share, window read by window read, in order.
-
-    Every piece of the share streams in on one bundled stream per data node
-    (:class:`PieceStreams`), each node up to one window ahead of the window being
-    permuted: nodes gather and the network moves bytes while this thread permutes.
-    Errors of a piece surface in order.
-    """
+    """Yield a static-mode MIX share, window read by window read, in order
+    (:func:`read_windows`; ``unit``: the consumer's batch rows, the chunking hint)."""
     reads = [(meta, _pieces(meta, group)) for meta, group in _reads(endpoints)]
-    flat = [piece for _, pieces in reads for piece in pieces]
-    ahead = max((int(meta["rows"]) for meta, _ in reads), default=1)
-    streams = PieceStreams(flat, nodes, rows_ahead=ahead)
-    scratch = WindowScratch()
-    try:
-        index = 0
-        for meta, pieces in reads:
-            batches = [b for i in range(index, index + len(pieces)) for b in streams.take(i)]
-            index += len(pieces)
-            out = _window_rows(meta, batches, seed=seed, epoch=epoch, scratch=scratch)
-            if out is not None:
-                yield out
-    finally:
-        streams.close()
+    yield from read_windows(reads, nodes, seed=seed, epoch=epoch, unit=unit)
 
 
 def is_mixed(endpoints: Sequence[flight.FlightEndpoint]) -> bool:

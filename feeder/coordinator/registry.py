@@ -57,6 +57,7 @@ STAT_KEYS = (
     "storage_bytes_read",
     "rows_served",
     "rows_served_local",
+    "rows_served_ordered",
     "bytes_served",
     "errors",
 )

@@ -45,10 +45,12 @@ from feeder.node.metrics import NodeMetricsServer
 from feeder.node.ranges import range_rows
 from feeder.node.refresh import SourceOpener, apply_refresh
 from feeder.node.settings import DEFAULT_BATCH_ROWS, NodeSettings
+from feeder.node.window_serving import ordered_windows
 from feeder.protocol.auth import (
     call_options,
     caller_chunking,
     caller_job,
+    caller_windows,
     connect,
     location_uri,
     server_middleware,
@@ -76,6 +78,7 @@ from feeder.protocol.tickets import (
     snapshot_key,
     split_bundle,
 )
+from feeder.protocol.window_gather import WindowSpec, marked, parse_windows
 from feeder.protocol.wire_errors import UnservedCalls, to_wire
 from jobs.errors import FeederError, SpecError
 
@@ -91,6 +94,7 @@ class NodeStats:
     storage_bytes_read: int = 0
     rows_served: int = 0
     rows_served_local: int = 0
+    rows_served_ordered: int = 0
     bytes_served: int = 0
     errors: int = 0
 
@@ -241,6 +245,9 @@ class DataNode(UnservedCalls, TrackedFlightServer):
             if len(claims) > 1:
                 what = f"do_get of {len(claims)} slice ranges"
             chunking = self._check(context, claims)
+            windows = parse_windows(caller_windows(context), len(claims))
+            if windows is not None:
+                return self._windows(claims, windows, chunking, f"do_get of {len(windows)} windows")
             if len(claims) > 1:
                 return self._bundle(claims, chunking, what)
             _, opened = self._open_cached(claims[0].slice_id)
@@ -330,10 +337,31 @@ class DataNode(UnservedCalls, TrackedFlightServer):
 
         return flight.GeneratorStream(schema, self._counted(batches(), what))
 
-    def _counted(self, batches: Iterator[pa.RecordBatch], what: str) -> Iterator[pa.RecordBatch]:
+    def _windows(
+        self, claims: list[TicketClaims], specs: list[WindowSpec], chunking: Chunking, what: str
+    ) -> Any:
+        """Stream whole MIX windows in their final order (:mod:`feeder.node.window_serving`).
+
+        Every piece is opened and checked before the first row is sent."""
+        tables = {c.slice_id: self._open_cached(c.slice_id)[1] for c in claims}
+        for c in claims:
+            check_range(c.slice_id, tables[c.slice_id].num_rows, c.start, c.stop)
+        pieces = [(self.cache.select(tables[c.slice_id], c.columns), c) for c in claims]
+        batches = ordered_windows(pieces, specs, chunking=chunking, batch_rows=self.batch_rows)
+        return flight.GeneratorStream(
+            marked(pieces[0][0].schema), self._counted(batches, what, ordered=True)
+        )
+
+    def _counted(
+        self, batches: Iterator[pa.RecordBatch], what: str, *, ordered: bool = False
+    ) -> Iterator[pa.RecordBatch]:
         try:
             for batch in batches:
-                self._count(rows_served=batch.num_rows, bytes_served=batch.nbytes)
+                self._count(
+                    rows_served=batch.num_rows,
+                    bytes_served=batch.nbytes,
+                    rows_served_ordered=batch.num_rows if ordered else 0,
+                )
                 yield batch
         except Exception as exc:  # mid-stream: a cache file gone or unreadable
             self._count(errors=1)

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from feeder.protocol import fork_guard
 from feeder.protocol.chunking import CHUNKS_HEADER, Chunking, parse_chunking
 from feeder.protocol.config import TLSConfig
+from feeder.protocol.window_gather import WINDOWS_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,17 @@ class CallHeaders(flight.ServerMiddleware):
     """Per-call middleware instance holding what the handlers need from the headers."""
 
     def __init__(
-        self, job: str | None, node_proof: str | None = None, chunks: str | None = None
+        self,
+        job: str | None,
+        node_proof: str | None = None,
+        chunks: str | None = None,
+        windows: str | None = None,
     ) -> None:
         super().__init__()
         self.job = job
         self.node_proof = node_proof
         self.chunks = chunks
+        self.windows = windows
 
 
 class BearerCheck:
@@ -98,6 +104,7 @@ class BearerAuthFactory(flight.ServerMiddlewareFactory):
             _header(headers, JOB_HEADER),
             _header(headers, NODE_PROOF_HEADER),
             _header(headers, CHUNKS_HEADER),
+            _header(headers, WINDOWS_HEADER),
         )
 
 
@@ -135,6 +142,12 @@ def caller_chunking(context: flight.ServerCallContext) -> Chunking:
     return parse_chunking(middleware.chunks if isinstance(middleware, CallHeaders) else None)
 
 
+def caller_windows(context: flight.ServerCallContext) -> str | None:
+    """Return the ``x-icefeed-windows`` header of the current call, unparsed (None: none)."""
+    middleware = context.get_middleware(MIDDLEWARE_KEY)
+    return middleware.windows if isinstance(middleware, CallHeaders) else None
+
+
 def call_options(
     token: str | SecretStr | None,
     job: str | None = None,
@@ -142,6 +155,7 @@ def call_options(
     *,
     node_proof: str | None = None,
     chunks: Chunking | None = None,
+    windows: str | None = None,
 ) -> flight.FlightCallOptions:
     """Return ``FlightCallOptions`` carrying the bearer token, the job header, a data node's
     proof for a node-only call (see :mod:`feeder.protocol.node_auth`), a ``do_get``'s chunking
@@ -156,6 +170,8 @@ def call_options(
         headers.append((NODE_PROOF_HEADER.encode(), node_proof.encode("ascii")))
     if chunks is not None:
         headers.append((CHUNKS_HEADER.encode(), chunks.header_value().encode("ascii")))
+    if windows is not None:
+        headers.append((WINDOWS_HEADER.encode(), windows.encode("ascii")))
     return flight.FlightCallOptions(headers=headers, timeout=timeout)
 
 

@@ -19,13 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from feeder.protocol.mix import BlockRuns, block_order, block_runs
+from feeder.protocol.window_order import item_type
 
 _ORDER_LOCK = threading.Lock()
-
-
-def _item(width: int) -> np.dtype:
-    """An item type of ``width`` bytes: unsigned integers where numpy has one (fast take)."""
-    return np.dtype({1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}.get(width, f"V{width}"))
 
 
 def cached_block_order(
@@ -51,13 +47,17 @@ def _fixed_width(array: pa.Array) -> np.dtype | None:
     kind = array.type
     if array.null_count or not pa.types.is_primitive(kind) or kind.bit_width % 8:
         return None
-    return _item(kind.bit_width // 8)
+    return item_type(kind.bit_width // 8)
 
 
-def _gather_values(values: np.ndarray, runs: BlockRuns) -> np.ndarray:
+def _gather_values(
+    values: np.ndarray, runs: BlockRuns, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The rows ``runs`` names of ``values``, into ``out`` (None: a new array)."""
     b = runs.block_rows
     full = len(values) // b
-    out = np.empty(runs.num_rows, dtype=values.dtype)
+    if out is None:
+        out = np.empty(runs.num_rows, dtype=values.dtype)
     head = runs.head[1] - runs.head[0]
     out[:head] = values[runs.head[0] : runs.head[1]]
     middle = len(runs.blocks) * b
@@ -116,3 +116,58 @@ def read_block_stream(
         )
         yield from gather_runs(table, runs).to_batches()
         lo += size
+
+
+class GatherScratch:
+    """Reusable buffers, one per column, into which a window's pieces are gathered: one per
+    stream, used by one thread at a time (a fresh array per window and column would be
+    mapped anew, a page fault per 4 KiB page on top of the copy)."""
+
+    def __init__(self) -> None:
+        self._buffers: list[np.ndarray] = []
+
+    def buffer(self, column: int, count: int, item: np.dtype) -> np.ndarray:
+        """``count`` items of ``item`` for ``column`` (valid until the next call for it)."""
+        while len(self._buffers) <= column:
+            self._buffers.append(np.empty(0, dtype=np.uint8))
+        nbytes = count * item.itemsize
+        if len(self._buffers[column]) < nbytes:
+            self._buffers[column] = np.empty(nbytes, dtype=np.uint8)
+        return self._buffers[column][:nbytes].view(item)
+
+
+def gather_pieces(
+    pieces: Sequence[tuple[pa.Table, BlockRuns]], scratch: GatherScratch
+) -> pa.RecordBatch:
+    """Return the rows each ``(table, runs)`` names, concatenated in order, as one batch.
+
+    The tables must share a schema. Fixed-width columns without nulls are gathered into
+    ``scratch`` (the batch is valid until its next use); others are taken with Arrow.
+    """
+    schema = pieces[0][0].schema
+    rows = sum(runs.num_rows for _, runs in pieces)
+    arrays: list[pa.Array] = []
+    for i, field in enumerate(schema):
+        chunks = [
+            column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+            for column in (table.column(i) for table, _ in pieces)
+        ]
+        items = {_fixed_width(chunk) for chunk in chunks}
+        item = items.pop() if len(items) == 1 else None
+        if item is None:
+            taken = [
+                chunk.take(pa.array(runs.rows()))
+                for chunk, (_, runs) in zip(chunks, pieces, strict=True)
+            ]
+            arrays.append(pa.concat_arrays(taken) if taken else pa.array([], field.type))
+            continue
+        joined = scratch.buffer(i, rows, item)
+        offset = 0
+        for chunk, (_, runs) in zip(chunks, pieces, strict=True):
+            values = np.frombuffer(chunk.buffers()[1], dtype=item, count=chunk.offset + len(chunk))[
+                chunk.offset :
+            ]
+            _gather_values(values, runs, out=joined[offset : offset + runs.num_rows])
+            offset += runs.num_rows
+        arrays.append(pa.Array.from_buffers(field.type, rows, [None, pa.py_buffer(joined)]))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -300,6 +300,48 @@ def test_bench_headline_paths_interleaved(bench_env, raw_flight):
     )
 
 
+SHUFFLE_ROUNDS = 6
+
+
+def test_bench_shuffled_against_in_order_interleaved(bench_env):
+    """Issue 19's speed bar: FeederDataset shuffled (MIX, the default) against in order,
+    one consumer, interleaved round by round (:func:`_interleaved`) so both meet the same
+    machine; the ratio of the bests and the median of the rounds' ratios."""
+    endpoint = bench_env["feeder"].endpoint
+
+    def run(shuffle: bool) -> Callable[[int], tuple[int, int]]:
+        ds = _dataset(endpoint, f"bench-ds-vs-{shuffle}", shuffle=shuffle, drop_last=False)
+
+        def epoch(e: int) -> tuple[int, int]:
+            ds.set_epoch(e)
+            return _count_tensors(ds)
+
+        return epoch
+
+    results = _interleaved({"in_order": run(False), "shuffled": run(True)}, SHUFFLE_ROUNDS)
+    for rows, _, _ in results.values():
+        assert rows == ROWS
+    (rows, nbytes, seq), (_, _, mixed) = results["in_order"], results["shuffled"]
+    ratios, median = round_ratios(seq, mixed)
+    ratio = round(min(seq) / min(mixed), 3)
+    record(
+        GROUP,
+        "shuffled_vs_in_order_1c",
+        rows=rows,
+        seconds=min(mixed),
+        nbytes=nbytes,
+        ratio=ratio,
+        median_round_ratio=median,
+        round_ratios=ratios,
+        in_order_seconds=min(seq),
+        target=">= 0.6x in order (goal 0.8x)",
+    )
+    print(
+        f"{GROUP}/shuffled_vs_in_order_1c: {ratio}x in order (best vs best), median of "
+        f"{SHUFFLE_ROUNDS} rounds {median}x; rounds {ratios}"
+    )
+
+
 @pytest.mark.parametrize(
     ("shuffle", "consumers"),
     [(False, 2), (True, 1), (True, 2), ("slice", 1)],

@@ -17,6 +17,9 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -138,40 +141,21 @@ def test_a_hung_node_is_failed_over_after_stall_seconds_every_row_once(catalog, 
     assert all(p.returncode == 0 for p in procs), [p.returncode for p in procs]
 
 
-def test_a_node_killed_mid_epoch_with_the_mix_shuffle_every_row_once(catalog, tmp_path, caplog):
-    """MIX: SIGKILL one of two node processes after the first window; the pieces it would
-    have served are read from the other node (which materialises their slices), and the
-    epoch still delivers every row once, in the same order as without the loss."""
-    from feeder.protocol.mix import MixParams
-
-    caplog.set_level(logging.WARNING, logger="feeder.client.client")
-    _wide_table(catalog)
-    served = resolve(FeederConfig(table="test.wide", slice_bytes=8_000_000), catalog)
+@contextmanager
+def _two_node_processes(
+    catalog, tmp_path, slice_bytes: int
+) -> Iterator[tuple[Coordinator, list[subprocess.Popen], Any]]:
+    """A coordinator over ``test.wide`` cut into ``slice_bytes`` slices and two data-node
+    processes, ready; stopped (and waited for) on the way out."""
+    served = resolve(FeederConfig(table="test.wide", slice_bytes=slice_bytes), catalog)
     key = new_key()
     coordinator = Coordinator(served, signer=TicketSigner(key), slots=2, heartbeat_seconds=6.0)
     procs = [
         start_node_process(f"m{i}", coordinator.endpoint, key, tmp_path / "cache") for i in range(2)
     ]
-    mix = MixParams(block_rows=64, window_rows=2000)
     try:
         assert coordinator.wait_ready(120), coordinator.status()
-        client = FeederClient(coordinator.endpoint, job="mix-kill", stall_seconds=10.0)
-        expected = ids_of(client.stream(0, seed=3, mix=mix))
-        victim = procs[0]
-        location = next(
-            n["location"] for n in coordinator.status()["nodes"] if n["pid"] == victim.pid
-        )
-        stream = client.stream(1, seed=3, mix=mix)
-        got = ids_of([next(stream)])  # the first window
-        assert 0 < len(got) < ROWS
-        os.kill(victim.pid, signal.SIGKILL)
-        victim.wait(timeout=30)
-        got += ids_of(stream)
-        counts = Counter(got)
-        assert len(counts) == ROWS and set(counts.values()) == {1}
-        assert any(f[0] == location for f in _failovers(caplog)), _failovers(caplog)
-        assert got != expected  # another epoch ...
-        assert ids_of(client.stream(0, seed=3, mix=mix)) == expected  # ... and epoch 0 again
+        yield coordinator, procs, served
     finally:
         coordinator.request_stop()
         for proc in procs:
@@ -181,4 +165,71 @@ def test_a_node_killed_mid_epoch_with_the_mix_shuffle_every_row_once(catalog, tm
                 proc.kill()
                 proc.wait()
         coordinator.close()
+
+
+def test_a_node_killed_mid_epoch_with_the_mix_shuffle_every_row_once(catalog, tmp_path, caplog):
+    """MIX: SIGKILL one of two node processes as the epoch starts; the pieces it would
+    have served are read from the other node (which materialises their slices), and the
+    epoch still delivers every row once, in the same order as without the loss."""
+    from feeder.protocol.mix import MixParams
+
+    caplog.set_level(logging.WARNING, logger="feeder.client.client")
+    _wide_table(catalog)
+    mix = MixParams(block_rows=64, window_rows=2000)
+    with _two_node_processes(catalog, tmp_path, 8_000_000) as (coordinator, procs, _):
+        client = FeederClient(coordinator.endpoint, job="mix-kill", stall_seconds=10.0)
+        expected = ids_of(client.stream(0, seed=3, mix=mix))
+        victim = procs[0]
+        location = next(
+            n["location"] for n in coordinator.status()["nodes"] if n["pid"] == victim.pid
+        )
+        # killed before the epoch's streams open, while the coordinator still lists it
+        # (heartbeats every 6 s), so the plan names it: killed after the first window, it
+        # may already have sent every row into the sockets' buffers (nothing fails over)
+        stream = client.stream(1, seed=3, mix=mix)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+        got = ids_of(stream)
+        counts = Counter(got)
+        assert len(counts) == ROWS and set(counts.values()) == {1}
+        assert any(f[0] == location for f in _failovers(caplog)), _failovers(caplog)
+        assert got != expected  # another epoch ...
+        assert ids_of(client.stream(0, seed=3, mix=mix)) == expected  # ... and epoch 0 again
     assert procs[1].returncode == 0
+
+
+def test_a_node_killed_during_a_whole_window_read_the_rest_is_read_as_pieces(
+    catalog, tmp_path, caplog
+):
+    """MIX on a one-slice table: every window lies on the slice's node, which orders whole
+    windows itself. SIGKILL it after the first window: the rest of the epoch is read as
+    pieces from the other node (which materialises the slice) and ordered by the consumer —
+    every row once, in the order an undisturbed read of the same epoch gives."""
+    from feeder.protocol.mix import MixParams
+
+    caplog.set_level(logging.INFO, logger="feeder.client")
+    _wide_table(catalog)
+    mix = MixParams(block_rows=64, window_rows=2000)
+    with _two_node_processes(catalog, tmp_path, 64_000_000) as (coordinator, procs, served):
+        assert len(served.plans) == 1
+        client = FeederClient(coordinator.endpoint, job="window-kill", stall_seconds=10.0)
+        expected = ids_of(client.stream(1, seed=3, mix=mix))
+        assert sorted(expected) == list(range(ROWS))
+        first = client.plan(1, seed=3, mix=mix).endpoints[0].locations[0].uri.decode()
+        owner = next(n for n in coordinator.status()["nodes"] if n["location"] == first)
+        victim = next(p for p in procs if p.pid == owner["pid"])
+        stream = FeederClient(coordinator.endpoint, job="window-kill-2", stall_seconds=10.0).stream(
+            1, seed=3, mix=mix
+        )
+        got = ids_of([next(stream)])  # a batch of the first window, ordered by the owner
+        assert 0 < len(got) <= 2000
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+        got += ids_of(stream)
+        assert got == expected
+        stopped = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "feeder.client.windows" and "reading the rest as pieces" in r.getMessage()
+        ]
+        assert stopped and owner["location"] in stopped[0], stopped

@@ -64,7 +64,7 @@ def test_a_resume_the_coordinator_keeps_waiting_does_not_use_up_retry_seconds():
         return ticket, [location]
 
     reader = NodeReader(
-        options=lambda timeout, chunks: flight.FlightCallOptions(),
+        options=lambda timeout, chunks, windows: flight.FlightCallOptions(),
         resume=resume,
         tls=None,
         retry_seconds=2.0,

@@ -149,3 +149,25 @@ def test_slice_order_is_still_available(feed):
     ids = ids_of(client.stream(0, seed=1, shuffle="slice"))
     assert sorted(ids) == list(range(ROWS))
     assert ids != ids_of(client.stream(0, seed=1, mix=MIX))
+
+
+def test_one_node_orders_whole_windows_itself_in_the_same_order(feed, module_catalog, home):
+    """With one data node every window's pieces lie on it: it orders the windows itself
+    (counted in ``rows_served_ordered``), static and dynamic, and the static order equals
+    that of two nodes (whose windows span both, ordered by the consumer)."""
+    kw = dict(rank=1, world_size=2, seed=8, mix=MIX, drop_last=False, unit=100)
+    two = ids_of(FeederClient(feed.endpoint, job="mix-two").stream(0, **kw))
+    with local_feeder(module_catalog, cache_dir=home / "one", nodes=1, batch_rows=300) as one:
+        client = FeederClient(one.endpoint, job="mix-one")
+        assert ids_of(client.stream(0, **kw)) == two
+        dynamic = Counter(ids_of(client.stream(0, mode="dynamic", seed=8, mix=MIX)))
+        assert sorted(dynamic) == list(range(ROWS)) and set(dynamic.values()) == {1}
+
+        def ordered(status: dict) -> int:
+            return sum(n["rows_served_ordered"] for n in status["nodes"])
+
+        want = len(two) + ROWS
+        assert one.coordinator.wait_for(lambda s: ordered(s) == want, 30), (
+            ordered(one.coordinator.status()),
+            want,
+        )

@@ -49,7 +49,9 @@ def _reader() -> NodeReader:
         raise AssertionError("a whole-range failover needs no resume")
 
     return NodeReader(
-        options=lambda timeout, chunks: call_options(TOKEN, JOB, timeout, chunks=chunks),
+        options=lambda timeout, chunks, windows: call_options(
+            TOKEN, JOB, timeout, chunks=chunks, windows=windows
+        ),
         resume=no_resume,
         tls=None,
         retry_seconds=5.0,

@@ -581,3 +581,86 @@ def test_one_bad_ticket_refuses_the_whole_bundle_before_a_row_is_sent(served, ba
     assert node.stats()["rows_served"] == before  # refused whole: no row went out first
     assert fetch(client, _bundle(good, good)).num_rows == 100
     assert node.stats()["errors"] == 1
+
+
+def _mix_claims(snap, slice_id, start, stop, **kw):
+    from feeder.protocol.mix import DEFAULT_BLOCK_ROWS
+    from feeder.protocol.shuffle_kind import Shuffle
+
+    base = claims(snap, slice_id, start, stop, **kw)
+    return TicketClaims(
+        **{**base.__dict__, "shuffle": Shuffle.MIX, "block_rows": DEFAULT_BLOCK_ROWS // 8}
+    )
+
+
+def _window_options(specs, chunks=None):
+    from feeder.protocol.window_gather import windows_header
+
+    return call_options(TOKEN, "job-a", 10, chunks=chunks, windows=windows_header(specs))
+
+
+def test_whole_windows_come_ordered_as_the_consumer_would_order_them(served):
+    """A bundle with the windows header: the node gathers and orders each window itself —
+    the same rows in the same order as the consumer ordering the plain pieces, cut on the
+    consumer's grid, counted as ordered rows, the schema marked."""
+    from feeder.protocol.window_gather import WindowSpec, is_marked
+    from feeder.protocol.window_order import mix_window
+
+    node, client, snap, plans, _ = served
+    signer = TicketSigner(KEY)
+    # two windows: one piece of every slice each (block stream positions)
+    windows = [[(p.slice_id, 0, 320) for p in plans], [(p.slice_id, 320, 640) for p in plans]]
+    keeps = [(0, 320 * len(plans)), (17, 320 * len(plans) - 5)]
+    tickets = [[signer.sign(_mix_claims(snap, *r)) for r in w] for w in windows]
+    expected = []
+    for w, (ts, keep) in enumerate(zip(tickets, keeps, strict=True)):
+        pieces = fetch(client, _bundle(*ts))  # plain pieces, in slice order
+        expected.append(
+            mix_window(
+                pieces.to_batches(),
+                pieces.schema,
+                rows=pieces.num_rows,
+                keep_start=keep[0],
+                keep_stop=keep[1],
+                seed=5,
+                epoch=1,
+                window=7 + w,
+            )
+        )
+    specs = [WindowSpec(7 + w, len(plans), *keep) for w, keep in enumerate(keeps)]
+    before = node.stats()
+    reader = client.do_get(
+        flight.Ticket(_bundle(*tickets[0], *tickets[1])),
+        _window_options(specs, Chunking(lead=30, unit=64)),
+    )
+    assert is_marked(reader.schema)
+    got = reader.read_all()
+    want = pa.Table.from_batches(expected)
+    assert got.column("id").to_pylist() == want.column("id").to_pylist()
+    assert got.equals(want.replace_schema_metadata(got.schema.metadata))
+    sizes = [b.num_rows for b in got.to_batches()]
+    ends = np.cumsum(sizes).tolist()
+    assert sizes[0] == 30 and all(
+        (e - 30) % 64 == 0 or e in (keeps[0][1], got.num_rows) for e in ends
+    )
+    after = node.stats()
+    assert after["rows_served_ordered"] - before["rows_served_ordered"] == got.num_rows
+    assert after["rows_served"] - before["rows_served"] == got.num_rows
+
+
+@pytest.mark.parametrize(
+    ("header", "match"),
+    [("1:2:0:10", "names 2 pieces"), ("x", "window:pieces"), ("0:1:0:100000", "outside")],
+)
+def test_a_bad_windows_header_is_a_flight_error_and_the_node_keeps_serving(served, header, match):
+    node, client, snap, plans, _ = served
+    signer = TicketSigner(KEY)
+    ticket = signer.sign(_mix_claims(snap, plans[0].slice_id, 0, 64))
+    options = call_options(TOKEN, "job-a", 10)
+    bad = flight.FlightCallOptions(
+        headers=[*options.headers, (b"x-icefeed-windows", header.encode())]
+    )
+    with pytest.raises(flight.FlightServerError, match=match):
+        client.do_get(flight.Ticket(ticket), bad).read_all()
+    assert fetch(client, ticket).num_rows == 64
+    assert node.stats()["errors"] == 1

@@ -27,6 +27,7 @@ import pyarrow.flight as flight
 from feeder.client.failover import NodeReader, WindowsUnsupported
 from feeder.client.flight_errors import RETRIABLE
 from feeder.client.piece_streams import Piece, PieceStreams
+from feeder.protocol.background import ahead
 from feeder.protocol.chunking import Chunking
 from feeder.protocol.tickets import MAX_BUNDLE_TICKETS
 from feeder.protocol.window_gather import WindowSpec
@@ -34,6 +35,9 @@ from feeder.protocol.window_order import WindowScratch, mix_window
 from jobs.errors import FeederError
 
 log = logging.getLogger(__name__)
+
+#: complete windows read off the wire ahead of the one being handed on
+WINDOWS_AHEAD = 1
 
 __all__ = ["WindowScratch", "is_mixed", "mix_window", "read_static_windows", "read_unit"]
 
@@ -136,38 +140,49 @@ class _NodeWindows:
         self.done = 0
 
     def batches(self, chunks: Chunking) -> Iterator[pa.RecordBatch]:
-        """Yield the windows' kept rows; return quietly (``done`` < all) when the node
-        fails or predates window reads, so the caller reads the rest another way.
+        """Yield the windows' kept rows, each window once complete, read off the wire by
+        a thread of its own up to :data:`WINDOWS_AHEAD` windows ahead (so the transfer
+        of the next window overlaps the caller's use of this one); return quietly
+        (``done`` < all) when the node fails or predates window reads, so the caller
+        reads the rest another way.
 
         Raises:
             AuthError, FeederError: the node refused the tickets or sent rows that do not
                 fit the windows.
         """
+        for window in ahead(self._windows(chunks), depth=WINDOWS_AHEAD, name="icefeed-window"):
+            if window is None:  # the node failed: the rest is read as pieces
+                return
+            yield from window
+            self.done += 1
+
+    def _windows(self, chunks: Chunking) -> Iterator[list[pa.RecordBatch] | None]:
+        """Each window's batches once complete; None last if the node failed (logged)."""
         specs = [_spec(meta, len(pieces)) for meta, pieces in self.reads]
         wants = [s.keep_stop - s.keep_start for s in specs]
         tickets = [p.ticket for _, pieces in self.reads for p in pieces]
         pending: list[pa.RecordBatch] = []
-        got = 0
+        got = complete = 0
         try:
             for batch in self.nodes.read_windows(self.location, tickets, specs, chunks):
-                while self.done < len(wants) and got == wants[self.done]:
-                    yield from pending
-                    pending, got, self.done = [], 0, self.done + 1
+                while complete < len(wants) and got == wants[complete]:
+                    yield pending
+                    pending, got, complete = [], 0, complete + 1
                 if batch.num_rows == 0:
                     continue
-                if self.done == len(wants) or got + batch.num_rows > wants[self.done]:
+                if complete == len(wants) or got + batch.num_rows > wants[complete]:
                     raise FeederError(
                         f"data node {self.location} sent more rows than window "
-                        f"{specs[min(self.done, len(specs) - 1)].window} keeps"
+                        f"{specs[min(complete, len(specs) - 1)].window} keeps"
                     )
                 pending.append(batch)
                 got += batch.num_rows
-            while self.done < len(wants) and got == wants[self.done]:
-                yield from pending
-                pending, got, self.done = [], 0, self.done + 1
-            if self.done < len(wants):
+            while complete < len(wants) and got == wants[complete]:
+                yield pending
+                pending, got, complete = [], 0, complete + 1
+            if complete < len(wants):
                 raise FeederError(
-                    f"data node {self.location} ended a window read after {self.done} of "
+                    f"data node {self.location} ended a window read after {complete} of "
                     f"{len(wants)} windows"
                 )
         except (WindowsUnsupported, *RETRIABLE) as exc:
@@ -175,10 +190,11 @@ class _NodeWindows:
                 "window read from %s stopped after %d of %d windows (%s); reading the rest "
                 "as pieces",
                 self.location,
-                self.done,
+                complete,
                 len(wants),
                 exc,
             )
+            yield None
 
 
 def _consumer_ordered(

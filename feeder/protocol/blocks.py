@@ -136,38 +136,33 @@ class GatherScratch:
         return self._buffers[column][:nbytes].view(item)
 
 
-def gather_pieces(
-    pieces: Sequence[tuple[pa.Table, BlockRuns]], scratch: GatherScratch
-) -> pa.RecordBatch:
-    """Return the rows each ``(table, runs)`` names, concatenated in order, as one batch.
-
-    The tables must share a schema. Fixed-width columns without nulls are gathered into
-    ``scratch`` (the batch is valid until its next use); others are taken with Arrow.
-    """
-    schema = pieces[0][0].schema
+def gather_column(
+    pieces: Sequence[tuple[pa.Table, BlockRuns]], column: int, scratch: GatherScratch
+) -> pa.Array:
+    """Return column ``column`` of the rows each ``(table, runs)`` names, concatenated in
+    order (the tables share a schema). A fixed-width column without nulls is gathered
+    into ``scratch`` (valid until its next use for this column); others are taken with
+    Arrow."""
+    kind = pieces[0][0].schema.field(column).type
     rows = sum(runs.num_rows for _, runs in pieces)
-    arrays: list[pa.Array] = []
-    for i, field in enumerate(schema):
-        chunks = [
-            column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-            for column in (table.column(i) for table, _ in pieces)
+    chunks = [
+        array.chunk(0) if array.num_chunks == 1 else array.combine_chunks()
+        for array in (table.column(column) for table, _ in pieces)
+    ]
+    items = {_fixed_width(chunk) for chunk in chunks}
+    item = items.pop() if len(items) == 1 else None
+    if item is None:
+        taken = [
+            chunk.take(pa.array(runs.rows()))
+            for chunk, (_, runs) in zip(chunks, pieces, strict=True)
         ]
-        items = {_fixed_width(chunk) for chunk in chunks}
-        item = items.pop() if len(items) == 1 else None
-        if item is None:
-            taken = [
-                chunk.take(pa.array(runs.rows()))
-                for chunk, (_, runs) in zip(chunks, pieces, strict=True)
-            ]
-            arrays.append(pa.concat_arrays(taken) if taken else pa.array([], field.type))
-            continue
-        joined = scratch.buffer(i, rows, item)
-        offset = 0
-        for chunk, (_, runs) in zip(chunks, pieces, strict=True):
-            values = np.frombuffer(chunk.buffers()[1], dtype=item, count=chunk.offset + len(chunk))[
-                chunk.offset :
-            ]
-            _gather_values(values, runs, out=joined[offset : offset + runs.num_rows])
-            offset += runs.num_rows
-        arrays.append(pa.Array.from_buffers(field.type, rows, [None, pa.py_buffer(joined)]))
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+        return pa.concat_arrays(taken) if taken else pa.array([], kind)
+    joined = scratch.buffer(column, rows, item)
+    offset = 0
+    for chunk, (_, runs) in zip(chunks, pieces, strict=True):
+        values = np.frombuffer(chunk.buffers()[1], dtype=item, count=chunk.offset + len(chunk))[
+            chunk.offset :
+        ]
+        _gather_values(values, runs, out=joined[offset : offset + runs.num_rows])
+        offset += runs.num_rows
+    return pa.Array.from_buffers(kind, rows, [None, pa.py_buffer(joined)])

@@ -16,17 +16,21 @@ numpy: the data node and a co-located consumer (local reads) run the same code.
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
-from feeder.protocol.blocks import GatherScratch, cached_block_order, gather_pieces
+from feeder.protocol.blocks import GatherScratch, cached_block_order, gather_column
 from feeder.protocol.chunking import Chunking
-from feeder.protocol.mix import block_runs
+from feeder.protocol.mix import block_runs, window_permutation, window_units
 from feeder.protocol.shuffle_kind import Shuffle
 from feeder.protocol.tickets import MAX_BUNDLE_TICKETS, TicketClaims
-from feeder.protocol.window_order import WindowScratch, mix_window
+from feeder.protocol.window_order import WindowScratch, permute_plain, plain
 from jobs.errors import FeederError
 
 #: the ``do_get`` header naming a bundle's windows (:func:`windows_header`)
@@ -127,12 +131,15 @@ def window_batch(
     spec: WindowSpec,
     *,
     gather: GatherScratch,
-    join: WindowScratch,
+    threads: int = 1,
 ) -> pa.RecordBatch:
     """Return the kept rows of one window, in its order, from its pieces' slices (each
-    ``(table, claims)``: the whole slice, projected, and its verified ticket).
+    ``(table, claims)``: the whole slice, projected, and its verified ticket), the
+    columns ordered on up to ``threads`` threads (numpy moves rows without the GIL).
 
-    The batch owns its buffers. Raises FeederError as :func:`_check_pieces`.
+    The batch owns its buffers: the same rows and order as
+    :func:`feeder.protocol.window_order.mix_window` over the pieces' block streams.
+    Raises FeederError as :func:`_check_pieces`.
     """
     claims = [c for _, c in pieces]
     rows = _check_pieces(claims, spec)
@@ -153,18 +160,39 @@ def window_batch(
         )
         for table, c in pieces
     ]
-    joined = gather_pieces(runs, gather)
-    return mix_window(
-        [joined],
-        joined.schema,
-        rows=rows,
-        keep_start=spec.keep_start,
-        keep_stop=spec.keep_stop,
-        seed=first.seed,
-        epoch=first.epoch,
-        window=spec.window,
-        scratch=join,
-    )
+    schema = pieces[0][0].schema
+    units = window_units(rows, seed=first.seed, epoch=first.epoch, window=spec.window)
+    units = units.astype(np.intp)
+    keep = (spec.keep_start, spec.keep_stop)
+    perm: list[pa.Array] = []
+    lock = threading.Lock()
+
+    def kept_rows() -> pa.Array:  # the kept rows' places in the pieces, for Arrow take
+        with lock:
+            if not perm:
+                order = window_permutation(
+                    rows, seed=first.seed, epoch=first.epoch, window=spec.window
+                )
+                perm.append(pa.array(order[keep[0] : keep[1]]))
+            return perm[0]
+
+    def column(i: int) -> pa.Array:
+        joined = gather_column(runs, i, gather)
+        if plain([joined], joined.type):
+            return permute_plain([joined], joined.type, units, keep, WindowScratch())
+        return joined.take(kept_rows())
+
+    if threads > 1 and len(schema) > 1:
+        arrays = list(_pool(threads).map(column, range(len(schema))))
+    else:
+        arrays = [column(i) for i in range(len(schema))]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A process-wide pool ordering windows' columns (one per thread count)."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="icefeed-order")
 
 
 def window_parts(
@@ -173,6 +201,7 @@ def window_parts(
     *,
     chunking: Chunking,
     batch_rows: int,
+    threads: int = 1,
 ) -> Iterator[list[pa.RecordBatch]]:
     """Yield the kept rows of ``specs``' windows, one list of batches per window, cut on
     ``chunking``'s grid (which runs on across windows) into batches of at most
@@ -183,10 +212,12 @@ def window_parts(
     """
     if sum(s.pieces for s in specs) != len(pieces):
         raise FeederError(f"{len(specs)} windows do not take the bundle's {len(pieces)} pieces")
-    gather, join = GatherScratch(), WindowScratch()
+    gather = GatherScratch()
     index = offset = 0
     for spec in specs:
-        batch = window_batch(pieces[index : index + spec.pieces], spec, gather=gather, join=join)
+        batch = window_batch(
+            pieces[index : index + spec.pieces], spec, gather=gather, threads=threads
+        )
         index += spec.pieces
         grid = Chunking(lead=(chunking.lead - offset) % chunking.unit, unit=chunking.unit)
         parts, start = [], 0

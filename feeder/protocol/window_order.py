@@ -60,7 +60,7 @@ class WindowScratch:
         return joined
 
 
-def _permute_plain(
+def permute_plain(
     chunks: Sequence[pa.Array],
     kind: pa.DataType,
     units: np.ndarray,
@@ -133,7 +133,7 @@ def mix_window(
     for i, field in enumerate(schema):
         chunks = [b.column(i) for b in batches]
         if plain(chunks, field.type):
-            arrays.append(_permute_plain(chunks, field.type, units, keep, scratch))
+            arrays.append(permute_plain(chunks, field.type, units, keep, scratch))
             continue
         if row_idx is None:
             perm = window_permutation(rows, seed=seed, epoch=epoch, window=window)

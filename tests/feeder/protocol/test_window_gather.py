@@ -18,7 +18,6 @@ from feeder.protocol.window_gather import (
     window_stream,
     windows_header,
 )
-from feeder.protocol.window_order import WindowScratch
 from jobs.errors import FeederError
 
 COUNTS = [1000, 37, 2501, 640, 999]  # slice tails, a slice smaller than a block
@@ -73,8 +72,9 @@ def _expected(window: int, keep: tuple[int, int]) -> list[int]:
     return order[at + keep[0] : at + keep[1]].tolist()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("nullable", [False, True], ids=["plain", "nulls"])
-def test_every_window_comes_out_in_the_epoch_order_with_every_column_consistent(nullable):
+def test_every_window_comes_out_in_the_epoch_order_with_every_column_consistent(nullable, threads):
     tables = _slices(nullable)
     layout = window_layout(COUNTS, MIX)
     assert layout.num_windows > 3
@@ -82,9 +82,7 @@ def test_every_window_comes_out_in_the_epoch_order_with_every_column_consistent(
         rows = int(layout.sizes[w])
         for keep in [(0, rows), (5, rows - 3), (rows // 2, rows // 2), (rows - 1, rows)]:
             spec = WindowSpec(w, len(layout.pieces(w)), *keep)
-            batch = window_batch(
-                _pieces(tables, w), spec, gather=GatherScratch(), join=WindowScratch()
-            )
+            batch = window_batch(_pieces(tables, w), spec, gather=GatherScratch(), threads=threads)
             got = batch.column("row").to_pylist()
             assert got == _expected(w, keep), (w, keep)
             assert batch.column("small").to_pylist() == [r % 1000 for r in got]
@@ -118,7 +116,7 @@ def test_pieces_of_different_orders_or_a_keep_outside_the_window_are_refused():
     spec = WindowSpec(0, len(pieces), 0, 10)
 
     def batch(ps, s):
-        return window_batch(ps, s, gather=GatherScratch(), join=WindowScratch())
+        return window_batch(ps, s, gather=GatherScratch())
 
     other_seed = [(t, c) for t, c in pieces]
     t, c = other_seed[1]

@@ -194,3 +194,39 @@ def test_a_following_feeder_serves_each_new_snapshot_by_itself(spark, catalog, t
     assert "icefeed_refreshes_total 1.0" in text
     read = record["storage_bytes_read"]
     assert read > 0 and f"icefeed_refresh_storage_bytes_read_total {float(read)}" in text
+
+
+def test_a_rank_epochs_behind_the_others_finishes_its_epoch_on_the_removed_files_slices(
+    spark, catalog, tmp_path
+):
+    table = make_table(catalog, files=FILES, rows_per_file=PER_FILE, row_group_rows=500)
+    with _serve(spark, catalog, tmp_path, nodes=1, slice_bytes=40_000) as f:
+        f.wait_ready(300)
+        first = f.status()["snapshot_id"]
+        client = FeederClient(f.endpoint, job="ddp")
+        ddp = {"seed": 3, "world_size": 2, "shuffle": "slice", "unit": 256}
+        # rank 1 stalls early in epoch 0; rank 0 reads its whole part
+        lagging = client.stream(0, rank=1, **ddp)
+        rank1 = ids_of(islice(lagging, 2))
+        rank0 = ids_of(client.stream(0, rank=0, **ddp))
+        cached = f.fresh_status()["nodes"][0]["slices_cached"]
+
+        table.delete("id < 3000")  # the first file, whole
+        second = f.refresh()
+        f.wait_ready(60)
+        # rank 0 runs two epochs ahead on the new snapshot, every row of it once
+        ahead = {epoch: ids_of(client.stream(epoch, rank=0, **ddp)) for epoch in (1, 2)}
+        assert all(len(part) == (ROWS - PER_FILE) // 2 for part in ahead.values())
+        # rank 1 may still read epoch 0: its snapshot and the removed file's slices stay,
+        # also once every node heard everything the coordinator had to tell it
+        assert _snapshots(f) == [first, second]
+        assert f.fresh_status()["nodes"][0]["slices_cached"] == cached
+        rank1 += ids_of(lagging)
+        assert sorted(rank0 + rank1) == list(range(ROWS))  # epoch 0: every row once
+
+        # rank 1 moves on: nobody can read the first snapshot, it is retired and the
+        # removed file's slices are dropped from the cache
+        part1 = ids_of(client.stream(1, rank=1, **ddp))
+        assert sorted(ahead[1] + part1) == list(range(PER_FILE, ROWS))
+        assert f.coordinator.wait_for(lambda s: len(s["snapshots"]) == 1, 30), _snapshots(f)
+        assert f.coordinator.wait_for(lambda s: s["nodes"][0]["slices_cached"] < cached, 30)

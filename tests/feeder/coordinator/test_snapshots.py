@@ -3,42 +3,18 @@ after every id used, and retiring a snapshot frees only the slices no live one h
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pytest
 
 from feeder.coordinator.registry import NodeRegistry
-from feeder.coordinator.served import ServedSnapshot
-from feeder.coordinator.snapshots import LiveSnapshots
+from feeder.coordinator.snapshots import LiveSnapshots, plan_digest
 from feeder.protocol.shuffle import epoch_stream
-from feeder.protocol.slice_plan import SlicePlan
 from jobs.errors import SpecError
+from tests.feeder.coordinator.served_snapshots import served_snapshot
 
-SCHEMA = pa.schema([("id", pa.int64())])
-
-
-def _plan(i: int, path: str, groups: tuple[int, ...], *, deletes: bool = False) -> SlicePlan:
-    return SlicePlan(
-        slice_id=i,
-        file_path=path,
-        row_groups=groups,
-        estimated_rows=10,
-        estimated_bytes=100,
-        has_deletes=deletes,
-    )
-
-
-def _snapshot(snapshot_id: int, files: list[tuple[str, tuple[int, ...], bool]], schema=SCHEMA):
-    plans = tuple(_plan(i, p, g, deletes=d) for i, (p, g, d) in enumerate(files))
-    return ServedSnapshot(
-        table="t",
-        snapshot_id=snapshot_id,
-        metadata_location=f"/m{snapshot_id}.json",
-        io_properties={},
-        row_filter=None,
-        columns=None,
-        schema=schema,
-        plans=plans,
-    )
+_snapshot = served_snapshot
 
 
 A0, A1, B0 = ("a", (0,), False), ("a", (1,), False), ("b", (0,), False)
@@ -62,6 +38,40 @@ def test_a_refresh_keeps_the_ids_of_kept_slices_and_numbers_new_ones_after_all()
     # retiring the first frees only b's slice
     assert live.retire(1) == [2]
     assert live.live() == [2]
+
+
+def test_a_restart_rebuilds_the_same_slice_ids_from_the_journalled_state():
+    live = LiveSnapshots(_snapshot(1, [A0, A1, B0]))
+    live.add(_snapshot(2, [A0, ("c", (0,), False)]))  # a1, b removed; c gets id 3
+    live.add(_snapshot(3, [A0, ("c", (0,), False), ("d", (0,), False)]))  # d gets id 4
+    assert live.retire(1) == [1, 2]
+    state = json.loads(live.state_text())
+    assert state["slice_count"] == 5
+    assert [(e["snapshot_id"], e["slices"]) for e in state["live"]] == [(2, [0, 3]), (3, [0, 3, 4])]
+    # the restarted driver plans each live snapshot again (ids = plan positions)
+    planned = {
+        2: _snapshot(2, [A0, ("c", (0,), False)]),
+        3: _snapshot(3, [A0, ("c", (0,), False), ("d", (0,), False)]),
+    }
+    for entry in state["live"]:
+        assert entry["plan_digest"] == plan_digest(planned[entry["snapshot_id"]].plans)
+    again = LiveSnapshots.restored(
+        [(planned[e["snapshot_id"]], e["slices"]) for e in state["live"]], state["slice_count"]
+    )
+    assert again.live() == [2, 3] and again.newest == 3 and again.slice_count == 5
+    assert again.plans == live.plans and again.members(2) == {0, 3}
+    assert again.get(3).plans == live.get(3).plans
+    assert again.state_text() == live.state_text()
+    counts = [10, None, None, 30, 40]
+    assert again.counts(3, counts) == live.counts(3, counts) == [10, 0, 0, 30, 40]
+    # a later refresh numbers its new slices after every id the session handed out
+    added = again.add(_snapshot(4, [A0, ("e", (0,), False)]))
+    assert [p.slice_id for p in added.new] == [5]
+    # ids that do not fit the plans are refused (a damaged journal)
+    with pytest.raises(ValueError, match="recorded slice ids"):
+        LiveSnapshots.restored([(planned[2], [0])], 5)
+    with pytest.raises(ValueError, match="out of range"):
+        LiveSnapshots.restored([(planned[2], [0, 7])], 5)
 
 
 def test_slices_with_delete_files_are_never_shared_between_snapshots():

@@ -212,6 +212,7 @@ class ConsumerActions:
                     f"feeder is not ready: {cached} of {len(reg.live_slices())} slices cached; "
                     "retry"
                 )
+            self.books.check_unbound(params.job, params.epoch, key)
         if bound is None:
             self.books.bind(params.job, params.epoch, key)
             if self.on_bound is not None:

@@ -69,6 +69,9 @@ class _JobState:
     static_shape: tuple[int, int] | None = None  # (world_size, num_workers) of static_reads
     #: (rank, worker) -> the epoch that static consumer last asked a plan for
     static_reads: dict[tuple[int, int], int] = field(default_factory=dict)
+    #: epochs below it may have had a binding that was forgotten, to these snapshots
+    unbound_below: int = 0
+    unbound_snapshots: set[int] = field(default_factory=set)
 
     def first_read_epoch(self) -> int | None:
         """The lowest epoch a consumer of the job may still read: its latest bound epoch,
@@ -170,11 +173,38 @@ class EpochBooks:
 
     @staticmethod
     def _forget_bindings(state: _JobState) -> None:
+        """Forget the oldest bindings beyond the last ``EPOCH_SNAPSHOTS_KEPT`` that no
+        consumer may still read."""
+        if len(state.snapshots) <= EPOCH_SNAPSHOTS_KEPT:
+            return
         low = state.first_read_epoch()
         for epoch in sorted(state.snapshots):
             if len(state.snapshots) <= EPOCH_SNAPSHOTS_KEPT or low is None or epoch >= low:
                 break
-            del state.snapshots[epoch]
+            state.unbound_snapshots.add(state.snapshots.pop(epoch))
+            state.unbound_below = max(state.unbound_below, epoch + 1)
+
+    def check_unbound(self, job: str, epoch: int, snapshot: int) -> None:
+        """Refuse to bind ``job``'s ``epoch`` to ``snapshot`` when its binding was forgotten
+        and may have been another snapshot (a consumer so far behind, and unknown, could
+        get other rows than the epoch's other consumers got).
+
+        Raises:
+            SpecError: naming the snapshots the epoch may have read and what to do.
+        """
+        state = self._jobs.get(job)
+        if state is None or epoch >= state.unbound_below:
+            return
+        others = sorted(state.unbound_snapshots - {snapshot})
+        if others:
+            raise SpecError(
+                f"job {job!r} epoch {epoch}: which snapshot it reads is no longer known (this "
+                f"feeder keeps the last {EPOCH_SNAPSHOTS_KEPT} epochs' and those a known rank "
+                f"still reads); it may have read snapshot(s) {others}, not the current "
+                f"snapshot {snapshot}, so this consumer could get other rows than the epoch's "
+                f"others. Start epoch {state.unbound_below} or later, name the snapshot "
+                "(snapshot_id=...), or use another job name for a new training run"
+            )
 
     def note_static_read(self, request: StaticRequest) -> None:
         """Record that static consumer (rank, worker) of ``request`` reads its epoch now.
@@ -368,6 +398,8 @@ class EpochBooks:
                 "snapshots": [[e, snap] for e, snap in st.snapshots.items()],
                 "static_shape": list(st.static_shape) if st.static_shape is not None else None,
                 "static_reads": [[r, w, e] for (r, w), e in st.static_reads.items()],
+                "unbound_below": st.unbound_below,
+                "unbound_snapshots": sorted(st.unbound_snapshots),
             }
             for job, st in self._jobs.items()
         }
@@ -407,6 +439,8 @@ class EpochBooks:
                 snapshots=OrderedDict((int(e), int(k)) for e, k in st.get("snapshots", [])),
                 static_shape=_shape(st.get("static_shape")),
                 static_reads={(int(r), int(w)): int(e) for r, w, e in st.get("static_reads", [])},
+                unbound_below=int(st.get("unbound_below", 0)),
+                unbound_snapshots={int(k) for k in st.get("unbound_snapshots", [])},
             )
         for entry in state["books"]:
             params = EpochParams(

@@ -103,7 +103,7 @@ def test_a_snapshot_stays_in_use_while_a_lagging_rank_may_still_read_an_epoch_bo
     assert restored.snapshots_in_use() == books.snapshots_in_use() == {2, 3}
 
 
-def test_the_bindings_a_lagging_rank_needs_are_kept_beyond_the_last_sixteen():
+def test_the_bindings_a_lagging_rank_needs_are_kept_and_a_forgotten_one_is_a_clear_error():
     books = EpochBooks(CoordinatorLimits(), lease_seconds=1.0, clock=Clock())
     _read(books, 0, snapshot=1, rank=1)
     for epoch in range(1, EPOCH_SNAPSHOTS_KEPT + 5):
@@ -114,3 +114,21 @@ def test_the_bindings_a_lagging_rank_needs_are_kept_beyond_the_last_sixteen():
     assert books.snapshots_in_use() == {2}
     _read(books, EPOCH_SNAPSHOTS_KEPT + 6, snapshot=2, rank=0, world_size=1)
     assert books.snapshot_of("j", 0) is None  # no one reads it: forgotten as before
+    # a consumer that now asks for epoch 0 could read another snapshot than epoch 0 did
+    with pytest.raises(SpecError, match=r"epoch 0: .*may have read snapshot\(s\) \[1\].*current"):
+        books.check_unbound("j", 0, 2)
+    with pytest.raises(SpecError, match=r"may have read snapshot\(s\) \[2\]"):
+        books.check_unbound("j", 0, 1)  # forgotten epochs read both: either may be wrong
+    books.check_unbound("j", EPOCH_SNAPSHOTS_KEPT + 7, 2)  # a new epoch
+    restored = EpochBooks(CoordinatorLimits(), lease_seconds=1.0, clock=Clock())
+    restored.restore(books.state())
+    with pytest.raises(SpecError, match=r"may have read snapshot\(s\) \[1\]"):
+        restored.check_unbound("j", 0, 2)
+
+
+def test_a_forgotten_binding_of_the_only_snapshot_served_is_no_error():
+    books = EpochBooks(CoordinatorLimits(), lease_seconds=1.0, clock=Clock())
+    for epoch in range(EPOCH_SNAPSHOTS_KEPT + 4):
+        _read(books, epoch, snapshot=1, rank=0, world_size=1)
+    assert books.snapshot_of("j", 0) is None
+    books.check_unbound("j", 0, 1)  # a new run of the job from epoch 0: as before

@@ -230,3 +230,24 @@ def test_a_rank_epochs_behind_the_others_finishes_its_epoch_on_the_removed_files
         assert sorted(ahead[1] + part1) == list(range(PER_FILE, ROWS))
         assert f.coordinator.wait_for(lambda s: len(s["snapshots"]) == 1, 30), _snapshots(f)
         assert f.coordinator.wait_for(lambda s: s["nodes"][0]["slices_cached"] < cached, 30)
+
+
+def test_an_unknown_rank_asking_for_an_epoch_whose_snapshot_was_forgotten_gets_a_clear_error(
+    spark, catalog, tmp_path
+):
+    table = make_table(catalog, files=1, rows_per_file=PER_FILE, row_group_rows=500)
+    with _serve(spark, catalog, tmp_path, nodes=1) as f:
+        f.wait_ready(300)
+        first = f.status()["snapshot_id"]
+        client = FeederClient(f.endpoint, job="ddp")
+        assert len(ids_of(client.stream(0, rank=0, world_size=2))) == PER_FILE // 2
+        table.append(sample_arrow(PER_FILE, start=PER_FILE))
+        second = f.refresh()
+        f.wait_ready(60)
+        # rank 0 runs on alone, past the bindings a feeder keeps; rank 1 never asked
+        for epoch in range(1, 18):
+            assert len(ids_of(client.stream(epoch, rank=0, world_size=2))) == PER_FILE
+        # which snapshot epoch 0 read is forgotten: an error, not rows of another snapshot
+        forgotten = rf"epoch 0: .*snapshot\(s\) \[{first}\], not the current snapshot {second}"
+        with pytest.raises(SpecError, match=forgotten):
+            list(client.stream(0, rank=1, world_size=2))

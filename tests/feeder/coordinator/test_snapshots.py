@@ -1,5 +1,6 @@
 """LiveSnapshots (pure): a refresh keeps the ids of kept files' slices, numbers new ones
-after every id used, and retiring a snapshot frees only the slices no live one holds."""
+after every id used, and retiring a snapshot frees only the slices no live one holds; a
+restart rebuilds the same ids (and a real coordinator serves them)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pyarrow as pa
 import pytest
 
 from feeder.coordinator.registry import NodeRegistry
+from feeder.coordinator.service import Coordinator
 from feeder.coordinator.snapshots import LiveSnapshots, plan_digest
 from feeder.protocol.shuffle import epoch_stream
+from feeder.protocol.tickets import TicketSigner, new_key
 from jobs.errors import SpecError
 from tests.feeder.coordinator.served_snapshots import served_snapshot
 
@@ -112,3 +115,21 @@ def test_the_registry_places_added_slices_and_forgets_dropped_ones():
     # a dropped slice is never placed again, even on a new node of its slot
     reg.mark_dead("a")
     assert 0 not in reg.register("a2", slot=0, location="grpc://a2:1")
+
+
+def test_a_coordinator_on_restored_snapshots_places_their_slices_and_numbers_new_ones_after_all():
+    c0 = ("c", (0,), False)
+    restored = LiveSnapshots.restored([(_snapshot(2, [A0, c0]), [0, 3])], 4)  # ids 1, 2 gone
+    coordinator = Coordinator(
+        restored.get(restored.newest), snapshots=restored, signer=TicketSigner(new_key()), slots=1
+    )
+    try:
+        reg = coordinator.registry
+        assert reg.num_slices == 4 and reg.live_slices() == [0, 3]
+        assert reg.register("n", slot=0, location="grpc://127.0.0.1:1") == [0, 3]
+        record = coordinator.add_snapshot(_snapshot(3, [A0, c0, ("d", (0,), False)]))
+        assert record["kept_slices"] == 2 and record["added_slices"] == 1
+        assert restored.members(3) == {0, 3, 4} and reg.num_slices == 5
+        assert reg.heartbeat("n", {}) == [4]  # the new slice goes to the node
+    finally:
+        coordinator.close()

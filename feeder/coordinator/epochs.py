@@ -73,6 +73,15 @@ class _JobState:
     unbound_below: int = 0
     unbound_snapshots: set[int] = field(default_factory=set)
 
+    _reads_text: str | None = field(default=None, repr=False)  # static_reads as JSON
+
+    def reads_text(self) -> str:
+        """``static_reads`` as JSON for the journal, kept until they change (a job of
+        1,000 ranks would otherwise encode them again on every journal write)."""
+        if self._reads_text is None:
+            self._reads_text = _compact([[r, w, e] for (r, w), e in self.static_reads.items()])
+        return self._reads_text
+
     def first_read_epoch(self) -> int | None:
         """The lowest epoch a consumer of the job may still read: its latest bound epoch,
         or an earlier one a static rank (or worker) last asked for (None: none bound)."""
@@ -220,6 +229,7 @@ class EpochBooks:
         if state.static_shape != shape:
             state.static_shape, state.static_reads = shape, {}
         state.static_reads[(request.rank, request.worker)] = request.epoch
+        state._reads_text = None
         self._forget_bindings(state)
 
     def snapshots_in_use(self) -> set[int]:
@@ -387,8 +397,9 @@ class EpochBooks:
         """Return :meth:`state` as JSON text; the lease books' parts are joined from the
         texts they keep, so this is cheap enough to run under the coordinator's lock on
         every journal write."""
-        jobs = {
-            job: {
+        jobs = []
+        for job, st in self._jobs.items():
+            fields = {
                 "epochs_started": st.epochs_started,
                 "static_epochs": list(st.static_epochs),
                 "consumers_seen": st.consumers_seen,
@@ -397,12 +408,12 @@ class EpochBooks:
                 "forgotten_below": st.forgotten_below,
                 "snapshots": [[e, snap] for e, snap in st.snapshots.items()],
                 "static_shape": list(st.static_shape) if st.static_shape is not None else None,
-                "static_reads": [[r, w, e] for (r, w), e in st.static_reads.items()],
                 "unbound_below": st.unbound_below,
                 "unbound_snapshots": sorted(st.unbound_snapshots),
             }
-            for job, st in self._jobs.items()
-        }
+            jobs.append(
+                f'{_compact(job)}:{_compact(fields)[:-1]},"static_reads":{st.reads_text()}}}'
+            )
         books = []
         for (job, epoch), e in self._books.items():
             head = {
@@ -416,7 +427,7 @@ class EpochBooks:
                 "announced_end": e.announced_end,
             }
             books.append(f'{_compact(head)[:-1]},"book":{e.book.state_text()}}}')
-        return f'{{"jobs":{_compact(jobs)},"books":[{",".join(books)}]}}'
+        return f'{{"jobs":{{{",".join(jobs)}}},"books":[{",".join(books)}]}}'
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state` (a restarted coordinator); every book counts as just used.

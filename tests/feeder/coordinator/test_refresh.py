@@ -17,9 +17,10 @@ from itertools import islice
 import pytest
 
 from feeder.client.client import FeederClient
+from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.session import serve
 from feeder.torch import FeederDataset
-from jobs.errors import SpecError
+from jobs.errors import AuthError, SpecError
 from tests.feeder.local_feeder import ids_of
 from tests.feeder.tables import make_table, sample_arrow
 
@@ -251,3 +252,27 @@ def test_an_unknown_rank_asking_for_an_epoch_whose_snapshot_was_forgotten_gets_a
         forgotten = rf"epoch 0: .*snapshot\(s\) \[{first}\], not the current snapshot {second}"
         with pytest.raises(SpecError, match=forgotten):
             list(client.stream(0, rank=1, world_size=2))
+
+
+def test_a_forgotten_jobs_epoch_on_a_retired_snapshot_ends_with_an_error_not_missing_rows(
+    spark, catalog, tmp_path
+):
+    table = make_table(catalog, files=FILES, rows_per_file=PER_FILE, row_group_rows=500)
+    # a static consumer calls the coordinator only at its epoch's start: a job idle for
+    # idle_seconds is forgotten, and with it which snapshot its running epoch reads
+    limits = CoordinatorLimits(idle_seconds=1.0)
+    with _serve(spark, catalog, tmp_path, nodes=1, slice_bytes=40_000, limits=limits) as f:
+        f.wait_ready(300)
+        first = f.status()["snapshot_id"]
+        client = FeederClient(f.endpoint, job="long", retry_seconds=5)
+        running = client.stream(0, shuffle="slice", unit=256)
+        got = ids_of(islice(running, 2))
+        table.delete("id < 3000")
+        f.refresh()
+        f.wait_ready(60)
+        assert f.coordinator.wait_for(lambda s: "long" not in s["jobs"], 30)
+        assert f.coordinator.wait_for(lambda s: len(s["snapshots"]) == 1, 30)
+        f.fresh_status()  # the node heard that the first snapshot is retired
+        with pytest.raises(AuthError, match=rf"snapshot {first}.*start the next epoch"):
+            got += ids_of(running)
+        assert len(got) < ROWS

@@ -70,6 +70,11 @@ def test_a_restart_rebuilds_the_same_slice_ids_from_the_journalled_state():
     # a later refresh numbers its new slices after every id the session handed out
     added = again.add(_snapshot(4, [A0, ("e", (0,), False)]))
     assert [p.slice_id for p in added.new] == [5]
+    # a journal without live snapshots (version 1): one snapshot, ids = plan positions
+    alone = _snapshot(1, [A0, A1, B0])
+    assert LiveSnapshots.restored([(alone, None)], None).state_text() == (
+        LiveSnapshots(alone).state_text()
+    )
     # ids that do not fit the plans are refused (a damaged journal)
     with pytest.raises(ValueError, match="recorded slice ids"):
         LiveSnapshots.restored([(planned[2], [0])], 5)

@@ -102,7 +102,13 @@ class ConsumerActions:
         # a journal write per change, shared by the calls that arrive together; an
         # answer leaves once the journal holds what it reports (journal_commit)
         self._commit = (
-            GroupCommit(journal.save, self.books.state_text, lock) if journal is not None else None
+            GroupCommit(
+                lambda state: journal.save(state[1], snapshots=state[0]),
+                lambda: (snapshots.state_text(), self.books.state_text()),
+                lock,
+            )
+            if journal is not None
+            else None
         )
         self._change = threading.local()  # the change the current call made, to wait for
         if restored is not None:
@@ -147,10 +153,15 @@ class ConsumerActions:
 
     # --- shared ----------------------------------------------------------------------------
 
-    def journal_changed(self) -> None:
-        """Have the journal written again soon (the caller holds the lock)."""
-        if self._commit is not None:
-            self._commit.changed()
+    def journal_changed(self) -> int:
+        """Have the journal written again soon (the caller holds the lock); return the
+        change's number for :meth:`wait_journal` (0: no journal)."""
+        return self._commit.changed() if self._commit is not None else 0
+
+    def wait_journal(self, change: int) -> None:
+        """Wait (without the lock) until the journal holds change ``change`` (0: none)."""
+        if self._commit is not None and change:
+            self._commit.wait(change)
 
     def _save(self) -> None:
         """Note that the epoch state changed (the caller holds the lock): the journal
@@ -201,6 +212,7 @@ class ConsumerActions:
                     f"feeder is not ready: {cached} of {len(reg.live_slices())} slices cached; "
                     "retry"
                 )
+            self.books.check_unbound(params.job, params.epoch, key)
         if bound is None:
             self.books.bind(params.job, params.epoch, key)
             if self.on_bound is not None:
@@ -271,8 +283,12 @@ class ConsumerActions:
         # plan itself (a pure function of the counts) and the signing (~20 µs a ticket)
         # run outside it, so leases do not queue behind a large plan.
         with self._lock:
+            binds = self.books.snapshot_of(request.job, request.epoch) is None
             snapshot, counts = self._row_counts(request)
-            self._save()
+            self.books.note_static_read(request)
+            change = self.journal_changed()
+        if binds:  # every rank reads the epoch's snapshot, also after a restart
+            self.wait_journal(change)
         sign = self._signer(snapshot)
         if request.shuffle is Shuffle.MIX:
             reads = mixplan.static_reads(request, counts)

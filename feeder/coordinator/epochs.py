@@ -7,6 +7,12 @@ finished lease books per job, a book nobody called for ``idle_seconds`` dropped,
 and ``consumers_kept`` consumer names per job. A dropped epoch is remembered as
 such (up to a fixed number per job), so a late call about it gets a clear answer
 instead of a fresh book that would deliver its rows again.
+
+A following feeder binds every epoch of a job to one snapshot. A static consumer
+(rank, DataLoader worker) reads the epoch it last asked a plan for; the coordinator
+keeps each job's latest epoch per consumer, so a snapshot stays live while a rank
+that lags behind the others may still read an epoch bound to it
+(:meth:`EpochBooks.snapshots_in_use`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 
 from feeder.coordinator.leases import LeaseBook
 from feeder.coordinator.limits import RETIRED_EPOCHS_KEPT, CoordinatorLimits
-from feeder.protocol.messages import EpochParams
+from feeder.protocol.messages import EpochParams, StaticRequest
 from feeder.protocol.mix import MixParams
 from feeder.protocol.shuffle import SliceRange
 from jobs.errors import LimitError, SpecError
@@ -60,6 +66,28 @@ class _JobState:
     retired: OrderedDict[int, Retired] = field(default_factory=OrderedDict)
     forgotten_below: int = 0  # epochs below it were dropped and are no longer remembered
     snapshots: OrderedDict[int, int] = field(default_factory=OrderedDict)  # epoch -> snapshot
+    static_shape: tuple[int, int] | None = None  # (world_size, num_workers) of static_reads
+    #: (rank, worker) -> the epoch that static consumer last asked a plan for
+    static_reads: dict[tuple[int, int], int] = field(default_factory=dict)
+    #: epochs below it may have had a binding that was forgotten, to these snapshots
+    unbound_below: int = 0
+    unbound_snapshots: set[int] = field(default_factory=set)
+
+    _reads_text: str | None = field(default=None, repr=False)  # static_reads as JSON
+
+    def reads_text(self) -> str:
+        """``static_reads`` as JSON for the journal, kept until they change (a job of
+        1,000 ranks would otherwise encode them again on every journal write)."""
+        if self._reads_text is None:
+            self._reads_text = _compact([[r, w, e] for (r, w), e in self.static_reads.items()])
+        return self._reads_text
+
+    def first_read_epoch(self) -> int | None:
+        """The lowest epoch a consumer of the job may still read: its latest bound epoch,
+        or an earlier one a static rank (or worker) last asked for (None: none bound)."""
+        if not self.snapshots:
+            return None
+        return min([max(self.snapshots), *self.static_reads.values()])
 
 
 class EpochBooks:
@@ -141,18 +169,78 @@ class EpochBooks:
     def bind(self, job: str, epoch: int, snapshot: int) -> None:
         """Record that ``job``'s ``epoch`` reads ``snapshot`` (every consumer of it will).
 
+        The bindings of the job's last ``EPOCH_SNAPSHOTS_KEPT`` epochs are kept, and
+        those of every epoch from the one its furthest-behind static consumer reads.
+
         Raises:
             LimitError: a new job while ``max_jobs`` jobs are live.
         """
         state = self._job(job)
         state.snapshots[epoch] = snapshot
         state.snapshots.move_to_end(epoch)
-        while len(state.snapshots) > EPOCH_SNAPSHOTS_KEPT:
-            state.snapshots.popitem(last=False)
+        self._forget_bindings(state)
+
+    @staticmethod
+    def _forget_bindings(state: _JobState) -> None:
+        """Forget the oldest bindings beyond the last ``EPOCH_SNAPSHOTS_KEPT`` that no
+        consumer may still read."""
+        if len(state.snapshots) <= EPOCH_SNAPSHOTS_KEPT:
+            return
+        low = state.first_read_epoch()
+        for epoch in sorted(state.snapshots):
+            if len(state.snapshots) <= EPOCH_SNAPSHOTS_KEPT or low is None or epoch >= low:
+                break
+            state.unbound_snapshots.add(state.snapshots.pop(epoch))
+            state.unbound_below = max(state.unbound_below, epoch + 1)
+
+    def check_unbound(self, job: str, epoch: int, snapshot: int) -> None:
+        """Refuse to bind ``job``'s ``epoch`` to ``snapshot`` when its binding was forgotten
+        and may have been another snapshot (a consumer so far behind, and unknown, could
+        get other rows than the epoch's other consumers got).
+
+        Raises:
+            SpecError: naming the snapshots the epoch may have read and what to do.
+        """
+        state = self._jobs.get(job)
+        if state is None or epoch >= state.unbound_below:
+            return
+        others = sorted(state.unbound_snapshots - {snapshot})
+        if others:
+            raise SpecError(
+                f"job {job!r} epoch {epoch}: which snapshot it reads is no longer known (this "
+                f"feeder keeps the last {EPOCH_SNAPSHOTS_KEPT} epochs' and those a known rank "
+                f"still reads); it may have read snapshot(s) {others}, not the current "
+                f"snapshot {snapshot}, so this consumer could get other rows than the epoch's "
+                f"others. Start epoch {state.unbound_below} or later, name the snapshot "
+                "(snapshot_id=...), or use another job name for a new training run"
+            )
+
+    def note_static_read(self, request: StaticRequest) -> None:
+        """Record that static consumer (rank, worker) of ``request`` reads its epoch now.
+
+        A request of another world size or worker count (an elastic restart) starts
+        the job's record afresh: the consumers of the old shape are gone.
+
+        Raises:
+            LimitError: a new job while ``max_jobs`` jobs are live.
+        """
+        state = self._job(request.job)
+        shape = (request.world_size, request.num_workers)
+        if state.static_shape != shape:
+            state.static_shape, state.static_reads = shape, {}
+        state.static_reads[(request.rank, request.worker)] = request.epoch
+        state._reads_text = None
+        self._forget_bindings(state)
 
     def snapshots_in_use(self) -> set[int]:
-        """The snapshots some job's latest epoch reads, or an unfinished lease book."""
-        used = {st.snapshots[max(st.snapshots)] for st in self._jobs.values() if st.snapshots}
+        """The snapshots a consumer may still read: those bound to any job's epochs from
+        the lowest one a static consumer of it last asked for up to its latest, and
+        those of unfinished lease books."""
+        used: set[int] = set()
+        for st in self._jobs.values():
+            low = st.first_read_epoch()
+            if low is not None:
+                used.update(snap for epoch, snap in st.snapshots.items() if epoch >= low)
         for (job, epoch), entry in self._books.items():
             if not entry.book.finished:
                 bound = self.snapshot_of(job, epoch)
@@ -309,8 +397,9 @@ class EpochBooks:
         """Return :meth:`state` as JSON text; the lease books' parts are joined from the
         texts they keep, so this is cheap enough to run under the coordinator's lock on
         every journal write."""
-        jobs = {
-            job: {
+        jobs = []
+        for job, st in self._jobs.items():
+            fields = {
                 "epochs_started": st.epochs_started,
                 "static_epochs": list(st.static_epochs),
                 "consumers_seen": st.consumers_seen,
@@ -318,9 +407,13 @@ class EpochBooks:
                 "retired": [[e, r.finished, r.why] for e, r in st.retired.items()],
                 "forgotten_below": st.forgotten_below,
                 "snapshots": [[e, snap] for e, snap in st.snapshots.items()],
+                "static_shape": list(st.static_shape) if st.static_shape is not None else None,
+                "unbound_below": st.unbound_below,
+                "unbound_snapshots": sorted(st.unbound_snapshots),
             }
-            for job, st in self._jobs.items()
-        }
+            jobs.append(
+                f'{_compact(job)}:{_compact(fields)[:-1]},"static_reads":{st.reads_text()}}}'
+            )
         books = []
         for (job, epoch), e in self._books.items():
             head = {
@@ -334,7 +427,7 @@ class EpochBooks:
                 "announced_end": e.announced_end,
             }
             books.append(f'{_compact(head)[:-1]},"book":{e.book.state_text()}}}')
-        return f'{{"jobs":{_compact(jobs)},"books":[{",".join(books)}]}}'
+        return f'{{"jobs":{{{",".join(jobs)}}},"books":[{",".join(books)}]}}'
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state` (a restarted coordinator); every book counts as just used.
@@ -355,6 +448,10 @@ class EpochBooks:
                 ),
                 forgotten_below=int(st["forgotten_below"]),
                 snapshots=OrderedDict((int(e), int(k)) for e, k in st.get("snapshots", [])),
+                static_shape=_shape(st.get("static_shape")),
+                static_reads={(int(r), int(w)): int(e) for r, w, e in st.get("static_reads", [])},
+                unbound_below=int(st.get("unbound_below", 0)),
+                unbound_snapshots={int(k) for k in st.get("unbound_snapshots", [])},
             )
         for entry in state["books"]:
             params = EpochParams(
@@ -371,6 +468,14 @@ class EpochBooks:
             self._books[(params.job, params.epoch)] = EpochBook(
                 params, book, last_used=now, announced_end=bool(entry["announced_end"])
             )
+
+
+def _shape(value: Any) -> tuple[int, int] | None:
+    """A journalled ``static_shape``: None or [world_size, num_workers]."""
+    if value is None:
+        return None
+    world_size, num_workers = value
+    return int(world_size), int(num_workers)
 
 
 def _compact(value: Any) -> str:

@@ -7,22 +7,25 @@ holds two files (format documented in PROTOCOL.md, *Journal*):
   same key a restarted coordinator has the same session id, so outstanding
   tickets and lease ids stay valid and data nodes adopt the cache folders the
   dead nodes left (their tag derives from the key). The key is never logged.
-- ``journal.json``: ``{"format", "version", "session", "identity", "books"}`` —
-  which snapshot, projection, filter and slice plan the session serves
-  (``identity``), and every job's epochs with their dynamic lease books (``books``).
+- ``journal.json``: ``{"format", "version", "session", "identity", "snapshots", "books"}``
+  — which table, projection, filter and slice plan the session started with
+  (``identity``), the snapshots it serves now over its slice ids (``snapshots``: each
+  live snapshot's id, plan digest and slice ids; a following feeder serves several),
+  and every job's epochs, their snapshots and their dynamic lease books (``books``).
 
 Every write goes to a temporary file in the folder, is fsynced and renamed over
 the old one (then the folder is fsynced), so a crash leaves the old or the new
 journal, never half of one. A restart with the same arguments finds the same
-identity and continues the session; other arguments (another table, projection,
-filter, slice size, or a snapshot the journal did not pin) start a fresh session,
-with a warning. A damaged journal or one of another version is a FeederError
-that names the file and what to do. A clean stop deletes the journal.
+identity and continues the session (:meth:`Journal.recorded` says which snapshots to
+plan again; the caller checks each against its digest); other arguments (another
+table, projection, filter, slice size, or a snapshot the journal did not pin) start
+a fresh session, with a warning. Version 1 journals (before refreshes were
+journalled) are read too. A damaged journal or one of another version is a
+FeederError that names the file and what to do. A clean stop deletes the journal.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feeder.coordinator.snapshots import plan_digest
 from feeder.protocol.tickets import TicketSigner, new_key
 from jobs.errors import FeederError
 
@@ -41,7 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMAT = "icefeed-feeder-journal"
-VERSION = 1
+VERSION = 2
+#: versions this icefeed reads (1: written before refreshes were journalled)
+READABLE_VERSIONS = (1, 2)
 DIR_NAME = "icefeed-journal"
 KEY_NAME = "ticket.key"
 STATE_NAME = "journal.json"
@@ -81,15 +87,60 @@ def session_identity(served: ServedSnapshot, *, slice_bytes: int) -> dict[str, A
     Returns:
         A JSON-able document (table, snapshot, projection, filter, slice size, plan digest).
     """
-    plans = json.dumps([p.to_dict() for p in served.plans], sort_keys=True).encode()
     return {
         "table": served.table,
         "snapshot_id": served.snapshot_id,
         "columns": list(served.columns) if served.columns is not None else None,
         "row_filter": served.row_filter,
         "slice_bytes": slice_bytes,
-        "plan_digest": hashlib.sha256(plans).hexdigest(),
+        "plan_digest": plan_digest(served.plans),
     }
+
+
+def _snapshot_id(value: Any) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"snapshot id {value!r} is not an integer")
+
+
+def _ids(values: Any) -> list[int]:
+    if not isinstance(values, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
+    ):
+        raise ValueError("slice ids must be a list of integers >= 0")
+    return values
+
+
+@dataclass(frozen=True)
+class RecordedSnapshot:
+    """One live snapshot as the journal recorded it.
+
+    Attributes:
+        snapshot_id: the snapshot (None: a table without one).
+        plan_digest: :func:`~feeder.coordinator.snapshots.plan_digest` of its plans.
+        slices: the session slice id of each of its plans, in plan order (None: their
+            positions, a session that never refreshed).
+    """
+
+    snapshot_id: int | None
+    plan_digest: str
+    slices: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What :meth:`Journal.recorded` found: the session to continue, if its snapshots
+    plan again to the same slices.
+
+    Attributes:
+        identity: the journal's session identity (pass it to :meth:`Journal.begin`).
+        live: the live snapshots, oldest first (the last is the newest).
+        slice_count: slice ids the session handed out (None: the first snapshot's count).
+    """
+
+    identity: dict[str, Any]
+    live: tuple[RecordedSnapshot, ...]
+    slice_count: int | None
 
 
 @dataclass(frozen=True)
@@ -121,6 +172,7 @@ class Journal:
         self.state_file = self.path / STATE_NAME
         self._identity: dict[str, Any] | None = None
         self._head: str | None = None  # the state file's text before the books (per session)
+        self._snapshots: str | None = None  # the live snapshots' text in the head
         self._session: str | None = None
 
     def __repr__(self) -> str:
@@ -128,21 +180,25 @@ class Journal:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def pinned_snapshot(
+    def recorded(
         self,
         *,
         table: str,
         columns: Sequence[str] | None,
         row_filter: str | None,
         slice_bytes: int,
-    ) -> int | None:
-        """Return the snapshot the journal's session served, if it served these arguments.
+        snapshot_id: int | None,
+    ) -> Recorded | None:
+        """Return the snapshots the journal's session serves, if it ran with these arguments.
 
         Args:
             table, columns, row_filter, slice_bytes: the new session's arguments.
+            snapshot_id: the snapshot the new session is asked to pin (None: the table's
+                current one); a journal whose session started at another is not continued.
 
         Returns:
-            The journal's snapshot id, or None (no journal, or other arguments).
+            What to plan again and continue, or None (no journal, other arguments, or a
+            version 1 journal of a session that refreshed: those are not continued).
 
         Raises:
             FeederError: the journal is damaged or of another version.
@@ -156,9 +212,33 @@ class Journal:
             and ident.get("columns") == (list(columns) if columns is not None else None)
             and ident.get("row_filter") == row_filter
             and ident.get("slice_bytes") == slice_bytes
+            and (snapshot_id is None or ident.get("snapshot_id") == snapshot_id)
         )
-        snapshot = ident.get("snapshot_id")
-        return snapshot if same and isinstance(snapshot, int) else None
+        if not same or ident.get("refreshed"):  # "refreshed": version 1 after a refresh
+            return None
+        snapshots = state.get("snapshots")
+        if snapshots is None:  # version 1, or a session that has not written one yet
+            first = RecordedSnapshot(
+                snapshot_id=_snapshot_id(ident.get("snapshot_id")),
+                plan_digest=str(ident.get("plan_digest")),
+                slices=None,
+            )
+            return Recorded(identity=dict(ident), live=(first,), slice_count=None)
+        try:
+            live = tuple(
+                RecordedSnapshot(
+                    snapshot_id=_snapshot_id(entry["snapshot_id"]),
+                    plan_digest=str(entry["plan_digest"]),
+                    slices=tuple(_ids(entry["slices"])),
+                )
+                for entry in snapshots["live"]
+            )
+            count = snapshots["slice_count"]
+            if not live or not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise ValueError(f"slice_count {count!r} with {len(live)} live snapshots")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._damaged(f"its live snapshots do not parse ({exc!r})") from exc
+        return Recorded(identity=dict(ident), live=live, slice_count=count)
 
     def begin(self, identity: Mapping[str, Any]) -> Resumed:
         """Continue the journal's session if it served ``identity``, else start a fresh one.
@@ -219,10 +299,11 @@ class Journal:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise self._damaged(f"{STATE_NAME} is not an icefeed feeder journal")
         version = state.get("version")
-        if version != VERSION:
+        if version not in READABLE_VERSIONS:
             raise FeederError(
                 f"journal {self.state_file} has format version {version!r}, but this icefeed "
-                f"reads version {VERSION}: run the icefeed release that wrote it, or {_MOVE_AWAY}"
+                f"reads version {VERSION} (and 1): run the icefeed release that wrote it, or "
+                f"{_MOVE_AWAY}"
             )
         if not isinstance(state.get("identity"), dict):
             raise self._damaged(f"{STATE_NAME} has no session identity")
@@ -248,24 +329,14 @@ class Journal:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def refreshed(self, snapshot_id: int | None) -> None:
-        """Record that the session refreshed to ``snapshot_id`` (written with the next save).
-
-        A refreshed session's slice ids span several snapshots, which a restart does
-        not rebuild: its identity is marked, so a restart with the same arguments
-        serves ``snapshot_id`` in a fresh session (consumers mid-epoch start it again).
-        """
-        if self._identity is None:
-            raise RuntimeError("Journal.begin() must run before refreshed()")
-        self._identity = {**self._identity, "snapshot_id": snapshot_id, "refreshed": True}
-        self._head = None  # the identity is part of the head
-
-    def save(self, books: Mapping[str, Any] | str | None) -> None:
-        """Replace the journal's epoch state with ``books`` (atomically, fsynced).
+    def save(self, books: Mapping[str, Any] | str | None, *, snapshots: str | None = None) -> None:
+        """Replace the journal's state with ``books`` and ``snapshots`` (atomically, fsynced).
 
         Args:
             books: ``EpochBooks.state()``, the same as JSON text (``EpochBooks.state_text()``,
                 spliced in as it is), or None for none yet.
+            snapshots: the live snapshots as JSON text (``LiveSnapshots.state_text()``,
+                spliced in as it is), or None for none yet (read as the identity's snapshot).
 
         Raises:
             RuntimeError: :meth:`begin` was not called.
@@ -273,14 +344,17 @@ class Journal:
         """
         if self._identity is None:
             raise RuntimeError("Journal.begin() must run before save()")
-        if self._head is None:  # the same for every write of a session
+        if self._head is None or snapshots != self._snapshots:  # rebuilt after a refresh
             state = {
                 "format": FORMAT,
                 "version": VERSION,
                 "session": self._session,
                 "identity": self._identity,
             }
-            self._head = json.dumps(state, separators=(",", ":"))[:-1] + ',"books":'
+            head = json.dumps(state, separators=(",", ":"))[:-1]
+            if snapshots is not None:
+                head += f',"snapshots":{snapshots}'
+            self._head, self._snapshots = head + ',"books":', snapshots
         text = books if isinstance(books, str) else json.dumps(books, separators=(",", ":"))
         self._write(self.state_file, f"{self._head}{text}}}".encode())
 

@@ -77,6 +77,8 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             :func:`~feeder.coordinator.registry.cache_budget`).
         journal: where the epoch state is saved on every change (None: nowhere).
         restored: the journal's epoch state to continue (None: a fresh session).
+        snapshots: the live snapshots to serve, rebuilt from the journal by a restarted
+            driver (None: ``served`` alone; given, ``served`` is its newest).
         refresher: what the ``refresh`` action runs (None: the action is refused).
     """
 
@@ -98,6 +100,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         row_copy: bool = True,
         journal: Journal | None = None,
         restored: dict[str, Any] | None = None,
+        snapshots: LiveSnapshots | None = None,
         refresher: Refresher | None = None,
     ) -> None:
         super().__init__(
@@ -106,7 +109,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             **_server_tls_kwargs(tls),
         )
         self.served = served
-        self.snapshots = LiveSnapshots(served)
+        self.snapshots = snapshots if snapshots is not None else LiveSnapshots(served)
         self.refresher = refresher
         self.row_copy = row_copy
         self._refreshes: list[dict[str, Any]] = []
@@ -118,12 +121,12 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         self.metrics = metrics
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
-        self.registry = NodeRegistry(
-            len(served.plans),
+        self.registry = _registry(
+            self.snapshots,
             slots=slots,
             node_timeout=max(10.0, 5 * heartbeat_seconds),
             clock=clock,
-            slice_sizes=[cache_budget(p.estimated_bytes, row_copy=row_copy) for p in served.plans],
+            row_copy=row_copy,
         )
         try:
             self._consumers = ConsumerActions(
@@ -288,7 +291,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             if ids != [p.slice_id for p in added.new]:  # a programming error
                 raise RuntimeError(f"registry ids {ids} disagree with the new slices")
             self._nodes.announce(added)
-            self._consumers.journal_changed()
+            change = self._consumers.journal_changed()
             record = {
                 "from_snapshot_id": _snapshot_id(previous),
                 "snapshot_id": served.snapshot_id,
@@ -299,6 +302,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             self._refreshes.append(record)
             del self._refreshes[:-REFRESHES_KEPT]
             self._ready.notify_all()
+        self._consumers.wait_journal(change)  # a restart now serves the new snapshot too
         if self.metrics is not None:
             self.metrics.refreshes.inc()
             self.metrics.ready.set(0)
@@ -335,6 +339,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             dropped = self.snapshots.retire(key)
             self.registry.drop(dropped)
             self._nodes.announce_retired(key, dropped)
+            self._consumers.journal_changed()
             log.info("snapshot %s retired: %d slices dropped from the caches", key, len(dropped))
         if self.metrics is not None:
             self.metrics.set_snapshot(_snapshot_id(current))
@@ -558,6 +563,29 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
             if self.metrics is not None:
                 elapsed = time.perf_counter() - start
                 self.metrics.request_seconds.labels(call=kind).observe(elapsed)
+
+
+def _registry(
+    snapshots: LiveSnapshots,
+    *,
+    slots: int,
+    node_timeout: float,
+    clock: Callable[[], float],
+    row_copy: bool,
+) -> NodeRegistry:
+    """The registry of every slice id ``snapshots`` handed out; ids no live snapshot
+    holds (retired before a restart) are dropped: never placed."""
+    plans = snapshots.plans
+    count = snapshots.slice_count
+    sizes = [
+        cache_budget(plans[s].estimated_bytes, row_copy=row_copy) if s in plans else 0
+        for s in range(count)
+    ]
+    registry = NodeRegistry(
+        count, slots=slots, node_timeout=node_timeout, clock=clock, slice_sizes=sizes
+    )
+    registry.drop(s for s in range(count) if s not in plans)
+    return registry
 
 
 def _snapshot_id(key: int) -> int | None:

@@ -24,11 +24,12 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
     from pyspark.sql import SparkSession
 
-    from feeder.coordinator.journal import Journal
+    from feeder.coordinator.journal import Journal, Recorded
     from feeder.coordinator.launcher import NodeLauncher
     from feeder.coordinator.metrics import FeederMetrics
     from feeder.coordinator.served import ServedSnapshot
     from feeder.coordinator.service import Coordinator
+    from feeder.coordinator.snapshots import LiveSnapshots
 
 log = logging.getLogger(__name__)
 
@@ -259,8 +260,6 @@ class Feeder:
             served = resolve(replace(self.config, snapshot_id=None), self.catalog)
             if snapshot_key(served.snapshot_id) in self.coordinator.snapshots:
                 return {"changed": False, "snapshot_id": served.snapshot_id}
-            if self.journal is not None:
-                self.journal.refreshed(served.snapshot_id)
             record = self.coordinator.add_snapshot(served)
         log.info("feeder refreshing to snapshot %s", served.snapshot_id)
         return {"changed": True, **record}
@@ -321,7 +320,8 @@ class Feeder:
 
 
 def _start_session(
-    served: ServedSnapshot,
+    snapshots: LiveSnapshots,
+    identity: dict[str, Any],
     config: FeederConfig,
     spark: SparkSession,
     *,
@@ -329,7 +329,6 @@ def _start_session(
     metrics: FeederMetrics | None,
     journal: Journal | None = None,
 ) -> tuple[Coordinator, NodeLauncher]:
-    from feeder.coordinator.journal import session_identity
     from feeder.coordinator.launcher import NodeLauncher, NodeTaskSpec
     from feeder.coordinator.service import Coordinator
     from feeder.protocol.tickets import TicketSigner, new_key
@@ -338,10 +337,12 @@ def _start_session(
     nodes = config.nodes or max(1, int(sc.defaultParallelism))
     key, restored = new_key(), None
     if journal is not None:
-        resumed = journal.begin(session_identity(served, slice_bytes=config.slice_bytes))
+        resumed = journal.begin(identity)
         key, restored = resumed.key, resumed.books
+    served = snapshots.get(snapshots.newest)
     coordinator = Coordinator(
         served,
+        snapshots=snapshots,
         signer=TicketSigner(key),
         slots=nodes,
         host=config.host,
@@ -369,12 +370,13 @@ def _start_session(
         coordinator.close()
         raise
     log.info(
-        "feeder serving %s snapshot %s at %s: %d slices, %d data nodes",
+        "feeder serving %s snapshot %s at %s: %d slices, %d data nodes (%d live snapshot(s))",
         served.table,
         served.snapshot_id,
         coordinator.endpoint,
         len(served.plans),
         nodes,
+        len(snapshots.live()),
     )
     return coordinator, launcher
 
@@ -425,7 +427,9 @@ def serve(
     """
     config = _config(table_or_config, catalog, settings)
     journal = _journal(config)
-    served = _resolve_pinned(config, catalog if catalog is not None else config.catalog, journal)
+    live, identity = _resolve_session(
+        config, catalog if catalog is not None else config.catalog, journal
+    )
     if spark is None:
         from jobs.spark import get_spark
 
@@ -438,7 +442,7 @@ def serve(
             port=config.metrics_port, host=config.host, metric_jobs=config.limits.metric_jobs
         )
     coordinator, launcher = _start_session(
-        served, config, spark, port=config.port, metrics=metrics, journal=journal
+        live, identity, config, spark, port=config.port, metrics=metrics, journal=journal
     )
     feeder = Feeder(
         config=config,
@@ -462,29 +466,73 @@ def _journal(config: FeederConfig) -> Journal | None:
     return Journal(path) if path is not None else None
 
 
-def _resolve_pinned(
+def _resolve_session(
     config: FeederConfig, catalog: Catalog | str | None, journal: Journal | None
-) -> ServedSnapshot:
-    """:func:`resolve`, at the journal's snapshot when it served the same arguments.
+) -> tuple[LiveSnapshots, dict[str, Any]]:
+    """The snapshots to serve and the session identity to hand :meth:`Journal.begin`.
 
-    So a restarted driver serves what it served before even if the table moved on;
-    a journal snapshot the table no longer has starts a fresh session at the current one.
+    When the journal's session ran with the same arguments, every snapshot it served
+    is planned again from the catalog and checked against its recorded plan digest,
+    and gets the slice ids it had: a restarted driver serves what it served before
+    (also after refreshes, and even if the table moved on), and the journal's epochs,
+    bindings and tickets keep meaning the same rows. A recorded snapshot the table no
+    longer has, or that plans to other slices, starts a fresh session at the current
+    snapshot (logged).
     """
-    pinned = None
-    if journal is not None and config.snapshot_id is None:
-        pinned = journal.pinned_snapshot(
+    from feeder.coordinator.journal import session_identity
+    from feeder.coordinator.snapshots import LiveSnapshots
+
+    recorded = None
+    if journal is not None:
+        recorded = journal.recorded(
             table=config.table,
             columns=config.columns,
             row_filter=config.row_filter,
             slice_bytes=config.slice_bytes,
+            snapshot_id=config.snapshot_id,
         )
-    if pinned is None:
-        return resolve(config, catalog)
-    try:
-        return resolve(replace(config, snapshot_id=pinned), catalog)
-    except SpecError as exc:
-        log.warning("journal %s: its snapshot cannot be served (%s); starting fresh", journal, exc)
-        return resolve(config, catalog)
+    if recorded is not None:
+        try:
+            return _replan(config, catalog, recorded), recorded.identity
+        except (SpecError, ValueError) as exc:
+            log.warning(
+                "journal %s: its snapshots cannot be served again (%s); starting fresh",
+                journal,
+                exc,
+            )
+    served = resolve(config, catalog)
+    return LiveSnapshots(served), session_identity(served, slice_bytes=config.slice_bytes)
+
+
+def _replan(
+    config: FeederConfig, catalog: Catalog | str | None, recorded: Recorded
+) -> LiveSnapshots:
+    """Plan every snapshot ``recorded`` names again; rebuild the session's slice ids.
+
+    Raises:
+        SpecError: a snapshot no longer resolves, or plans to other slices than recorded.
+        ValueError: the recorded slice ids do not fit the plans.
+    """
+    from feeder.coordinator.snapshots import LiveSnapshots, plan_digest
+
+    planned: list[tuple[ServedSnapshot, tuple[int, ...] | None]] = []
+    for rec in recorded.live:
+        served = resolve(replace(config, snapshot_id=rec.snapshot_id), catalog)
+        if served.snapshot_id != rec.snapshot_id:
+            raise SpecError(f"snapshot {rec.snapshot_id} is not the table's any more")
+        if plan_digest(served.plans) != rec.plan_digest:
+            raise SpecError(
+                f"snapshot {rec.snapshot_id} plans to other slices than the journal recorded"
+            )
+        planned.append((served, rec.slices))
+    live = LiveSnapshots.restored(planned, recorded.slice_count)
+    if len(planned) > 1:
+        log.info(
+            "journal: serving snapshots %s again over %d slice ids",
+            [rec.snapshot_id for rec in recorded.live],
+            live.slice_count,
+        )
+    return live
 
 
 def _config(

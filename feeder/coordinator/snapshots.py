@@ -11,12 +11,19 @@ nodes serve slices by id whatever snapshot a ticket names.
 A snapshot's epoch order is computed over the whole id space with a row count of 0
 for every slice it does not hold (:meth:`LiveSnapshots.counts`), so the shuffle
 code is unchanged and a session that never refreshed orders exactly as before.
-A snapshot is *retired* once no job's current epoch uses it; the slices only it
-held are then dropped from the nodes' caches.
+A snapshot is *retired* once no job's epoch that a consumer may still read uses it;
+the slices only it held are then dropped from the nodes' caches.
+
+A driver restart rebuilds the same id space from the journal
+(:meth:`LiveSnapshots.state_text`, :meth:`LiveSnapshots.restored`): every live snapshot
+is planned again from the catalog, checked against its recorded plan digest, and its
+plans get the slice ids they had.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -29,6 +36,15 @@ from jobs.errors import SpecError
 def _identity(plan: SlicePlan) -> tuple[str, tuple[int, ...]] | None:
     """What makes two snapshots' slices the same rows (None: never shared)."""
     return None if plan.has_deletes else (plan.file_path, plan.row_groups)
+
+
+def plan_digest(plans: Sequence[SlicePlan]) -> str:
+    """The sha256 of a snapshot's slice plans numbered by position (as planning returns them).
+
+    What a restart checks a snapshot planned again against: same digest, same slices.
+    """
+    numbered = [replace(p, slice_id=i).to_dict() for i, p in enumerate(plans)]
+    return hashlib.sha256(json.dumps(numbered, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -54,15 +70,82 @@ class LiveSnapshots:
     """
 
     def __init__(self, first: ServedSnapshot) -> None:
-        self.plans: list[SlicePlan] = list(first.plans)
-        if any(p.slice_id != i for i, p in enumerate(self.plans)):
+        if any(p.slice_id != i for i, p in enumerate(first.plans)):
             raise ValueError("the first snapshot's slice ids must be its plan positions")
+        #: the plan of every slice id a live snapshot holds
+        self.plans: dict[int, SlicePlan] = {p.slice_id: p for p in first.plans}
+        #: slice ids handed out so far (the next new slice gets this id)
+        self.slice_count = len(first.plans)
         self._live: dict[int, ServedSnapshot] = {snapshot_key(first.snapshot_id): first}
         self._members: dict[int, frozenset[int]] = {
-            snapshot_key(first.snapshot_id): frozenset(range(len(self.plans)))
+            snapshot_key(first.snapshot_id): frozenset(self.plans)
         }
         #: the newest snapshot added (new epochs use it once its slices are cached)
         self.newest = snapshot_key(first.snapshot_id)
+        self._text: str | None = None  # state_text, until the live snapshots change
+
+    @classmethod
+    def restored(
+        cls,
+        snapshots: Sequence[tuple[ServedSnapshot, Sequence[int] | None]],
+        slice_count: int | None,
+    ) -> LiveSnapshots:
+        """Rebuild a session's live snapshots from its journal (a restarted driver).
+
+        Args:
+            snapshots: oldest first, each snapshot as planned again (plans numbered by
+                position) with the session slice id of each of its plans (None: its
+                positions, a session that never refreshed).
+            slice_count: slice ids the session had handed out (None: the first
+                snapshot's plan count).
+
+        Raises:
+            ValueError: the ids do not fit the plans (a damaged journal).
+        """
+        first = snapshots[0][0]
+        live = cls(replace(first, plans=()))
+        live._live.clear()
+        live._members.clear()
+        live.slice_count = slice_count if slice_count is not None else len(first.plans)
+        for served, ids in snapshots:
+            ids = list(ids) if ids is not None else list(range(len(served.plans)))
+            if len(ids) != len(served.plans) or len(set(ids)) != len(ids):
+                raise ValueError(
+                    f"snapshot {served.snapshot_id}: {len(ids)} recorded slice ids for "
+                    f"{len(served.plans)} planned slices"
+                )
+            if any(not 0 <= s < live.slice_count for s in ids):
+                raise ValueError(f"snapshot {served.snapshot_id}: a slice id out of range")
+            plans = []
+            for s, plan in zip(ids, served.plans, strict=True):
+                numbered = replace(plan, slice_id=s)
+                known = live.plans.setdefault(s, numbered)
+                if known != numbered:
+                    raise ValueError(f"slice {s} names other rows in two snapshots")
+                plans.append(numbered)
+            key = snapshot_key(served.snapshot_id)
+            live._live[key] = replace(served, plans=tuple(plans))
+            live._members[key] = frozenset(ids)
+            live.newest = key
+        return live
+
+    def state_text(self) -> str:
+        """The live snapshots as compact JSON for the journal (PROTOCOL.md, *Journal*):
+        ``{"slice_count", "live": [{"snapshot_id", "plan_digest", "slices"}]}``, oldest
+        first; ``slices`` are the session ids of the snapshot's plans in plan order.
+        Cached until the live snapshots change, so every journal write can afford it."""
+        if self._text is None:
+            live = [
+                {
+                    "snapshot_id": served.snapshot_id,
+                    "plan_digest": plan_digest(served.plans),
+                    "slices": [p.slice_id for p in served.plans],
+                }
+                for served in self._live.values()
+            ]
+            state = {"slice_count": self.slice_count, "live": live}
+            self._text = json.dumps(state, separators=(",", ":"))
+        return self._text
 
     def __contains__(self, key: int) -> bool:
         return key in self._live
@@ -85,7 +168,7 @@ class LiveSnapshots:
         Raises ValueError if one of ``key``'s slices has no count yet.
         """
         members = self._members[key]
-        out = [0] * len(self.plans)
+        out = [0] * self.slice_count
         for s in members:
             n = row_counts[s]
             if n is None:
@@ -125,14 +208,16 @@ class LiveSnapshots:
             if reused is not None:
                 plans.append(self.plans[reused])
                 continue
-            numbered = replace(plan, slice_id=len(self.plans))
-            self.plans.append(numbered)
+            numbered = replace(plan, slice_id=self.slice_count)
+            self.slice_count += 1
+            self.plans[numbered.slice_id] = numbered
             plans.append(numbered)
             new.append(numbered)
         renumbered = replace(served, plans=tuple(plans))
         self._live[key] = renumbered
         self._members[key] = frozenset(p.slice_id for p in plans)
         self.newest = key
+        self._text = None
         return Added(renumbered, tuple(new), len(plans) - len(new))
 
     def retire(self, key: int) -> list[int]:
@@ -145,4 +230,8 @@ class LiveSnapshots:
         gone = self._members.pop(key)
         del self._live[key]
         still = set().union(*self._members.values())
-        return sorted(gone - still)
+        freed = sorted(gone - still)
+        for s in freed:
+            del self.plans[s]
+        self._text = None
+        return freed

@@ -1,13 +1,15 @@
 """A training process of its own that reads one epoch across a feeder restart.
 
-``python -m tests.feeder.restart_consumer ENDPOINT MODE SHUFFLE PAUSE_BATCHES OUT``:
+``python -m tests.feeder.restart_consumer ENDPOINT MODE SHUFFLE PAUSE_BATCHES OUT [EPOCHS]``:
 iterates epoch 0 of job ``restart-e2e`` through a real :class:`~feeder.torch.FeederDataset`
 (batches of 500 rows; ``SHUFFLE`` ``slice`` or ``mix``, MIX windows of 1000 rows);
 after ``PAUSE_BATCHES`` batches it prints
 ``read PAUSE_BATCHES batches`` and waits for a line on stdin (the test kills and
 restarts the feeder meanwhile), then reads on to the end of the epoch, writes the
-``id`` of every row it got, as JSON, to ``OUT`` and prints ``DONE``. Exit code 0
-only if the epoch ended without an error.
+``id`` of every row it got, as JSON, to ``OUT`` and prints ``DONE``. With ``EPOCHS``
+(default 1) above 1 it then reads epochs 1.. too, writing each one's ids to
+``OUT.<epoch>`` and printing ``DONE <epoch>``. Exit code 0 only if every epoch ended
+without an error.
 """
 
 from __future__ import annotations
@@ -48,9 +50,14 @@ def main(argv: list[str]) -> int:
         if n == pause:
             print(f"read {n} batches", flush=True)
             sys.stdin.readline()  # the test kills and restarts the feeder, then says go
-    dataset.close()
     out.write_text(json.dumps(ids))
     print("DONE", flush=True)
+    for epoch in range(1, int(argv[5]) if len(argv) > 5 else 1):
+        dataset.set_epoch(epoch)
+        ids = [int(i) for batch in dataset for i in batch["id"].tolist()]
+        out.with_name(f"{out.name}.{epoch}").write_text(json.dumps(ids))
+        print(f"DONE {epoch}", flush=True)
+    dataset.close()
     return 0
 
 

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from feeder.client import FeederClient
 from feeder.coordinator.journal import DIR_NAME, KEY_NAME, STATE_NAME
-from tests.feeder.tables import make_table
+from tests.feeder.tables import make_table, sample_arrow
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -106,6 +106,18 @@ class Server:
                 self.proc.kill()
 
 
+def _until(client: FeederClient, predicate, timeout: float = 300.0) -> dict:
+    """The first status document that satisfies ``predicate`` (polled; fails after timeout)."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        status = client.status()
+        if predicate(status):
+            return status
+        assert time.monotonic() < deadline, f"status never changed so: {status}"
+        pause.wait(0.5)
+
+
 def _wait_gone(pids: list[int], timeout: float) -> None:
     """Wait until every process in ``pids`` has ended (pidfds: an event, not a poll)."""
     deadline = time.monotonic() + timeout
@@ -122,6 +134,31 @@ def _wait_gone(pids: list[int], timeout: float) -> None:
             os.close(fd)
 
 
+def _serve_args(table: str, port: int, cache: Path, node_metrics: int) -> list[str]:
+    """``feeder serve`` arguments: one node, small slices, a node metrics port."""
+    args = [table, "--port", str(port), "--cache-dir", str(cache), "--nodes", "1"]
+    args += ["--slice-bytes", "40000", "--lease-seconds", "60"]
+    return [*args, "--node-metrics-port", str(node_metrics)]
+
+
+def _paused_consumer(args: list[str], log: Path) -> subprocess.Popen[str]:
+    """``tests.feeder.restart_consumer ARGS`` started, once it paused mid-epoch."""
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "tests.feeder.restart_consumer", *args],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+    )
+    assert consumer.stdout is not None
+    said = _line(consumer.stdout, consumer, 300)
+    if said != f"read {args[3]} batches\n":
+        consumer.kill()
+        raise AssertionError(f"the consumer did not pause: {log.read_text()[-3000:]}")
+    return consumer
+
+
 @pytest.fixture
 def table(catalog):
     make_table(catalog, files=4, rows_per_file=3000, row_group_rows=500)
@@ -136,10 +173,7 @@ def test_a_sigkilled_driver_restarted_with_the_same_arguments_continues_the_epoc
 ):
     port, node_metrics = _free_port(), _free_port()
     cache = tmp_path / "cache"
-    args = [table, "--port", str(port), "--cache-dir", str(cache), "--nodes", "1"]
-    args += ["--slice-bytes", "40000", "--lease-seconds", "60"]
-    args += ["--node-metrics-port", str(node_metrics)]
-    server = Server(args, tmp_path / "server.log")
+    server = Server(_serve_args(table, port, cache, node_metrics), tmp_path / "server.log")
     consumer: subprocess.Popen[str] | None = None
     consumer_log = tmp_path / "consumer.log"
     try:
@@ -151,18 +185,8 @@ def test_a_sigkilled_driver_restarted_with_the_same_arguments_continues_the_epoc
         assert before["ready"] and before["rows"] == ROWS and before["slices"] > 2
         assert first_read > 0  # the counter works: the first start read the table
         out = tmp_path / "ids.json"
-        command = ["tests.feeder.restart_consumer", endpoint, mode, shuffle, "6", str(out)]
-        consumer = subprocess.Popen(
-            [sys.executable, "-m", *command],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=consumer_log.open("w"),
-            text=True,
-        )
+        consumer = _paused_consumer([endpoint, mode, shuffle, "6", str(out)], consumer_log)
         assert consumer.stdin is not None and consumer.stdout is not None
-        said = _line(consumer.stdout, consumer, 300)
-        assert said == "read 6 batches\n", consumer_log.read_text()[-3000:]
         journal = cache / DIR_NAME
         assert (journal / KEY_NAME).stat().st_mode & 0o777 == 0o600
         books = json.loads((journal / STATE_NAME).read_text())["books"]["books"]
@@ -197,4 +221,74 @@ def test_a_sigkilled_driver_restarted_with_the_same_arguments_continues_the_epoc
             consumer.kill()
         server.stop()
     # a clean stop ends the session: nothing is left to continue
+    assert not (cache / DIR_NAME / KEY_NAME).exists(), server.tail()
+
+
+def _snapshot_ids(status: dict) -> list[int]:
+    return [s["snapshot_id"] for s in status["snapshots"]]
+
+
+@pytest.mark.parametrize(("mode", "shuffle"), [("static", "slice"), ("dynamic", "mix")])
+def test_a_driver_restarted_after_a_refresh_continues_every_snapshot_it_served(
+    catalog, tmp_path, mode, shuffle
+):
+    table = make_table(catalog, files=4, rows_per_file=3000, row_group_rows=500)
+    first = table.current_snapshot().snapshot_id
+    port, node_metrics = _free_port(), _free_port()
+    cache = tmp_path / "cache"
+    server = Server(_serve_args("test.feed", port, cache, node_metrics), tmp_path / "server.log")
+    consumer: subprocess.Popen[str] | None = None
+    consumer_log = tmp_path / "consumer.log"
+    endpoint = f"grpc://127.0.0.1:{port}"
+    try:
+        server.start()
+        out = tmp_path / "ids.json"
+        consumer = _paused_consumer([endpoint, mode, shuffle, "6", str(out), "2"], consumer_log)
+        assert consumer.stdin is not None and consumer.stdout is not None
+
+        # mid-epoch, the table moves on (its first file deleted, a new one appended) and
+        # the feeder refreshes: epoch 0 goes on reading the first snapshot
+        table.delete("id < 3000")
+        table.append(sample_arrow(3000, start=ROWS))
+        second = table.current_snapshot().snapshot_id
+        with FeederClient(endpoint, timeout=30) as client:
+            record = client.refresh()
+            assert record["changed"] and record["snapshot_id"] == second
+            assert record["added_slices"] > 0
+            before = _until(client, lambda s: s["snapshot_id"] == second and s["ready"])
+        assert _snapshot_ids(before) == [first, second]
+        state = json.loads((cache / DIR_NAME / STATE_NAME).read_text())
+        assert state["version"] == 2
+        assert [e["snapshot_id"] for e in state["snapshots"]["live"]] == [first, second]
+
+        server.kill()  # SIGKILL after the refresh, mid-epoch
+        _wait_gone([n["pid"] for n in before["nodes"]], timeout=120)
+        consumer.stdin.write("go\n")
+        consumer.stdin.flush()
+        server.start()  # the same arguments
+        with FeederClient(endpoint, timeout=30) as client:
+            after = client.status()
+        # the same session, serving both snapshots over the same slice ids, all adopted
+        assert after["session"] == before["session"]
+        assert _snapshot_ids(after) == [first, second] and after["snapshot_id"] == second
+        assert after["slices"] == before["slices"] == after["slices_cached"]
+
+        # epoch 0 ends on the first snapshot, every row exactly once
+        assert _line(consumer.stdout, consumer, 600) == "DONE\n", consumer_log.read_text()[-3000:]
+        assert sorted(json.loads(out.read_text())) == list(range(ROWS))
+        # epoch 1 reads the newest snapshot: the first file's rows gone, the new ones there
+        said = _line(consumer.stdout, consumer, 600)
+        assert said == "DONE 1\n", consumer_log.read_text()[-3000:]
+        assert consumer.wait(timeout=60) == 0
+        ids = json.loads(out.with_name(f"{out.name}.1").read_text())
+        assert sorted(ids) == list(range(3000, ROWS + 3000))
+        # nothing was read from table storage after the restart: every slice adopted
+        assert _metric(node_metrics, STORAGE_READ) == 0, server.tail()
+        # no one reads the first snapshot any more: retired, its file's slices dropped
+        with FeederClient(endpoint, timeout=30) as client:
+            _until(client, lambda s: _snapshot_ids(s) == [second], timeout=60)
+    finally:
+        if consumer is not None and consumer.poll() is None:
+            consumer.kill()
+        server.stop()
     assert not (cache / DIR_NAME / KEY_NAME).exists(), server.tail()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from feeder.coordinator.epochs import EpochBooks
+from feeder.coordinator.epochs import EPOCH_SNAPSHOTS_KEPT, EpochBooks
 from feeder.coordinator.limits import CoordinatorLimits
-from feeder.protocol.messages import EpochParams
+from feeder.protocol.messages import EpochParams, StaticRequest
 from feeder.protocol.shuffle import SliceRange
 from jobs.errors import LimitError, SpecError
 
@@ -76,3 +76,59 @@ def test_consumer_names_are_counted_but_only_consumers_kept_remembered():
         books.note_consumer(EpochParams(job="j"), f"c{k}", "dynamic")
     assert books.status()["j"]["consumers"] == 100
     assert len(books._jobs["j"].consumers) == 3
+
+
+def _read(books: EpochBooks, epoch: int, snapshot: int, *, rank: int, world_size: int = 2):
+    """A static rank asks for ``epoch``'s plan (bound to ``snapshot`` by the first)."""
+    if books.snapshot_of("j", epoch) is None:
+        books.bind("j", epoch, snapshot)
+    books.note_static_read(StaticRequest(job="j", epoch=epoch, rank=rank, world_size=world_size))
+
+
+def test_a_snapshot_stays_in_use_while_a_lagging_rank_may_still_read_an_epoch_bound_to_it():
+    books = EpochBooks(CoordinatorLimits(), lease_seconds=1.0, clock=Clock())
+    _read(books, 0, snapshot=1, rank=0)
+    _read(books, 0, snapshot=1, rank=1)
+    # snapshot 2 arrives; rank 0 runs two epochs ahead, rank 1 still reads epoch 0
+    _read(books, 1, snapshot=2, rank=0)
+    _read(books, 2, snapshot=2, rank=0)
+    assert books.snapshots_in_use() == {1, 2}
+    # rank 1 moves to epoch 1 (bound to 2): nobody can read snapshot 1 any more
+    _read(books, 1, snapshot=2, rank=1)
+    assert books.snapshots_in_use() == {2}
+    # the journal keeps who reads what: a restarted coordinator decides the same
+    _read(books, 3, snapshot=3, rank=0)
+    restored = EpochBooks(CoordinatorLimits(), lease_seconds=1.0, clock=Clock())
+    restored.restore(books.state())
+    assert restored.snapshots_in_use() == books.snapshots_in_use() == {2, 3}
+
+
+def test_the_bindings_a_lagging_rank_needs_are_kept_and_a_forgotten_one_is_a_clear_error():
+    books = EpochBooks(CoordinatorLimits(), lease_seconds=1.0, clock=Clock())
+    _read(books, 0, snapshot=1, rank=1)
+    for epoch in range(1, EPOCH_SNAPSHOTS_KEPT + 5):
+        _read(books, epoch, snapshot=2, rank=0)
+    assert books.snapshot_of("j", 0) == 1 and 1 in books.snapshots_in_use()
+    # another world size (an elastic restart): the old ranks are gone
+    _read(books, EPOCH_SNAPSHOTS_KEPT + 5, snapshot=2, rank=0, world_size=1)
+    assert books.snapshots_in_use() == {2}
+    _read(books, EPOCH_SNAPSHOTS_KEPT + 6, snapshot=2, rank=0, world_size=1)
+    assert books.snapshot_of("j", 0) is None  # no one reads it: forgotten as before
+    # a consumer that now asks for epoch 0 could read another snapshot than epoch 0 did
+    with pytest.raises(SpecError, match=r"epoch 0: .*may have read snapshot\(s\) \[1\].*current"):
+        books.check_unbound("j", 0, 2)
+    with pytest.raises(SpecError, match=r"may have read snapshot\(s\) \[2\]"):
+        books.check_unbound("j", 0, 1)  # forgotten epochs read both: either may be wrong
+    books.check_unbound("j", EPOCH_SNAPSHOTS_KEPT + 7, 2)  # a new epoch
+    restored = EpochBooks(CoordinatorLimits(), lease_seconds=1.0, clock=Clock())
+    restored.restore(books.state())
+    with pytest.raises(SpecError, match=r"may have read snapshot\(s\) \[1\]"):
+        restored.check_unbound("j", 0, 2)
+
+
+def test_a_forgotten_binding_of_the_only_snapshot_served_is_no_error():
+    books = EpochBooks(CoordinatorLimits(), lease_seconds=1.0, clock=Clock())
+    for epoch in range(EPOCH_SNAPSHOTS_KEPT + 4):
+        _read(books, epoch, snapshot=1, rank=0, world_size=1)
+    assert books.snapshot_of("j", 0) is None
+    books.check_unbound("j", 0, 1)  # a new run of the job from epoch 0: as before

@@ -19,14 +19,18 @@ from feeder.coordinator.journal import (
     STATE_NAME,
     VERSION,
     Journal,
+    RecordedSnapshot,
     default_journal_dir,
 )
 from feeder.coordinator.limits import CoordinatorLimits
+from feeder.coordinator.served import ServedSnapshot
+from feeder.coordinator.snapshots import LiveSnapshots, plan_digest
 from feeder.protocol.messages import EpochParams
 from feeder.protocol.shuffle import SliceRange
 from feeder.protocol.shuffle_kind import Shuffle
 from feeder.protocol.tickets import TicketSigner
 from jobs.errors import FeederError
+from tests.feeder.coordinator.served_snapshots import served_snapshot
 
 IDENTITY = {
     "table": "ns.t",
@@ -96,16 +100,22 @@ def test_a_restart_with_the_same_identity_gets_the_same_key_and_epoch_state(tmp_
         restored.open(EpochParams(job="j", epoch=3, seed=6, shuffle=Shuffle.SLICE), _units)
 
 
+def _recorded(journal: Journal, *, columns=None, snapshot_id=None):
+    return journal.recorded(
+        table="ns.t", columns=columns, row_filter=None, slice_bytes=1000, snapshot_id=snapshot_id
+    )
+
+
 def test_other_arguments_start_a_fresh_session_with_a_warning(tmp_path, caplog):
     started = Journal(tmp_path).begin(IDENTITY)
     journal = Journal(tmp_path)
-    assert (
-        journal.pinned_snapshot(table="ns.t", columns=None, row_filter=None, slice_bytes=1000) == 7
-    )
-    assert (
-        journal.pinned_snapshot(table="ns.t", columns=["a"], row_filter=None, slice_bytes=1000)
-        is None
-    )
+    recorded = _recorded(journal)
+    assert recorded is not None and recorded.identity == IDENTITY
+    # a session that never refreshed: the identity's snapshot at its plan positions
+    assert recorded.live == (RecordedSnapshot(snapshot_id=7, plan_digest="abc", slices=None),)
+    assert _recorded(journal, snapshot_id=7) is not None  # pinned at the journal's snapshot
+    assert _recorded(journal, snapshot_id=8) is None
+    assert _recorded(journal, columns=["a"]) is None
     with caplog.at_level(logging.WARNING, logger="feeder.coordinator.journal"):
         fresh = journal.begin({**IDENTITY, "columns": ["a"]})
     assert fresh.key != started.key and fresh.books is None
@@ -113,16 +123,57 @@ def test_other_arguments_start_a_fresh_session_with_a_warning(tmp_path, caplog):
     assert started.key.hex() not in caplog.text
 
 
-def test_a_refreshed_session_restarts_fresh_at_its_newest_snapshot(tmp_path):
+def _served(snapshot_id: int, files: list[str]) -> ServedSnapshot:
+    return served_snapshot(snapshot_id, [(f, (0,), False) for f in files])
+
+
+def test_a_refreshed_session_journals_its_live_snapshots_and_their_slice_ids(tmp_path):
     journal = Journal(tmp_path)
     started = journal.begin(IDENTITY)
-    journal.refreshed(9)
-    journal.save(None)
-    again = Journal(tmp_path)
-    assert again.pinned_snapshot(table="ns.t", columns=None, row_filter=None, slice_bytes=1000) == 9
-    # the restart plans snapshot 9 afresh: not the refreshed session's slice ids
-    fresh = again.begin({**IDENTITY, "snapshot_id": 9})
-    assert fresh.key != started.key and fresh.books is None
+    live = LiveSnapshots(_served(7, ["a", "b", "c"]))
+    live.add(_served(9, ["a", "c", "d"]))  # b removed, d added: slice ids 0, 2, 3
+    journal.save({"jobs": {}, "books": []}, snapshots=live.state_text())
+    assert json.loads((tmp_path / STATE_NAME).read_text())["version"] == VERSION == 2
+
+    again = Journal(tmp_path)  # the restarted driver, with the same arguments
+    recorded = _recorded(again)
+    assert recorded is not None and recorded.identity == IDENTITY and recorded.slice_count == 4
+    assert [(r.snapshot_id, r.slices) for r in recorded.live] == [(7, (0, 1, 2)), (9, (0, 2, 3))]
+    # each recorded digest is the one planning the snapshot again gives
+    assert recorded.live[1].plan_digest == plan_digest(_served(9, ["a", "c", "d"]).plans)
+    resumed = again.begin(recorded.identity)
+    assert resumed.key == started.key and resumed.books == {"jobs": {}, "books": []}
+
+
+def test_a_version_1_journal_is_continued_unless_it_refreshed(tmp_path):
+    key = os.urandom(32)
+    (tmp_path / KEY_NAME).write_bytes(key)
+    (tmp_path / KEY_NAME).chmod(0o600)
+    v1 = {
+        "format": "icefeed-feeder-journal",
+        "version": 1,
+        "session": TicketSigner(key).session_id,
+        "identity": IDENTITY,
+        "books": {"jobs": {}, "books": []},
+    }
+    (tmp_path / STATE_NAME).write_text(json.dumps(v1))
+    recorded = _recorded(Journal(tmp_path))
+    assert recorded is not None and recorded.slice_count is None
+    assert recorded.live == (RecordedSnapshot(snapshot_id=7, plan_digest="abc", slices=None),)
+    resumed = Journal(tmp_path).begin(recorded.identity)
+    assert resumed.key == key and resumed.books == {"jobs": {}, "books": []}
+    # version 1 marked a refreshed session instead of journalling its snapshots: fresh
+    refreshed = {**v1, "identity": {**IDENTITY, "snapshot_id": 9, "refreshed": True}}
+    (tmp_path / STATE_NAME).write_text(json.dumps(refreshed))
+    assert _recorded(Journal(tmp_path)) is None
+
+
+def test_damaged_live_snapshots_are_a_clear_error(tmp_path):
+    journal = Journal(tmp_path)
+    journal.begin(IDENTITY)
+    journal.save(None, snapshots='{"slice_count":2,"live":[{"snapshot_id":7,"slices":[0]}]}')
+    with pytest.raises(FeederError, match=r"damaged: its live snapshots do not parse"):
+        _recorded(Journal(tmp_path))
 
 
 def test_a_truncated_journal_is_a_clear_error_naming_the_file(tmp_path):

@@ -17,9 +17,10 @@ from itertools import islice
 import pytest
 
 from feeder.client.client import FeederClient
+from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.session import serve
 from feeder.torch import FeederDataset
-from jobs.errors import SpecError
+from jobs.errors import AuthError, SpecError
 from tests.feeder.local_feeder import ids_of
 from tests.feeder.tables import make_table, sample_arrow
 
@@ -194,3 +195,84 @@ def test_a_following_feeder_serves_each_new_snapshot_by_itself(spark, catalog, t
     assert "icefeed_refreshes_total 1.0" in text
     read = record["storage_bytes_read"]
     assert read > 0 and f"icefeed_refresh_storage_bytes_read_total {float(read)}" in text
+
+
+def test_a_rank_epochs_behind_the_others_finishes_its_epoch_on_the_removed_files_slices(
+    spark, catalog, tmp_path
+):
+    table = make_table(catalog, files=FILES, rows_per_file=PER_FILE, row_group_rows=500)
+    with _serve(spark, catalog, tmp_path, nodes=1, slice_bytes=40_000) as f:
+        f.wait_ready(300)
+        first = f.status()["snapshot_id"]
+        client = FeederClient(f.endpoint, job="ddp")
+        ddp = {"seed": 3, "world_size": 2, "shuffle": "slice", "unit": 256}
+        # rank 1 stalls early in epoch 0; rank 0 reads its whole part
+        lagging = client.stream(0, rank=1, **ddp)
+        rank1 = ids_of(islice(lagging, 2))
+        rank0 = ids_of(client.stream(0, rank=0, **ddp))
+        cached = f.fresh_status()["nodes"][0]["slices_cached"]
+
+        table.delete("id < 3000")  # the first file, whole
+        second = f.refresh()
+        f.wait_ready(60)
+        # rank 0 runs two epochs ahead on the new snapshot, every row of it once
+        ahead = {epoch: ids_of(client.stream(epoch, rank=0, **ddp)) for epoch in (1, 2)}
+        assert all(len(part) == (ROWS - PER_FILE) // 2 for part in ahead.values())
+        # rank 1 may still read epoch 0: its snapshot and the removed file's slices stay,
+        # also once every node heard everything the coordinator had to tell it
+        assert _snapshots(f) == [first, second]
+        assert f.fresh_status()["nodes"][0]["slices_cached"] == cached
+        rank1 += ids_of(lagging)
+        assert sorted(rank0 + rank1) == list(range(ROWS))  # epoch 0: every row once
+
+        # rank 1 moves on: nobody can read the first snapshot, it is retired and the
+        # removed file's slices are dropped from the cache
+        part1 = ids_of(client.stream(1, rank=1, **ddp))
+        assert sorted(ahead[1] + part1) == list(range(PER_FILE, ROWS))
+        assert f.coordinator.wait_for(lambda s: len(s["snapshots"]) == 1, 30), _snapshots(f)
+        assert f.coordinator.wait_for(lambda s: s["nodes"][0]["slices_cached"] < cached, 30)
+
+
+def test_an_unknown_rank_asking_for_an_epoch_whose_snapshot_was_forgotten_gets_a_clear_error(
+    spark, catalog, tmp_path
+):
+    table = make_table(catalog, files=1, rows_per_file=PER_FILE, row_group_rows=500)
+    with _serve(spark, catalog, tmp_path, nodes=1) as f:
+        f.wait_ready(300)
+        first = f.status()["snapshot_id"]
+        client = FeederClient(f.endpoint, job="ddp")
+        assert len(ids_of(client.stream(0, rank=0, world_size=2))) == PER_FILE // 2
+        table.append(sample_arrow(PER_FILE, start=PER_FILE))
+        second = f.refresh()
+        f.wait_ready(60)
+        # rank 0 runs on alone, past the bindings a feeder keeps; rank 1 never asked
+        for epoch in range(1, 18):
+            assert len(ids_of(client.stream(epoch, rank=0, world_size=2))) == PER_FILE
+        # which snapshot epoch 0 read is forgotten: an error, not rows of another snapshot
+        forgotten = rf"epoch 0: .*snapshot\(s\) \[{first}\], not the current snapshot {second}"
+        with pytest.raises(SpecError, match=forgotten):
+            list(client.stream(0, rank=1, world_size=2))
+
+
+def test_a_forgotten_jobs_epoch_on_a_retired_snapshot_ends_with_an_error_not_missing_rows(
+    spark, catalog, tmp_path
+):
+    table = make_table(catalog, files=FILES, rows_per_file=PER_FILE, row_group_rows=500)
+    # a static consumer calls the coordinator only at its epoch's start: a job idle for
+    # idle_seconds is forgotten, and with it which snapshot its running epoch reads
+    limits = CoordinatorLimits(idle_seconds=1.0)
+    with _serve(spark, catalog, tmp_path, nodes=1, slice_bytes=40_000, limits=limits) as f:
+        f.wait_ready(300)
+        first = f.status()["snapshot_id"]
+        client = FeederClient(f.endpoint, job="long", retry_seconds=5)
+        running = client.stream(0, shuffle="slice", unit=256)
+        got = ids_of(islice(running, 2))
+        table.delete("id < 3000")
+        f.refresh()
+        f.wait_ready(60)
+        assert f.coordinator.wait_for(lambda s: "long" not in s["jobs"], 30)
+        assert f.coordinator.wait_for(lambda s: len(s["snapshots"]) == 1, 30)
+        f.fresh_status()  # the node heard that the first snapshot is retired
+        with pytest.raises(AuthError, match=rf"snapshot {first}.*start the next epoch"):
+            got += ids_of(running)
+        assert len(got) < ROWS

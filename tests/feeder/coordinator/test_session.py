@@ -221,3 +221,37 @@ def test_cli_serve_runs_in_the_foreground_until_sigterm(spark, catalog, tmp_path
     assert code == 0
     assert seen["status"]["ready"] and seen["rows"] == 2000
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
+
+
+def test_a_journal_of_a_refreshed_session_replans_its_snapshots_to_the_same_slice_ids(
+    catalog, tmp_path
+):
+    from feeder.coordinator.config import FeederConfig
+    from feeder.coordinator.journal import Journal, session_identity
+    from feeder.coordinator.session import _resolve_session, resolve
+    from feeder.coordinator.snapshots import LiveSnapshots
+
+    table = make_table(catalog, files=3, rows_per_file=1000, row_group_rows=500)
+    config = FeederConfig(table="test.feed", slice_bytes=20_000)
+    first = resolve(config, catalog)
+    journal = Journal(tmp_path / "journal")
+    journal.begin(session_identity(first, slice_bytes=config.slice_bytes))
+    # version 1's state, and version 2's before a refresh: the first snapshot alone
+    live, identity = _resolve_session(config, catalog, Journal(journal.path))
+    assert live.state_text() == LiveSnapshots(first).state_text()
+
+    table.delete("id < 1000")  # the first file, whole
+    table.append(sample_arrow(1000, start=3000))
+    before = LiveSnapshots(first)
+    before.add(resolve(config, catalog))
+    journal.save(None, snapshots=before.state_text())
+    table.append(sample_arrow(1000, start=4000))  # the table moves on while it is down
+
+    live, again = _resolve_session(config, catalog, Journal(journal.path))
+    assert again == identity and live.state_text() == before.state_text()
+    assert live.plans == before.plans and live.newest == before.newest
+    # other arguments: a fresh session at the current snapshot
+    other = FeederConfig(table="test.feed", slice_bytes=30_000)
+    fresh, fresh_identity = _resolve_session(other, catalog, Journal(journal.path))
+    assert fresh.live() == [table.current_snapshot().snapshot_id]
+    assert fresh_identity != identity

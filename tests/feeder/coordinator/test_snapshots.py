@@ -1,44 +1,23 @@
 """LiveSnapshots (pure): a refresh keeps the ids of kept files' slices, numbers new ones
-after every id used, and retiring a snapshot frees only the slices no live one holds."""
+after every id used, and retiring a snapshot frees only the slices no live one holds; a
+restart rebuilds the same ids (and a real coordinator serves them)."""
 
 from __future__ import annotations
+
+import json
 
 import pyarrow as pa
 import pytest
 
 from feeder.coordinator.registry import NodeRegistry
-from feeder.coordinator.served import ServedSnapshot
-from feeder.coordinator.snapshots import LiveSnapshots
+from feeder.coordinator.service import Coordinator
+from feeder.coordinator.snapshots import LiveSnapshots, plan_digest
 from feeder.protocol.shuffle import epoch_stream
-from feeder.protocol.slice_plan import SlicePlan
+from feeder.protocol.tickets import TicketSigner, new_key
 from jobs.errors import SpecError
+from tests.feeder.coordinator.served_snapshots import served_snapshot
 
-SCHEMA = pa.schema([("id", pa.int64())])
-
-
-def _plan(i: int, path: str, groups: tuple[int, ...], *, deletes: bool = False) -> SlicePlan:
-    return SlicePlan(
-        slice_id=i,
-        file_path=path,
-        row_groups=groups,
-        estimated_rows=10,
-        estimated_bytes=100,
-        has_deletes=deletes,
-    )
-
-
-def _snapshot(snapshot_id: int, files: list[tuple[str, tuple[int, ...], bool]], schema=SCHEMA):
-    plans = tuple(_plan(i, p, g, deletes=d) for i, (p, g, d) in enumerate(files))
-    return ServedSnapshot(
-        table="t",
-        snapshot_id=snapshot_id,
-        metadata_location=f"/m{snapshot_id}.json",
-        io_properties={},
-        row_filter=None,
-        columns=None,
-        schema=schema,
-        plans=plans,
-    )
+_snapshot = served_snapshot
 
 
 A0, A1, B0 = ("a", (0,), False), ("a", (1,), False), ("b", (0,), False)
@@ -62,6 +41,45 @@ def test_a_refresh_keeps_the_ids_of_kept_slices_and_numbers_new_ones_after_all()
     # retiring the first frees only b's slice
     assert live.retire(1) == [2]
     assert live.live() == [2]
+
+
+def test_a_restart_rebuilds_the_same_slice_ids_from_the_journalled_state():
+    live = LiveSnapshots(_snapshot(1, [A0, A1, B0]))
+    live.add(_snapshot(2, [A0, ("c", (0,), False)]))  # a1, b removed; c gets id 3
+    live.add(_snapshot(3, [A0, ("c", (0,), False), ("d", (0,), False)]))  # d gets id 4
+    assert live.retire(1) == [1, 2]
+    state = json.loads(live.state_text())
+    assert state["slice_count"] == 5
+    assert [(e["snapshot_id"], e["slices"]) for e in state["live"]] == [(2, [0, 3]), (3, [0, 3, 4])]
+    # the restarted driver plans each live snapshot again (ids = plan positions)
+    planned = {
+        2: _snapshot(2, [A0, ("c", (0,), False)]),
+        3: _snapshot(3, [A0, ("c", (0,), False), ("d", (0,), False)]),
+    }
+    for entry in state["live"]:
+        assert entry["plan_digest"] == plan_digest(planned[entry["snapshot_id"]].plans)
+    again = LiveSnapshots.restored(
+        [(planned[e["snapshot_id"]], e["slices"]) for e in state["live"]], state["slice_count"]
+    )
+    assert again.live() == [2, 3] and again.newest == 3 and again.slice_count == 5
+    assert again.plans == live.plans and again.members(2) == {0, 3}
+    assert again.get(3).plans == live.get(3).plans
+    assert again.state_text() == live.state_text()
+    counts = [10, None, None, 30, 40]
+    assert again.counts(3, counts) == live.counts(3, counts) == [10, 0, 0, 30, 40]
+    # a later refresh numbers its new slices after every id the session handed out
+    added = again.add(_snapshot(4, [A0, ("e", (0,), False)]))
+    assert [p.slice_id for p in added.new] == [5]
+    # a journal without live snapshots (version 1): one snapshot, ids = plan positions
+    alone = _snapshot(1, [A0, A1, B0])
+    assert LiveSnapshots.restored([(alone, None)], None).state_text() == (
+        LiveSnapshots(alone).state_text()
+    )
+    # ids that do not fit the plans are refused (a damaged journal)
+    with pytest.raises(ValueError, match="recorded slice ids"):
+        LiveSnapshots.restored([(planned[2], [0])], 5)
+    with pytest.raises(ValueError, match="out of range"):
+        LiveSnapshots.restored([(planned[2], [0, 7])], 5)
 
 
 def test_slices_with_delete_files_are_never_shared_between_snapshots():
@@ -102,3 +120,21 @@ def test_the_registry_places_added_slices_and_forgets_dropped_ones():
     # a dropped slice is never placed again, even on a new node of its slot
     reg.mark_dead("a")
     assert 0 not in reg.register("a2", slot=0, location="grpc://a2:1")
+
+
+def test_a_coordinator_on_restored_snapshots_places_their_slices_and_numbers_new_ones_after_all():
+    c0 = ("c", (0,), False)
+    restored = LiveSnapshots.restored([(_snapshot(2, [A0, c0]), [0, 3])], 4)  # ids 1, 2 gone
+    coordinator = Coordinator(
+        restored.get(restored.newest), snapshots=restored, signer=TicketSigner(new_key()), slots=1
+    )
+    try:
+        reg = coordinator.registry
+        assert reg.num_slices == 4 and reg.live_slices() == [0, 3]
+        assert reg.register("n", slot=0, location="grpc://127.0.0.1:1") == [0, 3]
+        record = coordinator.add_snapshot(_snapshot(3, [A0, c0, ("d", (0,), False)]))
+        assert record["kept_slices"] == 2 and record["added_slices"] == 1
+        assert restored.members(3) == {0, 3, 4} and reg.num_slices == 5
+        assert reg.heartbeat("n", {}) == [4]  # the new slice goes to the node
+    finally:
+        coordinator.close()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,6 +142,16 @@ class EpochBooks:
                 state.consumers.popitem(last=False)
         state.modes.add(mode)
         return state.consumers_seen
+
+    def touch(self, jobs: Sequence[str]) -> None:
+        """Note that ``jobs`` read from a data node just now (known jobs only): a static
+        epoch reads without calling the coordinator, and must not be forgotten (with
+        the snapshot it reads) after ``idle_seconds`` while it does."""
+        now = self._clock()
+        for job in jobs:
+            state = self._jobs.get(job)
+            if state is not None:
+                state.last_seen = max(state.last_seen, now)
 
     def _job(self, job: str) -> _JobState:
         now = self._clock()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,8 @@ class NodeActions:
         self._stopping = False
         #: why the table cannot be cached (no node has room for some slices), else None
         self.capacity_error: str | None = None
+        #: called (under the lock) with the jobs a node says read from it since its last beat
+        self.on_jobs_read: Callable[[Sequence[str]], None] = lambda jobs: None
 
     def handlers(
         self,
@@ -290,6 +292,7 @@ class NodeActions:
             if self._stopping or node is None or not node.alive:
                 return NodeHeartbeatAnswer(stop=True).to_dict()
             assign = self.registry.heartbeat(beat.node_id, beat.stats)
+            self.on_jobs_read(beat.jobs)
             self._heartbeats[beat.node_id] = self._heartbeats.get(beat.node_id, 0) + 1
             box = self._outbox.pop(beat.node_id, _Outbox())
             self._sent[beat.node_id] = {snapshot_key(s.snapshot_id) for s in box.sources}

@@ -154,6 +154,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         )
         self._consumers.on_bound = self._retire_unused
         self._consumers.nodes_serve = self._nodes.nodes_serve
+        self._nodes.on_jobs_read = self._consumers.books.touch
         if metrics is not None:
             metrics.set_snapshot(served.snapshot_id)
         self._handlers = self._dispatch_table()

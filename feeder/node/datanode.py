@@ -62,6 +62,7 @@ from feeder.protocol.fork_guard import TrackedFlightServer
 from feeder.protocol.local_read import MAX_SOCKET_PATH, socket_name
 from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallSigner
 from feeder.protocol.node_messages import (
+    MAX_JOBS_READ,
     CachedReport,
     NodeHeartbeat,
     NodeHeartbeatAnswer,
@@ -132,6 +133,7 @@ class DataNode(UnservedCalls, TrackedFlightServer):
         self._slice_source: dict[int, int] = {}  # slice id -> the snapshot that reads it
         self._stats = NodeStats()
         self._lock = threading.Lock()
+        self._jobs_read: set[str] = set()  # jobs whose tickets passed since the last take
         self._slice_locks: dict[int, threading.Lock] = {}
 
     def configure(
@@ -184,6 +186,19 @@ class DataNode(UnservedCalls, TrackedFlightServer):
             self._stats.slices_cached = len(self.cache.entries())
             self._stats.cache_bytes = self.cache.total_bytes()
             return asdict(self._stats)
+
+    def _note_job(self, job: str) -> None:
+        with self._lock:
+            if len(self._jobs_read) < MAX_JOBS_READ:
+                self._jobs_read.add(job)
+
+    def take_jobs_read(self) -> tuple[str, ...]:
+        """The jobs whose tickets this node accepted since the last call (then forgotten):
+        sent with each heartbeat, so the coordinator keeps a job that reads without
+        calling it alive."""
+        with self._lock:
+            jobs, self._jobs_read = tuple(sorted(self._jobs_read)), set()
+        return jobs
 
     def _count(self, **deltas: int) -> None:
         with self._lock:
@@ -266,6 +281,7 @@ class DataNode(UnservedCalls, TrackedFlightServer):
     def _check(self, context: flight.ServerCallContext, claims: list[TicketClaims]) -> Chunking:
         """Refuse what no ticket of ``claims`` may have; return the caller's chunking hint."""
         _check_job(caller_job(context), claims)
+        self._note_job(claims[0].job)
         chunking = caller_chunking(context)  # FeederError for a malformed hint, before any work
         self._check_served(claims)
         return chunking
@@ -284,6 +300,7 @@ class DataNode(UnservedCalls, TrackedFlightServer):
         try:
             claims = [self.signer.verify(raw) for raw in split_bundle(ticket)]
             _check_job(job, claims)
+            self._note_job(claims[0].job)
             self._check_served(claims)
             entries: dict[int, CachedSlice] = {}
             for c in claims:
@@ -662,7 +679,10 @@ def _heartbeat_loop(
     try:
         while not stop.is_set():
             try:
-                raw = link.call(NodeHeartbeat(node_id=node_id, stats=node.stats()))
+                beat = NodeHeartbeat(
+                    node_id=node_id, stats=node.stats(), jobs=node.take_jobs_read()
+                )
+                raw = link.call(beat)
             except flight.FlightError as exc:
                 if time.monotonic() - last_ok > grace:
                     log.error(

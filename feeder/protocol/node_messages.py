@@ -23,6 +23,8 @@ from jobs.errors import FeederError, SpecError
 
 _MAX_COUNT = 2**62
 _MAX_NAME = 256
+#: job names one ``node_heartbeat`` may carry (jobs read from the node since its last one)
+MAX_JOBS_READ = 1024
 
 _M = TypeVar("_M", bound="NodeMessage")
 
@@ -348,7 +350,10 @@ class CachedReport(NodeRequest):
 
 @dataclass(frozen=True, kw_only=True)
 class NodeHeartbeat(NodeRequest):
-    """``node_heartbeat``: node ``node_id`` is alive; ``stats`` are its counters (name → count).
+    """``node_heartbeat``: node ``node_id`` is alive; ``stats`` are its counters (name → count);
+    ``jobs`` the jobs that read from it since its last heartbeat (at most
+    :data:`MAX_JOBS_READ`: a static epoch that reads for hours without calling the
+    coordinator keeps its job, and the snapshot it reads, alive).
 
     Raises SpecError for an invalid field.
     """
@@ -358,9 +363,17 @@ class NodeHeartbeat(NodeRequest):
 
     node_id: str
     stats: Mapping[str, int] = field(default_factory=dict)
+    jobs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _name("node_id", self.node_id)
+        if isinstance(self.jobs, str) or not isinstance(self.jobs, (list, tuple)):
+            raise SpecError("jobs: must be a list of job names")
+        if len(self.jobs) > MAX_JOBS_READ:
+            raise SpecError(f"jobs: {len(self.jobs)} names, at most {MAX_JOBS_READ}")
+        object.__setattr__(
+            self, "jobs", tuple(_name(f"jobs[{i}]", j) for i, j in enumerate(self.jobs))
+        )
         if not isinstance(self.stats, Mapping):
             raise SpecError("stats: must be a JSON object")
         for key, value in self.stats.items():
@@ -371,14 +384,18 @@ class NodeHeartbeat(NodeRequest):
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able wire form."""
-        return {"node_id": self.node_id, "stats": dict(self.stats)}
+        out: dict[str, Any] = {"node_id": self.node_id, "stats": dict(self.stats)}
+        if self.jobs:
+            out["jobs"] = list(self.jobs)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NodeHeartbeat:
-        """Parse the wire form (missing or null ``stats``: none); raises SpecError."""
+        """Parse the wire form (missing or null ``stats``, ``jobs``: none); raises SpecError."""
         return cls(
             node_id=_name("node_id", data.get("node_id")),
             stats=data.get("stats") or {},
+            jobs=data.get("jobs") or (),
         )
 
 

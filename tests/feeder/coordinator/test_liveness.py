@@ -123,3 +123,50 @@ def test_a_lease_whose_rows_move_is_kept_past_k_lease_times(catalog, tmp_path):
         done = {"job": JOB, "epoch": 0, "consumer": "a", "lease": lease["lease"]}
         assert _act(client, "done", done) == {"acknowledged": True}
         client.close()
+
+
+def test_a_static_job_that_keeps_reading_from_nodes_is_not_forgotten_as_idle(catalog, tmp_path):
+    """A static epoch calls the coordinator only at its start; its reads reach the data
+    nodes, which name the job in their next heartbeat, so the job (and the snapshot its
+    epoch reads) stays live past ``idle_seconds`` while it reads, and is forgotten once
+    neither it calls nor a node saw it read for that long."""
+    from feeder.client.client import FeederClient
+
+    clock = ManualClock()
+    with local_feeder(
+        catalog,
+        cache_dir=tmp_path / "cache",
+        nodes=1,
+        limits=CoordinatorLimits(idle_seconds=5.0),
+        clock=clock,
+    ) as feed:
+        coordinator = feed.coordinator
+
+        def beats(status: dict) -> int:
+            return sum(n["heartbeats"] for n in status["nodes"])
+
+        def after_a_heartbeat_then_sweep(seconds: float) -> bool:
+            """Move the clock, let the node send a heartbeat, sweep idle jobs; is the job
+            still live?"""
+            clock.advance(seconds)
+            seen = beats(coordinator.status())
+            assert coordinator.wait_for(lambda s: beats(s) > seen + 1, 30)
+            with coordinator._ready:
+                coordinator._consumers.books.sweep()
+            return "long" in coordinator.status()["jobs"]
+
+        # the plan is the job's last call to the coordinator this epoch; then it reads
+        endpoint = FeederClient(feed.endpoint, job="long").plan(0, shuffle=False).endpoints[0]
+        node = flight.connect(endpoint.locations[0].uri.decode())
+
+        def read() -> int:
+            return node.do_get(endpoint.ticket, call_options(None, "long")).read_all().num_rows
+
+        assert read() > 0
+        for _ in range(3):  # 12 s of clock, a read in between: never 5 s without one
+            assert after_a_heartbeat_then_sweep(4.0)
+            assert read() > 0
+        assert after_a_heartbeat_then_sweep(0.0)  # the node reports the last read now
+        assert after_a_heartbeat_then_sweep(4.0)  # 4 s without a read
+        assert not after_a_heartbeat_then_sweep(4.0)  # 8 s without a read or a call
+        node.close()

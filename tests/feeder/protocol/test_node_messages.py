@@ -59,6 +59,7 @@ SAMPLES = [
         drop=(2, 3),
         retired=(12, -1),
     ),
+    NodeHeartbeat(node_id="n0", stats={}, jobs=("a", "b/c")),
 ]
 
 
@@ -87,7 +88,8 @@ def test_the_wire_fields_are_those_of_protocol_md():
         "nbytes": 400,
         "storage_bytes": 0,
     }
-    assert set(json.loads(SAMPLES[5].to_json())) == {"node_id", "stats"}
+    assert set(json.loads(SAMPLES[5].to_json())) == {"node_id", "stats"}  # no jobs: left out
+    assert json.loads(SAMPLES[-1].to_json())["jobs"] == ["a", "b/c"]
     assert json.loads(SAMPLES[6].to_json()) == {"stop": False, "assign": [4, 5]}
     # a refresh's fields: only when there is news (older nodes parse the rest)
     assert set(json.loads(SAMPLES[8].to_json())) == set(json.loads(SAMPLES[2].to_json())) | {
@@ -130,6 +132,9 @@ def test_io_properties_stay_out_of_the_repr():
         (CachedReport, {"node_id": "n", "slice_id": True, "num_rows": 1, "nbytes": 0}, "slice_id"),
         (NodeHeartbeat, {"node_id": "n", "stats": [1]}, "stats"),
         (NodeHeartbeat, {"node_id": "n", "stats": {"errors": "x"}}, "stats.errors"),
+        (NodeHeartbeat, {"node_id": "n", "jobs": "a"}, "jobs"),
+        (NodeHeartbeat, {"node_id": "n", "jobs": ["a", 3]}, r"jobs\[1\]"),
+        (NodeHeartbeat, {"node_id": "n", "jobs": ["j"] * 1025}, "at most 1024"),
         (NodeHeartbeatAnswer, {"stop": "yes"}, "stop"),
         (NodeHeartbeatAnswer, {"assign": [1, "2"]}, r"assign\[1\]"),
         (RegisterAnswer, {"snapshot_id": 1}, "metadata_location"),

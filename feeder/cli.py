@@ -123,6 +123,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--advertise-host", help="name data nodes advertise (default: bind host or FQDN)"
     )
     parser.add_argument(
+        "--locality",
+        action="store_true",
+        help="dynamic mode: build MIX windows per host, so consumers lease their own host's "
+        "windows first (mixes within what a host holds; default: off)",
+    )
+    parser.add_argument(
+        "--locality-host",
+        help="the host the data nodes report for locality (default: $ICEFEED_HOST, else the "
+        "hostname; on Kubernetes the chart sets ICEFEED_HOST to the node name)",
+    )
+    parser.add_argument(
         "--insecure",
         action="store_true",
         help="allow a non-loopback --host without TLS (clear text: trusted networks only)",
@@ -213,6 +224,8 @@ def serve_config(args: argparse.Namespace) -> FeederConfig:
         "advertise_host": args.advertise_host,
         "insecure": True if args.insecure else None,
         "follow_seconds": args.follow_seconds,
+        "locality": True if args.locality else None,
+        "locality_host": args.locality_host,
     }
     return FeederConfig(table=args.table, **{k: v for k, v in given.items() if v is not None})
 

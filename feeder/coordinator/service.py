@@ -78,6 +78,8 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         journal: where the epoch state is saved on every change (None: nowhere).
         restored: the journal's epoch state to continue (None: a fresh session).
         refresher: what the ``refresh`` action runs (None: the action is refused).
+        locality: build dynamic MIX epochs' windows per host group, so consumers lease
+            their own host's windows first (docs/feeder.md, *Locality*).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         journal: Journal | None = None,
         restored: dict[str, Any] | None = None,
         refresher: Refresher | None = None,
+        locality: bool = False,
     ) -> None:
         super().__init__(
             location_uri(host, port, tls),
@@ -138,6 +141,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
                 limits=limits,
                 journal=journal,
                 restored=restored,
+                locality=locality,
             )
         except FeederError:  # a damaged journal: free the port before saying so
             self.shutdown()

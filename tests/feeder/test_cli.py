@@ -10,6 +10,7 @@ import pytest
 
 from feeder.cli import main as feeder_main
 from feeder.client.client import FeederClient
+from jobs.errors import SpecError
 from sparkapps.cli import main
 from tests.feeder.local_feeder import ids_of, local_feeder
 from tests.feeder.tables import make_table
@@ -144,6 +145,20 @@ def test_serve_refuses_a_wildcard_bind_without_tls_unless_insecure(capsys):
     add_serve_arguments(parser)
     config = serve_config(parser.parse_args(["ns.t", "--host", "0.0.0.0", "--insecure"]))
     assert config.insecure and config.host == "0.0.0.0"
+
+
+def test_locality_options_reach_the_feeder_config_and_a_bad_host_is_refused():
+    from feeder.cli import add_serve_arguments, serve_config
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    config = serve_config(parser.parse_args(["ns.t", "--locality", "--locality-host", "gpu-7"]))
+    assert config.locality and config.locality_host == "gpu-7"
+    assert config.node_settings().locality_host == "gpu-7"
+    plain = serve_config(parser.parse_args(["ns.t"]))
+    assert not plain.locality and plain.locality_host is None
+    with pytest.raises(SpecError, match="locality_host"):
+        serve_config(parser.parse_args(["ns.t", "--locality-host", "not a host"]))
 
 
 def test_cache_capacity_takes_bytes_or_a_kubernetes_quantity():

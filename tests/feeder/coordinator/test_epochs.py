@@ -76,3 +76,16 @@ def test_consumer_names_are_counted_but_only_consumers_kept_remembered():
         books.note_consumer(EpochParams(job="j"), f"c{k}", "dynamic")
     assert books.status()["j"]["consumers"] == 100
     assert len(books._jobs["j"].consumers) == 3
+
+
+def test_a_books_host_groups_survive_the_journal_and_locality_is_counted_per_job():
+    books = EpochBooks(CoordinatorLimits(), lease_seconds=1.0, clock=Clock())
+    entry = books.open(EpochParams(job="j", epoch=3), _units)
+    entry.groups = (("h0", (0, 2)), ("h1", (1,)))
+    books.note_rows("j", 100, 75)
+    again = EpochBooks(CoordinatorLimits(), lease_seconds=1.0, clock=Clock())
+    again.restore(books.state())
+    restored = again.get("j", 3)
+    assert restored is not None and restored.groups == entry.groups
+    locality = books.status()["j"]["locality"]
+    assert locality == {"rows_leased": 100, "rows_local": 75, "local_share": 0.75}

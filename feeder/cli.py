@@ -322,13 +322,23 @@ def _print_status(status: dict[str, Any]) -> None:
         f"{status['storage_bytes_read']:,} bytes read from storage"
     )
     nodes = Table(title="data nodes")
-    columns = ("node", "location", "alive", "slices", "cache bytes", "rows served", "of them local")
+    columns = (
+        "node",
+        "location",
+        "host",
+        "alive",
+        "slices",
+        "cache bytes",
+        "rows served",
+        "of them local",
+    )
     for column in (*columns, "errors"):
         nodes.add_column(column)
     for node in status["nodes"]:
         nodes.add_row(
             node["node_id"],
             node["location"],
+            node.get("host") or "-",
             "yes" if node["alive"] else "[red]dead[/red]",
             str(node["slices_cached"]),
             f"{node['cache_bytes']:,}",
@@ -339,10 +349,14 @@ def _print_status(status: dict[str, Any]) -> None:
     console.print(nodes)
     if status["jobs"]:
         jobs = Table(title="jobs")
-        for column in ("job", "modes", "epochs", "consumers"):
+        for column in ("job", "modes", "epochs", "consumers", "leased on host"):
             jobs.add_column(column)
         for name, job in sorted(status["jobs"].items()):
-            jobs.add_row(name, ",".join(job["modes"]), str(job["epochs"]), str(job["consumers"]))
+            share = (job.get("locality") or {}).get("local_share")
+            local = "-" if share is None else f"{share:.1%}"
+            jobs.add_row(
+                name, ",".join(job["modes"]), str(job["epochs"]), str(job["consumers"]), local
+            )
         console.print(jobs)
 
 

@@ -16,15 +16,17 @@ from tests.feeder.local_feeder import ids_of, local_feeder
 from tests.feeder.tables import make_table
 
 
-def test_status_json_and_table(catalog, tmp_path, capsys):
+def test_status_json_and_table(catalog, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # a table wide enough to show every column whole
     make_table(catalog, files=1, rows_per_file=1000, row_group_rows=250)
-    with local_feeder(catalog, cache_dir=tmp_path / "c", nodes=1) as f:
+    with local_feeder(catalog, cache_dir=tmp_path / "c", nodes=1, locality_host="rack7-n3") as f:
         assert main(["feeder", "status", f.endpoint, "--json"]) == 0
         status = json.loads(capsys.readouterr().out)
         assert status["ready"] and status["rows"] == 1000 and status["version"] == 1
         assert main(["feeder", "status", f.endpoint]) == 0
         out = capsys.readouterr().out
         assert "test.feed" in out and status["nodes"][0]["node_id"] in out
+        assert status["nodes"][0]["host"] == "rack7-n3" and "rack7-n3" in out  # (locality)
 
 
 def test_status_of_a_dead_endpoint_fails_with_exit_1(capsys):

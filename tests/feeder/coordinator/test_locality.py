@@ -24,11 +24,15 @@ import pyarrow.flight as flight
 import pytest
 
 from feeder.client.client import FeederClient
+from feeder.coordinator.journal import Journal, session_identity
+from feeder.coordinator.mixplan import grouped_layout
 from feeder.coordinator.service import Coordinator
 from feeder.protocol.messages import LeaseRequest
 from feeder.protocol.mix import MixParams
+from feeder.protocol.shuffle import SliceRange
 from feeder.protocol.tickets import TicketSigner, new_key
 from tests.feeder.local_feeder import act, ids_of
+from tests.feeder.mix_rows import piece_rows
 from tests.feeder.node_process import serving
 from tests.feeder.tables import served_table
 
@@ -40,14 +44,19 @@ WINDOWS = MixParams(block_rows=50, window_rows=500)  # 4 windows per host's 2,00
 pytestmark = pytest.mark.slow
 
 
+def _coordinator(served: Any, key: bytes, **options: Any) -> Coordinator:
+    """A coordinator with locality on for three node slots."""
+    return Coordinator(
+        served, signer=TicketSigner(key), slots=3, heartbeat_seconds=6.0, locality=True, **options
+    )
+
+
 @contextmanager
 def three_hosts(home: Path) -> Iterator[tuple[Coordinator, list[subprocess.Popen[str]]]]:
     """A ready coordinator (locality on) and three node processes on hosts h0, h1, h2."""
     served = served_table(home, "locality", rows=ROWS, slices=SLICES, slice_bytes=10_000)
     key = new_key()
-    coordinator = Coordinator(
-        served, signer=TicketSigner(key), slots=3, heartbeat_seconds=6.0, locality=True
-    )
+    coordinator = _coordinator(served, key)
     with serving(coordinator, 3, key, home / "cache", hosts=HOSTS) as procs:
         yield coordinator, procs
 
@@ -215,3 +224,63 @@ def test_static_locality_puts_each_ranks_part_on_one_slots_node(feeder: Coordina
         1, seed=5, rank=1, world_size=3, mix=WINDOWS, locality=True
     )
     assert ids_of(again) == parts[1]  # the same order for the same (seed, epoch, world, placement)
+
+
+def _slice_ids(plans: Any) -> list[list[int]]:
+    """The ``id`` of each row of each slice, in slice order (read from its data file)."""
+    import pyarrow.parquet as pq
+
+    out = []
+    for plan in plans:
+        path = plan.file_path.removeprefix("file://")
+        table = pq.ParquetFile(path).read_row_groups(list(plan.row_groups), columns=["id"])
+        out.append(table.column("id").to_pylist())
+    return out
+
+
+def test_a_restarted_coordinator_keeps_the_epochs_host_groups_and_every_row_once(
+    tmp_path: Path,
+):
+    """Phase 1 acknowledges 3 per-host windows and the coordinator goes away; the one
+    restarted from its journal (same key, nodes on other hosts) serves the rest: the
+    journaled groups, not the new placement, say which rows are left."""
+    served = served_table(tmp_path, "restart", rows=ROWS, slices=SLICES, slice_bytes=10_000)
+    identity = session_identity(served, slice_bytes=10_000)
+    journal = Journal(tmp_path / "journal")
+    started = journal.begin(identity)
+    first = _coordinator(served, started.key, journal=journal)
+    request = LeaseRequest(job="restart", seed=5, consumer="c", host="h1", mix=WINDOWS)
+    with serving(first, 3, started.key, tmp_path / "a", hosts=HOSTS):
+        client = flight.connect(first.endpoint)
+        units = []
+        for _ in range(3):
+            answer = act(client, "lease", request.to_body(), "restart")
+            units.append(SliceRange(**answer["unit"]))
+            body = {"job": "restart", "epoch": 0, "consumer": "c", "lease": answer["lease"]}
+            assert act(client, "done", body, "restart")["acknowledged"]
+        client.close()
+        counts = first.registry.exact_row_counts()
+    again = Journal(tmp_path / "journal").begin(identity)
+    assert again.key == started.key and again.books is not None
+    (book,) = again.books["books"]
+    groups = tuple((h, tuple(ids)) for h, ids in book["groups"])
+    layout = grouped_layout(tuple(counts), WINDOWS, groups)
+    ids = _slice_ids(served.plans)
+    start = [sum(counts[:s]) for s in range(SLICES)]
+    gone = [
+        ids[p.slice_id][r - start[p.slice_id]]
+        for unit in units
+        for p in layout.read(unit).pieces
+        for r in piece_rows(counts, p, WINDOWS, seed=5, epoch=0).tolist()
+    ]
+    assert len(gone) == sum(u.num_rows for u in units) > 0
+    second = _coordinator(served, again.key, restored=again.books)
+    with serving(second, 3, again.key, tmp_path / "b", hosts=["h2", "h0", "h1"]):
+        rest = ids_of(
+            FeederClient(second.endpoint, job="restart", host="h0").stream(
+                0, mode="dynamic", seed=5, mix=WINDOWS
+            )
+        )
+    counted = Counter(gone + rest)
+    assert sorted(counted) == list(range(ROWS))
+    assert set(counted.values()) == {1}

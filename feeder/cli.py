@@ -123,6 +123,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--advertise-host", help="name data nodes advertise (default: bind host or FQDN)"
     )
     parser.add_argument(
+        "--locality",
+        action="store_true",
+        help="dynamic mode: build MIX windows per host, so consumers lease their own host's "
+        "windows first (mixes within what a host holds; default: off)",
+    )
+    parser.add_argument(
+        "--locality-host",
+        help="the host the data nodes report for locality (default: $ICEFEED_HOST, else the "
+        "hostname; on Kubernetes the chart sets ICEFEED_HOST to the node name)",
+    )
+    parser.add_argument(
         "--insecure",
         action="store_true",
         help="allow a non-loopback --host without TLS (clear text: trusted networks only)",
@@ -213,6 +224,8 @@ def serve_config(args: argparse.Namespace) -> FeederConfig:
         "advertise_host": args.advertise_host,
         "insecure": True if args.insecure else None,
         "follow_seconds": args.follow_seconds,
+        "locality": True if args.locality else None,
+        "locality_host": args.locality_host,
     }
     return FeederConfig(table=args.table, **{k: v for k, v in given.items() if v is not None})
 
@@ -309,13 +322,23 @@ def _print_status(status: dict[str, Any]) -> None:
         f"{status['storage_bytes_read']:,} bytes read from storage"
     )
     nodes = Table(title="data nodes")
-    columns = ("node", "location", "alive", "slices", "cache bytes", "rows served", "of them local")
+    columns = (
+        "node",
+        "location",
+        "host",
+        "alive",
+        "slices",
+        "cache bytes",
+        "rows served",
+        "of them local",
+    )
     for column in (*columns, "errors"):
         nodes.add_column(column)
     for node in status["nodes"]:
         nodes.add_row(
             node["node_id"],
             node["location"],
+            node.get("host") or "-",
             "yes" if node["alive"] else "[red]dead[/red]",
             str(node["slices_cached"]),
             f"{node['cache_bytes']:,}",
@@ -326,10 +349,14 @@ def _print_status(status: dict[str, Any]) -> None:
     console.print(nodes)
     if status["jobs"]:
         jobs = Table(title="jobs")
-        for column in ("job", "modes", "epochs", "consumers"):
+        for column in ("job", "modes", "epochs", "consumers", "leased on host"):
             jobs.add_column(column)
         for name, job in sorted(status["jobs"].items()):
-            jobs.add_row(name, ",".join(job["modes"]), str(job["epochs"]), str(job["consumers"]))
+            share = (job.get("locality") or {}).get("local_share")
+            local = "-" if share is None else f"{share:.1%}"
+            jobs.add_row(
+                name, ",".join(job["modes"]), str(job["epochs"]), str(job["consumers"]), local
+            )
         console.print(jobs)
 
 

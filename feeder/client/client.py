@@ -45,6 +45,7 @@ from feeder.client.request import ReadRequest, column_names
 from feeder.client.stall_watch import DEFAULT_STALL_SECONDS
 from feeder.client.windows import WindowScratch, is_mixed, read_static_windows, read_unit
 from feeder.protocol.config import TLSConfig, load_token
+from feeder.protocol.hosts import local_host
 from feeder.protocol.messages import LeaseRequest, StaticRequest
 from feeder.protocol.modes import Mode
 from jobs.errors import SpecError
@@ -82,6 +83,9 @@ class FeederClient:
             (descriptors handed over their local socket, mapped read-only) instead of over
             gRPC, where a node offers it (:mod:`feeder.client.local_reads`); False: always
             Flight. :meth:`read_counts` says how many rows came which way.
+        host: the host this consumer runs on, sent with its leases so the coordinator
+            leases this host's work first (locality, docs/feeder.md); None:
+            ``$ICEFEED_HOST``, else the hostname (:func:`feeder.protocol.hosts.local_host`).
 
     Raises:
         SpecError: an argument is invalid.
@@ -101,7 +105,9 @@ class FeederClient:
         stall_seconds: float = DEFAULT_STALL_SECONDS,
         restart_seconds: float = RESTART_SECONDS,
         local_reads: bool = True,
+        host: str | None = None,
     ) -> None:
+        self.host = local_host(host)
         if not isinstance(endpoint, str) or "://" not in endpoint:
             raise SpecError(f"endpoint: {endpoint!r} must look like grpc://host:port")
         if not isinstance(job, str) or not job:
@@ -279,7 +285,8 @@ class FeederClient:
         if read.mode is Mode.STATIC:
             return self._static(read.static(), on_snapshot)
         name = f"{os.uname().nodename}-{os.getpid()}-r{read.rank}w{read.worker}"
-        return self._dynamic(read.lease(f"{name}-{uuid.uuid4().hex[:8]}"), read.unit, on_snapshot)
+        lease = read.lease(f"{name}-{uuid.uuid4().hex[:8]}", self.host)
+        return self._dynamic(lease, read.unit, on_snapshot)
 
     def _plan(self, request: StaticRequest) -> flight.FlightInfo:
         descriptor = flight.FlightDescriptor.for_command(request.to_command())

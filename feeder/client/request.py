@@ -49,6 +49,8 @@ class ReadRequest(StaticRequest):
         unit: the consumer's batch size: workers' pieces are whole units, and nodes
             cut their record batches on this grid.
         skip_rows: rows of the piece left out (resume; static mode only).
+        locality: static mode, MIX: the epoch order per data node's slices
+            (docs/feeder.md, *Locality*).
         job: leave at its default; the client fills in its own job.
 
     Raises:
@@ -72,6 +74,11 @@ class ReadRequest(StaticRequest):
             raise SpecError("skip_rows: dynamic mode cannot skip rows (leases track progress)")
         if self.resume_from is not None:
             raise SpecError("resume_from: elastic resume is for static mode only")
+        if self.locality:
+            raise SpecError(
+                "locality: a static-mode option; in dynamic mode the feeder's own locality "
+                "option builds windows per host (docs/feeder.md, Locality)"
+            )
         unit = self.unit
         if isinstance(unit, bool) or not isinstance(unit, int) or not 1 <= unit <= MAX_UNIT:
             raise SpecError(f"unit: {unit!r} must be an integer in [1, {MAX_UNIT}]")
@@ -129,8 +136,8 @@ class ReadRequest(StaticRequest):
             raise SpecError("mode: a plan exists in static mode only (dynamic mode leases units)")
         return StaticRequest(**{name: getattr(self, name) for name in _STATIC_FIELDS})
 
-    def lease(self, consumer: str) -> LeaseRequest:
-        """Return the dynamic-mode ``lease`` request of consumer ``consumer``."""
+    def lease(self, consumer: str, host: str | None = None) -> LeaseRequest:
+        """Return the dynamic-mode ``lease`` request of consumer ``consumer`` on ``host``."""
         return LeaseRequest(
             job=self.job,
             epoch=self.epoch,
@@ -140,4 +147,5 @@ class ReadRequest(StaticRequest):
             mix=self.mix,
             consumer=consumer,
             snapshot_id=self.snapshot_id,
+            host=host,
         )

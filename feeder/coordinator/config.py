@@ -41,8 +41,10 @@ class FeederConfig(NodeSettings):
             or no journal without a ``cache_dir``).
         follow_seconds: poll the catalog this often and refresh to the table's new
             snapshots (None: serve the pinned snapshot until told to ``refresh``).
+        locality: build dynamic MIX epochs' windows per host group, so consumers lease
+            their own host's windows first (docs/feeder.md, *Locality*; default off).
         host, token, tls, cache_dir, cache_capacity_bytes, heartbeat_seconds, batch_rows,
-            row_copy, local_dir: the
+            row_copy, local_dir, locality_host: the
             data nodes' settings (:class:`~feeder.node.settings.NodeSettings`);
             ``host`` is the coordinator's bind address too.
 
@@ -63,6 +65,7 @@ class FeederConfig(NodeSettings):
     limits: CoordinatorLimits = field(default_factory=CoordinatorLimits)
     journal_dir: str | None = None
     follow_seconds: float | None = None
+    locality: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.table, str) or not self.table.strip():
@@ -108,6 +111,8 @@ class FeederConfig(NodeSettings):
             if not isinstance(self.journal_dir, str | os.PathLike) or not str(self.journal_dir):
                 raise SpecError(f"journal_dir: {self.journal_dir!r} must be a folder path or None")
             object.__setattr__(self, "journal_dir", str(self.journal_dir))
+        if not isinstance(self.locality, bool):
+            raise SpecError(f"locality: {self.locality!r} must be true or false")
         if not isinstance(self.limits, CoordinatorLimits):
             raise SpecError("limits: must be a CoordinatorLimits")
         super().__post_init__()

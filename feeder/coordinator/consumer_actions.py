@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow.flight as flight
 
-from feeder.coordinator import mixplan
+from feeder.coordinator import locality, mixplan
 from feeder.coordinator.epochs import EpochBook, EpochBooks
 from feeder.coordinator.journal import Journal
 from feeder.coordinator.journal_commit import GroupCommit
@@ -38,6 +38,7 @@ from feeder.protocol.messages import (
     field_name,
     parse_json,
 )
+from feeder.protocol.mix import WindowRead
 from feeder.protocol.shuffle import (
     SliceRange,
     epoch_stream,
@@ -59,7 +60,10 @@ class ConsumerActions:
     """The consumer handlers of one coordinator session; they share the coordinator's lock.
 
     With a ``journal``, every change of the epoch state is saved before the answer
-    goes out, and ``restored`` (the journal's last state) is continued.
+    goes out, and ``restored`` (the journal's last state) is continued. With
+    ``locality``, a MIX epoch's windows are built per host group of slices, so a
+    consumer can lease its own host's windows first (slice-range units are leased by
+    host either way; docs/feeder.md, *Locality*).
 
     Raises:
         FeederError: ``restored`` is not a valid epoch state.
@@ -79,8 +83,10 @@ class ConsumerActions:
         limits: CoordinatorLimits | None = None,
         journal: Journal | None = None,
         restored: dict[str, Any] | None = None,
+        locality: bool = False,
     ) -> None:
         self.served = served
+        self.locality = locality
         self.snapshots = snapshots
         #: called (under the lock) after an epoch is bound to a snapshot: retires unused ones
         self.on_bound: Callable[[], None] | None = None
@@ -285,13 +291,14 @@ class ConsumerActions:
         with self._lock:
             binds = self.books.snapshot_of(request.job, request.epoch) is None
             snapshot, counts = self._row_counts(request)
+            groups = locality.slot_groups(self.registry, counts) if request.locality else None
             self.books.note_static_read(request)
             change = self.journal_changed()
         if binds:  # every rank reads the epoch's snapshot, also after a restart
             self.wait_journal(change)
         sign = self._signer(snapshot)
         if request.shuffle is Shuffle.MIX:
-            reads = mixplan.static_reads(request, counts)
+            reads = mixplan.static_reads(request, counts, groups)
             locations = self._planned(request, mixplan.read_slices(reads))
             endpoints, total = mixplan.static_endpoints(request, reads, sign, locations.__getitem__)
         else:
@@ -322,9 +329,10 @@ class ConsumerActions:
             self._save()
             return self._locations(slices)
 
-    def _locations(self, slices: set[int]) -> dict[int, list[str]]:
-        """Every live location of each of ``slices`` (the caller holds the lock)."""
-        return {sid: self.registry.locations(sid) for sid in slices}
+    def _locations(self, slices: set[int], near: str | None = None) -> dict[int, list[str]]:
+        """Every live location of each of ``slices``, the ones on host ``near`` first
+        among those that cache it (the caller holds the lock)."""
+        return {sid: self.registry.locations(sid, near) for sid in slices}
 
     @staticmethod
     def _static_ranges(request: StaticRequest, counts: list[int]) -> list[SliceRange]:
@@ -352,16 +360,30 @@ class ConsumerActions:
     # --- dynamic mode -----------------------------------------------------------------------
 
     def _book(self, params: EpochParams, counts: list[int]) -> EpochBook:
-        return self.books.open(
-            params,
-            lambda: (
-                mixplan.lease_units(params, counts)
-                if params.shuffle is Shuffle.MIX
-                else epoch_stream(
+        """The epoch's book (made on first use), leasing by host with the current placement."""
+        groups: list[mixplan.Groups] = []
+
+        def units() -> list[SliceRange]:
+            if params.shuffle is not Shuffle.MIX:
+                return epoch_stream(
                     counts, seed=params.seed, epoch=params.epoch, shuffle=params.shuffle.shuffled
                 )
-            ),
-        )
+            if not self.locality:
+                return mixplan.lease_units(params, counts)
+            groups.append(locality.mix_groups(self.registry, counts))
+            return mixplan.grouped_layout(tuple(counts), params.mix, groups[0]).units()
+
+        entry = self.books.open(params, units)
+        if groups:
+            entry.groups = groups[0]
+        locality.index_homes(entry, self.registry, counts)
+        return entry
+
+    def _lease_read(self, entry: EpochBook, counts: list[int], unit: SliceRange) -> WindowRead:
+        """The MIX window read of a lease of ``unit`` (with the book's host groups, if any)."""
+        if entry.groups is None:
+            return mixplan.lease_read(entry.params, counts, unit)
+        return mixplan.grouped_layout(tuple(counts), entry.params.mix, entry.groups).read(unit)
 
     def _expire_book(self, entry: EpochBook) -> None:
         expired = entry.book.expire()
@@ -398,7 +420,7 @@ class ConsumerActions:
             snapshot, counts = self._row_counts(request)
             entry = self._book(request, counts)
             self._expire_book(entry)
-            lease = entry.book.lease(request.consumer)
+            lease = entry.book.lease(request.consumer, request.host)
             self._note_consumer(request, f"dynamic:{request.consumer}", "dynamic")
             self._save()
             if lease is None:
@@ -410,15 +432,22 @@ class ConsumerActions:
                 }
             unit = lease.unit
             mixed = entry.params.shuffle is Shuffle.MIX
+            read: WindowRead | None = None
             if mixed:
-                read = mixplan.lease_read(entry.params, counts, unit)
-                where = self._locations(mixplan.read_slices([read]))
+                read = self._lease_read(entry, counts, unit)
+                where = self._locations(mixplan.read_slices([read]), request.host)
             else:
-                locations = self.registry.locations(unit.slice_id)
+                where = {unit.slice_id: self.registry.locations(unit.slice_id, request.host)}
+            first = {s: locs[0] for s, locs in where.items() if locs}
+            near = locality.local_rows(self.registry, request.host, unit.num_rows, first, read)
+            self.books.note_rows(request.job, unit.num_rows, near)
         if self.metrics is not None:
-            self.metrics.leases.labels(job=self.metrics.job_label(request.job)).inc()
+            job = self.metrics.job_label(request.job)
+            self.metrics.leases.labels(job=job).inc()
+            self.metrics.rows_leased.labels(job=job, local="true").inc(near)
+            self.metrics.rows_leased.labels(job=job, local="false").inc(unit.num_rows - near)
         sign = self._signer(snapshot)
-        if mixed:  # tickets are signed outside the lock
+        if read is not None:  # MIX; tickets are signed outside the lock
             window = mixplan.lease_window(entry.params, read, sign, where.__getitem__)
             return {
                 "lease": lease.lease_id,
@@ -432,7 +461,7 @@ class ConsumerActions:
             "lease": lease.lease_id,
             "unit": {"slice_id": unit.slice_id, "start": unit.start, "stop": unit.stop},
             "ticket": sign(request, unit),
-            "locations": locations,
+            "locations": where[unit.slice_id],
             "lease_seconds": self.lease_seconds,
             "session": self.signer.session_id,
             "snapshot_id": snapshot,

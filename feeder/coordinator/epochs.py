@@ -26,6 +26,7 @@ from typing import Any
 
 from feeder.coordinator.leases import LeaseBook
 from feeder.coordinator.limits import RETIRED_EPOCHS_KEPT, CoordinatorLimits
+from feeder.coordinator.mixplan import Groups
 from feeder.protocol.messages import EpochParams, StaticRequest
 from feeder.protocol.mix import MixParams
 from feeder.protocol.shuffle import SliceRange
@@ -45,6 +46,10 @@ class EpochBook:
     book: LeaseBook
     last_used: float
     announced_end: bool = False
+    #: MIX with locality: the host groups its windows were built over (fixed for the epoch)
+    groups: Groups | None = None
+    #: the registry placement its lease-by-host index was built at (-1: not built yet)
+    homes_version: int = -1
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,9 @@ class _JobState:
         if not self.snapshots:
             return None
         return min([max(self.snapshots), *self.static_reads.values()])
+
+    rows_leased: int = 0  # dynamic-mode rows leased (since this coordinator started)
+    rows_local: int = 0  # of them, to a consumer on the host of the node it reads first
 
 
 class EpochBooks:
@@ -168,6 +176,13 @@ class EpochBooks:
             state = self._jobs[job] = _JobState(last_seen=now)
         state.last_seen = now
         return state
+
+    def note_rows(self, job: str, rows: int, local: int) -> None:
+        """Count ``rows`` leased to a consumer of ``job``, ``local`` of them on its host."""
+        state = self._jobs.get(job)
+        if state is not None:
+            state.rows_leased += rows
+            state.rows_local += local
 
     # --- snapshots (a following feeder, feeder.coordinator.snapshots) ------------------------
 
@@ -394,6 +409,15 @@ class EpochBooks:
                 "epochs_started": state.epochs_started,
                 "consumers": state.consumers_seen,
                 "modes": sorted(state.modes),
+                "locality": {
+                    "rows_leased": state.rows_leased,
+                    "rows_local": state.rows_local,
+                    "local_share": (
+                        round(state.rows_local / state.rows_leased, 4)
+                        if state.rows_leased
+                        else None
+                    ),
+                },
             }
         return out
 
@@ -436,6 +460,8 @@ class EpochBooks:
                 "window_rows": e.params.mix.window_rows,
                 "announced_end": e.announced_end,
             }
+            if e.groups is not None:
+                head["groups"] = [[host, list(ids)] for host, ids in e.groups]
             books.append(f'{_compact(head)[:-1]},"book":{e.book.state_text()}}}')
         return f'{{"jobs":{{{",".join(jobs)}}},"books":[{",".join(books)}]}}'
 
@@ -475,8 +501,17 @@ class EpochBooks:
             book = self._new_book(())
             book.restore(entry["book"])
             self._jobs.setdefault(params.job, _JobState(last_seen=now))
+            groups = entry.get("groups")
             self._books[(params.job, params.epoch)] = EpochBook(
-                params, book, last_used=now, announced_end=bool(entry["announced_end"])
+                params,
+                book,
+                last_used=now,
+                announced_end=bool(entry["announced_end"]),
+                groups=(
+                    tuple((str(h), tuple(int(s) for s in ids)) for h, ids in groups)
+                    if groups is not None
+                    else None
+                ),
             )
 
 

@@ -14,6 +14,12 @@ its last heartbeat can be delivered twice). A lease whose delivered rows have
 not moved for ``stall_seconds`` expires the same way even while its heartbeats
 keep coming (a live consumer that stopped consuming); :meth:`LeaseBook.why_lost`
 then says so to the consumer when it wakes.
+
+Locality (docs/feeder.md, *Locality*): with ``homes`` (unit -> the hosts that hold
+it), :meth:`LeaseBook.lease` hands a consumer that names its host the first queued
+unit of that host, and only when its host has none left the first queued unit of
+any host. Which consumer gets which unit changes; the units do not, so each row
+is still leased once (and again only after a lease is lost, as above).
 """
 
 from __future__ import annotations
@@ -21,12 +27,15 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from feeder.coordinator.unit_queue import Homes, UnitQueue
 from feeder.protocol.shuffle import SliceRange
+
+__all__ = ["Homes", "Lease", "LeaseBook"]
 
 _LOST_KEPT = 1024  # lease ids whose loss reason a book remembers
 
@@ -62,6 +71,7 @@ class LeaseBook:
         stall_seconds: float | None = None,
         id_prefix: str = "",
         clock: Callable[[], float] = time.monotonic,
+        homes: Homes | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds {lease_seconds} must be > 0")
@@ -72,10 +82,10 @@ class LeaseBook:
         self.id_prefix = id_prefix  # e.g. the feeder session id, so lease ids name it
         self._lost: OrderedDict[str, str] = OrderedDict()  # recent lease id -> why it was lost
         self._clock = clock
-        self._queue: deque[SliceRange] = deque(u for u in units if u.num_rows > 0)
-        # the journal's text of each queued unit and held lease, kept beside them, so a
-        # journal write joins strings instead of encoding thousands of small lists
-        self._queue_text: deque[str] = deque(_unit_text(u) for u in self._queue)
+        # the queued units (and their journal texts, kept beside them, as are the held
+        # leases' below, so a journal write joins strings instead of encoding thousands
+        # of small lists), by host when ``homes`` is set
+        self._queue = UnitQueue((u for u in units if u.num_rows > 0), homes)
         self._lease_text: dict[str, str] = {}
         self._leases: dict[str, Lease] = {}
         self._held: dict[str, dict[str, None]] = {}  # consumer -> its lease ids, in lease order
@@ -103,6 +113,13 @@ class LeaseBook:
     def queued(self) -> list[SliceRange]:
         """The units waiting for a consumer, in the order they will be leased."""
         return list(self._queue)
+
+    # --- locality ------------------------------------------------------------------------
+
+    def set_homes(self, homes: Homes | None) -> None:
+        """Lease by host from now on with ``homes`` (None: in queue order only); the
+        queued units are indexed again (call it when the placement changed)."""
+        self._queue.set_homes(homes)
 
     # --- transitions -----------------------------------------------------------------
 
@@ -133,8 +150,7 @@ class LeaseBook:
         return lease.deadline if stall is None else min(lease.deadline, lease.moved_at + stall)
 
     def _push_front(self, unit: SliceRange) -> None:
-        self._queue.appendleft(unit)
-        self._queue_text.appendleft(_unit_text(unit))
+        self._queue.push_front(unit)
 
     def _add(self, lease: Lease) -> None:
         self._leases[lease.lease_id] = lease
@@ -171,11 +187,13 @@ class LeaseBook:
         """Why lease ``lease_id`` was taken back (None: unknown, or not taken back recently)."""
         return self._lost.get(lease_id)
 
-    def lease(self, consumer: str) -> Lease | None:
-        """Lease the next unit to ``consumer``; None when the queue is empty for now.
+    def lease(self, consumer: str, host: str | None = None) -> Lease | None:
+        """Lease the next unit to ``consumer`` on ``host``; None when the queue is empty
+        for now.
 
         Expired leases are collected first, so a dead consumer's work is leased
-        again before newer units.
+        again before newer units. With ``homes`` and a ``host``, the next unit is the
+        first queued one of that host, else the first queued one.
         """
         self.expire()
         if consumer not in self.consumers:
@@ -183,8 +201,7 @@ class LeaseBook:
             self._consumers_text = None
         if not self._queue:
             return None
-        unit = self._queue.popleft()
-        self._queue_text.popleft()
+        unit = self._queue.pop(host)
         now = self._clock()
         lease = Lease(
             lease_id=f"{self.id_prefix}L{self._take_id()}",
@@ -269,7 +286,8 @@ class LeaseBook:
         leases (what a journal write costs under the coordinator's lock)."""
         if self._consumers_text is None:
             self._consumers_text = json.dumps(sorted(self.consumers), separators=(",", ":"))
-        queue, leases = ",".join(self._queue_text), ",".join(self._lease_text.values())
+        queue = self._queue.text()
+        leases = ",".join(self._lease_text.values())
         return (
             f'{{"queue":[{queue}],"leases":[{leases}],"next_id":{self._next_id},'
             f'"total_rows":{self.total_rows},"rows_done":{self.rows_done},'
@@ -283,8 +301,10 @@ class LeaseBook:
         the restart, not idle). Raises KeyError, TypeError or ValueError for a bad state.
         """
         now = self._clock()
-        self._queue = deque(SliceRange(int(s), int(a), int(b)) for s, a, b in state["queue"])
-        self._queue_text = deque(_unit_text(u) for u in self._queue)
+        self._queue = UnitQueue(
+            (SliceRange(int(s), int(a), int(b)) for s, a, b in state["queue"]),
+            self._queue.homes,
+        )
         self._lease_text = {}
         self._leases, self._held, self._next_check = {}, {}, math.inf
         for lease_id, consumer, slice_id, start, stop, delivered in state["leases"]:
@@ -297,10 +317,6 @@ class LeaseBook:
         self.expiries = int(state["expiries"])
         self.consumers = {str(c) for c in state["consumers"]}
         self._consumers_text = None
-
-
-def _unit_text(unit: SliceRange) -> str:
-    return f"[{unit.slice_id},{unit.start},{unit.stop}]"
 
 
 def _lease_text(x: Lease) -> str:

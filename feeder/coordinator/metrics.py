@@ -79,6 +79,13 @@ class FeederMetrics:
         self.lease_expiries = prom.Counter(
             "icefeed_lease_expiries", "dynamic-mode leases expired", ["job"], registry=self.registry
         )
+        self.rows_leased = prom.Counter(
+            "icefeed_rows_leased",
+            "dynamic-mode rows leased, by whether the consumer's host is the host of the node "
+            "it reads them from first (local) or not (locality, docs/feeder.md)",
+            ["job", "local"],
+            registry=self.registry,
+        )
         self.plans = prom.Counter(
             "icefeed_static_plans",
             "static-mode epoch plans served",

@@ -15,11 +15,14 @@ answer carries the window's pieces as tickets.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow.flight as flight
 
 from feeder.protocol.elastic import elastic_spans
@@ -71,10 +74,17 @@ def request_spans(request: StaticRequest, total: int) -> list[tuple[int, int]]:
     return elastic_spans(total, r.resume_from, **split)
 
 
-def static_reads(request: StaticRequest, counts: Sequence[int]) -> list[WindowRead]:
-    """Return one consumer's MIX window reads, in order (pure: no lock needed)."""
+def static_reads(
+    request: StaticRequest, counts: Sequence[int], groups: Groups | None = None
+) -> list[WindowRead]:
+    """Return one consumer's MIX window reads, in order (pure: no lock needed); with
+    ``groups``, over the windows built per group (:func:`grouped_layout`)."""
     spans = request_spans(request, sum(counts))
-    return consumer_reads(counts, spans, request.mix, layout=_layout(tuple(counts), request.mix))
+    if groups is None:
+        layout = _layout(tuple(counts), request.mix)
+    else:
+        layout = grouped_layout(tuple(counts), request.mix, groups).layout
+    return consumer_reads(counts, spans, request.mix, layout=layout)
 
 
 def read_slices(reads: Sequence[WindowRead]) -> set[int]:
@@ -136,3 +146,79 @@ def lease_window(
             for piece in read.pieces
         ],
     }
+
+
+# --- locality: windows per host group (docs/feeder.md, *Locality*) ---------------------------
+
+#: an epoch's host groups: ``(host, slice ids)`` each, hosts sorted ("" for slices whose
+#: nodes named no host); every slice with rows is in exactly one group
+Groups = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def placement_groups(counts: Sequence[int], host_of: Callable[[int], str]) -> Groups:
+    """Group the slices with rows by the host that holds them (``host_of(slice)``)."""
+    grouped: dict[str, list[int]] = {}
+    for s, n in enumerate(counts):
+        if n > 0:
+            grouped.setdefault(host_of(s), []).append(s)
+    return tuple((host, tuple(ids)) for host, ids in sorted(grouped.items()))
+
+
+@dataclass(frozen=True)
+class GroupedLayout:
+    """The windows of every host group, end to end, as one :class:`WindowLayout`:
+    group ``g``'s windows are ``starts[g] .. starts[g + 1] - 1`` and mix only its slices.
+
+    A slice's block-stream bounds stay at 0 before its group's windows and at its row
+    count after them, so ``layout.pieces(w)`` lists only window ``w``'s group's slices
+    and :func:`~feeder.protocol.mix.window_reads` cuts epoch positions as it does
+    without groups (static mode reads it like any layout).
+    """
+
+    hosts: tuple[str, ...]
+    layout: WindowLayout
+    starts: tuple[int, ...]  # first window of each group, then the number of windows
+
+    def group_of(self, window: int) -> int:
+        """The group whose windows include ``window``."""
+        return bisect.bisect_right(self.starts, window) - 1
+
+    def read(self, unit: SliceRange) -> WindowRead:
+        """The window read of a lease of ``unit`` (``SliceRange(window, start, stop)``)."""
+        w = unit.slice_id
+        return WindowRead(
+            w, int(self.layout.sizes[w]), unit.start, unit.stop, tuple(self.layout.pieces(w))
+        )
+
+    def units(self) -> list[SliceRange]:
+        """Every non-empty window as a lease unit, group by group."""
+        sizes = self.layout.sizes.tolist()
+        return [SliceRange(w, 0, int(n)) for w, n in enumerate(sizes) if n > 0]
+
+
+@functools.lru_cache(maxsize=16)
+def grouped_layout(counts: tuple[int, ...], mix: MixParams, groups: Groups) -> GroupedLayout:
+    """The epoch's windows built per host group: each group's slices get their own
+    :func:`~feeder.protocol.mix.window_layout` (the other slices' counts set to 0), so
+    every row of the table is in exactly one window, as without groups. Cached like
+    :func:`_layout`: every plan and lease of the epoch asks for it."""
+    total = np.asarray(counts, dtype=np.int64).reshape(-1)
+    done = np.zeros_like(total)  # rows of the groups laid out so far, per slice
+    columns = [done[:, None].copy()]
+    sizes: list[np.ndarray] = []
+    starts = [0]
+    for _host, ids in groups:
+        masked = np.zeros_like(total)
+        masked[list(ids)] = total[list(ids)]
+        part = window_layout(masked.tolist(), mix)
+        columns.append(part.bounds[:, 1:] + done[:, None])
+        sizes.append(part.sizes)
+        starts.append(starts[-1] + part.num_windows)
+        done = done + masked
+    bounds = np.concatenate(columns, axis=1)
+    size = np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(size)]).astype(np.int64)
+    layout = WindowLayout(bounds, size.astype(np.int64), offsets)
+    for array in (layout.bounds, layout.sizes, layout.offsets):
+        array.setflags(write=False)
+    return GroupedLayout(tuple(h for h, _ in groups), layout, tuple(starts))

@@ -169,6 +169,7 @@ class NodeActions:
                 cache_dir=request.cache_dir,
                 capacity=request.capacity_bytes,
                 local_socket=request.local_socket,
+                host=request.host,
             )
             self._heartbeats[request.node_id] = 0
             self.capacity_error = self._shortfall_message()

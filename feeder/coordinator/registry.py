@@ -81,6 +81,7 @@ class NodeInfo:
     reserved: int = 0  # their cache bytes (by estimate)
     serving: bool = False  # set at its first heartbeat or cached report: it is configured
     local_socket: str | None = None  # its local read socket (None: Flight only)
+    host: str | None = None  # the host it runs on (locality; None: not reported)
 
     def to_dict(self) -> dict[str, Any]:
         """The node's entry in the status document."""
@@ -92,6 +93,7 @@ class NodeInfo:
             "alive": self.alive,
             "capacity_bytes": self.capacity,
             "local_socket": self.local_socket,
+            "host": self.host,
             **self.stats,
         }
 
@@ -129,6 +131,8 @@ class NodeRegistry:
         self.storage_bytes: list[int] = [0] * num_slices
         #: slices no live snapshot holds any more (a refresh retired them): never placed
         self.dropped: set[int] = set()
+        #: grows whenever a node or a cached copy comes or goes (what locality indexes by)
+        self.version = 0
 
     # --- queries -------------------------------------------------------------------
 
@@ -175,14 +179,36 @@ class NodeRegistry:
             return []
         return [s for s, o in enumerate(self.owner) if o is None and self._waiting(s)]
 
-    def locations(self, slice_id: int) -> list[str]:
-        """Every live node's location for ``slice_id``: cachers first, then owners, then others."""
+    def locations(self, slice_id: int, near: str | None = None) -> list[str]:
+        """Every live node's location for ``slice_id``: cachers first, then owners, then
+        others; with ``near`` (a consumer's host), the cachers on that host before the
+        other cachers (nearest first)."""
         self._check_slice(slice_id)
         live = [n for n in self.alive() if n.serving] or self.alive()
         cachers = [self.nodes[n] for n in self.cached_by[slice_id] if self.nodes[n] in live]
+        if near is not None:
+            cachers = [n for n in cachers if n.host == near] + [
+                n for n in cachers if n.host != near
+            ]
         owners = [n for n in live if n.slot == self.owner[slice_id] and n not in cachers]
         others = [n for n in live if n not in cachers and n not in owners]
         return [n.location for n in (*cachers, *owners, *others)]
+
+    def host_of(self, location: str) -> str | None:
+        """The host of the live node at ``location`` (None: unknown or not reported)."""
+        for node in self.nodes.values():
+            if node.location == location and node.alive:
+                return node.host
+        return None
+
+    def slice_hosts(self, slice_id: int) -> tuple[str, ...]:
+        """The hosts of the live nodes that cache ``slice_id`` (or, before any does, of
+        its owner's live node), in :meth:`locations` order; empty when none reported one."""
+        live = [self.nodes[n] for n in self.cached_by[slice_id] if self.nodes[n].alive]
+        if not live:
+            live = [n for n in self.alive() if n.slot == self.owner[slice_id]]
+        hosts = (n.host for n in live if n.host is not None)
+        return tuple(dict.fromkeys(hosts))
 
     # --- transitions -----------------------------------------------------------------
 
@@ -196,6 +222,7 @@ class NodeRegistry:
         cache_dir: str | None = None,
         capacity: int | None = None,
         local_socket: str | None = None,
+        host: str | None = None,
     ) -> list[int]:
         """Add a live node; return the slices it materialises now.
 
@@ -223,8 +250,10 @@ class NodeRegistry:
             last_seen=self._clock(),
             capacity=capacity,
             local_socket=local_socket,
+            host=host,
         )
         self.nodes[node_id] = node
+        self.version += 1
         unplaced = [s for s, o in enumerate(self.owner) if o is None and self._waiting(s)]
         for s in (*self.slot_slices(slot), *unplaced):
             if self.slice_sizes[s] <= self.room(node):
@@ -259,6 +288,7 @@ class NodeRegistry:
         self.storage_bytes[slice_id] += storage_bytes
         if node_id not in self.cached_by[slice_id]:
             self.cached_by[slice_id].append(node_id)
+            self.version += 1
         node.last_seen = self._clock()
         node.serving = True
 
@@ -287,6 +317,7 @@ class NodeRegistry:
             return []
         node.alive = False
         node.pending = []
+        self.version += 1
         for holders in self.cached_by:
             if node_id in holders:
                 holders.remove(node_id)

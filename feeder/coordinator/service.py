@@ -80,6 +80,8 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         snapshots: the live snapshots to serve, rebuilt from the journal by a restarted
             driver (None: ``served`` alone; given, ``served`` is its newest).
         refresher: what the ``refresh`` action runs (None: the action is refused).
+        locality: build dynamic MIX epochs' windows per host group, so consumers lease
+            their own host's windows first (docs/feeder.md, *Locality*).
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
         restored: dict[str, Any] | None = None,
         snapshots: LiveSnapshots | None = None,
         refresher: Refresher | None = None,
+        locality: bool = False,
     ) -> None:
         super().__init__(
             location_uri(host, port, tls),
@@ -141,6 +144,7 @@ class Coordinator(UnservedCalls, TrackedFlightServer):
                 limits=limits,
                 journal=journal,
                 restored=restored,
+                locality=locality,
             )
         except FeederError:  # a damaged journal: free the port before saying so
             self.shutdown()

@@ -356,6 +356,7 @@ def _start_session(
         row_copy=config.row_copy,
         journal=journal,
         restored=restored,
+        locality=config.locality,
     )
     warn_if_insecure("the coordinator", config.host, config.tls)
     spec = NodeTaskSpec(

@@ -59,6 +59,7 @@ from feeder.protocol.auth import server_tls_kwargs as _server_tls_kwargs
 from feeder.protocol.chunking import Chunking
 from feeder.protocol.config import TLSConfig, warn_if_insecure
 from feeder.protocol.fork_guard import TrackedFlightServer
+from feeder.protocol.hosts import local_host
 from feeder.protocol.local_read import MAX_SOCKET_PATH, socket_name
 from feeder.protocol.node_auth import KEY_PURPOSE, NodeCallSigner
 from feeder.protocol.node_messages import (
@@ -543,6 +544,7 @@ def run_data_node(
                 cache_dir=str(root),
                 capacity_bytes=capacity,
                 local_socket=str(local.path) if local is not None else None,
+                host=local_host(settings.locality_host),
             ),
             coordinator_endpoint,
         )

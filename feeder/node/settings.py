@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from feeder.protocol.config import DEFAULT_HEARTBEAT_SECONDS, TLSConfig, check_bind, load_token
+from feeder.protocol.hosts import check_host
 from jobs.errors import SpecError
 
 DEFAULT_BATCH_ROWS = 128 * 1024
@@ -44,7 +45,9 @@ class NodeSettings:
     Unix socket in this directory and hands its cache files to consumers that can open
     the socket — same host, or a node-local volume both mount — for short-circuit local
     reads (docs/feeder.md, *Local reads*; None, the default: off). The token is a
-    ``SecretStr`` and never shows in a ``repr``.
+    ``SecretStr`` and never shows in a ``repr``. ``locality_host``: the host the node
+    reports to the coordinator for locality (None: ``$ICEFEED_HOST``, else the hostname;
+    :mod:`feeder.protocol.hosts`).
 
     Raises:
         SpecError: a bad value, naming the field and what would be valid.
@@ -62,8 +65,11 @@ class NodeSettings:
     cache_capacity_bytes: int | None = None
     node_metrics_port: int | None = None
     local_dir: Path | None = None
+    locality_host: str | None = None
 
     def __post_init__(self) -> None:
+        if self.locality_host is not None:
+            check_host(self.locality_host, "locality_host")
         if not isinstance(self.host, str):
             raise SpecError(f"host: {self.host!r} must be a host name or address")
         hb = self.heartbeat_seconds

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feeder.protocol.elastic import Progress
+from feeder.protocol.hosts import check_host
 from feeder.protocol.mix import DEFAULT_BLOCK_ROWS, DEFAULT_WINDOW_ROWS, MixParams
 from feeder.protocol.shuffle_kind import DEFAULT_SHUFFLE, Shuffle, parse_shuffle
 from jobs.errors import SpecError
@@ -162,6 +163,9 @@ class StaticRequest(EpochParams):
     ``unit``-row units; the first ``skip_rows`` rows of the piece are left out
     (resume). With ``resume_from`` (elastic resume) the epoch is first reduced to
     the rows that shape had not delivered, and that remainder is what is cut.
+    ``locality`` (MIX only; every rank of a job must agree, as on the seed): the
+    epoch order is built per placement group of slices (PROTOCOL.md, *Locality*),
+    so a rank's part comes from one data node's slices where the shape allows.
     Raises SpecError for any invalid field, e.g. ``rank >= world_size``.
     """
 
@@ -173,9 +177,16 @@ class StaticRequest(EpochParams):
     unit: int = 1
     skip_rows: int = 0
     resume_from: Progress | None = None
+    locality: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _bool({"locality": self.locality}, "locality", False)
+        if self.locality and self.shuffle is not Shuffle.MIX:
+            raise SpecError(
+                f"locality: static mode places ranks by data node with the mix shuffle "
+                f"only, not {self.shuffle.value!r}"
+            )
         if self.resume_from is not None and not isinstance(self.resume_from, Progress):
             raise SpecError(f"resume_from: {self.resume_from!r} must be a Progress or None")
         world = _int({"world_size": self.world_size}, "world_size", 1, _MAX_COUNT)
@@ -207,6 +218,8 @@ class StaticRequest(EpochParams):
             "unit": self.unit,
             "skip_rows": self.skip_rows,
         }
+        if self.locality:  # only then: older coordinators parse the rest
+            body["locality"] = True
         if self.resume_from is not None:  # only then: older coordinators parse the rest
             progress = self.resume_from
             body["resume_from"] = {
@@ -240,6 +253,7 @@ class StaticRequest(EpochParams):
             "skip_rows",
             "resume_from",
             "snapshot_id",
+            "locality",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -262,28 +276,36 @@ class StaticRequest(EpochParams):
             skip_rows=_int(data, "skip_rows", 0, 2**62, 0),
             resume_from=_progress(data.get("resume_from")),
             snapshot_id=_snapshot(data),
+            locality=_bool(data, "locality", False),
         )
 
 
 @dataclass(frozen=True, kw_only=True)
 class LeaseRequest(EpochParams):
-    """A dynamic-mode ``lease`` call of consumer ``consumer``."""
+    """A dynamic-mode ``lease`` call of consumer ``consumer`` on host ``host`` (None: not
+    said; the coordinator then leases without locality). Raises SpecError for a bad host."""
 
     consumer: str
+    host: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.host is not None:
+            check_host(self.host)
 
     def to_body(self) -> bytes:
-        """The ``lease`` action body."""
-        return json.dumps(
-            {
-                "job": self.job,
-                "epoch": self.epoch,
-                "seed": self.seed,
-                **self._order_fields(),
-                "columns": list(self.columns) if self.columns is not None else None,
-                "consumer": self.consumer,
-            },
-            separators=(",", ":"),
-        ).encode()
+        """The ``lease`` action body (``host`` only when set)."""
+        body: dict[str, Any] = {
+            "job": self.job,
+            "epoch": self.epoch,
+            "seed": self.seed,
+            **self._order_fields(),
+            "columns": list(self.columns) if self.columns is not None else None,
+            "consumer": self.consumer,
+        }
+        if self.host is not None:
+            body["host"] = self.host
+        return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
     def from_body(cls, raw: bytes) -> LeaseRequest:
@@ -298,6 +320,7 @@ class LeaseRequest(EpochParams):
             mix=_mix(data),
             consumer=_name(data, "consumer"),
             snapshot_id=_snapshot(data),
+            host=None if data.get("host") is None else check_host(data["host"]),
         )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from feeder.protocol.hosts import check_host
 from feeder.protocol.messages import parse_json
 from feeder.protocol.slice_plan import SlicePlan
 from feeder.protocol.storage import public_io_properties
@@ -110,7 +111,8 @@ class RegisterRequest(NodeRequest):
     ``slot=None`` lets the coordinator pick the lowest slot without a live node.
     ``pid``, ``cache_dir`` and ``capacity_bytes`` are informational (status
     document, logs). ``local_socket`` is the node's local read socket (None: no local
-    reads), listed in the status document for consumers on its host. Raises SpecError
+    reads), listed in the status document for consumers on its host. ``host`` is the
+    host it runs on (locality; None from a node that predates it). Raises SpecError
     for an invalid field.
     """
 
@@ -124,10 +126,13 @@ class RegisterRequest(NodeRequest):
     capacity_bytes: int | None = None
     slot: int | None = None
     local_socket: str | None = None
+    host: str | None = None
 
     def __post_init__(self) -> None:
         _name("node_id", self.node_id)
         _name("location", self.location)
+        if self.host is not None:
+            check_host(self.host)
         _optional_count("pid", self.pid)
         _optional_text("cache_dir", self.cache_dir)
         _optional_text("local_socket", self.local_socket)
@@ -147,6 +152,8 @@ class RegisterRequest(NodeRequest):
             data["slot"] = self.slot
         if self.local_socket is not None:
             data["local_socket"] = self.local_socket
+        if self.host is not None:
+            data["host"] = self.host
         return data
 
     @classmethod
@@ -160,6 +167,7 @@ class RegisterRequest(NodeRequest):
             capacity_bytes=data.get("capacity_bytes"),
             slot=data.get("slot"),
             local_socket=data.get("local_socket"),
+            host=data.get("host"),
         )
 
 

@@ -32,6 +32,7 @@ from feeder.protocol import fork_guard
 from feeder.protocol.config import TLSConfig
 from feeder.protocol.elastic import Progress
 from feeder.protocol.forked_call import call_forked, can_fork_clean
+from feeder.protocol.hosts import check_host
 from feeder.protocol.mix import MixParams
 from feeder.protocol.modes import Mode
 from feeder.protocol.shuffle_kind import Shuffle, parse_shuffle
@@ -99,6 +100,12 @@ class FeederDataset(IterableDataset[Batch]):
             the feeder serves new epochs. The resume state names the snapshot of its epoch.
         local_reads: read the slices of data nodes on this host from their cache files
             where they offer it (docs/feeder.md, *Local reads*); False: always Flight.
+        host: the host this consumer runs on, for locality (dynamic mode leases this
+            host's work first; docs/feeder.md, *Locality*); None: ``$ICEFEED_HOST``,
+            else the hostname.
+        locality: static mode, MIX: build the epoch order per data node's slices, so a
+            rank's part comes from one node where the shape allows (every rank must
+            agree; docs/feeder.md, *Locality*).
 
     Raises:
         SpecError: an argument is invalid.
@@ -129,6 +136,8 @@ class FeederDataset(IterableDataset[Batch]):
         mix: MixParams | None = None,
         snapshot_id: int | None = None,
         local_reads: bool = True,
+        host: str | None = None,
+        locality: bool = False,
         **removed: Any,
     ) -> None:
         super().__init__()
@@ -180,6 +189,8 @@ class FeederDataset(IterableDataset[Batch]):
         self.timeout = timeout
         self.restart_seconds = restart_seconds
         self.local_reads = local_reads
+        self.host = None if host is None else check_host(host)
+        self.locality = locality
         self.tensor_options = tensors if tensors is not None else TensorOptions()
         self._epoch = 0
         self._pending: ResumeState | None = None
@@ -540,6 +551,7 @@ class FeederDataset(IterableDataset[Batch]):
             skip_rows=skip,
             resume_from=origin,
             snapshot_id=self._snapshot_for(epoch),
+            locality=self.locality and self.mode is Mode.STATIC,
         )
 
     def _snapshot_for(self, epoch: int) -> int | None:
@@ -574,6 +586,7 @@ class FeederDataset(IterableDataset[Batch]):
             timeout=self.timeout,
             restart_seconds=self.restart_seconds,
             local_reads=self.local_reads,
+            host=self.host,
         )
 
     def _client(self) -> FeederClient:

@@ -5,7 +5,8 @@ clients (1,000 OS threads or processes on 2 cores would measure the scheduler,
 not the coordinator). Each simulated consumer keeps its own state and, per
 epoch, asks for its static plan (``get_flight_info``, rank ``i`` of the world),
 then leases dynamic units (``lease`` → ``heartbeat`` → ``done``) until the
-coordinator answers ``epoch_done``; it reads no data from the nodes. A thread
+coordinator answers ``epoch_done``; it reads no data from the nodes. Each names this
+machine's host with its leases, as a ``FeederClient`` does (locality). A thread
 owns a fixed share of the consumers and gives each one request in turn; a
 consumer told to retry later (``retry_after``, the end of an epoch) is passed
 over until then, as the real client's back-off would.
@@ -28,8 +29,12 @@ from typing import Any
 import pyarrow.flight as flight
 
 from feeder.protocol.auth import call_options, connect
+from feeder.protocol.hosts import local_host
 from feeder.protocol.messages import LeaseRequest, StaticRequest
 from feeder.protocol.mix import MixParams
+
+#: the host every simulated consumer names (this machine's, as the data nodes report)
+HOST = local_host()
 
 STATIC_JOB, DYNAMIC_JOB = "static", "dynamic"
 
@@ -90,7 +95,12 @@ class Load:
             c.step = "lease"
         elif action == "lease":
             body = LeaseRequest(
-                job=DYNAMIC_JOB, epoch=c.epoch, seed=1, mix=self.mix, consumer=f"c{c.index}"
+                job=DYNAMIC_JOB,
+                epoch=c.epoch,
+                seed=1,
+                mix=self.mix,
+                consumer=f"c{c.index}",
+                host=HOST,  # as a FeederClient does: the lease path with locality's work
             ).to_body()
             answer = self._act(client, "lease", body)
             if answer.get("unit") is not None:

@@ -316,6 +316,11 @@ def _lease_p99(index: Index) -> tuple[float, str]:
     return p99, f"{p99:.1f} ms ({load['requests_per_s']:,} requests/s)"
 
 
+def _local_share(index: Index) -> tuple[float, str]:
+    share = float(index[("locality", "dynamic_mix_4hosts")]["local_share"])
+    return share, percent_text(share, 0.9)
+
+
 _SEQ_1C = ("torch", "feeder_dataset_seq_1c")
 
 EXTRA_CHECKS: tuple[CheckSpec, ...] = (
@@ -369,6 +374,14 @@ EXTRA_CHECKS: tuple[CheckSpec, ...] = (
         cases=(("coordinator", "load_x1000"), ("coordinator", "lease_x1000")),
         measure=_lease_p99,
         passes=lambda v: v < 100.0,
+    ),
+    CheckSpec(
+        label="locality: rows read on the consumer's host, dynamic MIX, 4 simulated hosts",
+        target="≥ 90%",
+        source=_ISSUE_SCALE,
+        cases=(("locality", "dynamic_mix_4hosts"),),
+        measure=_local_share,
+        passes=lambda v: v >= 0.9,
     ),
 )
 

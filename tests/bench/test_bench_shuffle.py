@@ -4,7 +4,12 @@ Quality (group ``shuffle_quality``): a 4 M-row table in 8 slices sorted by a
 10-value label, batch 4096: the mean batch-label total-variation distance
 (:func:`feeder.protocol.quality.batch_label_tv`) of each shuffle's epoch order,
 overall and per rank with 2 ranks; MIX with its defaults and a few other
-block/window settings. The bar: MIX defaults <= 0.05 (uniform: ~0.02).
+block/window settings. The bar: MIX defaults <= 0.05 (uniform: ~0.02). Locality
+(``mix_per_host_*``): the same table, MIX defaults, its windows built per host group
+(:func:`feeder.coordinator.mixplan.grouped_layout`) with slice ``s`` on host
+``s % hosts`` (the registry's default placement), for a few slice and host counts:
+what mixing only within what a host holds costs, overall (dynamic mode) and per rank
+with one rank per node (static mode with ``locality``: rank ``r`` reads node ``r``'s).
 
 Cost (group ``shuffle_gather``): on the torch bench table's shape (24 M rows of
 id int64, x float64, y float32, label int32, 4 slices), the extra work each order
@@ -29,13 +34,20 @@ import pyarrow as pa
 import pytest
 
 from feeder.client.windows import WindowScratch, mix_window
+from feeder.coordinator.mixplan import grouped_layout, placement_groups
 from feeder.protocol.blocks import read_block_stream
-from feeder.protocol.mix import MixParams, window_layout
+from feeder.protocol.mix import (
+    MixParams,
+    block_order,
+    window_layout,
+    window_permutation,
+)
 from feeder.protocol.orders import consumer_order, epoch_order
 from feeder.protocol.quality import batch_label_tv
 from feeder.protocol.shuffle import compact_row_permutation
 from feeder.protocol.shuffle_kind import Shuffle
 from tests.bench.recorder import record
+from tests.feeder.mix_rows import piece_rows
 
 pytestmark = [pytest.mark.bench]
 
@@ -90,6 +102,69 @@ def test_bench_shuffle_quality_of_mix(params):
         uniform = np.random.default_rng(0).permutation(QUALITY_ROWS)
         labels = np.arange(QUALITY_ROWS) * 10 // QUALITY_ROWS
         record("shuffle_quality", "uniform", tv=round(batch_label_tv(labels[uniform], BATCH), 4))
+
+
+def _per_host_order(counts: list[int], hosts: int, params: MixParams) -> np.ndarray:
+    """The epoch's rows (table row numbers) with windows per host group, group by group."""
+    groups = placement_groups(counts, lambda s: f"h{s % hosts}")
+    layout = grouped_layout(tuple(counts), params, groups)
+    streams = [
+        block_order(n, block_rows=params.block_rows, seed=0, epoch=0, slice_id=s)
+        for s, n in enumerate(counts)
+    ]
+    parts = []
+    for unit in layout.units():
+        read = layout.read(unit)
+        rows = np.concatenate(
+            [
+                piece_rows(counts, p, params, seed=0, epoch=0, order=streams[p.slice_id])
+                for p in read.pieces
+            ]
+        )
+        parts.append(rows[window_permutation(read.rows, seed=0, epoch=0, window=read.window)])
+    return np.concatenate(parts)
+
+
+def _tv_against_table(part: np.ndarray, table: np.ndarray) -> float:
+    """Mean total-variation distance between each full batch of ``part`` and ``table``'s
+    label mix (``batch_label_tv`` compares with ``part``'s own mix)."""
+    kinds = int(table.max()) + 1
+    reference = np.bincount(table, minlength=kinds) / len(table)
+    batches = len(part) // BATCH
+    hist = np.stack(
+        [np.bincount(part[i * BATCH : (i + 1) * BATCH], minlength=kinds) for i in range(batches)]
+    )
+    return float(0.5 * np.abs(hist / BATCH - reference).sum(axis=1).mean())
+
+
+@pytest.mark.parametrize(
+    ("slices", "hosts"), [(8, 2), (8, 4), (64, 4), (256, 8)], ids=lambda v: str(v)
+)
+def test_bench_shuffle_quality_of_mix_per_host(slices, hosts):
+    counts = [QUALITY_ROWS // slices] * slices
+    labels = np.arange(QUALITY_ROWS) * 10 // QUALITY_ROWS
+    order = _per_host_order(counts, hosts, MixParams())
+    assert np.array_equal(np.sort(order), np.arange(QUALITY_ROWS))  # every row once
+    # static mode with locality: one rank per node, rank r's part is node r's slices;
+    # its batches are judged against the whole table's label mix (not the rank's own)
+    ranks = {
+        f"tv_rank{r}_of_{hosts}_vs_table": round(
+            _tv_against_table(
+                labels[consumer_order(order, rank=r, world_size=hosts, drop_last=True)], labels
+            ),
+            4,
+        )
+        for r in (0, hosts - 1)
+    }
+    record(
+        "shuffle_quality",
+        f"mix_per_host_{slices}slices_{hosts}hosts",
+        batch_size=BATCH,
+        slices=slices,
+        hosts=hosts,
+        tv=round(batch_label_tv(labels[order], BATCH), 4),
+        **ranks,
+    )
 
 
 def _columns(n: int) -> dict[str, np.ndarray]:

@@ -103,6 +103,7 @@ def synthetic(
     rec("torch", "some_new_case", rows=rows, seconds=1.0)
     rec("coordinator", "load_x1000", seconds=10.0, requests=20_000, requests_per_s=2_000)
     rec("coordinator", "lease_x1000", count=8_000, p50_ms=4.0, p99_ms=lease_p99_ms)
+    rec("locality", "dynamic_mix_4hosts", rows=192_000, seconds=1.5, local_share=0.97)
     return out
 
 

@@ -68,6 +68,7 @@ def local_feeder(
     ready_timeout: float = 60.0,
     node_metrics_port: int | None = None,
     journal: Journal | None = None,
+    locality_host: str | None = None,
 ) -> Iterator[LocalFeeder]:
     """Start a coordinator for ``table`` and ``nodes`` thread data nodes; wait until ready.
 
@@ -75,7 +76,8 @@ def local_feeder(
     ``advertise_host`` is the nodes' advertised name; ``node_tls`` the nodes' TLS
     settings (None: ``tls``); ``node_endpoint`` maps the coordinator's endpoint
     to the one nodes dial (e.g. through a recording relay); ``node_capacity[i]`` is
-    node ``t{i}``'s ``cache_capacity_bytes`` (None: its free disk). A FeederError from
+    node ``t{i}``'s ``cache_capacity_bytes`` (None: its free disk); ``locality_host`` the
+    host every node reports (None: this machine's). A FeederError from
     ``wait_ready`` (e.g. the table does not fit) propagates after the nodes stopped.
     """
     config = FeederConfig(
@@ -119,6 +121,7 @@ def local_feeder(
                     batch_rows=batch_rows,
                     cache_capacity_bytes=node_capacity[i] if node_capacity else None,
                     node_metrics_port=node_metrics_port,
+                    locality_host=locality_host,
                 ),
                 "timeout": 10.0,
             },

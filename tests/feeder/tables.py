@@ -52,3 +52,16 @@ def embedded_catalog(home: Path, name: str) -> Any:
     catalog = SqlCatalog(name, **embedded_catalog_properties(home))
     catalog.create_namespace("test")
     return catalog
+
+
+def served_table(home: Path, name: str, *, rows: int, slices: int, slice_bytes: int) -> Any:
+    """A fresh embedded catalog under ``home`` holding ``test.feed`` of ``rows`` rows in
+    ``slices`` row groups (2 appends), resolved for a feeder: its ``ServedSnapshot``."""
+    from feeder.coordinator.config import FeederConfig
+    from feeder.coordinator.session import resolve
+
+    catalog = embedded_catalog(home, name)
+    make_table(catalog, files=2, rows_per_file=rows // 2, row_group_rows=rows // slices)
+    served = resolve(FeederConfig(table="test.feed", slice_bytes=slice_bytes), catalog)
+    assert len(served.plans) == slices
+    return served

@@ -10,20 +10,23 @@ import pytest
 
 from feeder.cli import main as feeder_main
 from feeder.client.client import FeederClient
+from jobs.errors import SpecError
 from sparkapps.cli import main
 from tests.feeder.local_feeder import ids_of, local_feeder
 from tests.feeder.tables import make_table
 
 
-def test_status_json_and_table(catalog, tmp_path, capsys):
+def test_status_json_and_table(catalog, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # a table wide enough to show every column whole
     make_table(catalog, files=1, rows_per_file=1000, row_group_rows=250)
-    with local_feeder(catalog, cache_dir=tmp_path / "c", nodes=1) as f:
+    with local_feeder(catalog, cache_dir=tmp_path / "c", nodes=1, locality_host="rack7-n3") as f:
         assert main(["feeder", "status", f.endpoint, "--json"]) == 0
         status = json.loads(capsys.readouterr().out)
         assert status["ready"] and status["rows"] == 1000 and status["version"] == 1
         assert main(["feeder", "status", f.endpoint]) == 0
         out = capsys.readouterr().out
         assert "test.feed" in out and status["nodes"][0]["node_id"] in out
+        assert status["nodes"][0]["host"] == "rack7-n3" and "rack7-n3" in out  # (locality)
 
 
 def test_status_of_a_dead_endpoint_fails_with_exit_1(capsys):
@@ -144,6 +147,20 @@ def test_serve_refuses_a_wildcard_bind_without_tls_unless_insecure(capsys):
     add_serve_arguments(parser)
     config = serve_config(parser.parse_args(["ns.t", "--host", "0.0.0.0", "--insecure"]))
     assert config.insecure and config.host == "0.0.0.0"
+
+
+def test_locality_options_reach_the_feeder_config_and_a_bad_host_is_refused():
+    from feeder.cli import add_serve_arguments, serve_config
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    config = serve_config(parser.parse_args(["ns.t", "--locality", "--locality-host", "gpu-7"]))
+    assert config.locality and config.locality_host == "gpu-7"
+    assert config.node_settings().locality_host == "gpu-7"
+    plain = serve_config(parser.parse_args(["ns.t"]))
+    assert not plain.locality and plain.locality_host is None
+    with pytest.raises(SpecError, match="locality_host"):
+        serve_config(parser.parse_args(["ns.t", "--locality-host", "not a host"]))
 
 
 def test_cache_capacity_takes_bytes_or_a_kubernetes_quantity():

@@ -42,6 +42,7 @@ def _exported() -> dict[str, set[str]]:
     for counter in (metrics.leases, metrics.lease_expiries, metrics.plans):
         counter.labels(job="j").inc()
     metrics.consumers.labels(job="j").set(1)
+    metrics.rows_leased.labels(job="j", local="true").inc(8)
     metrics.errors.labels(kind="lease").inc()
     metrics.nodes_lost.inc()
     registry = prom.CollectorRegistry()

@@ -510,6 +510,15 @@ def test_the_feeder_follows_its_table_only_when_asked(helm: str) -> None:
         assert result.returncode != 0 and "followSeconds" in result.stderr, bad
 
 
+def test_locality_reaches_the_feeder_only_when_asked(helm: str) -> None:
+    (app,) = by_kind(template(helm), "SparkApplication")
+    assert feeder_arguments(app).locality is False
+    (app,) = by_kind(template(helm, "--set", "feeder.locality=true"), "SparkApplication")
+    assert feeder_arguments(app).locality is True
+    result = run_helm(helm, "template", "rel", str(CHART), "--set", "feeder.locality=maybe")
+    assert result.returncode != 0 and "locality" in result.stderr
+
+
 def test_tls_mounts_the_certificate_in_driver_and_executors_and_the_feeder_uses_it(
     helm: str,
 ) -> None:

@@ -81,6 +81,17 @@ def test_the_endpoint_is_the_coordinator_services_dns_name_and_port(
     assert env["ICEFEED_JOB"]["value"] == "train"
 
 
+def test_training_pods_and_data_nodes_know_their_kubernetes_node_for_locality(
+    helm: str,
+) -> None:
+    objects = template(helm, *ON)
+    host = {"valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+    assert env_of(the_trainjob(objects))["ICEFEED_HOST"] == {"name": "ICEFEED_HOST", **host}
+    (app,) = by_kind(objects, "SparkApplication")
+    executor = app["spec"]["executor"]["template"]["spec"]["containers"][0]
+    assert {"name": "ICEFEED_HOST", **host} in executor["env"]
+
+
 def test_the_command_passes_the_endpoint_to_the_training_script(helm: str) -> None:
     # FeederDataset takes the endpoint as an argument and reads no ICEFEED_ENDPOINT:
     # the command hands it on; Kubernetes expands $(VAR) from the container's env.

@@ -132,3 +132,16 @@ def test_a_forgotten_binding_of_the_only_snapshot_served_is_no_error():
         _read(books, epoch, snapshot=1, rank=0, world_size=1)
     assert books.snapshot_of("j", 0) is None
     books.check_unbound("j", 0, 1)  # a new run of the job from epoch 0: as before
+
+
+def test_a_books_host_groups_survive_the_journal_and_locality_is_counted_per_job():
+    books = EpochBooks(CoordinatorLimits(), lease_seconds=1.0, clock=Clock())
+    entry = books.open(EpochParams(job="j", epoch=3), _units)
+    entry.groups = (("h0", (0, 2)), ("h1", (1,)))
+    books.note_rows("j", 100, 75)
+    again = EpochBooks(CoordinatorLimits(), lease_seconds=1.0, clock=Clock())
+    again.restore(books.state())
+    restored = again.get("j", 3)
+    assert restored is not None and restored.groups == entry.groups
+    locality = books.status()["j"]["locality"]
+    assert locality == {"rows_leased": 100, "rows_local": 75, "local_share": 0.75}

@@ -45,8 +45,23 @@ ops = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 40), max_size=8), ops)
 def test_every_row_is_delivered_exactly_once_with_expiries_and_deaths(sizes, operations):
+    _check_exactly_once(sizes, operations, homes=None)
+
+
+def _home(unit: SliceRange) -> tuple[str, ...]:
+    # slices 0, 3, 6 on host h0; 1, 4, 7 on h1; 2, 5 on h1 and h2 (two cached copies)
+    return (("h0",), ("h1",), ("h1", "h2"))[unit.slice_id % 3]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=8), ops)
+def test_leasing_by_host_delivers_every_row_exactly_once(sizes, operations):
+    _check_exactly_once(sizes, operations, homes=_home)
+
+
+def _check_exactly_once(sizes, operations, homes):
     clock = FakeClock()
-    book = LeaseBook(units_of(sizes), lease_seconds=10, clock=clock)
+    book = LeaseBook(units_of(sizes), lease_seconds=10, clock=clock, homes=homes)
     held: dict[int, dict[str, int]] = {c: {} for c in range(4)}  # consumer -> lease -> rows
     units: dict[str, SliceRange] = {}
     delivered: Counter = Counter()
@@ -66,7 +81,7 @@ def test_every_row_is_delivered_exactly_once_with_expiries_and_deaths(sizes, ope
     for op, consumer, n in operations:
         name = f"c{consumer}"
         if op == "lease":
-            lease = book.lease(name)
+            lease = book.lease(name, f"h{consumer}")  # consumer 3's host h3 holds nothing
             settle_expired()
             if lease is not None:
                 held[consumer][lease.lease_id] = 0
@@ -101,6 +116,45 @@ def test_every_row_is_delivered_exactly_once_with_expiries_and_deaths(sizes, ope
     assert book.finished
     expected = Counter(r for u in units_of(sizes) for r in rows_of(u))
     assert delivered == expected
+
+
+def test_a_consumer_leases_its_own_hosts_units_first_then_others_in_queue_order():
+    book = LeaseBook(units_of([5] * 6), lease_seconds=5, clock=FakeClock(), homes=_home)
+    taken = []
+    while (lease := book.lease("a", "h1")) is not None:
+        taken.append(lease.unit.slice_id)
+    # h1 holds slices 1, 2, 4, 5 (2 and 5 also on h2): those first, then 0 and 3
+    assert taken == [1, 2, 4, 5, 0, 3]
+
+
+def test_a_unit_on_two_hosts_is_leased_once():
+    book = LeaseBook(units_of([5] * 3), lease_seconds=5, clock=FakeClock(), homes=_home)
+    first = book.lease("b", "h2")
+    assert first is not None and first.unit.slice_id == 2
+    assert [x.unit.slice_id for x in iter(lambda: book.lease("a", "h1"), None)] == [1, 0]
+
+
+def test_an_expired_rest_goes_first_for_its_own_host():
+    clock = FakeClock()
+    book = LeaseBook(units_of([10] * 4), lease_seconds=5, clock=clock, homes=_home)
+    lost = book.lease("a", "h0")
+    assert lost is not None and lost.unit.slice_id == 0
+    book.heartbeat("a", {lost.lease_id: 4})
+    clock.now = 100
+    other = book.lease("b", "h1")
+    assert other is not None and other.unit.slice_id == 1  # h1's own work, not the rest
+    again = book.lease("c", "h0")
+    assert again is not None and again.unit == SliceRange(0, 4, 10)
+
+
+def test_homes_set_later_and_restored_books_lease_by_host():
+    clock = FakeClock()
+    book = LeaseBook(units_of([5] * 6), lease_seconds=5, clock=clock)
+    assert book.lease("a", "h2") is not None  # no homes yet: queue order (slice 0)
+    twin = LeaseBook([], lease_seconds=5, clock=clock)
+    twin.restore(book.state())
+    twin.set_homes(_home)
+    assert [x.unit.slice_id for x in iter(lambda: twin.lease("b", "h2"), None)] == [2, 5, 1, 3, 4]
 
 
 def test_expired_rest_goes_first_and_starts_at_the_reported_offset():

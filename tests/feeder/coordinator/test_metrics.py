@@ -39,6 +39,9 @@ def test_metrics_count_leases_consumers_nodes_and_errors(catalog, tmp_path):
     finally:
         metrics.close()
     assert _value(text, 'icefeed_leases_total{job="m"}') >= 2
+    # locality: the nodes and the client all run on this machine's host
+    assert _value(text, 'icefeed_rows_leased_total{job="m",local="true"}') == 2000
+    assert _value(text, 'icefeed_rows_leased_total{job="m",local="false"}') == 0
     assert _value(text, 'icefeed_static_plans_total{job="m"}') == 1
     assert _value(text, 'icefeed_active_consumers{job="m"}') == 2
     assert _value(text, "icefeed_nodes_alive") == 2

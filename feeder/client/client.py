@@ -137,6 +137,7 @@ class FeederClient:
             timeout=self.timeout,
             ready_timeout=self.ready_timeout,
             restart_seconds=self.restart_seconds,
+            host=self.host,
         )
         if not isinstance(local_reads, bool):
             raise SpecError(f"local_reads: {local_reads!r} must be true or false")

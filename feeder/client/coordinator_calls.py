@@ -60,9 +60,11 @@ class CoordinatorCalls:
         timeout: float,
         ready_timeout: float,
         restart_seconds: float = RESTART_SECONDS,
+        host: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.job = job
+        self.host = host
         self.timeout = timeout
         self.ready_timeout = ready_timeout
         self.restart_seconds = restart_seconds
@@ -82,7 +84,9 @@ class CoordinatorCalls:
     ) -> flight.FlightCallOptions:
         """Return the call options (token, job, optional chunking hint and window header)
         for one call."""
-        return call_options(self._token, self.job, timeout, chunks=chunks, windows=windows)
+        return call_options(
+            self._token, self.job, timeout, chunks=chunks, windows=windows, host=self.host
+        )
 
     def close(self) -> None:
         """Close the connection (the next call opens a new one)."""

@@ -58,6 +58,7 @@ STAT_KEYS = (
     "rows_served",
     "rows_served_local",
     "rows_served_ordered",
+    "rows_served_same_host",
     "bytes_served",
     "errors",
 )

@@ -49,6 +49,7 @@ from feeder.node.window_serving import ordered_windows
 from feeder.protocol.auth import (
     call_options,
     caller_chunking,
+    caller_host,
     caller_job,
     caller_windows,
     connect,
@@ -97,6 +98,7 @@ class NodeStats:
     rows_served: int = 0
     rows_served_local: int = 0
     rows_served_ordered: int = 0
+    rows_served_same_host: int = 0
     bytes_served: int = 0
     errors: int = 0
 
@@ -135,6 +137,8 @@ class DataNode(UnservedCalls, TrackedFlightServer):
         self._stats = NodeStats()
         self._lock = threading.Lock()
         self._jobs_read: set[str] = set()  # jobs whose tickets passed since the last take
+        #: this node's host (locality): rows served to a caller naming it are counted
+        self.host: str | None = None
         self._slice_locks: dict[int, threading.Lock] = {}
 
     def configure(
@@ -261,20 +265,26 @@ class DataNode(UnservedCalls, TrackedFlightServer):
             if len(claims) > 1:
                 what = f"do_get of {len(claims)} slice ranges"
             chunking = self._check(context, claims)
+            same = self.host is not None and caller_host(context) == self.host
             windows = parse_windows(caller_windows(context), len(claims))
             if windows is not None:
-                return self._windows(claims, windows, chunking, f"do_get of {len(windows)} windows")
+                what = f"do_get of {len(windows)} windows"
+                return self._windows(claims, windows, chunking, what, same_host=same)
             if len(claims) > 1:
-                return self._bundle(claims, chunking, what)
+                return self._bundle(claims, chunking, what, same_host=same)
             _, opened = self._open_cached(claims[0].slice_id)
             rows = range_rows(
                 self.cache, opened, claims[0], chunking=chunking, batch_rows=self.batch_rows
             )
             if isinstance(rows, pa.Table):  # table order: Flight streams the mapped slice
-                self._count(rows_served=rows.num_rows, bytes_served=rows.nbytes)
+                self._count(
+                    rows_served=rows.num_rows,
+                    bytes_served=rows.nbytes,
+                    rows_served_same_host=rows.num_rows if same else 0,
+                )
                 return flight.RecordBatchStream(rows)
             schema = self.cache.select(opened, claims[0].columns).schema
-            return flight.GeneratorStream(schema, self._counted(rows, what))
+            return flight.GeneratorStream(schema, self._counted(rows, what, same_host=same))
         except Exception as exc:  # e.g. storage unreachable during a failover materialisation
             self._count(errors=1)
             raise to_wire(exc, what, log) from None
@@ -314,7 +324,8 @@ class DataNode(UnservedCalls, TrackedFlightServer):
             self._count(errors=1)
             raise
         rows = sum(c.stop - c.start for c in claims)
-        self._count(rows_served=rows, rows_served_local=rows)
+        # a local read is on this host by construction (the socket is node-local)
+        self._count(rows_served=rows, rows_served_local=rows, rows_served_same_host=rows)
         return [(entries[c.slice_id], c) for c in claims]
 
     def _check_served(self, claims: list[TicketClaims]) -> None:
@@ -335,7 +346,9 @@ class DataNode(UnservedCalls, TrackedFlightServer):
                     f"slice {c.slice_id} is unknown to this node; try another location"
                 )
 
-    def _bundle(self, claims: list[TicketClaims], chunking: Chunking, what: str) -> Any:
+    def _bundle(
+        self, claims: list[TicketClaims], chunking: Chunking, what: str, *, same_host: bool
+    ) -> Any:
         """Stream the ranges of a bundle one after another (the hint applies to the first).
 
         Every range is opened and checked before the first row is sent: a bad range
@@ -353,10 +366,16 @@ class DataNode(UnservedCalls, TrackedFlightServer):
                 yield from rows.to_batches() if isinstance(rows, pa.Table) else rows
                 hint = Chunking()
 
-        return flight.GeneratorStream(schema, self._counted(batches(), what))
+        return flight.GeneratorStream(schema, self._counted(batches(), what, same_host=same_host))
 
     def _windows(
-        self, claims: list[TicketClaims], specs: list[WindowSpec], chunking: Chunking, what: str
+        self,
+        claims: list[TicketClaims],
+        specs: list[WindowSpec],
+        chunking: Chunking,
+        what: str,
+        *,
+        same_host: bool,
     ) -> Any:
         """Stream whole MIX windows in their final order (:mod:`feeder.node.window_serving`).
 
@@ -367,11 +386,17 @@ class DataNode(UnservedCalls, TrackedFlightServer):
         pieces = [(self.cache.select(tables[c.slice_id], c.columns), c) for c in claims]
         batches = ordered_windows(pieces, specs, chunking=chunking, batch_rows=self.batch_rows)
         return flight.GeneratorStream(
-            marked(pieces[0][0].schema), self._counted(batches, what, ordered=True)
+            marked(pieces[0][0].schema),
+            self._counted(batches, what, ordered=True, same_host=same_host),
         )
 
     def _counted(
-        self, batches: Iterator[pa.RecordBatch], what: str, *, ordered: bool = False
+        self,
+        batches: Iterator[pa.RecordBatch],
+        what: str,
+        *,
+        ordered: bool = False,
+        same_host: bool = False,
     ) -> Iterator[pa.RecordBatch]:
         try:
             for batch in batches:
@@ -379,6 +404,7 @@ class DataNode(UnservedCalls, TrackedFlightServer):
                     rows_served=batch.num_rows,
                     bytes_served=batch.nbytes,
                     rows_served_ordered=batch.num_rows if ordered else 0,
+                    rows_served_same_host=batch.num_rows if same_host else 0,
                 )
                 yield batch
         except Exception as exc:  # mid-stream: a cache file gone or unreadable
@@ -534,6 +560,7 @@ def run_data_node(
         if settings.local_dir is not None:
             local = _serve_local(node_id, node, settings.local_dir, settings)
         capacity = cache_capacity(root, settings.cache_capacity_bytes, cache.total_bytes())
+        node.host = local_host(settings.locality_host)
         assigned = _register(
             link,
             node,
@@ -544,7 +571,7 @@ def run_data_node(
                 cache_dir=str(root),
                 capacity_bytes=capacity,
                 local_socket=str(local.path) if local is not None else None,
-                host=local_host(settings.locality_host),
+                host=node.host,
             ),
             coordinator_endpoint,
         )

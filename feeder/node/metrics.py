@@ -23,6 +23,7 @@ NODE_COUNTERS = {
     "rows_served": "rows served by a data node",
     "rows_served_local": "rows a data node handed to consumers on its host as cache files",
     "rows_served_ordered": "rows a data node served as whole MIX windows it ordered itself",
+    "rows_served_same_host": "rows a data node served to consumers on its own host (locality)",
     "bytes_served": "Arrow bytes served by a data node",
     "storage_bytes_read": "bytes a data node read from table storage",
     "errors": "errors a data node answered",

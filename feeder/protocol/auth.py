@@ -33,6 +33,8 @@ MIDDLEWARE_KEY = "icefeed"
 AUTH_HEADER = "authorization"
 JOB_HEADER = "x-icefeed-job"
 NODE_PROOF_HEADER = "x-icefeed-node-proof"
+#: the consumer's host on ``do_get``: a node counts the rows it serves to its own host
+HOST_HEADER = "x-icefeed-host"
 _BEARER = "Bearer "
 
 
@@ -51,8 +53,10 @@ class CallHeaders(flight.ServerMiddleware):
         node_proof: str | None = None,
         chunks: str | None = None,
         windows: str | None = None,
+        host: str | None = None,
     ) -> None:
         super().__init__()
+        self.host = host
         self.job = job
         self.node_proof = node_proof
         self.chunks = chunks
@@ -105,6 +109,7 @@ class BearerAuthFactory(flight.ServerMiddlewareFactory):
             _header(headers, NODE_PROOF_HEADER),
             _header(headers, CHUNKS_HEADER),
             _header(headers, WINDOWS_HEADER),
+            _header(headers, HOST_HEADER),
         )
 
 
@@ -142,6 +147,12 @@ def caller_chunking(context: flight.ServerCallContext) -> Chunking:
     return parse_chunking(middleware.chunks if isinstance(middleware, CallHeaders) else None)
 
 
+def caller_host(context: flight.ServerCallContext) -> str | None:
+    """Return the ``x-icefeed-host`` header of the current call (None: none sent)."""
+    middleware = context.get_middleware(MIDDLEWARE_KEY)
+    return middleware.host if isinstance(middleware, CallHeaders) else None
+
+
 def caller_windows(context: flight.ServerCallContext) -> str | None:
     """Return the ``x-icefeed-windows`` header of the current call, unparsed (None: none)."""
     middleware = context.get_middleware(MIDDLEWARE_KEY)
@@ -156,6 +167,7 @@ def call_options(
     node_proof: str | None = None,
     chunks: Chunking | None = None,
     windows: str | None = None,
+    host: str | None = None,
 ) -> flight.FlightCallOptions:
     """Return ``FlightCallOptions`` carrying the bearer token, the job header, a data node's
     proof for a node-only call (see :mod:`feeder.protocol.node_auth`), a ``do_get``'s chunking
@@ -172,6 +184,8 @@ def call_options(
         headers.append((CHUNKS_HEADER.encode(), chunks.header_value().encode("ascii")))
     if windows is not None:
         headers.append((WINDOWS_HEADER.encode(), windows.encode("ascii")))
+    if host is not None:
+        headers.append((HOST_HEADER.encode(), host.encode("ascii")))
     return flight.FlightCallOptions(headers=headers, timeout=timeout)
 
 

@@ -284,3 +284,27 @@ def test_a_restarted_coordinator_keeps_the_epochs_host_groups_and_every_row_once
     counted = Counter(gone + rest)
     assert sorted(counted) == list(range(ROWS))
     assert set(counted.values()) == {1}
+
+
+def test_a_node_counts_the_rows_it_serves_to_consumers_on_its_own_host(tmp_path):
+    """Consumers name their host on every ``do_get``; a node counts the rows it serves to
+    its own host (``rows_served_same_host``, any mode: table order, slice ranges and
+    node-ordered MIX windows), so the local share of static reads is reported too."""
+    from tests.feeder.local_feeder import local_feeder, small_table_catalog
+
+    catalog = small_table_catalog(tmp_path, "hosts", files=2, rows_per_file=600)
+    with local_feeder(catalog, cache_dir=tmp_path / "cache", nodes=1, locality_host="h1") as f:
+        here = FeederClient(f.endpoint, job="here", host="h1")
+        there = FeederClient(f.endpoint, job="there", host="h2")
+        rows = len(ids_of(here.stream(0, shuffle=False)))
+        assert len(ids_of(there.stream(0, shuffle=False))) == rows == 1200
+        assert len(ids_of(here.stream(0, seed=2))) == rows  # MIX: windows the node orders
+        assert len(ids_of(there.stream(0, seed=2, shuffle="slice"))) == rows
+
+        def counts(status: dict) -> tuple[int, int]:
+            node = status["nodes"][0]
+            return node["rows_served"], node["rows_served_same_host"]
+
+        assert f.coordinator.wait_for(lambda s: counts(s) == (4 * rows, 2 * rows), 30), counts(
+            f.coordinator.status()
+        )

@@ -98,17 +98,17 @@ def static_endpoints(
     """Return one consumer's MIX endpoints (in read order) and the rows it delivers."""
     endpoints: list[flight.FlightEndpoint] = []
     total = 0
+    places: dict[int, list[flight.Location]] = {}  # a slice's locations, made once per plan
     for index, read in enumerate(reads):
         meta = json.dumps(read_metadata(read, index), separators=(",", ":")).encode()
         total += read.num_rows
-        endpoints.extend(
-            flight.FlightEndpoint(
-                sign(request, piece),
-                [flight.Location(uri) for uri in locate(piece.slice_id)],
-                app_metadata=meta,
-            )
-            for piece in read.pieces
-        )
+        for piece in read.pieces:
+            where = places.get(piece.slice_id)
+            if where is None:
+                where = places[piece.slice_id] = [
+                    flight.Location(uri) for uri in locate(piece.slice_id)
+                ]
+            endpoints.append(flight.FlightEndpoint(sign(request, piece), where, app_metadata=meta))
     return endpoints, total
 
 

@@ -192,11 +192,20 @@ class WindowLayout:
         return len(self.sizes)
 
     def pieces(self, window: int) -> list[SliceRange]:
-        """Window ``window``'s non-empty slice ranges, in slice order."""
-        lo, hi = self.bounds[:, window], self.bounds[:, window + 1]
-        return [
-            SliceRange(int(s), int(lo[s]), int(hi[s])) for s in np.flatnonzero(hi > lo).tolist()
-        ]
+        """Window ``window``'s non-empty slice ranges, in slice order (worked out once per
+        window: a coordinator asks for the same windows in every plan and lease)."""
+        memo = self._pieces_memo
+        got = memo.get(window)
+        if got is None:
+            lo, hi = self.bounds[:, window].tolist(), self.bounds[:, window + 1].tolist()
+            got = memo[window] = tuple(
+                SliceRange(s, lo[s], hi[s]) for s in range(len(lo)) if hi[s] > lo[s]
+            )
+        return list(got)
+
+    @functools.cached_property
+    def _pieces_memo(self) -> dict[int, tuple[SliceRange, ...]]:
+        return {}
 
 
 def window_layout(row_counts: Sequence[int], params: MixParams) -> WindowLayout:

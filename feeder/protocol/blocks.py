@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from feeder.protocol.mix import BlockRuns, block_order, block_runs
-from feeder.protocol.window_order import item_type
+from feeder.protocol.window_order import WindowScratch, item_type
 
 _ORDER_LOCK = threading.Lock()
 
@@ -124,16 +124,13 @@ class GatherScratch:
     mapped anew, a page fault per 4 KiB page on top of the copy)."""
 
     def __init__(self) -> None:
-        self._buffers: list[np.ndarray] = []
+        self._columns: list[WindowScratch] = []
 
     def buffer(self, column: int, count: int, item: np.dtype) -> np.ndarray:
         """``count`` items of ``item`` for ``column`` (valid until the next call for it)."""
-        while len(self._buffers) <= column:
-            self._buffers.append(np.empty(0, dtype=np.uint8))
-        nbytes = count * item.itemsize
-        if len(self._buffers[column]) < nbytes:
-            self._buffers[column] = np.empty(nbytes, dtype=np.uint8)
-        return self._buffers[column][:nbytes].view(item)
+        while len(self._columns) <= column:
+            self._columns.append(WindowScratch())
+        return self._columns[column].buffer(count, item)
 
 
 def gather_column(

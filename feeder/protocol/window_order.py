@@ -47,15 +47,19 @@ class WindowScratch:
     def __init__(self) -> None:
         self._buffer = np.empty(0, dtype=np.uint8)
 
+    def buffer(self, count: int, item: np.dtype) -> np.ndarray:
+        """``count`` items of ``item`` in this buffer (valid until the next call)."""
+        nbytes = count * item.itemsize
+        if len(self._buffer) < nbytes:
+            self._buffer = np.empty(nbytes, dtype=np.uint8)
+        return self._buffer[:nbytes].view(item)
+
     def join(self, parts: Sequence[np.ndarray], item: np.dtype) -> np.ndarray:
         """``parts`` (arrays of ``item``) end to end, in this buffer (valid until the next
         call)."""
         if len(parts) == 1:
             return parts[0]
-        nbytes = sum(len(p) for p in parts) * item.itemsize
-        if len(self._buffer) < nbytes:
-            self._buffer = np.empty(nbytes, dtype=np.uint8)
-        joined = self._buffer[:nbytes].view(item)
+        joined = self.buffer(sum(len(p) for p in parts), item)
         np.concatenate(parts, out=joined)
         return joined
 

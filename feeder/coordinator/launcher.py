@@ -49,7 +49,7 @@ def node_partition(node_id: str, spec: NodeTaskSpec) -> Callable[[Iterable[Any]]
     def run(_rows: Iterable[Any]) -> Iterator[str]:
         import json
 
-        from feeder.node.datanode import run_data_node
+        from feeder.node.task import run_data_node
 
         settings = spec.settings
         advertise = settings.advertised_host()

@@ -1,6 +1,6 @@
 """A feeder without Spark for fast protocol tests: a real Coordinator and real data nodes.
 
-The data nodes run :func:`feeder.node.datanode.run_data_node` in *threads* of the
+The data nodes run :func:`feeder.node.task.run_data_node` in *threads* of the
 test process — a FAKE for the Spark tasks of the launcher only (everything
 else is the real code over real Flight on 127.0.0.1). The Spark path is
 tested in ``test_serve.py`` / ``test_launcher.py``.
@@ -24,8 +24,8 @@ from feeder.coordinator.limits import CoordinatorLimits
 from feeder.coordinator.metrics import FeederMetrics
 from feeder.coordinator.service import Coordinator
 from feeder.coordinator.session import resolve
-from feeder.node.datanode import run_data_node
 from feeder.node.settings import NodeSettings
+from feeder.node.task import run_data_node
 from feeder.protocol.config import TLSConfig
 from feeder.protocol.tickets import TicketSigner, new_key
 

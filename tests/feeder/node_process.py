@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from feeder.node.datanode import run_data_node
 from feeder.node.settings import NodeSettings
+from feeder.node.task import run_data_node
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -79,8 +79,8 @@ def test_a_replacement_node_adopts_a_sigkilled_nodes_verified_slices(catalog, tm
     import signal
     import threading
 
-    from feeder.node.datanode import run_data_node
     from feeder.node.settings import NodeSettings
+    from feeder.node.task import run_data_node
 
     make_table(catalog, files=2, rows_per_file=ROWS // 2, row_group_rows=500)
     served = resolve(FeederConfig(table="test.feed", slice_bytes=40_000), catalog)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from feeder.node.datanode import _serve_local
 from feeder.node.local_server import sweep_dead_sockets
 from feeder.node.settings import NodeSettings
+from feeder.node.task import _serve_local
 from feeder.protocol.local_read import VERSION, close_all, recv_frame, send_frame
 from feeder.protocol.tickets import TicketSigner, new_key
 from tests.feeder.local_node import SLICE_ROWS, SNAPSHOT, TOKEN, CachedNode, cached_node

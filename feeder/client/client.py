@@ -333,7 +333,6 @@ class FeederClient:
             ranges,
             lambda ticket, locations: self._nodes.read(ticket, locations, unit=unit),
             depth=self.read_ahead,
-            join_timeout=self.timeout,
         )
 
     def _dynamic(

@@ -7,35 +7,34 @@ measured slower (the ``client_stream_*_read_ahead`` benchmark cases).
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pyarrow as pa
 
+from feeder.protocol.background import ahead
+
 AHEAD_BATCHES = 4  # batches a read-ahead range may buffer
-_END = object()
 
 #: ``read(ticket, locations) -> batches`` of one slice range.
 ReadRange = Callable[[str, list[str]], Iterator[pa.RecordBatch]]
 
 
 def read_ahead(
-    ranges: list[tuple[str, list[str]]], read: ReadRange, *, depth: int, join_timeout: float
+    ranges: list[tuple[str, list[str]]], read: ReadRange, *, depth: int
 ) -> Iterator[pa.RecordBatch]:
     """Yield ranges in order while up to ``depth`` later ones stream in the background.
 
     Each background range buffers at most ``AHEAD_BATCHES`` batches; errors surface in
-    order. A range opened ahead does not know the stream position it will start at,
-    so ``read`` cuts its batches from its own start (see :mod:`feeder.protocol.chunking`).
+    order (each range on a thread of its own, :func:`feeder.protocol.background.ahead`;
+    stopping closes them, each at its next batch). A range opened ahead does not know the
+    stream position it will start at, so ``read`` cuts its batches from its own start (see
+    :mod:`feeder.protocol.chunking`).
 
     Args:
         ranges: ``(ticket, locations)`` of each slice range, in delivery order.
         read: reads one range (with failover).
         depth: how many ranges after the current one may be read concurrently.
-        join_timeout: seconds to wait for each background thread when the caller stops.
 
     Yields:
         The ranges' record batches in order.
@@ -43,40 +42,11 @@ def read_ahead(
     Raises:
         Whatever ``read`` raises, when the consumer reaches that range.
     """
-    stop = threading.Event()
-    pending: deque[queue.Queue[Any]] = deque()
-    threads: list[threading.Thread] = []
-
-    def pump(ticket: str, locations: list[str], out: queue.Queue[Any]) -> None:
-        item: Any
-        try:
-            for batch in read(ticket, locations):
-                while not stop.is_set():
-                    try:
-                        out.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            item = _END
-        except BaseException as exc:  # handed to the consumer, raised there in order
-            item = exc
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+    pending: deque[Iterator[pa.RecordBatch]] = deque()
 
     def start(index: int) -> None:
-        out: queue.Queue[Any] = queue.Queue(maxsize=AHEAD_BATCHES)
-        thread = threading.Thread(
-            target=pump, args=(*ranges[index], out), name="icefeed-read-ahead", daemon=True
-        )
-        thread.start()
-        threads.append(thread)
-        pending.append(out)
+        batches = read(*ranges[index])
+        pending.append(ahead(batches, depth=AHEAD_BATCHES, name="icefeed-read-ahead"))
 
     following = 0
     try:
@@ -84,18 +54,13 @@ def read_ahead(
             start(following)
             following += 1
         while pending:
-            out = pending.popleft()
-            while True:
-                item = out.get()
-                if item is _END:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            yield from pending[0]
+            pending.popleft()
             if following < len(ranges):
                 start(following)
                 following += 1
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=join_timeout)
+        for batches in pending:  # stop the threads of ranges not (fully) read
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()

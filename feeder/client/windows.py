@@ -165,9 +165,6 @@ class _NodeWindows:
         got = complete = 0
         try:
             for batch in self.nodes.read_windows(self.location, tickets, specs, chunks):
-                while complete < len(wants) and got == wants[complete]:
-                    yield pending
-                    pending, got, complete = [], 0, complete + 1
                 if batch.num_rows == 0:
                     continue
                 if complete == len(wants) or got + batch.num_rows > wants[complete]:
@@ -177,9 +174,9 @@ class _NodeWindows:
                     )
                 pending.append(batch)
                 got += batch.num_rows
-            while complete < len(wants) and got == wants[complete]:
-                yield pending
-                pending, got, complete = [], 0, complete + 1
+                if got == wants[complete]:  # a window read keeps at least one row
+                    yield pending
+                    pending, got, complete = [], 0, complete + 1
             if complete < len(wants):
                 raise FeederError(
                     f"data node {self.location} ended a window read after {complete} of "

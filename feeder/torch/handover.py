@@ -12,8 +12,11 @@ both ends. :func:`to_shared` is the one-batch case, which a plain DataLoader's
 workers use: torch's pickler would otherwise move every zero-copy column's whole
 storage (the incoming record batch's column) into a segment of its own.
 
-A fresh segment per group (never a reused one) keeps the hand-over safe: the main
-process may hold a batch as long as it likes, nothing writes to it again.
+Where it can, a worker writes the next group into a segment of its own that the main
+process has released (:class:`SharedGroup`, :mod:`feeder.torch.shm_ring`): released
+means no tensor viewing it is left in the main process, so a batch held as long as
+the user likes is never written to again. Else (every segment held, no ``/dev/shm``)
+a fresh segment per group.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import torch
 
+from feeder.torch import shm_ring
 from feeder.torch.tensors import Batch
 
 #: Byte alignment of each tensor inside a segment (cache line; any dtype).
@@ -102,18 +106,9 @@ class BatchGroup:
         return BatchGroup(pinned, self.slots, self.rest)
 
 
-def pack(batches: Sequence[Batch]) -> BatchGroup:
-    """Copy ``batches``' dense CPU tensors into one fresh shared-memory segment.
-
-    Values that cannot be packed (string lists, nested tensors, tensors already
-    shared or pinned) stay as they are, and are sent as torch sends them.
-
-    Args:
-        batches: converted batches (``dict`` of tensors and lists).
-
-    Returns:
-        The group; its storage is in shared memory (``is_shared()``).
-    """
+def _layout(batches: Sequence[Batch]) -> tuple[list[_Slot], list[dict[str, Any]], int]:
+    """Where each packable tensor of ``batches`` goes in a group's storage; each batch's
+    other values; the storage's size in bytes."""
     slots: list[_Slot] = []
     rest: list[dict[str, Any]] = []
     end = 0
@@ -126,12 +121,96 @@ def pack(batches: Sequence[Batch]) -> BatchGroup:
                 kept[key] = None  # its view, once the group exists
                 end += value.numel() * value.element_size()
         rest.append(kept)
-    storage = torch.empty(0, dtype=torch.uint8)
-    storage.set_(torch.UntypedStorage._new_shared(max(end, 1)))
-    group = BatchGroup(storage, slots, rest)
-    for slot in slots:
+    return slots, rest, max(end, 1)
+
+
+def _fill(group: BatchGroup, batches: Sequence[Batch]) -> None:
+    for slot in group.slots:
         group._view(slot).copy_(batches[slot.batch][slot.key])
+
+
+def pack(batches: Sequence[Batch]) -> BatchGroup:
+    """Copy ``batches``' dense CPU tensors into one fresh shared-memory segment.
+
+    Values that cannot be packed (string lists, nested tensors, tensors already
+    shared or pinned) stay as they are, and are sent as torch sends them.
+
+    Args:
+        batches: converted batches (``dict`` of tensors and lists).
+
+    Returns:
+        The group; its storage is in shared memory (``is_shared()``).
+    """
+    slots, rest, end = _layout(batches)
+    storage = torch.empty(0, dtype=torch.uint8)
+    storage.set_(torch.UntypedStorage._new_shared(end))
+    group = BatchGroup(storage, slots, rest)
+    _fill(group, batches)
     return group
+
+
+class SharedGroup:
+    """A group written into a worker's reused segment (:mod:`feeder.torch.shm_ring`):
+    what crosses to the main process is where it lies, not a file descriptor.
+    :meth:`attach` (the main process) gives the :class:`BatchGroup`."""
+
+    def __init__(
+        self, ref: shm_ring.SegmentRef, size: int, slots: Sequence[_Slot], rest: list[Any]
+    ) -> None:
+        self.ref = ref
+        self.size = size
+        self.slots = tuple(slots)
+        self.rest = rest
+
+        self._received = False  # unpickled in the main process and not attached yet
+        self._group: BatchGroup | None = None
+
+    def __len__(self) -> int:
+        return len(self.rest)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_received", "_group")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._received = True
+        self._group = None
+
+    def __del__(self) -> None:
+        # a group the main process received and dropped unread (a DataLoader iterator
+        # closed with groups in flight): its segment goes back to the worker
+        if getattr(self, "_received", False):
+            shm_ring.release(self.ref)
+
+    def attach(self) -> BatchGroup:
+        """The group, its tensors views of the mapped segment (made once); the segment is
+        released to the worker once neither this object nor any of those tensors (or
+        views of them) is left."""
+        if self._group is None:
+            storage = torch.from_numpy(shm_ring.attach(self.ref, self.size))
+            self._received = False  # released by the storage from now on
+            self._group = BatchGroup(storage, self.slots, self.rest)
+        return self._group
+
+    def batches(self) -> Iterator[Batch]:
+        """:meth:`attach`, then the group's batches."""
+        return self.attach().batches()
+
+    def pin_memory(self, device: Any = None) -> BatchGroup:
+        """The group copied into pinned memory (the segment is released at once)."""
+        return self.attach().pin_memory(device)
+
+
+def pack_reused(batches: Sequence[Batch], ring: shm_ring.Ring) -> SharedGroup | None:
+    """Copy ``batches``' dense CPU tensors into a released segment of ``ring`` (None:
+    every segment is still held by the main process)."""
+    slots, rest, end = _layout(batches)
+    taken = ring.take(end)
+    if taken is None:
+        return None
+    ref, array = taken
+    _fill(BatchGroup(torch.from_numpy(array), slots, rest), batches)
+    return SharedGroup(ref, end, slots, rest)
 
 
 def to_shared(batch: Batch) -> Batch:
@@ -144,14 +223,21 @@ def to_shared(batch: Batch) -> Batch:
     return next(pack([batch]).batches())
 
 
-def grouped(batches: Iterator[Batch], size: int) -> Iterator[BatchGroup]:
+def grouped(batches: Iterator[Batch], size: int) -> Iterator[BatchGroup | SharedGroup]:
     """Yield ``batches`` packed ``size`` at a time (the last group may be smaller): a
-    DataLoader worker's side of the hand-over."""
+    DataLoader worker's side of the hand-over, in the worker's reused segments where
+    it can (:mod:`feeder.torch.shm_ring`), else in a fresh segment per group."""
+    ring = shm_ring.worker_ring() if shm_ring.available() else None
+
+    def packed(group: list[Batch]) -> BatchGroup | SharedGroup:
+        shared = pack_reused(group, ring) if ring is not None else None
+        return shared if shared is not None else pack(group)
+
     group: list[Batch] = []
     for batch in batches:
         group.append(batch)
         if len(group) == size:
-            yield pack(group)
+            yield packed(group)
             group = []
     if group:
-        yield pack(group)
+        yield packed(group)

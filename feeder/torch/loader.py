@@ -18,13 +18,14 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
+from feeder.torch import shm_ring
 from feeder.torch.dataset import FeederDataset
-from feeder.torch.handover import BatchGroup
+from feeder.torch.handover import BatchGroup, SharedGroup
 from feeder.torch.tensors import Batch
 from jobs.errors import SpecError
 
-#: batches per hand-over by default (16 batches of 16 Ki rows of 24 bytes: ~6 MiB)
-DEFAULT_HANDOVER_BATCHES = 16
+#: batches per hand-over by default (32 batches of 16 Ki rows of 24 bytes: ~12 MiB)
+DEFAULT_HANDOVER_BATCHES = 32
 #: the start method for workers unless told otherwise: a process that ever ran gRPC
 #: (a feeder, a FeederClient, a FeederDataset's len()) must not fork them
 DEFAULT_CONTEXT = "forkserver"
@@ -103,8 +104,13 @@ class FeederDataLoader(DataLoader):  # type: ignore[type-arg]
         self.feeder_dataset.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
-        for item in super().__iter__():
-            if isinstance(item, BatchGroup):
-                yield from item.batches()
-            else:
-                yield item
+        try:
+            for item in super().__iter__():
+                if isinstance(item, SharedGroup):
+                    item = item.attach()
+                if isinstance(item, BatchGroup):
+                    yield from item.batches()
+                else:
+                    yield item
+        finally:
+            shm_ring.forget_gone()  # mappings of workers that ended with this iteration

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -678,8 +679,8 @@ def test_feeder_dataloader_hands_groups_over_and_yields_every_batch_once(served,
 
     from torch.utils.data import DataLoader
 
-    from feeder.torch import FeederDataLoader
-    from feeder.torch.handover import BatchGroup
+    from feeder.torch import FeederDataLoader, shm_ring
+    from feeder.torch.handover import BatchGroup, SharedGroup
 
     def dataset(job: str) -> FeederDataset:
         return FeederDataset(
@@ -710,9 +711,21 @@ def test_feeder_dataloader_hands_groups_over_and_yields_every_batch_once(served,
         warnings.simplefilter("ignore")  # a CPU-only build turns pin_memory off
         raw = [item for item in DataLoader.__iter__(loader)]  # what crossed: the groups
         got = list(loader)
-    assert raw and all(isinstance(item, BatchGroup) for item in raw)
+    assert raw and all(isinstance(item, BatchGroup | SharedGroup) for item in raw)
+    # the workers wrote the groups into segments of their own, reused once released
+    assert any(isinstance(item, SharedGroup) for item in raw)
     assert max(len(g) for g in raw) == 7
-    assert sum(len(g) for g in raw) == len(got) == len(loader) == len(plain)
+    crossed = sum(len(g) for g in raw)
+    del raw  # dropped unread: their segments go back to the (finished) workers
+    # the workers are gone with their iteration, and so are their segment files
+    others = [
+        name
+        for name in os.listdir(shm_ring.SHM_DIR)
+        if name.startswith("icefeed-handover-")
+        and not name.startswith(f"icefeed-handover-{os.getpid()}-")
+    ]
+    assert others == []
+    assert crossed == len(got) == len(loader) == len(plain)
     assert sorted(_flat([b["id"].tolist() for b in got])) == list(range(ROWS))
     # each worker's batches are the plain DataLoader's, in the worker's own order
     key = lambda b: b["id"].tolist()  # noqa: E731

@@ -59,22 +59,29 @@ def test_the_group_crosses_processes_as_one_handle_and_the_segment_is_fresh():
     assert len(wire) < sum(b["id"].numel() * 8 for b in batches) + 2_000
 
 
-def test_torchs_pin_memory_thread_calls_the_groups_pin_memory():
-    """The DataLoader's pin thread (torch's ``pin_memory`` function) hands a BatchGroup to
-    its ``pin_memory`` method; on a build with an accelerator the storage comes back
-    pinned, on a CPU-only build torch refuses pinning, as it does for any tensor."""
-    group = pack([_batch(0, 4)])
+def pins_like_torch(group: object) -> BatchGroup | None:
+    """Hand ``group`` to torch's ``pin_memory`` (the DataLoader's pin thread): the pinned
+    group with an accelerator; on a CPU-only build check that torch refuses, as it does
+    for any tensor, and return None."""
     if torch.accelerator.is_available():
         pinned = torch_pin_memory(group)
         assert isinstance(pinned, BatchGroup) and pinned.storage.is_pinned()
         assert torch.equal(next(pinned.batches())["id"], torch.arange(4))
+        return pinned
+    try:
+        torch_pin_memory(group)
+    except RuntimeError as exc:  # what torch says for any tensor without an accelerator
+        assert "accelerator" in str(exc).lower() or "cuda" in str(exc).lower(), exc
     else:
-        try:
-            torch_pin_memory(group)
-        except RuntimeError as exc:  # what torch says for any tensor without an accelerator
-            assert "accelerator" in str(exc).lower() or "cuda" in str(exc).lower(), exc
-        else:
-            raise AssertionError("pinning without an accelerator should fail as torch's does")
+        raise AssertionError("pinning without an accelerator should fail as torch's does")
+    return None
+
+
+def test_torchs_pin_memory_thread_calls_the_groups_pin_memory():
+    """The DataLoader's pin thread (torch's ``pin_memory`` function) hands a BatchGroup to
+    its ``pin_memory`` method; on a build with an accelerator the storage comes back
+    pinned, on a CPU-only build torch refuses pinning, as it does for any tensor."""
+    pins_like_torch(pack([_batch(0, 4)]))
 
 
 def test_grouped_packs_in_order_and_keeps_a_short_last_group():

@@ -161,7 +161,6 @@ class SharedGroup:
         self.size = size
         self.slots = tuple(slots)
         self.rest = rest
-
         self._received = False  # unpickled in the main process and not attached yet
         self._group: BatchGroup | None = None
 

@@ -16,8 +16,9 @@ segment free on the worker's *board* (one shared byte per segment). A batch kept
 forever only keeps its segment; the worker makes another (up to
 :data:`MAX_SEGMENTS`, then it falls back to a fresh segment per group, as before).
 
-Segments are files in ``/dev/shm`` (``icefeed-handover-<pid>-<ring>-<n>``, mode 0600),
-named so the main process can map them. The worker removes its files when it exits;
+Segments are files in ``/dev/shm`` (``icefeed-handover-<pid>-<random>-<n>``, mode
+0600, created with ``O_EXCL``), named so the main process can map them; it maps only
+files of its own user with no access for others. The worker removes its files when it exits;
 when an iteration ends, the main process drops its mappings of workers that are gone
 and removes their files if they are still there (a worker that was killed). Without
 ``/dev/shm`` :func:`available` is False and the fresh-segment path is used.
@@ -29,6 +30,7 @@ import contextlib
 import mmap
 import multiprocessing.util
 import os
+import secrets
 import threading
 import weakref
 from dataclasses import dataclass
@@ -58,31 +60,35 @@ class SegmentRef:
 
 
 class _Segment:
+    """A segment file this process made (``O_EXCL``: never one that was there before),
+    kept open so that growing it never opens a path again."""
+
     def __init__(self, path: str, size: int) -> None:
         self.path = path
+        self._fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, 0o600)
         self.size = 0
         self.map: mmap.mmap | None = None
         self.grow(size)
 
     def grow(self, size: int) -> None:
-        if size <= self.size:
-            return
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            os.ftruncate(fd, size)
-            self.map = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        self.size = size
+        if size > self.size:
+            os.ftruncate(self._fd, size)
+            self.map = mmap.mmap(self._fd, size)
+            self.size = size
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
 
 
 class Ring:
     """One worker's segments and their board (used by the worker's one thread)."""
 
     def __init__(self, directory: str = SHM_DIR, max_segments: int = MAX_SEGMENTS) -> None:
-        self._directory = directory
         self._max = max_segments
-        self._stem = os.path.join(directory, f"{_PREFIX}{os.getpid()}-{id(self):x}")
+        # pid first (the main process removes the files of workers that are gone), then
+        # a random part: names nobody can guess and create first
+        self._stem = os.path.join(directory, f"{_PREFIX}{os.getpid()}-{secrets.token_hex(8)}")
         self.board_path = f"{self._stem}-board"
         self._board_seg = _Segment(self.board_path, max_segments)
         assert self._board_seg.map is not None
@@ -118,9 +124,10 @@ class Ring:
 
     def remove(self) -> None:
         """Remove this ring's files (mappings stay valid where they are held)."""
-        for path in [self.board_path, *(s.path for s in self._segments)]:
+        for segment in [self._board_seg, *self._segments]:
+            segment.close()
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+                os.unlink(segment.path)
 
 
 _ring: Ring | None = None
@@ -145,9 +152,16 @@ class _Mapped:
         with self._lock:
             held = self._maps.get(path)
             if held is None or len(held) < size:
-                fd = os.open(path, os.O_RDWR)
+                fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
                 try:
-                    held = self._maps[path] = mmap.mmap(fd, max(size, os.fstat(fd).st_size))
+                    info = os.fstat(fd)
+                    if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+                        raise PermissionError(
+                            f"{path} is not a hand-over segment of this user's DataLoader "
+                            f"worker (owner uid {info.st_uid}, mode {info.st_mode & 0o777:o}); "
+                            "refusing to read batches from it"
+                        )
+                    held = self._maps[path] = mmap.mmap(fd, max(size, info.st_size))
                 finally:
                     os.close(fd)
             return held

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from multiprocessing.reduction import ForkingPickler
 
+import pytest
+
 from feeder.torch import shm_ring
 from feeder.torch.handover import BatchGroup, SharedGroup, grouped, pack_reused
 from tests.feeder.torch.test_handover import _batch, pins_like_torch
@@ -89,6 +91,7 @@ def test_a_group_received_and_dropped_unread_gives_its_segment_back(tmp_path):
 _WORKER = """
 import sys, pickle
 from multiprocessing.reduction import ForkingPickler
+import pytest
 import torch
 from feeder.torch import shm_ring
 from feeder.torch.handover import pack_reused
@@ -131,3 +134,25 @@ def test_shared_groups_pin_through_torchs_pin_memory_thread(tmp_path):
         del received
         assert pack_reused([_batch(0, 4)], ring) is not None  # released by the copy
     ring.remove()
+
+
+def test_the_main_process_maps_only_its_own_users_private_segment_files(tmp_path):
+    """A file another user made, or one others may read or write, under a segment's
+    name is refused: batches never come from (or go to) someone else's file."""
+    ring = shm_ring.Ring(directory=str(tmp_path), max_segments=2)
+    group = pack_reused([_batch(0, 4)], ring)
+    assert group is not None
+    assert os.stat(group.ref.path).st_mode & 0o777 == 0o600
+    forged = tmp_path / "icefeed-handover-1-forged-0"
+    forged.write_bytes(bytes(4096))
+    for mode, owner in ((0o644, os.geteuid()), (0o600, os.geteuid() + 1)):
+        os.chmod(forged, mode)
+        if owner != os.geteuid():
+            if os.geteuid() != 0:
+                continue  # only root can give a file to another user here
+            os.chown(forged, owner, -1)
+        ref = shm_ring.SegmentRef(str(forged), 4096, group.ref.board, group.ref.index)
+        with pytest.raises(PermissionError, match="refusing to read batches"):
+            shm_ring.attach(ref, 64)
+    ring.remove()
+    assert os.listdir(tmp_path) == ["icefeed-handover-1-forged-0"]

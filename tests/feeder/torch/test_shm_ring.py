@@ -121,7 +121,9 @@ def test_the_files_of_a_killed_worker_are_removed_when_the_iteration_ends(tmp_pa
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     assert os.listdir(tmp_path)  # killed: it removed nothing
+    mapped = shm_ring.mapped()  # its segment and its board among them
     shm_ring.forget_gone()
+    assert shm_ring.mapped() == mapped - 2  # no mapping of a gone worker is kept
     assert os.listdir(tmp_path) == []
     assert batch["id"].tolist() == list(range(100))  # the mapping outlives the file
     del batch, group

@@ -67,32 +67,10 @@ def test_run_data_node_registers_caches_serves_and_stops(catalog, tmp_path):
     cache_dir = tmp_path / "local-dir"
     table = make_table(catalog, files=1, rows_per_file=2000, row_group_rows=500)
     snap = table.current_snapshot().snapshot_id
-    plans = plan_slices(
-        table, snapshot_id=snap, row_filter="cat < 5", columns=["id", "cat"], slice_bytes=1
+    fake = FakeCoordinator(
+        _answer_for(table, snap, [0, 2], row_filter="cat < 5", columns=["id", "cat"])
     )
-    answer = {
-        "snapshot_id": snap,
-        "metadata_location": table.metadata_location,
-        "io_properties": {},
-        "row_filter": "cat < 5",
-        "columns": ["id", "cat"],
-        "plans": [p.to_dict() for p in plans],
-        "assigned": [0, 2],
-    }
-    fake = FakeCoordinator(answer)
-    result: dict = {}
-
-    def run():
-        result["stats"] = run_data_node(
-            "n0",
-            f"grpc://127.0.0.1:{fake.port}",
-            ticket_key=KEY,
-            settings=NodeSettings(cache_dir=cache_dir, heartbeat_seconds=0.05),
-            timeout=10,
-        )
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, result = _node_thread("n0", fake, cache_dir, timeout=10)
     try:
         assert fake.cached.wait(30)
         register = next(body for t, body in fake.calls if t == "register")
@@ -152,35 +130,46 @@ def test_node_over_tls_with_token(catalog, tmp_path):
         cache.close()
 
 
-def _answer_for(table, snap, assigned):
-    plans = plan_slices(table, snapshot_id=snap, row_filter=None, columns=None, slice_bytes=1)
+def _answer_for(table, snap, assigned, *, row_filter=None, columns=None):
+    """The coordinator's ``register`` answer: ``table``'s slices at ``snap`` (one per row
+    group), ``assigned`` to the node."""
+    plans = plan_slices(
+        table, snapshot_id=snap, row_filter=row_filter, columns=columns, slice_bytes=1
+    )
     return {
         "snapshot_id": snap,
         "metadata_location": table.metadata_location,
         "io_properties": {},
-        "row_filter": None,
-        "columns": None,
+        "row_filter": row_filter,
+        "columns": columns,
         "plans": [p.to_dict() for p in plans],
         "assigned": assigned,
     }
 
 
-def test_node_stops_by_itself_when_the_coordinator_dies(catalog, tmp_path):
-    table = make_table(catalog, files=1, rows_per_file=600, row_group_rows=300)
-    fake = FakeCoordinator(_answer_for(table, table.current_snapshot().snapshot_id, [0]))
+def _node_thread(node_id, fake, cache_dir, *, timeout):
+    """``run_data_node`` against ``fake`` on a started thread; its stats land in the
+    returned dict under ``"stats"`` when it returns."""
     result: dict = {}
 
     def run():
         result["stats"] = run_data_node(
-            "lonely",
+            node_id,
             f"grpc://127.0.0.1:{fake.port}",
             ticket_key=KEY,
-            settings=NodeSettings(cache_dir=tmp_path / "local", heartbeat_seconds=0.05),
-            timeout=1.0,
+            settings=NodeSettings(cache_dir=cache_dir, heartbeat_seconds=0.05),
+            timeout=timeout,
         )
 
     thread = threading.Thread(target=run)
     thread.start()
+    return thread, result
+
+
+def test_node_stops_by_itself_when_the_coordinator_dies(catalog, tmp_path):
+    table = make_table(catalog, files=1, rows_per_file=600, row_group_rows=300)
+    fake = FakeCoordinator(_answer_for(table, table.current_snapshot().snapshot_id, [0]))
+    thread, result = _node_thread("lonely", fake, tmp_path / "local", timeout=1.0)
     assert fake.cached.wait(30)
     fake.shutdown()  # the coordinator is gone: no answer to heartbeats any more
     thread.join(60)

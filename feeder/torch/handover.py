@@ -163,17 +163,24 @@ class SharedGroup:
         self.rest = rest
         self._received = False  # unpickled in the main process and not attached yet
         self._group: BatchGroup | None = None
+        self._unmapped: OSError | None = None
 
     def __len__(self) -> int:
         return len(self.rest)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_received", "_group")}
+        local = ("_received", "_group", "_unmapped")
+        return {k: v for k, v in self.__dict__.items() if k not in local}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._received = True
         self._group = None
+        self._unmapped = None
+        try:
+            shm_ring.receive(self.ref)  # now: the worker may exit before it is yielded
+        except OSError as error:  # raised where the batches are asked for
+            self._unmapped = error
+        self._received = self._unmapped is None
 
     def __del__(self) -> None:
         # a group the main process received and dropped unread (a DataLoader iterator
@@ -185,6 +192,13 @@ class SharedGroup:
         """The group, its tensors views of the mapped segment (made once); the segment is
         released to the worker once neither this object nor any of those tensors (or
         views of them) is left."""
+        if self._unmapped is not None:
+            raise RuntimeError(
+                f"cannot read a batch group from DataLoader worker segment {self.ref.path}: "
+                f"{self._unmapped}. The worker that wrote it was killed before the main "
+                "process received it (see the worker's exit status), or the file is not "
+                "this user's private segment"
+            ) from self._unmapped
         if self._group is None:
             storage = torch.from_numpy(shm_ring.attach(self.ref, self.size))
             self._received = False  # released by the storage from now on

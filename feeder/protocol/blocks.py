@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from feeder.protocol.mix import BlockRuns, block_order, block_runs
 from feeder.protocol.window_order import WindowScratch, item_type
+from jobs.errors import FeederError
 
 _ORDER_LOCK = threading.Lock()
 
@@ -50,6 +51,12 @@ def _fixed_width(array: pa.Array) -> np.dtype | None:
     return item_type(kind.bit_width // 8)
 
 
+def _check_blocks(blocks: np.ndarray, full: int) -> None:
+    """Raise FeederError unless every block number lies in ``[0, full)``."""
+    if len(blocks) and (int(blocks.min()) < 0 or int(blocks.max()) >= full):
+        raise FeederError(f"block numbers outside the slice's {full} whole blocks")
+
+
 def _gather_values(
     values: np.ndarray, runs: BlockRuns, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -63,7 +70,11 @@ def _gather_values(
     middle = len(runs.blocks) * b
     if middle:
         blocks = values[: full * b].reshape(full, b)
-        np.take(blocks, runs.blocks, axis=0, out=out[head : head + middle].reshape(-1, b))
+        _check_blocks(runs.blocks, full)
+        # mode="clip": numpy buffers a take into ``out`` in its default mode (a second
+        # copy: 3x slower here); the check above keeps an out-of-range block an error
+        target = out[head : head + middle].reshape(-1, b)
+        np.take(blocks, runs.blocks, axis=0, out=target, mode="clip")
     out[head + middle :] = values[runs.tail[0] : runs.tail[1]]
     return out
 

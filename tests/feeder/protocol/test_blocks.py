@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feeder.protocol.blocks import read_block_stream
+from feeder.protocol.blocks import gather_runs, read_block_stream
 from feeder.protocol.mix import block_runs
+from jobs.errors import FeederError
 
 
 def _table(n: int) -> pa.Table:
@@ -51,3 +55,18 @@ def test_any_range_of_the_block_stream_is_served_in_order(n, block, seed, data):
     rows = block_runs(n, start, stop, block_rows=block, seed=seed, epoch=1, slice_id=2).rows()
     assert got.equals(table.take(pa.array(rows, pa.int64())).combine_chunks())
     assert [b.num_rows for b in batches] == sizes
+
+
+def test_a_block_number_outside_the_slice_is_an_error_not_a_clipped_read():
+    """The gather takes blocks without numpy's bounds check (a buffered copy); its own
+    check keeps a block past the slice an error rather than a silently repeated block."""
+    table = _table(100).combine_chunks()
+    runs = block_runs(100, 0, 80, block_rows=10, seed=1, epoch=0, slice_id=0)
+    assert len(runs.blocks) > 0
+    good = gather_runs(table, runs)
+    assert good.column("id").to_pylist() == runs.rows().tolist()
+    for bad in (10, -1):
+        blocks = runs.blocks.copy()
+        blocks[0] = bad
+        with pytest.raises(FeederError, match="outside the slice's 10 whole blocks"):
+            gather_runs(table, dataclasses.replace(runs, blocks=blocks))

@@ -8,9 +8,12 @@ many windows a ``do_get``): the node gathers and orders it
 the consumer copies nothing. Otherwise — the pieces live on several nodes, a node
 predates window reads, or it fails mid-window — the consumer reads the pieces (one
 bundled stream per node, :class:`PieceStreams`, with failover) and orders the
-window itself (:func:`feeder.protocol.window_order.mix_window`). Either way a
-window's rows are handed on only once all of them arrived, so a failure never
-delivers a row twice. Pure pyarrow and numpy: no torch, no pyspark.
+window itself (:func:`feeder.protocol.window_order.mix_window`). A node's window
+rows are handed on as they arrive; when it fails mid-window, the rest of that window
+is ordered here from its pieces starting after the rows handed on (the window order
+is fixed, so those are exactly the rows not delivered): no row twice, none lost.
+Pieces the consumer orders itself are used only once complete. Pure pyarrow and
+numpy: no torch, no pyspark.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from jobs.errors import FeederError
 
 log = logging.getLogger(__name__)
 
-#: complete windows read off the wire ahead of the one being handed on
+#: windows read off the wire ahead of the rows being handed on
 WINDOWS_AHEAD = 1
 
 __all__ = ["WindowScratch", "is_mixed", "mix_window", "read_static_windows", "read_unit"]
@@ -131,37 +134,54 @@ def _spec(meta: Mapping[str, Any], pieces: int) -> WindowSpec:
 
 
 class _NodeWindows:
-    """Reads window after window ordered by one node; ``done`` counts those handed on."""
+    """Reads window after window ordered by one node; ``done`` counts the windows handed
+    on whole and ``partial`` the rows handed on of the next one."""
 
     def __init__(self, location: str, reads: Sequence[Read], nodes: NodeReader) -> None:
         self.location = location
         self.reads = list(reads)
         self.nodes = nodes
         self.done = 0
+        self.partial = 0
 
     def batches(self, chunks: Chunking) -> Iterator[pa.RecordBatch]:
-        """Yield the windows' kept rows, each window once complete, read off the wire by
-        a thread of its own up to :data:`WINDOWS_AHEAD` windows ahead (so the transfer
-        of the next window overlaps the caller's use of this one); return quietly
-        (``done`` < all) when the node fails or predates window reads, so the caller
-        reads the rest another way.
+        """Yield the windows' kept rows as they arrive, read off the wire by a thread of
+        its own up to about :data:`WINDOWS_AHEAD` windows ahead (so the transfer of the
+        next window overlaps the caller's use of this one); return quietly (``done`` <
+        all) when the node fails or predates window reads, so the caller reads the rest
+        another way — the rest of a window begun from the row after ``partial`` (the
+        window order is fixed: those are exactly the rows not handed on).
 
         Raises:
             AuthError, FeederError: the node refused the tickets or sent rows that do not
                 fit the windows.
         """
-        for window in ahead(self._windows(chunks), depth=WINDOWS_AHEAD, name="icefeed-window"):
-            if window is None:  # the node failed: the rest is read as pieces
+        largest = max((s.keep_stop - s.keep_start for s in self._specs()), default=1)
+        rows_ahead = ahead(
+            self._windows(chunks),
+            depth=WINDOWS_AHEAD * largest,  # rows, plus one batch
+            name="icefeed-window",
+            weight=lambda item: item[0].num_rows if item is not None else 0,
+        )
+        for item in rows_ahead:
+            if item is None:  # the node failed: the rest is read as pieces
                 return
-            yield from window
-            self.done += 1
+            batch, completes = item
+            if completes:
+                self.done, self.partial = self.done + 1, 0
+            else:
+                self.partial += batch.num_rows
+            yield batch
 
-    def _windows(self, chunks: Chunking) -> Iterator[list[pa.RecordBatch] | None]:
-        """Each window's batches once complete; None last if the node failed (logged)."""
-        specs = [_spec(meta, len(pieces)) for meta, pieces in self.reads]
+    def _specs(self) -> list[WindowSpec]:
+        return [_spec(meta, len(pieces)) for meta, pieces in self.reads]
+
+    def _windows(self, chunks: Chunking) -> Iterator[tuple[pa.RecordBatch, bool] | None]:
+        """Each batch as it arrives, with whether it completes its window; None last if
+        the node failed (logged)."""
+        specs = self._specs()
         wants = [s.keep_stop - s.keep_start for s in specs]
         tickets = [p.ticket for _, pieces in self.reads for p in pieces]
-        pending: list[pa.RecordBatch] = []
         got = complete = 0
         try:
             for batch in self.nodes.read_windows(self.location, tickets, specs, chunks):
@@ -172,11 +192,11 @@ class _NodeWindows:
                         f"data node {self.location} sent more rows than window "
                         f"{specs[min(complete, len(specs) - 1)].window} keeps"
                     )
-                pending.append(batch)
                 got += batch.num_rows
-                if got == wants[complete]:  # a window read keeps at least one row
-                    yield pending
-                    pending, got, complete = [], 0, complete + 1
+                completes = got == wants[complete]  # a window read keeps at least one row
+                if completes:
+                    got, complete = 0, complete + 1
+                yield batch, completes
             if complete < len(wants):
                 raise FeederError(
                     f"data node {self.location} ended a window read after {complete} of "
@@ -184,14 +204,26 @@ class _NodeWindows:
                 )
         except (WindowsUnsupported, *RETRIABLE) as exc:
             log.info(
-                "window read from %s stopped after %d of %d windows (%s); reading the rest "
-                "as pieces",
+                "window read from %s stopped after %d of %d windows and %d rows of the next "
+                "(%s); reading the rest as pieces",
                 self.location,
                 complete,
                 len(wants),
+                got,
                 exc,
             )
             yield None
+
+    def rest(self) -> list[Read]:
+        """The reads not handed on yet, the first one's kept rows starting after the
+        ``partial`` rows already handed on."""
+        rest = self.reads[self.done :]
+        if rest and self.partial:
+            meta, pieces = rest[0]
+            keep_start, keep_stop = (int(x) for x in meta["keep"])
+            moved = {**meta, "keep": [keep_start + self.partial, keep_stop]}
+            rest = [(moved, pieces), *rest[1:]]
+        return rest
 
 
 def _consumer_ordered(
@@ -248,7 +280,7 @@ def read_windows(
             for batch in node.batches(Chunking.at(position, unit)):
                 position += batch.num_rows
                 yield batch
-            rest = segment.reads[node.done :]
+            rest = node.rest()
             if not rest:
                 continue
         for batch in _consumer_ordered(rest, nodes, seed=seed, epoch=epoch, scratch=scratch):

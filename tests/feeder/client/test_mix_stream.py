@@ -173,3 +173,39 @@ def test_one_node_orders_whole_windows_itself_in_the_same_order(feed, module_cat
             ordered(one.coordinator.status()),
             want,
         )
+
+
+def test_a_window_read_that_fails_mid_window_hands_on_each_row_once(
+    feed, module_catalog, home, monkeypatch, caplog
+):
+    """A node's window rows are handed on as they arrive; when its stream fails in the
+    middle of a window, the rest of that window is ordered by the consumer from its pieces,
+    starting after the rows already handed on. The failure is injected (a RETRIABLE error
+    raised by a wrapper around the real node's window stream after 3 of its batches, at a
+    point a killed process cannot be timed to); everything else is real."""
+    import logging
+
+    import pyarrow.flight as flight
+
+    from feeder.client.failover import NodeReader
+
+    caplog.set_level(logging.INFO, logger="feeder.client.windows")
+    kw = dict(rank=0, world_size=1, seed=5, mix=MIX, drop_last=False, unit=100)
+    with local_feeder(module_catalog, cache_dir=home / "one-fail", nodes=1, batch_rows=300) as one:
+        expected = ids_of(FeederClient(one.endpoint, job="mix-undisturbed").stream(0, **kw))
+        real = NodeReader.read_windows
+        calls: list[int] = []
+
+        def fails_mid_window(self, location, tickets, windows, chunks):  # the injector
+            calls.append(len(windows))
+            for i, batch in enumerate(real(self, location, tickets, windows, chunks)):
+                if i == 3 and len(calls) == 1:
+                    raise flight.FlightUnavailableError("injected: the node went away")
+                yield batch
+
+        monkeypatch.setattr(NodeReader, "read_windows", fails_mid_window)
+        got = ids_of(FeederClient(one.endpoint, job="mix-fails").stream(0, **kw))
+    assert got == expected and sorted(got) == list(range(ROWS))
+    stopped = [r.getMessage() for r in caplog.records if "reading the rest" in r.getMessage()]
+    assert len(stopped) == 1 and "after 0 of" in stopped[0], stopped
+    assert "and 900 rows of the next" in stopped[0], stopped  # 3 batches of 300: mid-window

@@ -251,7 +251,6 @@ class FeederClient:
         *,
         request: ReadRequest | None = None,
         on_snapshot: Callable[[int], None] | None = None,
-        on_rows: Callable[[int], None] | None = None,
         **fields: Any,
     ) -> Iterator[pa.RecordBatch]:
         """Yield this consumer's batches of an epoch; see the module docstring.
@@ -270,8 +269,6 @@ class FeederClient:
             on_snapshot: called with the snapshot id the epoch reads, as soon as the
                 feeder says (a following feeder binds each epoch to one snapshot;
                 ``-1``: a table without snapshots).
-            on_rows: static mode: called with the rows the read yields in all, as soon
-                as the plan is known (before the first batch).
             **fields: :class:`ReadRequest` fields (``mode``, ``rank``, ``seed``, ...).
 
         Returns:
@@ -287,7 +284,7 @@ class FeederClient:
         """
         read = ReadRequest.build(epoch, request, fields).for_job(self.job)
         if read.mode is Mode.STATIC:
-            return self._static(read.static(), on_snapshot, on_rows)
+            return self._static(read.static(), on_snapshot)
         name = f"{os.uname().nodename}-{os.getpid()}-r{read.rank}w{read.worker}"
         lease = read.lease(f"{name}-{uuid.uuid4().hex[:8]}", self.host)
         return self._dynamic(lease, read.unit, on_snapshot)
@@ -304,14 +301,9 @@ class FeederClient:
         return answer["ticket"], list(answer["locations"])
 
     def _static(
-        self,
-        request: StaticRequest,
-        on_snapshot: Callable[[int], None] | None = None,
-        on_rows: Callable[[int], None] | None = None,
+        self, request: StaticRequest, on_snapshot: Callable[[int], None] | None = None
     ) -> Iterator[pa.RecordBatch]:
         info = self._plan(request)
-        if on_rows is not None:
-            on_rows(int(info.total_records))
         if on_snapshot is not None:
             answered = StaticRequest.from_command(bytes(info.descriptor.command or b""))
             if answered.snapshot_id is not None:  # an older coordinator names none

@@ -51,11 +51,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds an unused read-ahead of the next epoch waits before giving up.
 READ_AHEAD_IDLE = 60.0
-#: How far before the end of an epoch the next one is opened (static mode): this many
-#: MIX windows of rows (its first batch waits for a whole window to be ordered and
-#: received: ~55 ms on the bench table), else this many batches.
-READ_AHEAD_LEAD_WINDOWS = 3
-READ_AHEAD_LEAD_BATCHES = 32
 
 #: The tensor keywords FeederDataset took before ``tensors=TensorOptions(...)``.
 _TENSOR_FIELDS = ("nulls", "fill_value", "lists", "pad_value", "strings", "pin_memory", "device")
@@ -465,23 +460,14 @@ class FeederDataset(IterableDataset[Batch]):
         origin: Progress | None = None,
     ) -> Prefetcher[_Group]:
         """A prefetch thread for (world, epoch) from ``skip``; reads the next epoch ahead
-        once its stream is within :meth:`_lead_rows` of its end (or exhausted), if it is
-        still the one being iterated."""
-        made: list[Prefetcher[_Group]] = []
-
-        def near_end() -> None:  # in the producer's thread, before its last rows
-            if made:
-                self._read_ahead(world, epoch + 1, after=made[0])
-
-        prefetcher = Prefetcher(
-            self._produce(world, epoch, skip, origin, near_end=near_end),
+        once its stream is exhausted, if it is still the one being iterated."""
+        return Prefetcher(
+            self._produce(world, epoch, skip, origin),
             self.prefetch,
             max_idle=max_idle,
             weight=len,  # ``prefetch`` counts batches, the queue holds groups of them
             on_end=lambda done: self._read_ahead(world, epoch + 1, after=done),
         )
-        made.append(prefetcher)
-        return prefetcher
 
     def _read_ahead(
         self, world: World, epoch: int, *, after: Prefetcher[_Group] | None = None
@@ -516,25 +502,10 @@ class FeederDataset(IterableDataset[Batch]):
         if cached is not None and cached[0] == os.getpid():
             cached[1].close()
 
-    def _lead_rows(self) -> int:
-        """Rows before the end of an epoch at which the next one is read ahead."""
-        if self._shuffle is Shuffle.MIX:
-            return READ_AHEAD_LEAD_WINDOWS * self.mix.window_rows
-        return READ_AHEAD_LEAD_BATCHES * self.batch_size
-
     def _produce(
-        self,
-        world: World,
-        epoch: int,
-        skip: int,
-        origin: Progress | None = None,
-        *,
-        near_end: Callable[[], None] | None = None,
+        self, world: World, epoch: int, skip: int, origin: Progress | None = None
     ) -> Generator[_Group, None, None]:
-        """This read's groups; ``near_end()`` once fewer than :meth:`_lead_rows` of the
-        planned rows (static mode) are left to produce."""
         client = self._client()
-        left: list[int] = []  # rows still to produce, once the plan says
 
         def note(snapshot: int) -> None:
             self._snapshots[epoch] = snapshot
@@ -542,8 +513,7 @@ class FeederDataset(IterableDataset[Batch]):
                 self._snapshots.pop(old, None)
 
         request = self._request(world, epoch, skip, origin)
-        stream = client.stream(request=request, on_snapshot=note, on_rows=left.append)
-        lead = self._lead_rows()
+        stream = client.stream(request=request, on_snapshot=note)
         # in a DataLoader worker, batches are built in shared memory: the hand-over to
         # the main process then passes one handle per batch instead of copying
         # (feeder.torch.handover); the main process keeps its zero-copy views
@@ -556,11 +526,6 @@ class FeederDataset(IterableDataset[Batch]):
                     group = [(rows, self.transform(batch)) for rows, batch in group]
                 if in_worker:
                     group = [(rows, to_shared(batch)) for rows, batch in group]
-                if left and near_end is not None:
-                    left[0] -= sum(rows for rows, _ in group)
-                    if left[0] <= lead:
-                        near_end()
-                        near_end = None
                 yield group
         finally:
             close = getattr(stream, "close", None)

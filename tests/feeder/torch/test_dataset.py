@@ -535,40 +535,6 @@ def test_next_epoch_read_ahead_gives_the_same_rows_as_a_fresh_read(served):
     assert warm._ahead is None
 
 
-@pytest.mark.spark
-@pytest.mark.slow
-def test_the_next_epoch_is_read_ahead_before_the_last_batches_of_this_one(served, monkeypatch):
-    """Its first batch would otherwise wait at the epoch boundary (a whole MIX window
-    ordered and received): the bench's shuffled accelerator utilisation lost most of
-    its gap there."""
-    import feeder.torch.dataset as dataset_module
-
-    monkeypatch.setattr(dataset_module, "READ_AHEAD_LEAD_BATCHES", 10)
-    ds = FeederDataset(
-        served.endpoint, batch_size=100, columns=["id"], shuffle=False, prefetch=4, seed=3
-    )
-    assert ds._lead_rows() == 1000
-    mixed = FeederDataset(
-        served.endpoint, batch_size=100, mix=MixParams(block_rows=32, window_rows=1024)
-    )
-    assert mixed._lead_rows() == dataset_module.READ_AHEAD_LEAD_WINDOWS * 1024
-    it = iter(ds)
-    seen = [next(it)["id"].tolist() for _ in range(20)]
-    # 6,000 rows: the producer is at most a few groups ahead, far from its last 1,000
-    assert ds._ahead is None
-    seen += [next(it)["id"].tolist() for _ in range(31)]  # 5,100 rows: within the lead
-    assert ds._ahead is not None and ds._ahead[0][1] == 1  # epoch 1, opened already
-    seen += _ids(it)
-    assert sorted(_flat(seen)) == list(range(6000))
-    ds.set_epoch(1)
-    fresh = FeederDataset(served.endpoint, batch_size=100, columns=["id"], shuffle=False, seed=3)
-    fresh.set_epoch(1)
-    assert _ids(ds) == _ids(fresh)  # the read-ahead's rows are the epoch's
-    ds.close()
-    fresh.close()
-    mixed.close()
-
-
 @pytest.mark.slow
 def test_unreachable_coordinator_is_a_clear_error_not_a_hang():
     import socket
